@@ -1,0 +1,110 @@
+//! The one error type of etcd-bootstrap, and the exit code each error maps to.
+//!
+//! Messages are lowercase, one line, and name what is wrong and how to fix it.
+
+use std::path::PathBuf;
+
+/// Exit codes, documented in the README. Kept here so every path agrees.
+pub mod exit {
+    /// Configuration error: a bad flag, variable, hostname or resolv.conf.
+    pub const CONFIG: u8 = 2;
+    /// The data directory cannot be used (not a directory, unreadable, corrupt WAL).
+    pub const DATA_DIR: u8 = 3;
+    /// REFUSE: the data directory holds something that is not this cluster's member data.
+    pub const REFUSED: u8 = 4;
+    /// A WAIT did not end before `--wait-timeout`.
+    pub const WAIT_TIMEOUT: u8 = 5;
+    /// A membership call to etcd failed in a way that retrying inside the deadline did not fix.
+    pub const CLUSTER: u8 = 6;
+    /// The etcd binary exists but could not be executed.
+    pub const EXEC_NOT_EXECUTABLE: u8 = 126;
+    /// The etcd binary was not found.
+    pub const EXEC_NOT_FOUND: u8 = 127;
+    /// Stopped by SIGINT (128 + 2).
+    pub const SIGINT: u8 = 130;
+    /// Stopped by SIGTERM (128 + 15).
+    pub const SIGTERM: u8 = 143;
+}
+
+/// Every failure etcd-bootstrap reports.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A setting is malformed or contradicts another one.
+    #[error("{0}")]
+    Config(String),
+
+    /// The pod name does not end in `-<ordinal>`.
+    #[error("pod name {name:?} {problem}: a StatefulSet pod is named <set>-<ordinal> (for example etcd-0); set --name or POD_NAME")]
+    PodName { name: String, problem: String },
+
+    /// The same etcd setting was given twice (flag and variable), which etcd refuses.
+    #[error("etcd setting --{flag} is given both as a flag and as {var}: etcd refuses to start on that; keep one of them")]
+    DuplicateEtcdSetting { flag: String, var: String },
+
+    /// The data directory path is not usable.
+    #[error("data dir {path}: {problem}")]
+    DataDir { path: PathBuf, problem: String },
+
+    /// A WAL file could not be read as etcd's WAL.
+    #[error("wal {path}: {problem}; the data dir may be damaged: inspect it, or move it aside to start this member empty")]
+    Wal { path: PathBuf, problem: String },
+
+    /// The decision was REFUSE.
+    #[error("refusing to start: {0}")]
+    Refused(String),
+
+    /// A WAIT reached `--wait-timeout`.
+    #[error("gave up after {waited_secs}s: {reason}")]
+    WaitTimeout { waited_secs: u64, reason: String },
+
+    /// A DNS setting or lookup failed in a way that is not "not yet".
+    #[error("dns: {0}")]
+    Dns(String),
+
+    /// A call to the etcd API failed.
+    #[error("etcd api {call} at {endpoint}: {message}")]
+    Cluster { call: String, endpoint: String, message: String },
+
+    /// Reading or writing a file failed.
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+
+    /// The etcd binary could not be executed.
+    #[error("cannot exec {path}: {problem}")]
+    Exec { path: PathBuf, problem: String, code: u8 },
+
+    /// A termination signal arrived while waiting.
+    #[error("stopped by {name} while {doing}")]
+    Signalled { name: &'static str, code: u8, doing: String },
+}
+
+impl Error {
+    /// The documented process exit code for this error.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::Config(_) | Error::PodName { .. } | Error::DuplicateEtcdSetting { .. } => {
+                exit::CONFIG
+            }
+            Error::Dns(_) => exit::CONFIG,
+            Error::DataDir { .. } | Error::Wal { .. } | Error::Io { .. } => exit::DATA_DIR,
+            Error::Refused(_) => exit::REFUSED,
+            Error::WaitTimeout { .. } => exit::WAIT_TIMEOUT,
+            Error::Cluster { .. } => exit::CLUSTER,
+            Error::Exec { code, .. } => *code,
+            Error::Signalled { code, .. } => *code,
+        }
+    }
+
+    /// Shorthand for a configuration error.
+    pub fn config(message: impl Into<String>) -> Self {
+        Error::Config(message.into())
+    }
+
+    /// Shorthand for an I/O error on a path.
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io { path: path.into(), source }
+    }
+}
+
+/// Result with [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,9 @@
+//! The one integration test binary. Tests that need root, etcd or network namespaces skip outside
+//! CI with a printed reason (see `prereq`); in CI (`CI=true`) a missing prerequisite is a failure.
+
+mod bed;
+mod bed_selftest;
+mod bootstrap;
+mod datadir_wal;
+mod dns_lookup;
+mod prereq;

