@@ -30,7 +30,10 @@ pub enum DataDirState {
 /// Classify the data directory at `dir`.
 pub fn inspect(dir: &Path) -> Result<DataDirState> {
     let _ = dir;
-    Err(Error::DataDir { path: dir.to_path_buf(), problem: "not implemented".into() })
+    Err(Error::DataDir {
+        path: dir.to_path_buf(),
+        problem: "not implemented".into(),
+    })
 }
 
 /// Parse the metadata record of a WAL file's bytes.
@@ -42,5 +45,8 @@ pub fn read_wal_metadata(bytes: &[u8]) -> Result<WalMeta, String> {
 /// Move `<dir>/member` to `<dir>/member.removed-<unix_time>`; returns the new path.
 pub fn archive_member(dir: &Path, unix_time: u64) -> Result<PathBuf> {
     let _ = unix_time;
-    Err(Error::DataDir { path: dir.to_path_buf(), problem: "not implemented".into() })
+    Err(Error::DataDir {
+        path: dir.to_path_buf(),
+        problem: "not implemented".into(),
+    })
 }

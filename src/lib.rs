@@ -6,6 +6,12 @@
 //! - [`datadir`]: classify the data directory, read member and cluster IDs from the WAL, archive.
 //! - [`dns`]: uncached A/AAAA/SRV lookups.
 
+pub mod config;
 pub mod datadir;
+pub mod decide;
 pub mod dns;
+pub mod duration;
 pub mod error;
+pub mod etcd_args;
+pub mod identity;
+pub mod view;

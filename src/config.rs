@@ -1,0 +1,319 @@
+//! The command line: clap (derive), every option also read from `ETCD_BOOTSTRAP_<NAME>`.
+//! Validation that clap cannot express lives here too, so bad input fails before anything runs.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::duration;
+
+/// Bootstrap an etcd member in a StatefulSet pod, then exec etcd.
+#[derive(Debug, Parser)]
+#[command(
+    name = "etcd-bootstrap",
+    version,
+    about = "Start etcd correctly in a StatefulSet pod: works out who it is, looks at its data \
+             directory and at the cluster, prepares membership, then execs etcd.",
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    /// Options of `run` (the default command).
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Bootstrap, then exec etcd (the default).
+    Run(RunArgs),
+    /// Observe and decide; print the decision, the reasons and the etcd argv; change nothing.
+    Plan(PlanArgs),
+    /// Run beside etcd: promote learners, remove members whose pods were scaled away.
+    Sidecar(SidecarArgs),
+}
+
+/// `run`: common options plus the etcd flags after `--`.
+#[derive(Debug, Args, Clone)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub common: Common,
+
+    /// etcd's own flags, passed through; the bootstrap reads its settings from them.
+    #[arg(last = true, value_name = "ETCD_FLAGS")]
+    pub etcd_flags: Vec<String>,
+}
+
+/// `plan`: like `run`, plus the output format.
+#[derive(Debug, Args, Clone)]
+pub struct PlanArgs {
+    #[command(flatten)]
+    pub run: RunArgs,
+
+    /// Output format of the plan.
+    #[arg(long, env = "ETCD_BOOTSTRAP_FORMAT", value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+}
+
+/// `sidecar`.
+#[derive(Debug, Args, Clone)]
+pub struct SidecarArgs {
+    #[command(flatten)]
+    pub common: Common,
+
+    /// How often the sidecar looks at the cluster.
+    #[arg(long, env = "ETCD_BOOTSTRAP_INTERVAL", value_parser = parse_duration, default_value = "10s")]
+    pub interval: Duration,
+
+    /// How long a pod's name must have been absent from DNS before its member is removed.
+    #[arg(long, env = "ETCD_BOOTSTRAP_REMOVAL_DELAY", value_parser = parse_duration, default_value = "2m")]
+    pub removal_delay: Duration,
+
+    /// Port of the sidecar's HTTP endpoint (/healthz, /readyz, /metrics).
+    #[arg(long, env = "ETCD_BOOTSTRAP_METRICS_PORT", default_value_t = 2381)]
+    pub metrics_port: u16,
+
+    /// etcd's own flags, as given to `run`, so the sidecar finds TLS files and ports.
+    #[arg(last = true, value_name = "ETCD_FLAGS")]
+    pub etcd_flags: Vec<String>,
+}
+
+/// Options shared by every command.
+#[derive(Debug, Args, Clone)]
+pub struct Common {
+    /// Pod name (`<set>-<ordinal>`); default: $POD_NAME, else the hostname.
+    #[arg(long, env = "ETCD_BOOTSTRAP_NAME")]
+    pub name: Option<String>,
+
+    /// Headless service name; default: the StatefulSet name.
+    #[arg(long, env = "ETCD_BOOTSTRAP_SERVICE")]
+    pub service: Option<String>,
+
+    /// Namespace; default: $POD_NAMESPACE, else resolv.conf's search list, else `default`.
+    #[arg(long, env = "ETCD_BOOTSTRAP_NAMESPACE")]
+    pub namespace: Option<String>,
+
+    /// Cluster domain; default: from resolv.conf's search list, else `cluster.local`.
+    #[arg(long, env = "ETCD_BOOTSTRAP_CLUSTER_DOMAIN")]
+    pub cluster_domain: Option<String>,
+
+    /// Domain of the pod names; default `<service>.<namespace>.svc.<cluster-domain>`; empty means
+    /// bare names (docker-compose).
+    #[arg(long, env = "ETCD_BOOTSTRAP_DOMAIN")]
+    pub domain: Option<String>,
+
+    /// Number of members of the initial cluster (the StatefulSet's first replicas count).
+    #[arg(long, env = "ETCD_BOOTSTRAP_INITIAL_CLUSTER_SIZE", default_value_t = 3)]
+    pub initial_cluster_size: u32,
+
+    /// Initial cluster token; default: derived from namespace and service.
+    #[arg(long, env = "ETCD_BOOTSTRAP_INITIAL_CLUSTER_TOKEN")]
+    pub initial_cluster_token: Option<String>,
+
+    /// etcd data directory; default: etcd's --data-dir or $ETCD_DATA_DIR, else /var/lib/etcd.
+    #[arg(long, env = "ETCD_BOOTSTRAP_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// etcd client port.
+    #[arg(long, env = "ETCD_BOOTSTRAP_CLIENT_PORT", default_value_t = 2379)]
+    pub client_port: u16,
+
+    /// etcd peer port.
+    #[arg(long, env = "ETCD_BOOTSTRAP_PEER_PORT", default_value_t = 2380)]
+    pub peer_port: u16,
+
+    /// SRV port name of the client port on the headless service.
+    #[arg(
+        long,
+        env = "ETCD_BOOTSTRAP_CLIENT_PORT_NAME",
+        default_value = "etcd-client"
+    )]
+    pub client_port_name: String,
+
+    /// SRV port name of the peer port on the headless service.
+    #[arg(
+        long,
+        env = "ETCD_BOOTSTRAP_PEER_PORT_NAME",
+        default_value = "etcd-server"
+    )]
+    pub peer_port_name: String,
+
+    /// How a new member joins a running cluster.
+    #[arg(long, env = "ETCD_BOOTSTRAP_JOIN_AS", value_enum, default_value_t = JoinAs::Voter)]
+    pub join_as: JoinAs,
+
+    /// How long to wait (for DNS, peers, quorum) before exiting non-zero.
+    #[arg(long, env = "ETCD_BOOTSTRAP_WAIT_TIMEOUT", value_parser = parse_duration, default_value = "5m")]
+    pub wait_timeout: Duration,
+
+    /// Deadline of one probe of one peer (member list, status).
+    #[arg(long, env = "ETCD_BOOTSTRAP_PROBE_TIMEOUT", value_parser = parse_duration, default_value = "2s")]
+    pub probe_timeout: Duration,
+
+    /// DNS server `host:port`; default: resolv.conf's nameservers.
+    #[arg(long, env = "ETCD_BOOTSTRAP_DNS_SERVER", value_parser = parse_dns_server)]
+    pub dns_server: Option<SocketAddr>,
+
+    /// etcd binary; default `etcd` on PATH.
+    #[arg(long, env = "ETCD_BOOTSTRAP_ETCD_BINARY")]
+    pub etcd_binary: Option<PathBuf>,
+
+    /// etcd user for membership calls (with --auth-password-file).
+    #[arg(
+        long,
+        env = "ETCD_BOOTSTRAP_AUTH_USER",
+        requires = "auth_password_file"
+    )]
+    pub auth_user: Option<String>,
+
+    /// File holding the password of --auth-user.
+    #[arg(
+        long,
+        env = "ETCD_BOOTSTRAP_AUTH_PASSWORD_FILE",
+        requires = "auth_user"
+    )]
+    pub auth_password_file: Option<PathBuf>,
+
+    /// Log format.
+    #[arg(long, env = "ETCD_BOOTSTRAP_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// How a new member joins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JoinAs {
+    Voter,
+    Learner,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Plan output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    duration::parse(text)
+}
+
+fn parse_dns_server(text: &str) -> Result<SocketAddr, String> {
+    crate::dns::parse_dns_server(text).map_err(|e| e.to_string())
+}
+
+impl Common {
+    /// Checks clap cannot express.
+    pub fn validate(&self) -> crate::error::Result<()> {
+        use crate::error::Error;
+        if self.initial_cluster_size == 0 {
+            return Err(Error::config(
+                "--initial-cluster-size 0: a cluster needs at least 1 member; set the StatefulSet's initial replicas (usually 3)",
+            ));
+        }
+        if self.client_port == 0 || self.peer_port == 0 || self.client_port == self.peer_port {
+            return Err(Error::config(format!(
+                "--client-port {} and --peer-port {}: ports must be non-zero and different",
+                self.client_port, self.peer_port
+            )));
+        }
+        if self.wait_timeout.is_zero() {
+            return Err(Error::config(
+                "--wait-timeout 0s: give a positive duration such as 5m",
+            ));
+        }
+        if self.probe_timeout.is_zero() {
+            return Err(Error::config(
+                "--probe-timeout 0s: give a positive duration such as 2s",
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("etcd-bootstrap").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn bare_invocation_is_run_with_etcd_flags_after_double_dash() {
+        let cli = parse(&[
+            "--initial-cluster-size",
+            "5",
+            "--",
+            "--data-dir=/x",
+            "--debug",
+        ])
+        .expect("parses");
+        assert!(cli.command.is_none());
+        assert_eq!(cli.run.common.initial_cluster_size, 5);
+        assert_eq!(cli.run.etcd_flags, ["--data-dir=/x", "--debug"]);
+    }
+
+    #[test]
+    fn plan_takes_format_and_etcd_flags() {
+        let cli = parse(&["plan", "--format", "json", "--", "--name=x"]).expect("parses");
+        match cli.command {
+            Some(Command::Plan(p)) => {
+                assert_eq!(p.format, Format::Json);
+                assert_eq!(p.run.etcd_flags, ["--name=x"]);
+            }
+            other => panic!("expected plan, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn durations_and_join_mode_parse() {
+        let cli = parse(&["run", "--wait-timeout", "30s", "--join-as", "learner"]).expect("parses");
+        let Some(Command::Run(run)) = cli.command else {
+            panic!("expected run")
+        };
+        assert_eq!(run.common.wait_timeout, Duration::from_secs(30));
+        assert_eq!(run.common.join_as, JoinAs::Learner);
+    }
+
+    #[test]
+    fn bad_values_are_usage_errors() {
+        for args in [
+            &["--join-as", "observer"][..],
+            &["--wait-timeout", "-5s"],
+            &["--wait-timeout", "soon"],
+            &["--initial-cluster-size", "-1"],
+            &["--auth-user", "root"],
+        ] {
+            let err = parse(args).expect_err(&format!("{args:?}"));
+            assert_eq!(err.exit_code(), 2, "{args:?}");
+        }
+    }
+
+    #[test]
+    fn validate_rejects_zero_size_and_equal_ports() {
+        let mut common = parse(&[]).expect("parses").run.common;
+        common.initial_cluster_size = 0;
+        assert!(common
+            .validate()
+            .expect_err("size 0")
+            .to_string()
+            .contains("--initial-cluster-size 0"));
+        common.initial_cluster_size = 3;
+        common.peer_port = common.client_port;
+        assert!(common.validate().is_err());
+    }
+}

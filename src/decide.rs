@@ -1,0 +1,271 @@
+//! The decision: a pure function of what this pod is, what its data dir holds, what the cluster
+//! says and which peers exist. No I/O. Every row of the table in DESIGN.md is a test below.
+
+use crate::config::JoinAs;
+use crate::datadir::{DataDirState, WalMeta};
+use crate::view::{ClusterView, Member, PeerDns};
+
+/// What this pod is, as far as the decision needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Me {
+    /// Pod name, also the member name.
+    pub name: String,
+    pub ordinal: u32,
+    /// The peer URL this member advertises.
+    pub peer_url: String,
+}
+
+/// Settings the decision depends on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Settings {
+    pub initial_cluster_size: u32,
+    pub join_as: JoinAs,
+}
+
+/// Everything observed in one round.
+#[derive(Debug, Clone)]
+pub struct Observation<'a> {
+    pub me: &'a Me,
+    pub data: &'a DataDirState,
+    pub cluster: &'a ClusterView,
+    pub peers: &'a PeerDns,
+}
+
+/// How this member must start.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "decision", rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Decision {
+    /// Start a new cluster with the full static initial cluster.
+    New,
+    /// Start on the existing data; `update_peer_urls` names my member when its peer URL changed.
+    Existing { update_peer_urls: Option<u64> },
+    /// Join the running cluster: reuse an unstarted entry with my peer URL, or `member add`.
+    Join {
+        reuse: Option<u64>,
+        as_learner: bool,
+    },
+    /// My volume was lost while my member is still listed: remove it, then join.
+    Replace { remove: u64 },
+    /// My data dir belongs to a member the cluster no longer lists: archive it, decide again.
+    Stale { member_id: u64 },
+    /// Not actionable yet.
+    Wait,
+    /// Never start etcd on this data dir.
+    Refuse,
+}
+
+/// A decision with the reasons that led to it, in words an operator reads in the log.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Verdict {
+    #[serde(flatten)]
+    pub decision: Decision,
+    pub reason: String,
+}
+
+fn verdict(decision: Decision, reason: impl Into<String>) -> Verdict {
+    Verdict {
+        decision,
+        reason: reason.into(),
+    }
+}
+
+/// Decide how this member starts.
+pub fn decide(obs: &Observation<'_>, settings: &Settings) -> Verdict {
+    match obs.data {
+        DataDirState::Unknown { entries } => verdict(
+            Decision::Refuse,
+            format!(
+                "the data dir holds {} which is not etcd member data; move it away or point --data-dir elsewhere",
+                entries.join(", ")
+            ),
+        ),
+        DataDirState::Member(meta) => decide_with_data(obs, meta),
+        DataDirState::Empty => decide_empty(obs, settings),
+    }
+}
+
+fn decide_with_data(obs: &Observation<'_>, meta: &WalMeta) -> Verdict {
+    match obs.cluster {
+        ClusterView::NoAnswer { .. } => verdict(
+            Decision::Existing { update_peer_urls: None },
+            format!(
+                "data dir holds member {:x} of cluster {:x} and no peer answers: start on it, etcd finds its peers in its WAL",
+                meta.member_id, meta.cluster_id
+            ),
+        ),
+        ClusterView::Answer { quorum: false, .. } => verdict(
+            Decision::Existing { update_peer_urls: None },
+            format!(
+                "data dir holds member {:x} and the cluster has no quorum: start on it, this member may be the one that brings quorum back",
+                meta.member_id
+            ),
+        ),
+        ClusterView::Answer { cluster_id, .. } if *cluster_id != meta.cluster_id => verdict(
+            Decision::Refuse,
+            format!(
+                "the data dir belongs to cluster {:x} but the running cluster is {:x}: this volume comes from another cluster; attach the right volume, or move its member/ directory away to join empty",
+                meta.cluster_id, cluster_id
+            ),
+        ),
+        ClusterView::Answer { members, .. } => existing_or_stale(obs.me, meta, members),
+    }
+}
+
+fn existing_or_stale(me: &Me, meta: &WalMeta, members: &[Member]) -> Verdict {
+    match members.iter().find(|m| m.id == meta.member_id) {
+        Some(member) if !member.peer_urls.iter().any(|u| u == &me.peer_url) => verdict(
+            Decision::Existing { update_peer_urls: Some(member.id) },
+            format!(
+                "member {:x} is listed with peer URLs {} but advertises {}: update its peer URL, then start",
+                member.id,
+                member.peer_urls.join(","),
+                me.peer_url
+            ),
+        ),
+        Some(member) => verdict(
+            Decision::Existing { update_peer_urls: None },
+            format!("member {:x} is listed in the cluster: start on its data", member.id),
+        ),
+        None => verdict(
+            Decision::Stale { member_id: meta.member_id },
+            format!(
+                "the cluster (with quorum, same cluster ID {:x}) no longer lists member {:x}: archive its data and start empty",
+                meta.cluster_id, meta.member_id
+            ),
+        ),
+    }
+}
+
+fn decide_empty(obs: &Observation<'_>, settings: &Settings) -> Verdict {
+    match obs.cluster {
+        ClusterView::Answer {
+            members,
+            quorum: true,
+            ..
+        } if members.iter().any(Member::started) => join_running(obs.me, members, settings),
+        ClusterView::Answer {
+            members,
+            quorum: false,
+            ..
+        } if members.iter().any(Member::started) => wait_for_quorum(obs.me, members),
+        ClusterView::NoAnswer { .. } | ClusterView::Answer { .. } => {
+            initial_bootstrap(obs, settings)
+        }
+    }
+}
+
+fn initial_bootstrap(obs: &Observation<'_>, settings: &Settings) -> Verdict {
+    let size = settings.initial_cluster_size;
+    let nobody = match obs.cluster {
+        ClusterView::NoAnswer { .. } => "no peer answers",
+        ClusterView::Answer { .. } => "the cluster has never started",
+    };
+    if obs.me.ordinal >= size {
+        return verdict(
+            Decision::Wait,
+            format!(
+                "ordinal {} is beyond the initial cluster of {size} and {nobody}: this member can only join a running cluster",
+                obs.me.ordinal
+            ),
+        );
+    }
+    if !obs.peers.beyond_initial.is_empty() {
+        return verdict(
+            Decision::Wait,
+            format!(
+                "{nobody}, but pods beyond the initial set exist ({}): the cluster was scaled, so it is not new; waiting for members with data",
+                obs.peers.beyond_initial.join(", ")
+            ),
+        );
+    }
+    if !obs.peers.unresolved_initial.is_empty() {
+        return verdict(
+            Decision::Wait,
+            format!(
+                "{nobody}; waiting for DNS of {}",
+                obs.peers.unresolved_initial.join(", ")
+            ),
+        );
+    }
+    verdict(Decision::New, format!("empty data dir, {nobody} and all {size} initial peers resolve: start the initial cluster"))
+}
+
+fn wait_for_quorum(me: &Me, members: &[Member]) -> Verdict {
+    let mine = members
+        .iter()
+        .find(|m| m.started() && (m.name == me.name || m.peer_urls.contains(&me.peer_url)));
+    let voters = members.iter().filter(|m| !m.is_learner).count();
+    let reason = match mine {
+        Some(m) if voters <= 2 => format!(
+            "the cluster has no quorum and its member {:x} ({}) is this pod, whose volume is empty: quorum cannot return without it and an empty member cannot join without quorum. Recover by restoring this volume, or from a snapshot (etcdutl snapshot restore), or with --force-new-cluster on a surviving member",
+            m.id, m.name
+        ),
+        Some(m) => format!(
+            "the cluster has no quorum and lists this pod as member {:x} with data this volume lost: waiting for the other members to bring quorum back, then this member is replaced",
+            m.id
+        ),
+        None => "the cluster has started members but no quorum: quorum can only come back from members that have data".to_string(),
+    };
+    verdict(Decision::Wait, reason)
+}
+
+fn join_running(me: &Me, members: &[Member], settings: &Settings) -> Verdict {
+    if let Some(entry) = members
+        .iter()
+        .find(|m| !m.started() && m.peer_urls.contains(&me.peer_url))
+    {
+        return verdict(
+            Decision::Join {
+                reuse: Some(entry.id),
+                as_learner: entry.is_learner,
+            },
+            format!(
+                "member {:x} was added with my peer URL and never started: join as that member",
+                entry.id
+            ),
+        );
+    }
+    if let Some(old) = members
+        .iter()
+        .find(|m| m.started() && (m.name == me.name || m.peer_urls.contains(&me.peer_url)))
+    {
+        return verdict(
+            Decision::Replace { remove: old.id },
+            format!(
+                "member {:x} ({}) is this pod but my data dir is empty (volume lost): remove it, then join",
+                old.id, old.name
+            ),
+        );
+    }
+    if let Some(other) = members.iter().find(|m| !m.started() || m.is_learner) {
+        let what = if other.started() {
+            "is a learner"
+        } else {
+            "was added and has not started"
+        };
+        return verdict(
+            Decision::Wait,
+            format!(
+                "member {:x} ({}) {what}: members join one at a time",
+                other.id,
+                other.peer_urls.join(",")
+            ),
+        );
+    }
+    let as_learner = settings.join_as == JoinAs::Learner;
+    let role = if as_learner {
+        "learner"
+    } else {
+        "voting member"
+    };
+    verdict(
+        Decision::Join {
+            reuse: None,
+            as_learner,
+        },
+        format!("the cluster has quorum and does not know this pod: add it as a {role}"),
+    )
+}
+
+#[cfg(test)]
+mod tests;

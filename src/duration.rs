@@ -1,0 +1,104 @@
+//! Durations as operators write them: `500ms`, `30s`, `5m`, `1h`, or a combination (`1m30s`).
+
+use std::time::Duration;
+
+/// Parse a duration. Errors name the expected form; the caller adds which option it was.
+pub fn parse(text: &str) -> Result<Duration, String> {
+    let expected = "expected a duration like 500ms, 30s or 5m";
+    let trimmed = text.trim();
+    if trimmed.is_empty() {
+        return Err(format!("empty value: {expected}"));
+    }
+    if trimmed.starts_with('-') {
+        return Err(format!("{text:?} is negative: {expected}"));
+    }
+    let mut total = Duration::ZERO;
+    let mut rest = trimmed;
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        if digits == 0 {
+            return Err(format!("{text:?} is not a duration: {expected}"));
+        }
+        let number: u64 = rest[..digits]
+            .parse()
+            .map_err(|_| format!("{text:?} is too large: {expected}"))?;
+        rest = &rest[digits..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let part = unit_duration(number, &rest[..unit_len])
+            .ok_or_else(|| format!("{text:?} has no valid unit (ms, s, m, h): {expected}"))?;
+        total = total
+            .checked_add(part)
+            .ok_or_else(|| format!("{text:?} is too large: {expected}"))?;
+        rest = &rest[unit_len..];
+    }
+    Ok(total)
+}
+
+fn unit_duration(number: u64, unit: &str) -> Option<Duration> {
+    let millis = match unit {
+        "ms" => Some(number),
+        "s" => number.checked_mul(1_000),
+        "m" => number.checked_mul(60_000),
+        "h" => number.checked_mul(3_600_000),
+        _ => None,
+    }?;
+    Some(Duration::from_millis(millis))
+}
+
+/// Format a duration the way `parse` reads it (for help texts and logs).
+pub fn format(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms % 3_600_000 == 0 && ms > 0 {
+        format!("{}h", ms / 3_600_000)
+    } else if ms % 60_000 == 0 && ms > 0 {
+        format!("{}m", ms / 60_000)
+    } else if ms % 1_000 == 0 {
+        format!("{}s", ms / 1_000)
+    } else {
+        format!("{ms}ms")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_each_unit_and_combinations() {
+        assert_eq!(parse("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse("2h"), Ok(Duration::from_secs(7200)));
+        assert_eq!(parse("1m30s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse("0s"), Ok(Duration::ZERO));
+    }
+
+    #[test]
+    fn rejects_negative_unitless_unknown_unit_and_overflow() {
+        for bad in [
+            "-5s",
+            "",
+            "10",
+            "5d",
+            "s",
+            "1.5s",
+            "abc",
+            "99999999999999999999s",
+            "5 s",
+        ] {
+            let err = parse(bad).expect_err(bad);
+            assert!(err.contains("expected a duration"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn format_round_trips() {
+        for text in ["500ms", "30s", "5m", "2h", "0s"] {
+            assert_eq!(format(parse(text).expect(text)), text);
+        }
+    }
+}

@@ -1,0 +1,493 @@
+//! etcd's own settings, read once from the flags after `--` and from etcd's `ETCD_*` variables,
+//! and the argv and environment the bootstrap execs etcd with.
+//!
+//! Rules: a setting is stated once (flag or variable, never both: etcd 3.5 refuses to start);
+//! the bootstrap adds only flags the user did not set, never a flag that shadows an `ETCD_*`
+//! variable, and removes its own `ETCD_BOOTSTRAP_*` variables.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use crate::error::{Error, Result};
+
+/// Prefix of the bootstrap's own variables, stripped before exec.
+pub const OWN_ENV_PREFIX: &str = "ETCD_BOOTSTRAP_";
+
+/// Default data dir when neither the bootstrap nor etcd is told one.
+pub const DEFAULT_DATA_DIR: &str = "/var/lib/etcd";
+
+/// etcd flags that take no separate value (Go boolean flags): `--flag value` does not consume
+/// `value` for these. Everything else takes the next argument as its value, as Go's flag package
+/// does.
+const BOOL_FLAGS: &[&str] = &[
+    "auto-tls",
+    "client-cert-auth",
+    "debug",
+    "enable-grpc-gateway",
+    "enable-log-rotation",
+    "enable-pprof",
+    "enable-v2",
+    "experimental-enable-distributed-tracing",
+    "experimental-enable-lease-checkpoint",
+    "experimental-enable-lease-checkpoint-persist",
+    "experimental-initial-corrupt-check",
+    "experimental-memory-mlock",
+    "experimental-peer-skip-client-san-verification",
+    "experimental-txn-mode-write-with-shared-buffer",
+    "experimental-stop-grpc-service-on-defrag",
+    "force-new-cluster",
+    "help",
+    "peer-auto-tls",
+    "peer-client-cert-auth",
+    "pre-vote",
+    "socket-reuse-address",
+    "socket-reuse-port",
+    "strict-reconfig-check",
+    "unsafe-no-fsync",
+    "version",
+];
+
+/// Flags the bootstrap decides itself; a user value would defeat it.
+const MANAGED_FLAGS: &[&str] = &[
+    "initial-cluster",
+    "initial-cluster-state",
+    "discovery",
+    "discovery-srv",
+];
+
+/// One flag the user gave etcd, as parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserFlag {
+    /// Flag name without dashes.
+    pub name: String,
+    /// Its value; `None` for a bare boolean flag.
+    pub value: Option<String>,
+}
+
+/// The `ETCD_*` variable that corresponds to an etcd flag.
+pub fn env_name(flag: &str) -> String {
+    format!("ETCD_{}", flag.to_ascii_uppercase().replace('-', "_"))
+}
+
+/// Parse etcd flags as Go's flag package does: `--f=v`, `-f=v`, `--f v`, `-f v`, bare booleans.
+pub fn parse_flags(args: &[String]) -> Result<Vec<UserFlag>> {
+    let mut flags = Vec::new();
+    let mut iter = args.iter();
+    while let Some(arg) = iter.next() {
+        let Some(body) = arg.strip_prefix("--").or_else(|| arg.strip_prefix('-')) else {
+            return Err(Error::config(format!(
+                "etcd argument {arg:?} is not a flag: etcd takes no positional arguments; write flags as --name=value after --"
+            )));
+        };
+        let (name, inline) = match body.split_once('=') {
+            Some((n, v)) => (n, Some(v.to_string())),
+            None => (body, None),
+        };
+        if name.is_empty() || name.starts_with('-') {
+            return Err(Error::config(format!(
+                "etcd argument {arg:?} is not a valid flag"
+            )));
+        }
+        let value = match inline {
+            Some(v) => Some(v),
+            None if BOOL_FLAGS.contains(&name) => None,
+            None => Some(iter.next().cloned().ok_or_else(|| {
+                Error::config(format!(
+                    "etcd flag --{name} needs a value: write --{name}=VALUE"
+                ))
+            })?),
+        };
+        flags.push(UserFlag {
+            name: name.to_string(),
+            value,
+        });
+    }
+    Ok(flags)
+}
+
+/// The user's etcd settings: flags and `ETCD_*` variables together, checked for conflicts.
+#[derive(Debug, Clone)]
+pub struct UserSettings {
+    flags: Vec<UserFlag>,
+    raw_flags: Vec<String>,
+    env: BTreeMap<String, String>,
+}
+
+impl UserSettings {
+    /// Read the flags after `--` and the process environment `env`.
+    pub fn new(raw_flags: &[String], env: &BTreeMap<String, String>) -> Result<Self> {
+        let flags = parse_flags(raw_flags)?;
+        let mut seen = std::collections::BTreeSet::new();
+        for flag in &flags {
+            if !seen.insert(flag.name.as_str()) {
+                return Err(Error::config(format!(
+                    "etcd flag --{} is given twice after --: give it once",
+                    flag.name
+                )));
+            }
+            let var = env_name(&flag.name);
+            if env.contains_key(&var) {
+                return Err(Error::DuplicateEtcdSetting {
+                    flag: flag.name.clone(),
+                    var,
+                });
+            }
+        }
+        let settings = UserSettings {
+            flags,
+            raw_flags: raw_flags.to_vec(),
+            env: env.clone(),
+        };
+        for managed in MANAGED_FLAGS {
+            if settings.is_set(managed) {
+                return Err(Error::config(format!(
+                    "etcd setting --{managed} ({}) is decided by etcd-bootstrap: remove it",
+                    env_name(managed)
+                )));
+            }
+        }
+        Ok(settings)
+    }
+
+    /// The value of an etcd setting, from its flag or its variable.
+    pub fn get(&self, name: &str) -> Option<String> {
+        self.flags
+            .iter()
+            .find(|f| f.name == name)
+            .map(|f| f.value.clone().unwrap_or_else(|| "true".into()))
+            .or_else(|| self.env.get(&env_name(name)).cloned())
+    }
+
+    /// Whether the user set this etcd setting (flag or variable).
+    pub fn is_set(&self, name: &str) -> bool {
+        self.get(name).is_some()
+    }
+
+    /// A boolean etcd setting (`--client-cert-auth`, `ETCD_AUTO_TLS=true`).
+    pub fn is_true(&self, name: &str) -> bool {
+        self.get(name)
+            .is_some_and(|v| v.eq_ignore_ascii_case("true") || v == "1")
+    }
+
+    /// The user's flags as given, passed to etcd unchanged.
+    pub fn raw_flags(&self) -> &[String] {
+        &self.raw_flags
+    }
+
+    /// Peer URLs use https when etcd has peer TLS files (or peer auto TLS).
+    pub fn peer_tls(&self) -> bool {
+        self.is_set("peer-cert-file") || self.is_true("peer-auto-tls")
+    }
+
+    /// Client URLs use https when etcd has client TLS files (or auto TLS).
+    pub fn client_tls(&self) -> bool {
+        self.is_set("cert-file") || self.is_true("auto-tls")
+    }
+
+    /// The client TLS files the bootstrap uses for its own API calls.
+    pub fn client_tls_files(&self) -> ClientTlsFiles {
+        ClientTlsFiles {
+            ca: self.get("trusted-ca-file").map(PathBuf::from),
+            cert: self.get("cert-file").map(PathBuf::from),
+            key: self.get("key-file").map(PathBuf::from),
+        }
+    }
+
+    /// The data dir: the bootstrap's `--data-dir` and etcd's own setting must agree if both are set.
+    pub fn data_dir(&self, bootstrap_value: Option<&PathBuf>) -> Result<PathBuf> {
+        match (self.get("data-dir"), bootstrap_value) {
+            (Some(etcd), Some(ours)) if PathBuf::from(&etcd) != *ours => {
+                Err(Error::config(format!(
+                    "--data-dir {} differs from etcd's data dir {etcd}: set it in one place",
+                    ours.display()
+                )))
+            }
+            (Some(etcd), _) => Ok(PathBuf::from(etcd)),
+            (None, Some(ours)) => Ok(ours.clone()),
+            (None, None) => Ok(PathBuf::from(DEFAULT_DATA_DIR)),
+        }
+    }
+
+    /// The environment etcd gets: ours minus the bootstrap's own variables.
+    pub fn exec_env(&self) -> Vec<(String, String)> {
+        self.env
+            .iter()
+            .filter(|(k, _)| !k.starts_with(OWN_ENV_PREFIX))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+}
+
+/// Client TLS files for the bootstrap's API calls.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClientTlsFiles {
+    pub ca: Option<PathBuf>,
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+}
+
+/// How etcd must start: the flags the decision adds.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum StartMode {
+    /// Restart on existing data: etcd finds its peers in its WAL.
+    Existing,
+    /// Part of a new static cluster.
+    New {
+        initial_cluster: Vec<(String, String)>,
+        token: String,
+    },
+    /// Joining a running cluster after `member add`.
+    Join {
+        initial_cluster: Vec<(String, String)>,
+        token: String,
+    },
+}
+
+/// What the argv builder needs about this member.
+#[derive(Debug, Clone)]
+pub struct MemberSpec {
+    pub name: String,
+    pub data_dir: PathBuf,
+    pub peer_url: String,
+    pub client_url: String,
+    pub peer_port: u16,
+    pub client_port: u16,
+}
+
+/// The flags etcd-bootstrap adds to the user's flags, in order, skipping what the user set.
+pub fn derived_flags(user: &UserSettings, member: &MemberSpec, mode: &StartMode) -> Vec<String> {
+    let peer_scheme = if user.peer_tls() { "https" } else { "http" };
+    let client_scheme = if user.client_tls() { "https" } else { "http" };
+    let mut wanted: Vec<(&str, String)> = vec![
+        ("name", member.name.clone()),
+        ("data-dir", member.data_dir.display().to_string()),
+        (
+            "listen-peer-urls",
+            format!("{peer_scheme}://0.0.0.0:{}", member.peer_port),
+        ),
+        (
+            "listen-client-urls",
+            format!("{client_scheme}://0.0.0.0:{}", member.client_port),
+        ),
+        ("initial-advertise-peer-urls", member.peer_url.clone()),
+        ("advertise-client-urls", member.client_url.clone()),
+    ];
+    let (cluster, state, token) = match mode {
+        StartMode::Existing => (None, None, None),
+        StartMode::New {
+            initial_cluster,
+            token,
+        } => (Some(initial_cluster), Some("new"), Some(token)),
+        StartMode::Join {
+            initial_cluster,
+            token,
+        } => (Some(initial_cluster), Some("existing"), Some(token)),
+    };
+    if let Some(cluster) = cluster {
+        let joined: Vec<String> = cluster.iter().map(|(n, u)| format!("{n}={u}")).collect();
+        wanted.push(("initial-cluster", joined.join(",")));
+    }
+    if let Some(state) = state {
+        wanted.push(("initial-cluster-state", state.to_string()));
+    }
+    if let Some(token) = token {
+        wanted.push(("initial-cluster-token", token.clone()));
+    }
+    wanted
+        .into_iter()
+        .filter(|(name, _)| !user.is_set(name))
+        .map(|(name, value)| format!("--{name}={value}"))
+        .collect()
+}
+
+/// The full argv (without the program) etcd is exec'd with: derived flags, then the user's.
+pub fn argv(user: &UserSettings, member: &MemberSpec, mode: &StartMode) -> Vec<String> {
+    let mut args = derived_flags(user, member, mode);
+    args.extend(user.raw_flags().iter().cloned());
+    args
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn strings(args: &[&str]) -> Vec<String> {
+        args.iter().map(|s| s.to_string()).collect()
+    }
+
+    fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn member() -> MemberSpec {
+        MemberSpec {
+            name: "etcd-1".into(),
+            data_dir: "/var/lib/etcd".into(),
+            peer_url: "http://etcd-1.etcd:2380".into(),
+            client_url: "http://etcd-1.etcd:2379".into(),
+            peer_port: 2380,
+            client_port: 2379,
+        }
+    }
+
+    #[test]
+    fn parses_go_flag_forms() {
+        let flags = parse_flags(&strings(&[
+            "--a=1", "-b=2", "--c", "3", "-d", "4", "--debug", "--e=",
+        ]))
+        .expect("parses");
+        let got: Vec<(String, Option<String>)> =
+            flags.into_iter().map(|f| (f.name, f.value)).collect();
+        let want = [
+            ("a", Some("1")),
+            ("b", Some("2")),
+            ("c", Some("3")),
+            ("d", Some("4")),
+            ("debug", None),
+            ("e", Some("")),
+        ];
+        let want: Vec<(String, Option<String>)> = want
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.map(str::to_string)))
+            .collect();
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn rejects_positional_and_missing_values() {
+        assert!(parse_flags(&strings(&["etcd"])).is_err());
+        assert!(parse_flags(&strings(&["--data-dir"])).is_err());
+        assert!(parse_flags(&strings(&["---x=1"])).is_err());
+    }
+
+    #[test]
+    fn flag_and_variable_for_one_setting_is_an_error() {
+        let err = UserSettings::new(
+            &strings(&["--data-dir=/d"]),
+            &env(&[("ETCD_DATA_DIR", "/d")]),
+        )
+        .expect_err("duplicate");
+        assert!(matches!(err, Error::DuplicateEtcdSetting { .. }), "{err}");
+        assert!(err.to_string().contains("ETCD_DATA_DIR"));
+    }
+
+    #[test]
+    fn managed_settings_are_refused() {
+        assert!(
+            UserSettings::new(&strings(&["--initial-cluster=a=http://a:2380"]), &env(&[])).is_err()
+        );
+        assert!(UserSettings::new(&[], &env(&[("ETCD_INITIAL_CLUSTER_STATE", "new")])).is_err());
+    }
+
+    #[test]
+    fn settings_come_from_flags_or_variables() {
+        let user = UserSettings::new(
+            &strings(&["--cert-file=/tls/c.pem", "--client-cert-auth"]),
+            &env(&[
+                ("ETCD_PEER_CERT_FILE", "/tls/p.pem"),
+                ("ETCD_TRUSTED_CA_FILE", "/tls/ca.pem"),
+            ]),
+        )
+        .expect("valid");
+        assert!(user.client_tls());
+        assert!(user.peer_tls());
+        assert!(user.is_true("client-cert-auth"));
+        assert_eq!(
+            user.client_tls_files().ca,
+            Some(PathBuf::from("/tls/ca.pem"))
+        );
+    }
+
+    #[test]
+    fn data_dir_from_either_place_but_not_conflicting() {
+        let from_env = UserSettings::new(&[], &env(&[("ETCD_DATA_DIR", "/e")])).expect("valid");
+        assert_eq!(from_env.data_dir(None).expect("ok"), PathBuf::from("/e"));
+        assert!(from_env.data_dir(Some(&PathBuf::from("/other"))).is_err());
+        let none = UserSettings::new(&[], &env(&[])).expect("valid");
+        assert_eq!(
+            none.data_dir(None).expect("ok"),
+            PathBuf::from(DEFAULT_DATA_DIR)
+        );
+    }
+
+    #[test]
+    fn never_passes_a_flag_the_user_set_by_variable() {
+        let user = UserSettings::new(
+            &strings(&["--listen-client-urls=http://127.0.0.1:2379"]),
+            &env(&[("ETCD_DATA_DIR", "/d")]),
+        )
+        .expect("valid");
+        let args = argv(&user, &member(), &StartMode::Existing);
+        assert!(
+            !args.iter().any(|a| a.starts_with("--data-dir")),
+            "{args:?}"
+        );
+        assert_eq!(
+            args.iter()
+                .filter(|a| a.starts_with("--listen-client-urls"))
+                .count(),
+            1,
+            "{args:?}"
+        );
+        assert!(args.contains(&"--name=etcd-1".to_string()));
+        assert!(
+            !args.iter().any(|a| a.starts_with("--initial-cluster")),
+            "{args:?}"
+        );
+    }
+
+    #[test]
+    fn new_and_join_carry_the_initial_cluster() {
+        let user = UserSettings::new(&[], &env(&[])).expect("valid");
+        let cluster = vec![
+            ("etcd-0".to_string(), "http://e0:2380".to_string()),
+            ("etcd-1".to_string(), "http://e1:2380".to_string()),
+        ];
+        let new = argv(
+            &user,
+            &member(),
+            &StartMode::New {
+                initial_cluster: cluster.clone(),
+                token: "t".into(),
+            },
+        );
+        assert!(new.contains(
+            &"--initial-cluster=etcd-0=http://e0:2380,etcd-1=http://e1:2380".to_string()
+        ));
+        assert!(new.contains(&"--initial-cluster-state=new".to_string()));
+        assert!(new.contains(&"--initial-cluster-token=t".to_string()));
+        let join = argv(
+            &user,
+            &member(),
+            &StartMode::Join {
+                initial_cluster: cluster,
+                token: "t".into(),
+            },
+        );
+        assert!(join.contains(&"--initial-cluster-state=existing".to_string()));
+    }
+
+    #[test]
+    fn tls_makes_urls_https_and_own_variables_are_stripped() {
+        let user = UserSettings::new(
+            &strings(&["--peer-cert-file=/p.pem", "--cert-file=/c.pem"]),
+            &env(&[
+                ("ETCD_BOOTSTRAP_NAME", "etcd-1"),
+                ("ETCD_LOG_LEVEL", "info"),
+            ]),
+        )
+        .expect("valid");
+        let args = argv(&user, &member(), &StartMode::Existing);
+        assert!(args.contains(&"--listen-peer-urls=https://0.0.0.0:2380".to_string()));
+        assert!(args.contains(&"--listen-client-urls=https://0.0.0.0:2379".to_string()));
+        let env = user.exec_env();
+        assert_eq!(
+            env,
+            vec![("ETCD_LOG_LEVEL".to_string(), "info".to_string())]
+        );
+    }
+}
