@@ -2,16 +2,34 @@
 //! the data directory alone.
 //!
 //! Module map (observe -> decide -> act -> exec):
-//! - [`error`]: the one error type and the documented exit codes.
-//! - [`datadir`]: classify the data directory, read member and cluster IDs from the WAL, archive.
-//! - [`dns`]: uncached A/AAAA/SRV lookups.
+//! - [`cli`]: commands wired together; `main` only gathers surroundings and maps exit codes.
+//! - [`config`]: the command line (clap, every option also `ETCD_BOOTSTRAP_<NAME>`).
+//! - [`context`]: settings resolved once from flags, environment, hostname and resolv.conf.
+//! - [`identity`]: pod name, set name, ordinal, peer host names.
+//! - [`etcd_args`]: etcd's own settings (flags after `--`, `ETCD_*`) and the argv to exec.
+//! - [`dns`]: uncached A/AAAA/SRV lookups; [`peers`]: which pods exist.
+//! - [`datadir`]: classify the data dir, read IDs from the WAL, archive stale data.
+//! - [`cluster`]: the etcd API: member list with quorum, add, remove, update, promote.
+//! - [`view`]: observed state as plain data; [`decide`]: the pure decision.
+//! - [`run`]: the observe/decide/act loop; [`plan`]: print it without acting.
+//! - [`exec`]: execve etcd; [`signals`]: SIGTERM/SIGINT as PID 1; [`crash`]: test crash points.
+//! - [`error`]: the one error type and the exit codes; [`duration`]: `500ms`/`30s`/`5m`.
 
+pub mod cli;
+pub mod cluster;
 pub mod config;
+pub mod context;
+pub mod crash;
 pub mod datadir;
 pub mod decide;
 pub mod dns;
 pub mod duration;
 pub mod error;
 pub mod etcd_args;
+pub mod exec;
 pub mod identity;
+pub mod peers;
+pub mod plan;
+pub mod run;
+pub mod signals;
 pub mod view;

@@ -1,0 +1,97 @@
+//! The commands, wired: parse, set up logging, resolve the context, dispatch. `main` turns the
+//! result into an exit code.
+
+use std::ffi::OsString;
+use std::process::ExitCode;
+
+use clap::Parser;
+use tracing::info;
+
+use crate::config::{Cli, Command, Format, LogFormat, PlanArgs, RunArgs};
+use crate::context::{Context, Surroundings};
+use crate::error::{Error, Result};
+use crate::signals::Shutdown;
+use crate::{etcd_args, exec, run};
+
+/// Run the program with `args` (argv, program name first) and its surroundings.
+pub fn main_with(args: Vec<OsString>, surroundings: Surroundings) -> Result<ExitCode> {
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(e),
+    };
+    match cli.command {
+        None => start(&cli.run, &surroundings),
+        Some(Command::Run(run)) => start(&run, &surroundings),
+        Some(Command::Plan(plan)) => plan_command(&plan, &surroundings),
+        Some(Command::Sidecar(_)) => Err(Error::config("the sidecar command is not built yet")),
+    }
+}
+
+/// clap's help and version go to stdout with exit 0; a usage error becomes one line, exit 2.
+fn usage_error(e: clap::Error) -> Result<ExitCode> {
+    use clap::error::ErrorKind;
+    match e.kind() {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            print!("{e}");
+            Ok(ExitCode::SUCCESS)
+        }
+        _ => {
+            let rendered = e.render().to_string();
+            let first = rendered.lines().next().unwrap_or("invalid arguments");
+            let first = first.strip_prefix("error: ").unwrap_or(first);
+            Err(Error::config(format!("{first} (see --help)")))
+        }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let builder = tracing_subscriber::fmt().with_writer(std::io::stderr).with_target(false);
+    let filter = tracing_subscriber::EnvFilter::try_from_env("ETCD_BOOTSTRAP_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = match format {
+        LogFormat::Text => builder.with_ansi(false).with_env_filter(filter).try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).with_env_filter(filter).try_init(),
+    };
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::config(format!("cannot start the async runtime: {e}")))
+}
+
+fn start(args: &RunArgs, surroundings: &Surroundings) -> Result<ExitCode> {
+    init_logging(args.common.log_format);
+    let ctx = Context::resolve(&args.common, &args.etcd_flags, surroundings)?;
+    exec::check_executable(&ctx.etcd_binary)?;
+    let rt = runtime()?;
+    let mode = rt.block_on(async {
+        let mut shutdown = Shutdown::install()?;
+        info!(
+            pod = %ctx.identity.pod_name,
+            domain = %ctx.identity.domain,
+            data_dir = %ctx.member.data_dir.display(),
+            "etcd-bootstrap {} starting",
+            env!("CARGO_PKG_VERSION")
+        );
+        run::bootstrap(&ctx, &mut shutdown).await
+    })?;
+    drop(rt);
+    let argv = etcd_args::argv(&ctx.user, &ctx.member, &mode);
+    info!(binary = %ctx.etcd_binary.display(), "exec etcd {}", argv.join(" "));
+    Err(exec::exec(&ctx.etcd_binary, &argv, &ctx.user.exec_env()))
+}
+
+fn plan_command(plan: &PlanArgs, surroundings: &Surroundings) -> Result<ExitCode> {
+    init_logging(plan.run.common.log_format);
+    let ctx = Context::resolve(&plan.run.common, &plan.run.etcd_flags, surroundings)?;
+    let rt = runtime()?;
+    let round = rt.block_on(run::observe(&ctx))?;
+    let verdict = round.verdict(&ctx);
+    match plan.format {
+        Format::Text => print!("{}", crate::plan::to_text(&ctx, &round, &verdict)),
+        Format::Json => println!("{}", crate::plan::to_json(&ctx, &round, &verdict)),
+    }
+    Ok(ExitCode::SUCCESS)
+}

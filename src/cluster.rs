@@ -1,0 +1,345 @@
+//! The etcd API at the edge: ask peers for the member list and quorum, and make membership calls.
+//!
+//! Peers are reached by IP (resolved by our own DNS, as a static binary cannot use libc's
+//! resolver), with the peer's host name as the TLS server name.
+
+use std::path::Path;
+use std::time::Duration;
+
+use etcd_client::{Certificate, Client, ConnectOptions, GetOptions, Identity, MemberAddOptions, TlsOptions};
+use tokio::task::JoinSet;
+
+use crate::error::{Error, Result};
+use crate::etcd_args::ClientTlsFiles;
+use crate::view::{ClusterView, Member};
+
+/// Key read (count only) to prove quorum with a linearizable read.
+const QUORUM_PROBE_KEY: &str = "/etcd-bootstrap/quorum-probe";
+
+/// Deadline of one membership call: such calls can take seconds to apply after another one.
+pub const MEMBERSHIP_CALL_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// How to reach the etcd API: scheme, TLS material and credentials.
+#[derive(Clone, Default)]
+pub struct Access {
+    https: bool,
+    ca_pem: Option<Vec<u8>>,
+    identity_pem: Option<(Vec<u8>, Vec<u8>)>,
+    auth: Option<(String, String)>,
+}
+
+impl std::fmt::Debug for Access {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print the password or keys.
+        f.debug_struct("Access")
+            .field("https", &self.https)
+            .field("ca", &self.ca_pem.is_some())
+            .field("client_cert", &self.identity_pem.is_some())
+            .field("user", &self.auth.as_ref().map(|(u, _)| u))
+            .finish()
+    }
+}
+
+impl Access {
+    /// Load TLS files and the password file. `https` follows etcd's client TLS settings.
+    pub fn load(https: bool, tls: &ClientTlsFiles, user: Option<&str>, password_file: Option<&Path>) -> Result<Self> {
+        let ca_pem = tls.ca.as_deref().map(read_file).transpose()?;
+        let identity_pem = match (&tls.cert, &tls.key) {
+            (Some(cert), Some(key)) => Some((read_file(cert)?, read_file(key)?)),
+            (None, None) => None,
+            _ => {
+                return Err(Error::config(
+                    "etcd's --cert-file and --key-file go together: give both or neither",
+                ))
+            }
+        };
+        let auth = match (user, password_file) {
+            (Some(user), Some(file)) => Some((user.to_string(), read_password(file)?)),
+            _ => None,
+        };
+        Ok(Access { https, ca_pem, identity_pem, auth })
+    }
+
+    /// `http` or `https`.
+    pub fn scheme(&self) -> &'static str {
+        if self.https {
+            "https"
+        } else {
+            "http"
+        }
+    }
+
+    fn options(&self, host: &str, timeout: Duration) -> ConnectOptions {
+        let mut options = ConnectOptions::new().with_timeout(timeout).with_connect_timeout(timeout);
+        if self.https {
+            let mut tls = TlsOptions::new().domain_name(host.to_string());
+            if let Some(ca) = &self.ca_pem {
+                tls = tls.ca_certificate(Certificate::from_pem(ca));
+            }
+            if let Some((cert, key)) = &self.identity_pem {
+                tls = tls.identity(Identity::from_pem(cert, key));
+            }
+            options = options.with_tls(tls);
+        }
+        if let Some((user, password)) = &self.auth {
+            options = options.with_user(user.clone(), password.clone());
+        }
+        options
+    }
+}
+
+fn read_file(path: &Path) -> Result<Vec<u8>> {
+    std::fs::read(path).map_err(|e| Error::io(path, e))
+}
+
+fn read_password(path: &Path) -> Result<String> {
+    let bytes = read_file(path)?;
+    let text = String::from_utf8(bytes)
+        .map_err(|_| Error::config(format!("--auth-password-file {}: not UTF-8 text", path.display())))?;
+    let password = text.trim_end_matches(['\n', '\r']).to_string();
+    if password.is_empty() {
+        return Err(Error::config(format!("--auth-password-file {}: the file is empty", path.display())));
+    }
+    Ok(password)
+}
+
+/// One peer's client endpoint: its host name (for TLS and logs) and the URL by IP.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    pub host: String,
+    pub url: String,
+}
+
+/// A member that answered with quorum, ready for membership calls.
+pub struct Leaderish {
+    client: Client,
+    endpoint: Endpoint,
+}
+
+/// The result of asking every peer: the view, and a connection to a member with quorum.
+pub struct Observed {
+    pub view: ClusterView,
+    pub quorum_member: Option<Leaderish>,
+}
+
+struct Answer {
+    endpoint: Endpoint,
+    client: Client,
+    cluster_id: u64,
+    members: Vec<Member>,
+    quorum: bool,
+}
+
+/// Ask all `endpoints` concurrently; prefer an answer with quorum.
+pub async fn observe(access: &Access, endpoints: &[Endpoint], timeout: Duration) -> Observed {
+    let mut probes = JoinSet::new();
+    for endpoint in endpoints.iter().cloned() {
+        let access = access.clone();
+        probes.spawn(async move {
+            let result = probe(&access, &endpoint, timeout).await;
+            (endpoint, result)
+        });
+    }
+    let mut tried = Vec::new();
+    let mut best: Option<Answer> = None;
+    while let Some(joined) = probes.join_next().await {
+        let Ok((endpoint, result)) = joined else { continue };
+        match result {
+            Ok(answer) if best.as_ref().is_none_or(|b| !b.quorum && answer.quorum) => best = Some(answer),
+            Ok(_) => {}
+            Err(why) => tried.push((format!("{} ({})", endpoint.host, endpoint.url), why)),
+        }
+    }
+    tried.sort();
+    match best {
+        None => Observed { view: ClusterView::NoAnswer { tried }, quorum_member: None },
+        Some(a) => Observed {
+            view: ClusterView::Answer {
+                endpoint: a.endpoint.host.clone(),
+                cluster_id: a.cluster_id,
+                members: a.members,
+                quorum: a.quorum,
+            },
+            quorum_member: a.quorum.then_some(Leaderish { client: a.client, endpoint: a.endpoint }),
+        },
+    }
+}
+
+async fn connect(access: &Access, endpoint: &Endpoint, timeout: Duration) -> Result<Client, String> {
+    let connecting = Client::connect([endpoint.url.as_str()], Some(access.options(&endpoint.host, timeout)));
+    match tokio::time::timeout(timeout, connecting).await {
+        Ok(Ok(client)) => Ok(client),
+        Ok(Err(e)) => Err(short(&e)),
+        Err(_) => Err("connect timed out".into()),
+    }
+}
+
+/// Status first (a never-started member answers nothing); a learner is skipped (it refuses the
+/// member list); then a linearizable read, then the member list, so the list is at least as new
+/// as the read's index.
+async fn probe(access: &Access, endpoint: &Endpoint, timeout: Duration) -> Result<Answer, String> {
+    let mut client = connect(access, endpoint, timeout).await?;
+    let status = within(timeout, "status", client.status()).await?;
+    if status.is_learner() {
+        return Err("is a learner (refuses the member list)".into());
+    }
+    let quorum = status.leader() != 0
+        && within(timeout, "linearizable read", client.get(QUORUM_PROBE_KEY, Some(GetOptions::new().with_count_only())))
+            .await
+            .is_ok();
+    let list = within(timeout, "member list", client.member_list()).await?;
+    let cluster_id = list.header().map(|h| h.cluster_id()).unwrap_or_default();
+    let members = list.members().iter().map(to_member).collect();
+    Ok(Answer { endpoint: endpoint.clone(), client, cluster_id, members, quorum })
+}
+
+async fn within<T>(
+    timeout: Duration,
+    what: &str,
+    call: impl std::future::Future<Output = Result<T, etcd_client::Error>>,
+) -> Result<T, String> {
+    match tokio::time::timeout(timeout, call).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(e)) => Err(format!("{what}: {}", short(&e))),
+        Err(_) => Err(format!("{what}: timed out after {}", crate::duration::format(timeout))),
+    }
+}
+
+/// An etcd-client error as one line, without the gRPC noise.
+pub fn short(e: &etcd_client::Error) -> String {
+    match e {
+        etcd_client::Error::GRpcStatus(status) => format!("{:?}: {}", status.code(), status.message()),
+        other => other.to_string().replace('\n', " "),
+    }
+}
+
+fn to_member(m: &etcd_client::Member) -> Member {
+    Member {
+        id: m.id(),
+        name: m.name().to_string(),
+        peer_urls: m.peer_urls().to_vec(),
+        client_urls: m.client_urls().to_vec(),
+        is_learner: m.is_learner(),
+    }
+}
+
+/// How a failed membership call should be treated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CallError {
+    /// Worth retrying: the cluster is busy, unhealthy for a moment, or changing leader.
+    Transient(String),
+    /// The state the call wanted already holds (e.g. the member is already gone).
+    AlreadyDone(String),
+    /// Retrying will not help.
+    Fatal(String),
+}
+
+impl CallError {
+    /// Classify an etcd error message from a membership call.
+    pub fn classify(message: &str) -> CallError {
+        let m = message.to_ascii_lowercase();
+        const DONE: [&str; 2] = ["member not found", "peer urls already exists"];
+        const TRANSIENT: [&str; 12] = [
+            "unhealthy cluster",
+            "too many learner members",
+            "timed out",
+            "timeout",
+            "leader changed",
+            "no leader",
+            "not leader",
+            "unavailable",
+            "can only promote a learner member which is in sync",
+            "re-configuration failed due to not enough started members",
+            "connection",
+            "request cancelled",
+        ];
+        if DONE.iter().any(|d| m.contains(d)) {
+            CallError::AlreadyDone(message.to_string())
+        } else if TRANSIENT.iter().any(|t| m.contains(t)) {
+            CallError::Transient(message.to_string())
+        } else {
+            CallError::Fatal(message.to_string())
+        }
+    }
+
+    /// The message.
+    pub fn message(&self) -> &str {
+        match self {
+            CallError::Transient(m) | CallError::AlreadyDone(m) | CallError::Fatal(m) => m,
+        }
+    }
+}
+
+impl Leaderish {
+    /// Host name of the member the calls go to.
+    pub fn host(&self) -> &str {
+        &self.endpoint.host
+    }
+
+    /// `member add`; returns the new member and the full member list after the add.
+    pub async fn add(&mut self, peer_url: &str, learner: bool) -> Result<(Member, Vec<Member>), CallError> {
+        let options = learner.then(|| MemberAddOptions::new().with_is_learner());
+        let mut cluster = self.client.cluster_client();
+        let resp = call("member add", cluster.member_add(vec![peer_url.to_string()], options)).await?;
+        let added = resp.member().map(to_member).ok_or_else(|| CallError::Fatal("member add returned no member".into()))?;
+        let all = resp.member_list().iter().map(to_member).collect();
+        Ok((added, all))
+    }
+
+    /// `member remove`.
+    pub async fn remove(&mut self, id: u64) -> Result<(), CallError> {
+        let mut cluster = self.client.cluster_client();
+        call("member remove", cluster.member_remove(id)).await.map(|_| ())
+    }
+
+    /// `member update` of the peer URLs.
+    pub async fn update(&mut self, id: u64, peer_urls: Vec<String>) -> Result<(), CallError> {
+        let mut cluster = self.client.cluster_client();
+        call("member update", cluster.member_update(id, peer_urls)).await.map(|_| ())
+    }
+
+    /// `member promote`.
+    pub async fn promote(&mut self, id: u64) -> Result<(), CallError> {
+        let mut cluster = self.client.cluster_client();
+        call("member promote", cluster.member_promote(id)).await.map(|_| ())
+    }
+
+    /// The member list (serializable, from this member).
+    pub async fn members(&mut self) -> Result<Vec<Member>, CallError> {
+        let list = call("member list", self.client.member_list()).await?;
+        Ok(list.members().iter().map(to_member).collect())
+    }
+}
+
+async fn call<T>(
+    what: &str,
+    f: impl std::future::Future<Output = Result<T, etcd_client::Error>>,
+) -> Result<T, CallError> {
+    within(MEMBERSHIP_CALL_TIMEOUT, what, f).await.map_err(|m| CallError::classify(&m))
+}
+
+/// Wrap a call error with its context for the final error line.
+pub fn cluster_error(call: &str, endpoint: &str, e: &CallError) -> Error {
+    Error::Cluster { call: call.into(), endpoint: endpoint.into(), message: e.message().into() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classifies_membership_errors() {
+        assert!(matches!(CallError::classify("member add: FailedPrecondition: etcdserver: unhealthy cluster"), CallError::Transient(_)));
+        assert!(matches!(CallError::classify("etcdserver: too many learner members in cluster"), CallError::Transient(_)));
+        assert!(matches!(CallError::classify("member remove: NotFound: etcdserver: member not found"), CallError::AlreadyDone(_)));
+        assert!(matches!(CallError::classify("etcdserver: Peer URLs already exists"), CallError::AlreadyDone(_)));
+        assert!(matches!(CallError::classify("PermissionDenied: etcdserver: permission denied"), CallError::Fatal(_)));
+    }
+
+    #[test]
+    fn access_debug_never_shows_the_password() {
+        let access = Access { auth: Some(("root".into(), "s3cret".into())), ..Access::default() };
+        let shown = format!("{access:?}");
+        assert!(shown.contains("root") && !shown.contains("s3cret"), "{shown}");
+    }
+}

@@ -1,0 +1,190 @@
+//! Everything `run`, `plan` and `sidecar` need, resolved once from the command line, the
+//! environment, the hostname and resolv.conf (side effects passed in by the caller).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::cluster::Access;
+use crate::config::Common;
+use crate::decide::{Me, Settings};
+use crate::dns::Resolver;
+use crate::error::{Error, Result};
+use crate::etcd_args::{MemberSpec, UserSettings};
+use crate::identity::{self, Identity};
+use crate::peers::ScanSettings;
+
+/// What the process sees of its surroundings, gathered by `main`.
+#[derive(Debug, Clone, Default)]
+pub struct Surroundings {
+    pub env: BTreeMap<String, String>,
+    pub hostname: Option<String>,
+    /// Contents of /etc/resolv.conf, when readable.
+    pub resolv_conf: Option<String>,
+}
+
+/// The resolved settings of one run.
+pub struct Context {
+    pub identity: Identity,
+    pub namespace: String,
+    pub service: String,
+    pub me: Me,
+    pub settings: Settings,
+    pub user: UserSettings,
+    pub member: MemberSpec,
+    pub token: String,
+    pub access: Access,
+    pub resolver: Arc<Resolver>,
+    pub scan: ScanSettings,
+    pub wait_timeout: Duration,
+    pub probe_timeout: Duration,
+    pub etcd_binary: PathBuf,
+}
+
+impl Context {
+    /// Resolve the settings; every bad input fails here, before anything is touched.
+    pub fn resolve(common: &Common, etcd_flags: &[String], env: &Surroundings) -> Result<Self> {
+        common.validate()?;
+        let user = UserSettings::new(etcd_flags, &env.env)?;
+        let identity_parts = IdentityParts::resolve(common, env)?;
+        let identity = identity_parts.identity;
+        if let Some(name) = user.get("name") {
+            if name != identity.pod_name {
+                return Err(Error::config(format!(
+                    "etcd --name {name:?} differs from the pod name {:?}: remove --name (ETCD_NAME), the member name is the pod name",
+                    identity.pod_name
+                )));
+            }
+        }
+        let data_dir = user.data_dir(common.data_dir.as_ref())?;
+        let peer_scheme = if user.peer_tls() { "https" } else { "http" };
+        let client_scheme = if user.client_tls() { "https" } else { "http" };
+        let own_host = identity.own_host();
+        let peer_url = first_url(&user, "initial-advertise-peer-urls")
+            .unwrap_or_else(|| format!("{peer_scheme}://{own_host}:{}", common.peer_port));
+        let client_url = first_url(&user, "advertise-client-urls")
+            .unwrap_or_else(|| format!("{client_scheme}://{own_host}:{}", common.client_port));
+        let access = Access::load(
+            user.client_tls(),
+            &user.client_tls_files(),
+            common.auth_user.as_deref(),
+            common.auth_password_file.as_deref(),
+        )?;
+        let resolver = Arc::new(resolver(common, env)?);
+        let token = common
+            .initial_cluster_token
+            .clone()
+            .or_else(|| user.get("initial-cluster-token"))
+            .unwrap_or_else(|| format!("etcd-bootstrap-{}-{}", identity_parts.namespace, identity_parts.service));
+        let etcd_binary = crate::exec::locate(
+            common.etcd_binary.as_deref().unwrap_or(std::path::Path::new("etcd")),
+            env.env.get("PATH").map(String::as_str),
+        )?;
+        Ok(Context {
+            me: Me { name: identity.pod_name.clone(), ordinal: identity.ordinal, peer_url: peer_url.clone() },
+            settings: Settings { initial_cluster_size: common.initial_cluster_size, join_as: common.join_as },
+            member: MemberSpec {
+                name: identity.pod_name.clone(),
+                data_dir,
+                peer_url,
+                client_url,
+                peer_port: common.peer_port,
+                client_port: common.client_port,
+            },
+            scan: ScanSettings {
+                initial_cluster_size: common.initial_cluster_size,
+                client_port: common.client_port,
+                peer_port_name: common.peer_port_name.clone(),
+                client_scheme,
+            },
+            namespace: identity_parts.namespace,
+            service: identity_parts.service,
+            identity,
+            user,
+            token,
+            access,
+            resolver,
+            wait_timeout: common.wait_timeout,
+            probe_timeout: common.probe_timeout,
+            etcd_binary,
+        })
+    }
+
+    /// The static initial cluster of a NEW start: every initial pod by name and peer URL.
+    pub fn initial_cluster(&self) -> Vec<(String, String)> {
+        (0..self.settings.initial_cluster_size)
+            .map(|ordinal| {
+                let name = identity::host_name(&self.identity.set_name, ordinal, "");
+                let host = self.identity.peer_host(ordinal);
+                let scheme = if self.user.peer_tls() { "https" } else { "http" };
+                (name, format!("{scheme}://{host}:{}", self.member.peer_port))
+            })
+            .collect()
+    }
+}
+
+fn first_url(user: &UserSettings, name: &str) -> Option<String> {
+    user.get(name).and_then(|v| v.split(',').next().map(str::trim).map(str::to_string))
+}
+
+struct IdentityParts {
+    identity: Identity,
+    namespace: String,
+    service: String,
+}
+
+impl IdentityParts {
+    fn resolve(common: &Common, env: &Surroundings) -> Result<Self> {
+        let pod_name = common
+            .name
+            .clone()
+            .or_else(|| env.env.get("POD_NAME").filter(|v| !v.is_empty()).cloned())
+            .or_else(|| env.hostname.clone())
+            .ok_or_else(|| Error::config("no pod name: the hostname is unreadable; set --name or POD_NAME"))?;
+        let (set_name, ordinal) = identity::split_pod_name(&pod_name)?;
+        let searched = env.resolv_conf.as_deref().and_then(identity::from_search_list);
+        let namespace = common
+            .namespace
+            .clone()
+            .or_else(|| env.env.get("POD_NAMESPACE").filter(|v| !v.is_empty()).cloned())
+            .or_else(|| searched.as_ref().map(|(ns, _)| ns.clone()))
+            .unwrap_or_else(|| "default".into());
+        let cluster_domain = common
+            .cluster_domain
+            .clone()
+            .or_else(|| searched.as_ref().map(|(_, d)| d.clone()))
+            .unwrap_or_else(|| "cluster.local".into());
+        let service = common.service.clone().unwrap_or_else(|| set_name.clone());
+        for (what, value) in [("--namespace", &namespace), ("--service", &service)] {
+            if !is_dns_label(value) {
+                return Err(Error::config(format!(
+                    "{what} {value:?} is not a DNS label (lowercase letters, digits and '-', at most 63)"
+                )));
+            }
+        }
+        let domain = match &common.domain {
+            Some(d) => d.trim_end_matches('.').to_string(),
+            None => format!("{service}.{namespace}.svc.{}", cluster_domain.trim_end_matches('.')),
+        };
+        Ok(IdentityParts { identity: Identity { pod_name, set_name, ordinal, domain }, namespace, service })
+    }
+}
+
+fn is_dns_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+fn resolver(common: &Common, env: &Surroundings) -> Result<Resolver> {
+    match (common.dns_server, &env.resolv_conf) {
+        (Some(addr), _) => Resolver::with_server(addr),
+        (None, Some(text)) => Resolver::from_resolv_conf(text),
+        (None, None) => Err(Error::config(
+            "cannot read /etc/resolv.conf to find a nameserver: set --dns-server host:port",
+        )),
+    }
+}

@@ -1,0 +1,253 @@
+//! One start: observe -> decide -> act, in a loop until the decision is actionable or
+//! `--wait-timeout` passes; the caller then execs etcd.
+
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use tracing::{info, warn};
+
+use crate::cluster::{self, CallError, Observed};
+use crate::context::Context;
+use crate::crash;
+use crate::datadir::{self, DataDirState};
+use crate::decide::{decide, Decision, Observation, Verdict};
+use crate::error::{Error, Result};
+use crate::etcd_args::StartMode;
+use crate::identity;
+use crate::peers::{self, PeerScan};
+use crate::signals::Shutdown;
+use crate::view::{ClusterView, Member};
+
+/// Pause between two observations while waiting.
+const POLL_INTERVAL: Duration = Duration::from_secs(1);
+/// A WAIT with an unchanged reason is logged this often.
+const WAIT_LOG_EVERY: Duration = Duration::from_secs(5);
+
+/// Everything observed in one round.
+pub struct Round {
+    pub data: DataDirState,
+    pub scan: PeerScan,
+    pub observed: Observed,
+}
+
+impl Round {
+    /// The decision for this round.
+    pub fn verdict(&self, ctx: &Context) -> Verdict {
+        let obs = Observation {
+            me: &ctx.me,
+            data: &self.data,
+            cluster: &self.observed.view,
+            peers: &self.scan.dns,
+        };
+        decide(&obs, &ctx.settings)
+    }
+}
+
+/// Look at the data dir, DNS and the cluster once.
+pub async fn observe(ctx: &Context) -> Result<Round> {
+    let data = datadir::inspect(&ctx.member.data_dir)?;
+    let scan = peers::scan(&ctx.resolver, &ctx.identity, &ctx.scan).await;
+    let observed = cluster::observe(&ctx.access, &scan.endpoints, ctx.probe_timeout).await;
+    Ok(Round { data, scan, observed })
+}
+
+/// What to do after acting on a decision.
+enum Step {
+    Start(StartMode),
+    Again,
+    Wait(String),
+}
+
+/// Run the loop; returns how etcd must start.
+pub async fn bootstrap(ctx: &Context, shutdown: &mut Shutdown) -> Result<StartMode> {
+    let started = Instant::now();
+    let mut waits = WaitLog::default();
+    loop {
+        let step = tokio::select! {
+            step = round(ctx) => step?,
+            stop = shutdown.received("observing the cluster") => return Err(stop),
+        };
+        match step {
+            Step::Start(mode) => return Ok(mode),
+            Step::Again => continue,
+            Step::Wait(reason) => {
+                waits.log(&reason, started.elapsed());
+                if started.elapsed() >= ctx.wait_timeout {
+                    return Err(Error::WaitTimeout { waited_secs: started.elapsed().as_secs(), reason });
+                }
+                let doing = format!("waiting: {reason}");
+                tokio::select! {
+                    _ = tokio::time::sleep(POLL_INTERVAL) => {}
+                    stop = shutdown.received(&doing) => return Err(stop),
+                }
+            }
+        }
+    }
+}
+
+async fn round(ctx: &Context) -> Result<Step> {
+    let mut round = observe(ctx).await?;
+    let verdict = round.verdict(ctx);
+    act(ctx, &mut round, verdict).await
+}
+
+async fn act(ctx: &Context, round: &mut Round, verdict: Verdict) -> Result<Step> {
+    let reason = verdict.reason;
+    match verdict.decision {
+        Decision::Wait => Ok(Step::Wait(reason)),
+        Decision::Refuse => Err(Error::Refused(reason)),
+        Decision::New => {
+            info!(decision = "NEW", "{reason}");
+            Ok(Step::Start(StartMode::New { initial_cluster: ctx.initial_cluster(), token: ctx.token.clone() }))
+        }
+        Decision::Existing { update_peer_urls: None } => {
+            info!(decision = "EXISTING", "{reason}");
+            Ok(Step::Start(StartMode::Existing))
+        }
+        Decision::Existing { update_peer_urls: Some(id) } => update_peer_url(ctx, round, id, &reason).await,
+        Decision::Join { reuse: Some(id), .. } => {
+            info!(decision = "JOIN", member = %format!("{id:x}"), "{reason}");
+            let members = listed_members(&round.observed.view);
+            Ok(Step::Start(join_mode(ctx, &members)))
+        }
+        Decision::Join { reuse: None, as_learner } => add_member(ctx, round, as_learner, &reason).await,
+        Decision::Replace { remove } => remove_member(round, remove, &reason).await,
+        Decision::Stale { member_id } => archive(ctx, member_id, &reason),
+    }
+}
+
+async fn update_peer_url(ctx: &Context, round: &mut Round, id: u64, reason: &str) -> Result<Step> {
+    info!(decision = "EXISTING", action = "member update", "{reason}");
+    let Some(member) = round.observed.quorum_member.as_mut() else {
+        return Ok(Step::Wait("no member with quorum to update the peer URL through".into()));
+    };
+    match member.update(id, vec![ctx.me.peer_url.clone()]).await {
+        Ok(()) | Err(CallError::AlreadyDone(_)) => {
+            crash::point("after-update");
+            info!(member = %format!("{id:x}"), peer_url = %ctx.me.peer_url, "peer URL updated");
+            Ok(Step::Start(StartMode::Existing))
+        }
+        Err(CallError::Transient(m)) => Ok(Step::Wait(format!("member update refused for now: {m}"))),
+        Err(fatal) => Err(cluster::cluster_error("member update", member.host(), &fatal)),
+    }
+}
+
+async fn add_member(ctx: &Context, round: &mut Round, learner: bool, reason: &str) -> Result<Step> {
+    info!(decision = "JOIN", action = "member add", learner, "{reason}");
+    let Some(member) = round.observed.quorum_member.as_mut() else {
+        return Ok(Step::Wait("no member with quorum to add this member through".into()));
+    };
+    match member.add(&ctx.me.peer_url, learner).await {
+        Ok((added, all)) => {
+            crash::point("after-add");
+            info!(member = %format!("{:x}", added.id), via = member.host(), "member added");
+            Ok(Step::Start(join_mode(ctx, &all)))
+        }
+        // Someone (an earlier run of this pod) added my peer URL already: observe again and reuse it.
+        Err(CallError::AlreadyDone(m)) => {
+            info!("{m}: looking for the entry to reuse");
+            Ok(Step::Again)
+        }
+        Err(CallError::Transient(m)) => Ok(Step::Wait(format!("member add refused for now: {m}"))),
+        Err(fatal) => Err(cluster::cluster_error("member add", member.host(), &fatal)),
+    }
+}
+
+async fn remove_member(round: &mut Round, id: u64, reason: &str) -> Result<Step> {
+    info!(decision = "REPLACE", action = "member remove", member = %format!("{id:x}"), "{reason}");
+    let Some(member) = round.observed.quorum_member.as_mut() else {
+        return Ok(Step::Wait("no member with quorum to remove the old member through".into()));
+    };
+    match member.remove(id).await {
+        Ok(()) | Err(CallError::AlreadyDone(_)) => {
+            crash::point("after-remove");
+            info!(member = %format!("{id:x}"), "old member removed; joining next");
+            Ok(Step::Again)
+        }
+        Err(CallError::Transient(m)) => Ok(Step::Wait(format!("member remove refused for now: {m}"))),
+        Err(fatal) => Err(cluster::cluster_error("member remove", member.host(), &fatal)),
+    }
+}
+
+fn archive(ctx: &Context, member_id: u64, reason: &str) -> Result<Step> {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or_default();
+    let moved_to = datadir::archive_member(&ctx.member.data_dir, now)?;
+    crash::point("after-archive");
+    warn!(decision = "STALE", member = %format!("{member_id:x}"), archive = %moved_to.display(), "{reason}; old data kept at the archive path");
+    Ok(Step::Again)
+}
+
+fn listed_members(view: &ClusterView) -> Vec<Member> {
+    match view {
+        ClusterView::Answer { members, .. } => members.clone(),
+        ClusterView::NoAnswer { .. } => Vec::new(),
+    }
+}
+
+/// `--initial-cluster` for a JOIN: every member (learners and unstarted ones included, etcd
+/// compares counts), named by pod name.
+pub fn join_mode(ctx: &Context, members: &[Member]) -> StartMode {
+    let mut cluster = Vec::new();
+    for m in members {
+        let name = member_name(ctx, m);
+        for url in &m.peer_urls {
+            cluster.push((name.clone(), url.clone()));
+        }
+    }
+    StartMode::Join { initial_cluster: cluster, token: ctx.token.clone() }
+}
+
+fn member_name(ctx: &Context, m: &Member) -> String {
+    if m.peer_urls.contains(&ctx.me.peer_url) {
+        return ctx.me.name.clone();
+    }
+    if m.started() {
+        return m.name.clone();
+    }
+    m.peer_urls
+        .iter()
+        .filter_map(|u| url_host(u))
+        .find_map(|host| ctx.identity.ordinal_of_host(host))
+        .map(|ordinal| identity::host_name(&ctx.identity.set_name, ordinal, ""))
+        .unwrap_or_else(|| format!("member-{:x}", m.id))
+}
+
+/// Host part of `scheme://host:port`.
+pub fn url_host(url: &str) -> Option<&str> {
+    let rest = url.split_once("://")?.1;
+    let host_port = rest.split('/').next()?;
+    if let Some(v6) = host_port.strip_prefix('[') {
+        return v6.split_once(']').map(|(h, _)| h);
+    }
+    Some(host_port.rsplit_once(':').map_or(host_port, |(h, _)| h))
+}
+
+/// Logs a WAIT when its reason changes, and every few seconds while it does not.
+#[derive(Default)]
+struct WaitLog {
+    last_reason: String,
+    last_at: Option<Duration>,
+}
+
+impl WaitLog {
+    fn log(&mut self, reason: &str, elapsed: Duration) {
+        let due = self.last_at.is_none_or(|at| elapsed.saturating_sub(at) >= WAIT_LOG_EVERY);
+        if reason != self.last_reason || due {
+            info!(decision = "WAIT", waited = %format!("{}s", elapsed.as_secs()), "{reason}");
+            self.last_reason = reason.to_string();
+            self.last_at = Some(elapsed);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::url_host;
+
+    #[test]
+    fn url_host_handles_names_ips_and_v6() {
+        assert_eq!(url_host("http://etcd-0.etcd:2380"), Some("etcd-0.etcd"));
+        assert_eq!(url_host("https://10.0.0.1:2380/"), Some("10.0.0.1"));
+        assert_eq!(url_host("http://[fd00::1]:2380"), Some("fd00::1"));
+        assert_eq!(url_host("etcd-0:2380"), None);
+    }
+}
