@@ -1,12 +1,26 @@
 //! The data directory: is it empty, an etcd member's (with its member ID and cluster ID read from
 //! the WAL), or something else? Also moves a stale `member/` aside. Never deletes anything.
+//!
+//! Layout of an etcd 3.x data dir: `<dir>/member/wal/<seq>-<index>.wal` (the write-ahead log) and
+//! `<dir>/member/snap/` (snapshots and the bbolt backend). The first WAL file starts with a CRC
+//! record and a metadata record holding the member ID and the cluster ID; that is what
+//! [`read_wal_metadata`] decodes, so "am I still a member" is answered by ID, not by name.
 
+use std::ffi::{OsStr, OsString};
+use std::fs::{self, File};
+use std::io::{self, ErrorKind, Read};
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 
 /// Name prefix of the archives `archive_member` creates inside the data dir.
 pub const ARCHIVE_PREFIX: &str = "member.removed-";
+
+/// The entry etcd keeps its member data in.
+const MEMBER: &str = "member";
+
+/// A file system's own entry (ext4 mount points have one); never ours to judge.
+const LOST_FOUND: &str = "lost+found";
 
 /// IDs read from the first WAL file's metadata record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -19,34 +33,1119 @@ pub struct WalMeta {
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum DataDirState {
-    /// Missing, empty, or holding only `lost+found` and our own archives.
+    /// Missing, empty, or holding only `lost+found` and our own archives (or a `member/` in which
+    /// etcd never wrote its WAL).
     Empty,
     /// An etcd member's data.
     Member(WalMeta),
-    /// Something we do not understand: never start etcd on it, never delete it.
+    /// Something we do not understand: never start etcd on it, never delete it. `entries` are the
+    /// names we do not understand, sorted (`member`, `lost+found` and archives are not listed,
+    /// except a `member` that is not a directory).
     Unknown { entries: Vec<String> },
 }
 
+// ---------------------------------------------------------------------------------------------
+// Classification
+// ---------------------------------------------------------------------------------------------
+
 /// Classify the data directory at `dir`.
+///
+/// Missing means [`DataDirState::Empty`] (etcd creates it). Entries other than `member`,
+/// `lost+found` and our archives make it [`DataDirState::Unknown`], whatever else is there. A
+/// `member/` is read through its first WAL file; a WAL that cannot be parsed is [`Error::Wal`].
 pub fn inspect(dir: &Path) -> Result<DataDirState> {
-    let _ = dir;
-    Err(Error::DataDir {
-        path: dir.to_path_buf(),
-        problem: "not implemented".into(),
-    })
+    if !existing_dir(dir)? {
+        return Ok(DataDirState::Empty);
+    }
+    let names = list(dir).map_err(|e| access_error(dir, "list it", e))?;
+    let mut has_member = false;
+    let mut unknown = Vec::new();
+    for name in names {
+        if name == MEMBER && is_dir(&dir.join(MEMBER)) {
+            has_member = true;
+        } else if counts(&name) {
+            unknown.push(name.to_string_lossy().into_owned());
+        }
+    }
+    if !unknown.is_empty() {
+        unknown.sort();
+        return Ok(DataDirState::Unknown { entries: unknown });
+    }
+    if !has_member {
+        return Ok(DataDirState::Empty);
+    }
+    inspect_member(dir)
 }
+
+/// True when `dir` is an existing directory, false when nothing is there; an error when something
+/// else is there or it cannot be looked at.
+fn existing_dir(dir: &Path) -> Result<bool> {
+    match fs::metadata(dir) {
+        Ok(meta) if meta.is_dir() => Ok(true),
+        Ok(_) => Err(data_dir_error(
+            dir,
+            "is not a directory: point --data-dir at a directory, or remove what is there",
+        )),
+        Err(e) if e.kind() == ErrorKind::NotFound => {
+            if fs::symlink_metadata(dir).is_ok() {
+                Err(data_dir_error(
+                    dir,
+                    "is a symbolic link to a missing target: fix the link or remove it",
+                ))
+            } else {
+                Ok(false)
+            }
+        }
+        Err(e) => Err(access_error(dir, "look at it", e)),
+    }
+}
+
+/// Whether an entry of the data dir counts as data: `lost+found` and our archives do not.
+fn counts(name: &OsStr) -> bool {
+    match name.to_str() {
+        Some(name) => name != LOST_FOUND && !name.starts_with(ARCHIVE_PREFIX),
+        None => true,
+    }
+}
+
+/// True when `path` is a directory (following symbolic links).
+fn is_dir(path: &Path) -> bool {
+    fs::metadata(path).map(|m| m.is_dir()).unwrap_or(false)
+}
+
+/// The names of the entries of a directory, in no particular order.
+fn list(dir: &Path) -> io::Result<Vec<OsString>> {
+    fs::read_dir(dir)?.map(|entry| entry.map(|e| e.file_name())).collect()
+}
+
+/// Read the member IDs of the `member/` in `dir`, which exists and is a directory.
+fn inspect_member(dir: &Path) -> Result<DataDirState> {
+    let wal_dir = dir.join(MEMBER).join("wal");
+    let names = match list(&wal_dir) {
+        Ok(names) => names,
+        // etcd writes its first WAL file in `member/wal.tmp` and renames that directory to
+        // `member/wal` when the file is complete, so a `member/` without `member/wal` (or without
+        // any `.wal` file in it, which is etcd's own test for "has a WAL") is a crash during
+        // etcd's very first start: no member data was ever committed. etcd itself starts fresh
+        // over such a directory, so it counts as empty. Nothing is deleted here.
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(DataDirState::Empty),
+        Err(e) => return Err(access_error(dir, "list member/wal", e)),
+    };
+    let Some(first) = first_wal_name(names) else {
+        return Ok(DataDirState::Empty); // Same reason as above: etcd never wrote its WAL.
+    };
+    let path = wal_dir.join(first);
+    read_wal_file(dir, &path).map(DataDirState::Member)
+}
+
+/// The first WAL file name (`%016x-%016x.wal`, lowest sequence number first), if any.
+fn first_wal_name(names: Vec<OsString>) -> Option<String> {
+    names.into_iter().filter_map(|n| n.into_string().ok()).filter(|n| is_wal_name(n)).min()
+}
+
+/// True for a WAL file name as etcd writes it: 16 hex digits, `-`, 16 hex digits, `.wal`.
+fn is_wal_name(name: &str) -> bool {
+    let Some(stem) = name.strip_suffix(".wal") else {
+        return false;
+    };
+    let Some((seq, index)) = stem.split_once('-') else {
+        return false;
+    };
+    let hex16 = |s: &str| s.len() == 16 && s.bytes().all(|b| b.is_ascii_hexdigit());
+    hex16(seq) && hex16(index)
+}
+
+/// How much of a WAL file is read first; the metadata record is the second frame, a few dozen
+/// bytes in, so the rest of the (64 MB, mostly preallocated) file is only read when needed.
+const WAL_PREFIX_BYTES: u64 = 64 * 1024;
+
+/// Read the metadata record of the WAL file at `path`, inside data dir `dir`.
+fn read_wal_file(dir: &Path, path: &Path) -> Result<WalMeta> {
+    let wal_error = |problem: String| Error::Wal { path: path.to_path_buf(), problem };
+    let unreadable = |e: io::Error| {
+        let name = path.strip_prefix(dir).unwrap_or(path).display().to_string();
+        access_error(dir, &format!("read {name}"), e)
+    };
+    let mut file = File::open(path).map_err(unreadable)?;
+    let mut bytes = Vec::new();
+    (&mut file).take(WAL_PREFIX_BYTES).read_to_end(&mut bytes).map_err(unreadable)?;
+    match scan(&bytes) {
+        Err(Scan::Truncated(_)) if bytes.len() as u64 == WAL_PREFIX_BYTES => {
+            file.read_to_end(&mut bytes).map_err(unreadable)?;
+            scan(&bytes).map_err(|e| wal_error(e.into_message()))
+        }
+        result => result.map_err(|e| wal_error(e.into_message())),
+    }
+}
+
+/// A data dir error with a problem text.
+fn data_dir_error(dir: &Path, problem: &str) -> Error {
+    Error::DataDir { path: dir.to_path_buf(), problem: problem.to_string() }
+}
+
+/// A data dir error for a failed file system call: what we tried, why it failed, and the fix.
+fn access_error(dir: &Path, action: &str, e: io::Error) -> Error {
+    let fix = match e.kind() {
+        ErrorKind::PermissionDenied => {
+            "run etcd-bootstrap as the user that owns the data dir, or fix its owner and mode \
+             (in kubernetes: the pod's securityContext.fsGroup)"
+        }
+        ErrorKind::NotADirectory => "the data dir is damaged: inspect it, or move it aside",
+        _ => "check the volume mounted at the data dir",
+    };
+    let problem = format!("cannot {action}: {}; {fix}", lowercase_first(&e.to_string()));
+    Error::DataDir { path: dir.to_path_buf(), problem }
+}
+
+/// `text` with its first letter lowercased (io errors read "Permission denied (os error 13)").
+fn lowercase_first(text: &str) -> String {
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => first.to_lowercase().chain(chars).collect(),
+        None => String::new(),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// WAL decoding
+// ---------------------------------------------------------------------------------------------
+
+/// `walpb.Record.type` of the metadata record.
+const METADATA_TYPE: i64 = 1;
+/// `walpb.Record.type` of the record that carries the CRC of the previous file.
+const CRC_TYPE: i64 = 4;
+/// Size of a frame's length field.
+const FRAME_HEADER_BYTES: usize = 8;
 
 /// Parse the metadata record of a WAL file's bytes.
+///
+/// The file is a sequence of frames (an 8-byte little-endian length field, the `walpb.Record`
+/// protobuf, padding); frames are read from the start until the first metadata record (type 1),
+/// whose data is an `etcdserverpb.Metadata { NodeID = 1, ClusterID = 2 }`. CRCs are checked the
+/// way etcd checks them (CRC-32C, chained from the file's CRC record). Any input is safe: errors,
+/// never panics.
 pub fn read_wal_metadata(bytes: &[u8]) -> Result<WalMeta, String> {
-    let _ = bytes;
-    Err("not implemented".into())
+    scan(bytes).map_err(Scan::into_message)
 }
 
+/// Why a scan found no metadata.
+#[derive(Debug)]
+enum Scan {
+    /// The bytes end before the metadata record: more bytes of the same file may complete it.
+    Truncated(String),
+    /// The bytes are not a WAL, or hold no metadata record.
+    Bad(String),
+}
+
+impl Scan {
+    fn into_message(self) -> String {
+        match self {
+            Scan::Truncated(m) | Scan::Bad(m) => m,
+        }
+    }
+}
+
+/// One decoded `walpb.Record`.
+#[derive(Debug, Default)]
+struct Record<'a> {
+    kind: i64,
+    crc: u32,
+    data: &'a [u8],
+}
+
+/// Walk the frames of `bytes` up to the first metadata record and decode it.
+fn scan(bytes: &[u8]) -> Result<WalMeta, Scan> {
+    let mut offset = 0;
+    let mut crc = 0u32;
+    while let Some((body, next)) = next_frame(bytes, offset)? {
+        let rec = decode_record(body)
+            .map_err(|e| Scan::Bad(format!("record at offset {offset}: {e}")))?;
+        if rec.kind == CRC_TYPE {
+            // Carries the running CRC of the previous file; the chain continues from it.
+            if crc != 0 && rec.crc != crc {
+                return Err(crc_mismatch(offset, &rec, crc));
+            }
+            crc = rec.crc;
+        } else {
+            crc = crc32c_update(crc, rec.data);
+            if rec.crc != crc {
+                return Err(crc_mismatch(offset, &rec, crc));
+            }
+            if rec.kind == METADATA_TYPE {
+                return decode_metadata(rec.data)
+                    .map_err(|e| Scan::Bad(format!("metadata record at offset {offset}: {e}")));
+            }
+        }
+        offset = next;
+    }
+    Err(Scan::Bad(format!("no metadata record: the records end at offset {offset}")))
+}
+
+/// The error for a record whose stored CRC is not the computed one.
+fn crc_mismatch(offset: usize, rec: &Record, computed: u32) -> Scan {
+    Scan::Bad(format!(
+        "record at offset {offset} (type {}) fails its crc check: stored {:#010x}, computed {computed:#010x}",
+        rec.kind, rec.crc
+    ))
+}
+
+/// The frame at `offset`: its record bytes and the offset of the next frame, or `None` at a
+/// zero length field (etcd preallocates WAL files with zeros), which ends the records.
+fn next_frame(bytes: &[u8], offset: usize) -> Result<Option<(&[u8], usize)>, Scan> {
+    let rest = bytes.get(offset..).unwrap_or_default();
+    if rest.is_empty() {
+        return Err(Scan::Truncated(format!(
+            "the file ends at offset {offset} before a metadata record"
+        )));
+    }
+    let Some(header) = rest.first_chunk::<FRAME_HEADER_BYTES>() else {
+        return Err(Scan::Truncated(format!(
+            "the frame header at offset {offset} is cut short: {} of {FRAME_HEADER_BYTES} bytes",
+            rest.len()
+        )));
+    };
+    let length_field = u64::from_le_bytes(*header);
+    if length_field == 0 {
+        return Ok(None);
+    }
+    let (record_len, pad_len) = frame_size(length_field);
+    let available = rest.len() - FRAME_HEADER_BYTES; // first_chunk succeeded, cannot underflow
+    let body = usize::try_from(record_len)
+        .ok()
+        .zip(usize::try_from(pad_len).ok())
+        .filter(|(r, p)| r.checked_add(*p).is_some_and(|total| total <= available))
+        .and_then(|(r, p)| Some((rest.get(FRAME_HEADER_BYTES..FRAME_HEADER_BYTES + r)?, r + p)));
+    let Some((record, body_len)) = body else {
+        return Err(Scan::Truncated(format!(
+            "frame at offset {offset} declares {record_len} record bytes and {pad_len} padding \
+             bytes, but only {available} bytes follow"
+        )));
+    };
+    Ok(Some((record, offset + FRAME_HEADER_BYTES + body_len)))
+}
+
+/// Split a frame's length field: the record length is in the low 56 bits; when the top bit is
+/// set, the low 3 bits of the top byte are the number of padding bytes after the record.
+fn frame_size(length_field: u64) -> (u64, u64) {
+    let record_len = length_field & 0x00ff_ffff_ffff_ffff;
+    let top = length_field >> 56;
+    let pad_len = if top & 0x80 != 0 { top & 0x7 } else { 0 };
+    (record_len, pad_len)
+}
+
+/// Decode a `walpb.Record { int64 type = 1; uint32 crc = 2; bytes data = 3; }`.
+fn decode_record(bytes: &[u8]) -> Result<Record<'_>, String> {
+    let mut reader = ProtoReader::new(bytes);
+    let mut rec = Record::default();
+    while let Some((field, wire)) = reader.key()? {
+        match (field, wire) {
+            // int64 and uint32 are varints; like Go, keep the low bits of a longer value.
+            (1, WIRE_VARINT) => rec.kind = reader.varint()? as i64,
+            (2, WIRE_VARINT) => rec.crc = reader.varint()? as u32,
+            (3, WIRE_LEN) => rec.data = reader.len_delimited()?,
+            (1..=3, _) => return Err(format!("field {field} has the wrong wire type {wire}")),
+            _ => reader.skip(wire)?,
+        }
+    }
+    Ok(rec)
+}
+
+/// Decode an `etcdserverpb.Metadata { uint64 NodeID = 1; uint64 ClusterID = 2; }`.
+fn decode_metadata(bytes: &[u8]) -> Result<WalMeta, String> {
+    let mut reader = ProtoReader::new(bytes);
+    let mut meta = WalMeta { member_id: 0, cluster_id: 0 };
+    while let Some((field, wire)) = reader.key()? {
+        match (field, wire) {
+            (1, WIRE_VARINT) => meta.member_id = reader.varint()?,
+            (2, WIRE_VARINT) => meta.cluster_id = reader.varint()?,
+            (1 | 2, _) => return Err(format!("field {field} has the wrong wire type {wire}")),
+            _ => reader.skip(wire)?,
+        }
+    }
+    // etcd never uses ID 0 (raft reserves it for "none"); a zero here means damaged metadata.
+    if meta.member_id == 0 {
+        return Err("it holds no member id".into());
+    }
+    if meta.cluster_id == 0 {
+        return Err("it holds no cluster id".into());
+    }
+    Ok(meta)
+}
+
+const WIRE_VARINT: u8 = 0;
+const WIRE_FIXED64: u8 = 1;
+const WIRE_LEN: u8 = 2;
+const WIRE_FIXED32: u8 = 5;
+
+/// A bounds-checked cursor over protobuf wire-format bytes.
+struct ProtoReader<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> ProtoReader<'a> {
+    fn new(bytes: &'a [u8]) -> Self {
+        ProtoReader { bytes, pos: 0 }
+    }
+
+    /// The next field key as (field number, wire type), or `None` at the end of the message.
+    fn key(&mut self) -> Result<Option<(u64, u8)>, String> {
+        if self.pos >= self.bytes.len() {
+            return Ok(None);
+        }
+        let key = self.varint()?;
+        let field = key >> 3;
+        if field == 0 {
+            return Err("field number 0 is invalid protobuf".into());
+        }
+        Ok(Some((field, (key & 0x7) as u8)))
+    }
+
+    /// A base-128 varint of at most 10 bytes; bits beyond 64 are dropped, as Go does.
+    fn varint(&mut self) -> Result<u64, String> {
+        let mut value = 0u64;
+        for i in 0..10 {
+            let Some(&byte) = self.bytes.get(self.pos) else {
+                return Err("a varint runs past the end of the record".into());
+            };
+            self.pos += 1;
+            value |= u64::from(byte & 0x7f) << (7 * i);
+            if byte & 0x80 == 0 {
+                return Ok(value);
+            }
+        }
+        Err("a varint is longer than 10 bytes".into())
+    }
+
+    /// The next `n` bytes.
+    fn take(&mut self, n: u64) -> Result<&'a [u8], String> {
+        let slice = usize::try_from(n)
+            .ok()
+            .and_then(|n| self.pos.checked_add(n))
+            .and_then(|end| Some((self.bytes.get(self.pos..end)?, end)));
+        let Some((slice, end)) = slice else {
+            let left = self.bytes.len().saturating_sub(self.pos);
+            return Err(format!("a field of {n} bytes runs past the end ({left} bytes left)"));
+        };
+        self.pos = end;
+        Ok(slice)
+    }
+
+    /// A length-delimited field's bytes.
+    fn len_delimited(&mut self) -> Result<&'a [u8], String> {
+        let len = self.varint()?;
+        self.take(len)
+    }
+
+    /// Skip a field of an unknown number.
+    fn skip(&mut self, wire: u8) -> Result<(), String> {
+        match wire {
+            WIRE_VARINT => self.varint().map(drop),
+            WIRE_FIXED64 => self.take(8).map(drop),
+            WIRE_LEN => self.len_delimited().map(drop),
+            WIRE_FIXED32 => self.take(4).map(drop),
+            _ => Err(format!("unsupported protobuf wire type {wire}")),
+        }
+    }
+}
+
+/// CRC-32C (Castagnoli, reflected polynomial), the checksum of etcd's WAL.
+const CRC32C_TABLE: [u32; 256] = {
+    let mut table = [0u32; 256];
+    let mut i = 0;
+    while i < 256 {
+        let mut crc = i as u32;
+        let mut bit = 0;
+        while bit < 8 {
+            crc = if crc & 1 != 0 { (crc >> 1) ^ 0x82f6_3b78 } else { crc >> 1 };
+            bit += 1;
+        }
+        table[i] = crc;
+        i += 1;
+    }
+    table
+};
+
+/// Continue a CRC-32C over `data` (Go's `crc32.Update` with the Castagnoli table).
+fn crc32c_update(crc: u32, data: &[u8]) -> u32 {
+    let mut crc = !crc;
+    for &byte in data {
+        crc = CRC32C_TABLE[usize::from(crc as u8 ^ byte)] ^ (crc >> 8);
+    }
+    !crc
+}
+
+// ---------------------------------------------------------------------------------------------
+// Archiving
+// ---------------------------------------------------------------------------------------------
+
+/// How many `-N` suffixes are tried before giving up on finding a free archive name.
+const MAX_ARCHIVE_SUFFIX: u32 = 1000;
+
 /// Move `<dir>/member` to `<dir>/member.removed-<unix_time>`; returns the new path.
+///
+/// The archive stays in the data dir (usually a volume's mount point, which cannot be renamed),
+/// so the rename is atomic. An existing archive name is never overwritten: `-1`, `-2`... are
+/// appended. The data dir is fsynced after the rename so the move survives a crash.
 pub fn archive_member(dir: &Path, unix_time: u64) -> Result<PathBuf> {
-    let _ = unix_time;
-    Err(Error::DataDir {
-        path: dir.to_path_buf(),
-        problem: "not implemented".into(),
+    let from = dir.join(MEMBER);
+    match fs::symlink_metadata(&from) {
+        Ok(_) => {}
+        Err(e) if e.kind() == ErrorKind::NotFound => {
+            return Err(data_dir_error(dir, "has no member/ to archive: nothing to move aside"));
+        }
+        Err(e) => return Err(access_error(dir, "look at member/", e)),
+    }
+    for suffix in 0..MAX_ARCHIVE_SUFFIX {
+        let name = archive_name(unix_time, suffix);
+        let to = dir.join(&name);
+        match rename_no_replace(&from, &to) {
+            Ok(()) => {
+                sync_dir(dir, &name)?;
+                return Ok(to);
+            }
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(access_error(dir, &format!("move member/ to {name}"), e)),
+        }
+    }
+    Err(data_dir_error(
+        dir,
+        &format!(
+            "cannot archive member/: {} and {MAX_ARCHIVE_SUFFIX} suffixed names are taken; \
+             move old archives out of the data dir",
+            archive_name(unix_time, 0)
+        ),
+    ))
+}
+
+/// `member.removed-<unix_time>`, then `member.removed-<unix_time>-<suffix>`.
+fn archive_name(unix_time: u64, suffix: u32) -> String {
+    match suffix {
+        0 => format!("{ARCHIVE_PREFIX}{unix_time}"),
+        n => format!("{ARCHIVE_PREFIX}{unix_time}-{n}"),
+    }
+}
+
+/// Rename `from` to `to`, failing with `AlreadyExists` when `to` exists (a plain rename would
+/// replace an empty directory or a file there).
+fn rename_no_replace(from: &Path, to: &Path) -> io::Result<()> {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        use nix::errno::Errno;
+        use nix::fcntl::{renameat2, RenameFlags, AT_FDCWD};
+        match renameat2(AT_FDCWD, from, AT_FDCWD, to, RenameFlags::RENAME_NOREPLACE) {
+            Ok(()) => return Ok(()),
+            // The file system does not support the flag: fall back to check, then rename.
+            Err(Errno::EINVAL | Errno::ENOSYS) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    // Without RENAME_NOREPLACE there is a window between the check and the rename; nothing else
+    // writes to the data dir while the bootstrap runs (it is PID 1, before etcd starts).
+    if fs::symlink_metadata(to).is_ok() {
+        return Err(io::Error::from(ErrorKind::AlreadyExists));
+    }
+    fs::rename(from, to)
+}
+
+/// fsync the data dir so a rename in it is durable.
+fn sync_dir(dir: &Path, archived_as: &str) -> Result<()> {
+    File::open(dir).and_then(|d| d.sync_all()).map_err(|e| {
+        let action = format!(
+            "fsync after moving member/ to {archived_as} (the move may not survive a crash)"
+        );
+        access_error(dir, &action, e)
     })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tests
+// ---------------------------------------------------------------------------------------------
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+
+    // ---- WAL builders (the encoder side, written from the format, for hand-made files) ----
+
+    fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+        while v >= 0x80 {
+            out.push((v as u8) | 0x80);
+            v >>= 7;
+        }
+        out.push(v as u8);
+    }
+
+    /// A `walpb.Record` with the given fields.
+    fn record(kind: u64, crc: u32, data: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        put_varint(&mut out, 1 << 3);
+        put_varint(&mut out, kind);
+        put_varint(&mut out, 2 << 3);
+        put_varint(&mut out, u64::from(crc));
+        if !data.is_empty() {
+            put_varint(&mut out, (3 << 3) | 2);
+            put_varint(&mut out, data.len() as u64);
+            out.extend_from_slice(data);
+        }
+        out
+    }
+
+    /// An `etcdserverpb.Metadata`.
+    fn metadata(node: u64, cluster: u64) -> Vec<u8> {
+        let mut out = Vec::new();
+        put_varint(&mut out, 1 << 3);
+        put_varint(&mut out, node);
+        put_varint(&mut out, 2 << 3);
+        put_varint(&mut out, cluster);
+        out
+    }
+
+    /// A frame, padded to 8 bytes as etcd pads it.
+    fn frame(record: &[u8]) -> Vec<u8> {
+        let pad = (8 - record.len() % 8) % 8;
+        frame_with_pad(record, pad as u8)
+    }
+
+    /// A frame with an explicit padding count (0 means the unpadded form, top bit clear).
+    fn frame_with_pad(record: &[u8], pad: u8) -> Vec<u8> {
+        let mut len = record.len() as u64;
+        if pad != 0 {
+            len |= u64::from(0x80 | pad) << 56;
+        }
+        let mut out = len.to_le_bytes().to_vec();
+        out.extend_from_slice(record);
+        out.extend(std::iter::repeat_n(0u8, usize::from(pad)));
+        out
+    }
+
+    /// The start of a first WAL file as etcd writes it: a CRC record (crc 0), the metadata
+    /// record, then a few preallocated zeros.
+    fn wal(node: u64, cluster: u64) -> Vec<u8> {
+        let meta = metadata(node, cluster);
+        let mut out = frame(&record(4, 0, &[]));
+        out.extend(frame(&record(1, crc32c_update(0, &meta), &meta)));
+        out.extend([0u8; 64]);
+        out
+    }
+
+    const NODE: u64 = 0x8e9e_05c5_2164_694d;
+    const CLUSTER: u64 = 0xcdf8_1819_4e3a_8c32;
+
+    fn meta() -> WalMeta {
+        WalMeta { member_id: NODE, cluster_id: CLUSTER }
+    }
+
+    // ---- WAL decoding ----
+
+    #[test]
+    fn crc32c_matches_the_castagnoli_check_value() {
+        assert_eq!(crc32c_update(0, b"123456789"), 0xe306_9283);
+        // Chaining is the same as one pass.
+        assert_eq!(crc32c_update(crc32c_update(0, b"1234"), b"56789"), 0xe306_9283);
+    }
+
+    #[test]
+    fn metadata_is_found_after_the_crc_record() {
+        assert_eq!(read_wal_metadata(&wal(NODE, CLUSTER)), Ok(meta()));
+    }
+
+    #[test]
+    fn metadata_is_found_in_padded_and_unpadded_frames() {
+        let meta_bytes = metadata(NODE, CLUSTER);
+        let rec = record(1, crc32c_update(0, &meta_bytes), &meta_bytes);
+        for pad in 0..=7 {
+            let mut bytes = frame_with_pad(&record(4, 0, &[]), pad);
+            bytes.extend(frame_with_pad(&rec, 7 - pad));
+            assert_eq!(read_wal_metadata(&bytes), Ok(meta()), "padding {pad}");
+        }
+    }
+
+    #[test]
+    fn metadata_is_found_without_a_crc_record_and_without_trailing_zeros() {
+        let meta_bytes = metadata(NODE, CLUSTER);
+        let bytes = frame(&record(1, crc32c_update(0, &meta_bytes), &meta_bytes));
+        assert_eq!(read_wal_metadata(&bytes), Ok(meta()));
+    }
+
+    #[test]
+    fn crc_chain_starts_from_the_crc_record_of_a_later_file() {
+        let prev = 0x1234_5678;
+        let state = b"state bytes";
+        let state_crc = crc32c_update(prev, state);
+        let meta_bytes = metadata(NODE, CLUSTER);
+        let mut bytes = frame(&record(4, prev, &[]));
+        bytes.extend(frame(&record(3, state_crc, state)));
+        bytes.extend(frame(&record(1, crc32c_update(state_crc, &meta_bytes), &meta_bytes)));
+        assert_eq!(read_wal_metadata(&bytes), Ok(meta()), "records before metadata are skipped");
+    }
+
+    #[test]
+    fn unknown_protobuf_fields_are_skipped() {
+        let mut meta_bytes = metadata(NODE, CLUSTER);
+        meta_bytes.extend([(9 << 3) | 5, 1, 2, 3, 4]); // fixed32 field 9
+        meta_bytes.extend([(10 << 3) | 1, 1, 2, 3, 4, 5, 6, 7, 8]); // fixed64 field 10
+        let mut rec = record(1, crc32c_update(0, &meta_bytes), &meta_bytes);
+        rec.extend([(7 << 3) | 2, 2, 0xaa, 0xbb]); // bytes field 7
+        rec.extend([7 << 3, 0x96, 0x01]); // varint field 7
+        assert_eq!(read_wal_metadata(&frame(&rec)), Ok(meta()));
+    }
+
+    #[test]
+    fn every_truncation_before_the_end_of_the_metadata_frame_is_an_error() {
+        let bytes = wal(NODE, CLUSTER);
+        let end_of_metadata = bytes.len() - 64;
+        for cut in 0..bytes.len() {
+            let result = read_wal_metadata(&bytes[..cut]);
+            if cut < end_of_metadata {
+                assert!(result.is_err(), "cut at {cut} gave {result:?}");
+            } else {
+                assert_eq!(result, Ok(meta()), "cut at {cut}");
+            }
+        }
+    }
+
+    #[test]
+    fn truncation_inside_a_frame_is_reported_as_truncated() {
+        let bytes = wal(NODE, CLUSTER);
+        assert!(matches!(scan(&bytes[..3]), Err(Scan::Truncated(_))));
+        assert!(matches!(scan(&bytes[..20]), Err(Scan::Truncated(_))));
+        assert!(matches!(scan(&bytes[..16]), Err(Scan::Truncated(_))), "ends between frames");
+    }
+
+    #[test]
+    fn zeros_only_hold_no_metadata_record() {
+        let err = read_wal_metadata(&[0u8; 4096]).unwrap_err();
+        assert!(err.contains("no metadata record"), "{err}");
+        assert!(read_wal_metadata(&[]).is_err());
+    }
+
+    #[test]
+    fn a_zero_length_frame_before_the_metadata_ends_the_records() {
+        let mut bytes = frame(&record(4, 0, &[]));
+        bytes.extend([0u8; 8]);
+        bytes.extend(&wal(NODE, CLUSTER)[16..]);
+        let err = read_wal_metadata(&bytes).unwrap_err();
+        assert!(err.contains("no metadata record"), "{err}");
+    }
+
+    #[test]
+    fn huge_frame_lengths_are_errors_not_panics() {
+        for field in [
+            u64::MAX,
+            0x00ff_ffff_ffff_ffff,
+            0x87ff_ffff_ffff_fff8,
+            0x7fff_ffff_ffff_ffff,
+            0x8000_0000_0000_0010,
+            1 << 55,
+        ] {
+            let mut bytes = field.to_le_bytes().to_vec();
+            bytes.extend([0x08, 0x01, 0x10, 0x00]);
+            let err = read_wal_metadata(&bytes).unwrap_err();
+            assert!(err.contains("declares"), "{field:#x}: {err}");
+        }
+    }
+
+    #[test]
+    fn huge_field_lengths_inside_a_record_are_errors_not_panics() {
+        let mut rec = vec![(3 << 3) | 2];
+        put_varint(&mut rec, u64::MAX);
+        rec.extend([1, 2, 3]);
+        let err = read_wal_metadata(&frame(&rec)).unwrap_err();
+        assert!(err.contains("runs past the end"), "{err}");
+    }
+
+    #[test]
+    fn overlong_varints_are_errors() {
+        let rec = [0x08, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01];
+        let err = read_wal_metadata(&frame(&rec)).unwrap_err();
+        assert!(err.contains("longer than 10 bytes"), "{err}");
+    }
+
+    #[test]
+    fn a_crc_mismatch_is_an_error() {
+        let meta_bytes = metadata(NODE, CLUSTER);
+        let mut bytes = frame(&record(4, 0, &[]));
+        bytes.extend(frame(&record(1, crc32c_update(0, &meta_bytes) ^ 1, &meta_bytes)));
+        let err = read_wal_metadata(&bytes).unwrap_err();
+        assert!(err.contains("crc check"), "{err}");
+    }
+
+    #[test]
+    fn wrong_wire_types_and_invalid_fields_are_errors() {
+        // Record type as a length-delimited field.
+        assert!(read_wal_metadata(&frame(&[(1 << 3) | 2, 0])).is_err());
+        // Field number 0.
+        assert!(read_wal_metadata(&frame(&[0x00, 0x01])).is_err());
+        // Group wire types are not supported.
+        assert!(read_wal_metadata(&frame(&[(9 << 3) | 3])).is_err());
+        // Metadata NodeID as fixed64.
+        let meta_bytes = [(1 << 3) | 1, 1, 2, 3, 4, 5, 6, 7, 8];
+        let rec = record(1, crc32c_update(0, &meta_bytes), &meta_bytes);
+        let err = read_wal_metadata(&frame(&rec)).unwrap_err();
+        assert!(err.contains("wrong wire type"), "{err}");
+    }
+
+    #[test]
+    fn zero_ids_are_damaged_metadata() {
+        for (node, cluster, want) in [(0, CLUSTER, "member id"), (NODE, 0, "cluster id")] {
+            let meta_bytes = metadata(node, cluster);
+            let rec = record(1, crc32c_update(0, &meta_bytes), &meta_bytes);
+            let err = read_wal_metadata(&frame(&rec)).unwrap_err();
+            assert!(err.contains(want), "{err}");
+        }
+    }
+
+    #[test]
+    fn arbitrary_bytes_never_panic() {
+        // xorshift64: deterministic pseudo-random inputs, including valid-looking prefixes.
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let valid = wal(NODE, CLUSTER);
+        for round in 0..20_000 {
+            let len = (next() % 96) as usize;
+            let mut bytes: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+            if round % 2 == 0 {
+                // Mutate a valid file instead: flip a few bytes.
+                bytes = valid.clone();
+                for _ in 0..1 + next() % 3 {
+                    let i = (next() as usize) % bytes.len();
+                    bytes[i] = next() as u8;
+                }
+            }
+            let _ = read_wal_metadata(&bytes);
+        }
+        assert!(read_wal_metadata(&[0xff; 256]).is_err());
+    }
+
+    #[test]
+    fn error_messages_are_one_lowercase_line() {
+        let samples = [
+            read_wal_metadata(&[1, 2, 3]),
+            read_wal_metadata(&[0; 16]),
+            read_wal_metadata(&u64::MAX.to_le_bytes()),
+        ];
+        for err in samples.into_iter().map(Result::unwrap_err) {
+            assert!(!err.contains('\n'), "{err}");
+            assert_eq!(err.chars().next().map(|c| c.is_lowercase()), Some(true), "{err}");
+        }
+    }
+
+    #[test]
+    fn wal_names_follow_etcds_pattern() {
+        assert!(is_wal_name("0000000000000000-0000000000000000.wal"));
+        assert!(is_wal_name("000000000000000a-00000000000003e8.wal"));
+        assert!(!is_wal_name("0.tmp"));
+        assert!(!is_wal_name("0000000000000000-0000000000000000.wal.broken"));
+        assert!(!is_wal_name("000000000000000-0000000000000000.wal"));
+        assert!(!is_wal_name("000000000000000g-0000000000000000.wal"));
+        assert!(!is_wal_name("x.wal"));
+    }
+
+    // ---- inspect ----
+
+    fn tempdir() -> tempfile::TempDir {
+        tempfile::tempdir().expect("create a temp dir")
+    }
+
+    /// Write a member data dir under `dir` with a first WAL file of the given bytes.
+    fn write_member(dir: &Path, wal_bytes: &[u8]) -> PathBuf {
+        let wal_dir = dir.join("member").join("wal");
+        fs::create_dir_all(&wal_dir).unwrap();
+        fs::create_dir_all(dir.join("member").join("snap")).unwrap();
+        let path = wal_dir.join("0000000000000000-0000000000000000.wal");
+        fs::write(&path, wal_bytes).unwrap();
+        path
+    }
+
+    #[test]
+    fn missing_dir_is_empty() {
+        let tmp = tempdir();
+        assert_eq!(inspect(&tmp.path().join("data")).unwrap(), DataDirState::Empty);
+    }
+
+    #[test]
+    fn empty_dir_is_empty() {
+        let tmp = tempdir();
+        assert_eq!(inspect(tmp.path()).unwrap(), DataDirState::Empty);
+    }
+
+    #[test]
+    fn lost_found_only_is_empty() {
+        let tmp = tempdir();
+        fs::create_dir(tmp.path().join("lost+found")).unwrap();
+        assert_eq!(inspect(tmp.path()).unwrap(), DataDirState::Empty);
+    }
+
+    #[test]
+    fn archives_only_are_empty() {
+        let tmp = tempdir();
+        fs::create_dir(tmp.path().join("member.removed-1700000000")).unwrap();
+        fs::create_dir(tmp.path().join("member.removed-1700000000-1")).unwrap();
+        fs::create_dir(tmp.path().join("lost+found")).unwrap();
+        assert_eq!(inspect(tmp.path()).unwrap(), DataDirState::Empty);
+    }
+
+    #[test]
+    fn member_with_wal_is_member_with_its_ids() {
+        let tmp = tempdir();
+        write_member(tmp.path(), &wal(NODE, CLUSTER));
+        fs::create_dir(tmp.path().join("lost+found")).unwrap();
+        assert_eq!(inspect(tmp.path()).unwrap(), DataDirState::Member(meta()));
+    }
+
+    #[test]
+    fn a_large_wal_with_the_metadata_past_the_first_read_is_read_whole() {
+        // A first record larger than the first read: the rest of the file is read.
+        let tmp = tempdir();
+        let big = vec![7u8; WAL_PREFIX_BYTES as usize + 100];
+        let big_crc = crc32c_update(0, &big);
+        let meta_bytes = metadata(NODE, CLUSTER);
+        let mut bytes = frame(&record(3, big_crc, &big));
+        bytes.extend(frame(&record(1, crc32c_update(big_crc, &meta_bytes), &meta_bytes)));
+        write_member(tmp.path(), &bytes);
+        assert_eq!(inspect(tmp.path()).unwrap(), DataDirState::Member(meta()));
+    }
+
+    #[test]
+    fn the_first_wal_file_by_name_is_read() {
+        let tmp = tempdir();
+        let wal_dir = tmp.path().join("member").join("wal");
+        fs::create_dir_all(&wal_dir).unwrap();
+        // Created first, named later: garbage that must not be read.
+        fs::write(wal_dir.join("0000000000000002-0000000000000100.wal"), b"garbage").unwrap();
+        fs::write(wal_dir.join("0000000000000001-0000000000000050.wal"), wal(NODE, CLUSTER))
+            .unwrap();
+        fs::write(wal_dir.join("0.tmp"), b"preallocated").unwrap();
+        assert_eq!(inspect(tmp.path()).unwrap(), DataDirState::Member(meta()));
+    }
+
+    #[test]
+    fn member_without_wal_dir_is_empty() {
+        let tmp = tempdir();
+        fs::create_dir_all(tmp.path().join("member").join("snap")).unwrap();
+        fs::create_dir_all(tmp.path().join("member").join("wal.tmp")).unwrap();
+        assert_eq!(inspect(tmp.path()).unwrap(), DataDirState::Empty);
+        assert!(tmp.path().join("member").join("snap").is_dir(), "nothing is deleted");
+    }
+
+    #[test]
+    fn member_with_no_wal_file_is_empty() {
+        let tmp = tempdir();
+        let wal_dir = tmp.path().join("member").join("wal");
+        fs::create_dir_all(&wal_dir).unwrap();
+        fs::write(wal_dir.join("0.tmp"), [0u8; 16]).unwrap();
+        assert_eq!(inspect(tmp.path()).unwrap(), DataDirState::Empty);
+    }
+
+    #[test]
+    fn another_entry_is_unknown() {
+        let tmp = tempdir();
+        fs::write(tmp.path().join("foo.txt"), b"hello").unwrap();
+        fs::create_dir(tmp.path().join("lost+found")).unwrap();
+        let want = DataDirState::Unknown { entries: vec!["foo.txt".into()] };
+        assert_eq!(inspect(tmp.path()).unwrap(), want);
+    }
+
+    #[test]
+    fn other_entries_next_to_member_are_unknown_and_sorted() {
+        let tmp = tempdir();
+        write_member(tmp.path(), b"not read: the data dir is refused first");
+        fs::write(tmp.path().join("foo.txt"), b"hello").unwrap();
+        fs::create_dir(tmp.path().join("backup")).unwrap();
+        fs::create_dir(tmp.path().join("member.removed-5")).unwrap();
+        let want = DataDirState::Unknown { entries: vec!["backup".into(), "foo.txt".into()] };
+        assert_eq!(inspect(tmp.path()).unwrap(), want);
+    }
+
+    #[test]
+    fn a_member_file_that_is_not_a_directory_is_unknown() {
+        let tmp = tempdir();
+        fs::write(tmp.path().join("member"), b"a file").unwrap();
+        let want = DataDirState::Unknown { entries: vec!["member".into()] };
+        assert_eq!(inspect(tmp.path()).unwrap(), want);
+    }
+
+    #[test]
+    fn a_file_instead_of_a_dir_is_an_error() {
+        let tmp = tempdir();
+        let path = tmp.path().join("data");
+        fs::write(&path, b"x").unwrap();
+        let err = inspect(&path).unwrap_err();
+        assert!(matches!(err, Error::DataDir { .. }), "{err:?}");
+        assert!(err.to_string().contains("is not a directory"), "{err}");
+    }
+
+    #[test]
+    fn a_dangling_symlink_is_an_error() {
+        let tmp = tempdir();
+        let path = tmp.path().join("data");
+        std::os::unix::fs::symlink(tmp.path().join("gone"), &path).unwrap();
+        let err = inspect(&path).unwrap_err();
+        assert!(err.to_string().contains("symbolic link to a missing target"), "{err}");
+    }
+
+    #[test]
+    fn a_corrupt_wal_is_a_wal_error_naming_the_file() {
+        let tmp = tempdir();
+        let mut bytes = wal(NODE, CLUSTER);
+        bytes.truncate(20);
+        let path = write_member(tmp.path(), &bytes);
+        let err = inspect(tmp.path()).unwrap_err();
+        match &err {
+            Error::Wal { path: p, .. } => assert_eq!(p, &path),
+            other => panic!("want a wal error, got {other:?}"),
+        }
+        assert!(err.to_string().contains("0000000000000000-0000000000000000.wal"), "{err}");
+    }
+
+    #[test]
+    fn permission_errors_name_the_path_and_the_fix() {
+        let err = access_error(
+            Path::new("/var/lib/etcd"),
+            "list member/wal",
+            io::Error::from(ErrorKind::PermissionDenied),
+        );
+        let text = err.to_string();
+        assert!(text.starts_with("data dir /var/lib/etcd: cannot list member/wal:"), "{text}");
+        assert!(text.contains("fsGroup"), "{text}");
+        assert!(!text.contains('\n'), "{text}");
+    }
+
+    /// Environment variable that tells [`unreadable_probe_as_another_user`] where to look.
+    const PROBE_ENV: &str = "DATADIR_UNREADABLE_PROBE_ROOT";
+
+    /// Three data dirs, each unreadable in a different place (mode 000).
+    fn make_unreadable(root: &Path) {
+        fs::set_permissions(root, fs::Permissions::from_mode(0o755)).unwrap();
+        let top = root.join("top");
+        write_member(&top, &wal(NODE, CLUSTER));
+        let wal_dir = root.join("waldir");
+        write_member(&wal_dir, &wal(NODE, CLUSTER));
+        let file = root.join("walfile");
+        let wal_file = write_member(&file, &wal(NODE, CLUSTER));
+        for p in [&top, &wal_dir.join("member").join("wal"), &wal_file] {
+            fs::set_permissions(p, fs::Permissions::from_mode(0o000)).unwrap();
+        }
+    }
+
+    /// Undo [`make_unreadable`]'s modes.
+    fn restore_modes(root: &Path) {
+        let wal_file =
+            |d: &str| root.join(d).join("member/wal/0000000000000000-0000000000000000.wal");
+        let _ = fs::set_permissions(root.join("top"), fs::Permissions::from_mode(0o755));
+        let _ =
+            fs::set_permissions(root.join("waldir/member/wal"), fs::Permissions::from_mode(0o755));
+        let _ = fs::set_permissions(wal_file("walfile"), fs::Permissions::from_mode(0o644));
+    }
+
+    /// The assertions on the data dirs of [`make_unreadable`]; needs a user that mode 000 stops.
+    fn check_unreadable(root: &Path) {
+        for (dir, what) in [
+            ("top", "cannot list it"),
+            ("waldir", "cannot list member/wal"),
+            ("walfile", "cannot read member/wal/0000000000000000-0000000000000000.wal"),
+        ] {
+            let err = inspect(&root.join(dir)).unwrap_err();
+            let text = err.to_string();
+            assert!(matches!(err, Error::DataDir { .. }), "{dir}: {err:?}");
+            assert!(text.contains(what), "{dir}: {text}");
+            assert!(text.contains("permission denied"), "{dir}: {text}");
+            assert!(text.contains("fsGroup"), "{dir}: {text}");
+        }
+    }
+
+    #[test]
+    fn unreadable_dirs_are_errors_that_name_the_path_and_the_fix() {
+        let tmp = tempdir();
+        make_unreadable(tmp.path());
+        let privileged = fs::read_dir(tmp.path().join("top")).is_ok();
+        if !privileged {
+            let result = std::panic::catch_unwind(|| check_unreadable(tmp.path()));
+            restore_modes(tmp.path()); // so the temp dir can be removed
+            if let Err(panic) = result {
+                std::panic::resume_unwind(panic);
+            }
+            return;
+        }
+        // Mode 000 does not stop root (CAP_DAC_OVERRIDE): run the check as `nobody`, in a copy
+        // of this test binary, so the real permission-denied paths are exercised.
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("SKIPPED unreadable check: privileged without being root, cannot drop");
+            return;
+        }
+        let exe = std::env::current_exe().unwrap();
+        let test = "datadir::tests::unreadable_probe_as_another_user";
+        let out = std::process::Command::new(&exe)
+            .args(["--exact", test, "--ignored", "--nocapture", "--test-threads=1"])
+            .env(PROBE_ENV, tmp.path())
+            .uid(65534)
+            .gid(65534)
+            .output();
+        let out = match out {
+            Ok(out) => out,
+            Err(e) => {
+                eprintln!("SKIPPED unreadable check: cannot run {} as nobody: {e}", exe.display());
+                return;
+            }
+        };
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "probe as nobody failed:\n{stdout}\n{stderr}");
+        assert!(stdout.contains("1 passed"), "probe did not run:\n{stdout}\n{stderr}");
+    }
+
+    #[test]
+    #[ignore = "helper: run as an unprivileged user by unreadable_dirs_are_errors_that_name_the_path_and_the_fix"]
+    fn unreadable_probe_as_another_user() {
+        match std::env::var_os(PROBE_ENV) {
+            Some(root) => check_unreadable(Path::new(&root)),
+            None => eprintln!("nothing to do: {PROBE_ENV} is set by the unreadable dirs test"),
+        }
+    }
+
+    // ---- archive_member ----
+
+    #[test]
+    fn archive_moves_member_aside_and_the_dir_reads_empty() {
+        let tmp = tempdir();
+        write_member(tmp.path(), &wal(NODE, CLUSTER));
+        let to = archive_member(tmp.path(), 1_700_000_000).unwrap();
+        assert_eq!(to, tmp.path().join("member.removed-1700000000"));
+        assert!(!tmp.path().join("member").exists());
+        let kept = to.join("wal").join("0000000000000000-0000000000000000.wal");
+        assert_eq!(fs::read(kept).unwrap(), wal(NODE, CLUSTER), "data kept as it was");
+        assert_eq!(inspect(tmp.path()).unwrap(), DataDirState::Empty);
+    }
+
+    #[test]
+    fn archive_name_collisions_get_a_suffix_and_nothing_is_overwritten() {
+        let tmp = tempdir();
+        // An empty directory and a file: a plain rename would replace either.
+        fs::create_dir(tmp.path().join("member.removed-42")).unwrap();
+        fs::write(tmp.path().join("member.removed-42-1"), b"keep me").unwrap();
+        write_member(tmp.path(), &wal(NODE, CLUSTER));
+        let to = archive_member(tmp.path(), 42).unwrap();
+        assert_eq!(to, tmp.path().join("member.removed-42-2"));
+        assert!(to.join("wal").is_dir());
+        assert_eq!(fs::read_dir(tmp.path().join("member.removed-42")).unwrap().count(), 0);
+        assert_eq!(fs::read(tmp.path().join("member.removed-42-1")).unwrap(), b"keep me");
+        // A second archive with the same time takes the next free name.
+        write_member(tmp.path(), &wal(NODE, CLUSTER));
+        assert_eq!(archive_member(tmp.path(), 42).unwrap(), tmp.path().join("member.removed-42-3"));
+    }
+
+    #[test]
+    fn archive_without_member_is_an_error() {
+        let tmp = tempdir();
+        let err = archive_member(tmp.path(), 1).unwrap_err();
+        assert!(err.to_string().contains("has no member/ to archive"), "{err}");
+    }
 }
