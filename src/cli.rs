@@ -31,7 +31,9 @@ pub fn main_with(args: Vec<OsString>, surroundings: Surroundings) -> Result<Exit
 fn usage_error(e: clap::Error) -> Result<ExitCode> {
     use clap::error::ErrorKind;
     match e.kind() {
-        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+        ErrorKind::DisplayHelp
+        | ErrorKind::DisplayVersion
+        | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
             print!("{e}");
             Ok(ExitCode::SUCCESS)
         }

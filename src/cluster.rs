@@ -42,7 +42,12 @@ impl std::fmt::Debug for Access {
 
 impl Access {
     /// Load TLS files and the password file. `https` follows etcd's client TLS settings.
-    pub fn load(https: bool, tls: &ClientTlsFiles, user: Option<&str>, password_file: Option<&Path>) -> Result<Self> {
+    pub fn load(
+        https: bool,
+        tls: &ClientTlsFiles,
+        user: Option<&str>,
+        password_file: Option<&Path>,
+    ) -> Result<Self> {
         let ca_pem = tls.ca.as_deref().map(read_file).transpose()?;
         let identity_pem = match (&tls.cert, &tls.key) {
             (Some(cert), Some(key)) => Some((read_file(cert)?, read_file(key)?)),
@@ -184,9 +189,13 @@ async fn probe(access: &Access, endpoint: &Endpoint, timeout: Duration) -> Resul
         return Err("is a learner (refuses the member list)".into());
     }
     let quorum = status.leader() != 0
-        && within(timeout, "linearizable read", client.get(QUORUM_PROBE_KEY, Some(GetOptions::new().with_count_only())))
-            .await
-            .is_ok();
+        && within(
+            timeout,
+            "linearizable read",
+            client.get(QUORUM_PROBE_KEY, Some(GetOptions::new().with_count_only())),
+        )
+        .await
+        .is_ok();
     let list = within(timeout, "member list", client.member_list()).await?;
     let cluster_id = list.header().map(|h| h.cluster_id()).unwrap_or_default();
     let members = list.members().iter().map(to_member).collect();
@@ -281,7 +290,10 @@ impl Leaderish {
         let options = learner.then(|| MemberAddOptions::new().with_is_learner());
         let mut cluster = self.client.cluster_client();
         let resp = call("member add", cluster.member_add(vec![peer_url.to_string()], options)).await?;
-        let added = resp.member().map(to_member).ok_or_else(|| CallError::Fatal("member add returned no member".into()))?;
+        let added = resp
+            .member()
+            .map(to_member)
+            .ok_or_else(|| CallError::Fatal("member add returned no member".into()))?;
         let all = resp.member_list().iter().map(to_member).collect();
         Ok((added, all))
     }
@@ -329,11 +341,26 @@ mod tests {
 
     #[test]
     fn classifies_membership_errors() {
-        assert!(matches!(CallError::classify("member add: FailedPrecondition: etcdserver: unhealthy cluster"), CallError::Transient(_)));
-        assert!(matches!(CallError::classify("etcdserver: too many learner members in cluster"), CallError::Transient(_)));
-        assert!(matches!(CallError::classify("member remove: NotFound: etcdserver: member not found"), CallError::AlreadyDone(_)));
-        assert!(matches!(CallError::classify("etcdserver: Peer URLs already exists"), CallError::AlreadyDone(_)));
-        assert!(matches!(CallError::classify("PermissionDenied: etcdserver: permission denied"), CallError::Fatal(_)));
+        assert!(matches!(
+            CallError::classify("member add: FailedPrecondition: etcdserver: unhealthy cluster"),
+            CallError::Transient(_)
+        ));
+        assert!(matches!(
+            CallError::classify("etcdserver: too many learner members in cluster"),
+            CallError::Transient(_)
+        ));
+        assert!(matches!(
+            CallError::classify("member remove: NotFound: etcdserver: member not found"),
+            CallError::AlreadyDone(_)
+        ));
+        assert!(matches!(
+            CallError::classify("etcdserver: Peer URLs already exists"),
+            CallError::AlreadyDone(_)
+        ));
+        assert!(matches!(
+            CallError::classify("PermissionDenied: etcdserver: permission denied"),
+            CallError::Fatal(_)
+        ));
     }
 
     #[test]

@@ -129,19 +129,11 @@ pub struct Common {
     pub peer_port: u16,
 
     /// SRV port name of the client port on the headless service.
-    #[arg(
-        long,
-        env = "ETCD_BOOTSTRAP_CLIENT_PORT_NAME",
-        default_value = "etcd-client"
-    )]
+    #[arg(long, env = "ETCD_BOOTSTRAP_CLIENT_PORT_NAME", default_value = "etcd-client")]
     pub client_port_name: String,
 
     /// SRV port name of the peer port on the headless service.
-    #[arg(
-        long,
-        env = "ETCD_BOOTSTRAP_PEER_PORT_NAME",
-        default_value = "etcd-server"
-    )]
+    #[arg(long, env = "ETCD_BOOTSTRAP_PEER_PORT_NAME", default_value = "etcd-server")]
     pub peer_port_name: String,
 
     /// How a new member joins a running cluster.
@@ -165,19 +157,11 @@ pub struct Common {
     pub etcd_binary: Option<PathBuf>,
 
     /// etcd user for membership calls (with --auth-password-file).
-    #[arg(
-        long,
-        env = "ETCD_BOOTSTRAP_AUTH_USER",
-        requires = "auth_password_file"
-    )]
+    #[arg(long, env = "ETCD_BOOTSTRAP_AUTH_USER", requires = "auth_password_file")]
     pub auth_user: Option<String>,
 
     /// File holding the password of --auth-user.
-    #[arg(
-        long,
-        env = "ETCD_BOOTSTRAP_AUTH_PASSWORD_FILE",
-        requires = "auth_user"
-    )]
+    #[arg(long, env = "ETCD_BOOTSTRAP_AUTH_PASSWORD_FILE", requires = "auth_user")]
     pub auth_password_file: Option<PathBuf>,
 
     /// Log format.
@@ -231,14 +215,10 @@ impl Common {
             )));
         }
         if self.wait_timeout.is_zero() {
-            return Err(Error::config(
-                "--wait-timeout 0s: give a positive duration such as 5m",
-            ));
+            return Err(Error::config("--wait-timeout 0s: give a positive duration such as 5m"));
         }
         if self.probe_timeout.is_zero() {
-            return Err(Error::config(
-                "--probe-timeout 0s: give a positive duration such as 2s",
-            ));
+            return Err(Error::config("--probe-timeout 0s: give a positive duration such as 2s"));
         }
         Ok(())
     }
@@ -254,14 +234,7 @@ mod tests {
 
     #[test]
     fn bare_invocation_is_run_with_etcd_flags_after_double_dash() {
-        let cli = parse(&[
-            "--initial-cluster-size",
-            "5",
-            "--",
-            "--data-dir=/x",
-            "--debug",
-        ])
-        .expect("parses");
+        let cli = parse(&["--initial-cluster-size", "5", "--", "--data-dir=/x", "--debug"]).expect("parses");
         assert!(cli.command.is_none());
         assert_eq!(cli.run.common.initial_cluster_size, 5);
         assert_eq!(cli.run.etcd_flags, ["--data-dir=/x", "--debug"]);
@@ -282,9 +255,7 @@ mod tests {
     #[test]
     fn durations_and_join_mode_parse() {
         let cli = parse(&["run", "--wait-timeout", "30s", "--join-as", "learner"]).expect("parses");
-        let Some(Command::Run(run)) = cli.command else {
-            panic!("expected run")
-        };
+        let Some(Command::Run(run)) = cli.command else { panic!("expected run") };
         assert_eq!(run.common.wait_timeout, Duration::from_secs(30));
         assert_eq!(run.common.join_as, JoinAs::Learner);
     }
@@ -307,11 +278,7 @@ mod tests {
     fn validate_rejects_zero_size_and_equal_ports() {
         let mut common = parse(&[]).expect("parses").run.common;
         common.initial_cluster_size = 0;
-        assert!(common
-            .validate()
-            .expect_err("size 0")
-            .to_string()
-            .contains("--initial-cluster-size 0"));
+        assert!(common.validate().expect_err("size 0").to_string().contains("--initial-cluster-size 0"));
         common.initial_cluster_size = 3;
         common.peer_port = common.client_port;
         assert!(common.validate().is_err());

@@ -76,7 +76,9 @@ impl Context {
             .initial_cluster_token
             .clone()
             .or_else(|| user.get("initial-cluster-token"))
-            .unwrap_or_else(|| format!("etcd-bootstrap-{}-{}", identity_parts.namespace, identity_parts.service));
+            .unwrap_or_else(|| {
+                format!("etcd-bootstrap-{}-{}", identity_parts.namespace, identity_parts.service)
+            });
         let etcd_binary = crate::exec::locate(
             common.etcd_binary.as_deref().unwrap_or(std::path::Path::new("etcd")),
             env.env.get("PATH").map(String::as_str),
@@ -141,7 +143,9 @@ impl IdentityParts {
             .clone()
             .or_else(|| env.env.get("POD_NAME").filter(|v| !v.is_empty()).cloned())
             .or_else(|| env.hostname.clone())
-            .ok_or_else(|| Error::config("no pod name: the hostname is unreadable; set --name or POD_NAME"))?;
+            .ok_or_else(|| {
+                Error::config("no pod name: the hostname is unreadable; set --name or POD_NAME")
+            })?;
         let (set_name, ordinal) = identity::split_pod_name(&pod_name)?;
         let searched = env.resolv_conf.as_deref().and_then(identity::from_search_list);
         let namespace = common

@@ -88,10 +88,7 @@ fn existing_dir(dir: &Path) -> Result<bool> {
         )),
         Err(e) if e.kind() == ErrorKind::NotFound => {
             if fs::symlink_metadata(dir).is_ok() {
-                Err(data_dir_error(
-                    dir,
-                    "is a symbolic link to a missing target: fix the link or remove it",
-                ))
+                Err(data_dir_error(dir, "is a symbolic link to a missing target: fix the link or remove it"))
             } else {
                 Ok(false)
             }
@@ -258,8 +255,7 @@ fn scan(bytes: &[u8]) -> Result<WalMeta, Scan> {
     let mut offset = 0;
     let mut crc = 0u32;
     while let Some((body, next)) = next_frame(bytes, offset)? {
-        let rec = decode_record(body)
-            .map_err(|e| Scan::Bad(format!("record at offset {offset}: {e}")))?;
+        let rec = decode_record(body).map_err(|e| Scan::Bad(format!("record at offset {offset}: {e}")))?;
         if rec.kind == CRC_TYPE {
             // Carries the running CRC of the previous file; the chain continues from it.
             if crc != 0 && rec.crc != crc {
@@ -294,9 +290,7 @@ fn crc_mismatch(offset: usize, rec: &Record, computed: u32) -> Scan {
 fn next_frame(bytes: &[u8], offset: usize) -> Result<Option<(&[u8], usize)>, Scan> {
     let rest = bytes.get(offset..).unwrap_or_default();
     if rest.is_empty() {
-        return Err(Scan::Truncated(format!(
-            "the file ends at offset {offset} before a metadata record"
-        )));
+        return Err(Scan::Truncated(format!("the file ends at offset {offset} before a metadata record")));
     }
     let Some(header) = rest.first_chunk::<FRAME_HEADER_BYTES>() else {
         return Err(Scan::Truncated(format!(
@@ -551,9 +545,8 @@ fn rename_no_replace(from: &Path, to: &Path) -> io::Result<()> {
 /// fsync the data dir so a rename in it is durable.
 fn sync_dir(dir: &Path, archived_as: &str) -> Result<()> {
     File::open(dir).and_then(|d| d.sync_all()).map_err(|e| {
-        let action = format!(
-            "fsync after moving member/ to {archived_as} (the move may not survive a crash)"
-        );
+        let action =
+            format!("fsync after moving member/ to {archived_as} (the move may not survive a crash)");
         access_error(dir, &action, e)
     })
 }
@@ -921,8 +914,7 @@ mod tests {
         fs::create_dir_all(&wal_dir).unwrap();
         // Created first, named later: garbage that must not be read.
         fs::write(wal_dir.join("0000000000000002-0000000000000100.wal"), b"garbage").unwrap();
-        fs::write(wal_dir.join("0000000000000001-0000000000000050.wal"), wal(NODE, CLUSTER))
-            .unwrap();
+        fs::write(wal_dir.join("0000000000000001-0000000000000050.wal"), wal(NODE, CLUSTER)).unwrap();
         fs::write(wal_dir.join("0.tmp"), b"preallocated").unwrap();
         assert_eq!(inspect(tmp.path()).unwrap(), DataDirState::Member(meta()));
     }
@@ -1038,11 +1030,9 @@ mod tests {
 
     /// Undo [`make_unreadable`]'s modes.
     fn restore_modes(root: &Path) {
-        let wal_file =
-            |d: &str| root.join(d).join("member/wal/0000000000000000-0000000000000000.wal");
+        let wal_file = |d: &str| root.join(d).join("member/wal/0000000000000000-0000000000000000.wal");
         let _ = fs::set_permissions(root.join("top"), fs::Permissions::from_mode(0o755));
-        let _ =
-            fs::set_permissions(root.join("waldir/member/wal"), fs::Permissions::from_mode(0o755));
+        let _ = fs::set_permissions(root.join("waldir/member/wal"), fs::Permissions::from_mode(0o755));
         let _ = fs::set_permissions(wal_file("walfile"), fs::Permissions::from_mode(0o644));
     }
 

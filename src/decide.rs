@@ -40,10 +40,7 @@ pub enum Decision {
     /// Start on the existing data; `update_peer_urls` names my member when its peer URL changed.
     Existing { update_peer_urls: Option<u64> },
     /// Join the running cluster: reuse an unstarted entry with my peer URL, or `member add`.
-    Join {
-        reuse: Option<u64>,
-        as_learner: bool,
-    },
+    Join { reuse: Option<u64>, as_learner: bool },
     /// My volume was lost while my member is still listed: remove it, then join.
     Replace { remove: u64 },
     /// My data dir belongs to a member the cluster no longer lists: archive it, decide again.
@@ -63,10 +60,7 @@ pub struct Verdict {
 }
 
 fn verdict(decision: Decision, reason: impl Into<String>) -> Verdict {
-    Verdict {
-        decision,
-        reason: reason.into(),
-    }
+    Verdict { decision, reason: reason.into() }
 }
 
 /// Decide how this member starts.
@@ -138,19 +132,13 @@ fn existing_or_stale(me: &Me, meta: &WalMeta, members: &[Member]) -> Verdict {
 
 fn decide_empty(obs: &Observation<'_>, settings: &Settings) -> Verdict {
     match obs.cluster {
-        ClusterView::Answer {
-            members,
-            quorum: true,
-            ..
-        } if members.iter().any(Member::started) => join_running(obs.me, members, settings),
-        ClusterView::Answer {
-            members,
-            quorum: false,
-            ..
-        } if members.iter().any(Member::started) => wait_for_quorum(obs.me, members),
-        ClusterView::NoAnswer { .. } | ClusterView::Answer { .. } => {
-            initial_bootstrap(obs, settings)
+        ClusterView::Answer { members, quorum: true, .. } if members.iter().any(Member::started) => {
+            join_running(obs.me, members, settings)
         }
+        ClusterView::Answer { members, quorum: false, .. } if members.iter().any(Member::started) => {
+            wait_for_quorum(obs.me, members)
+        }
+        ClusterView::NoAnswer { .. } | ClusterView::Answer { .. } => initial_bootstrap(obs, settings),
     }
 }
 
@@ -181,19 +169,18 @@ fn initial_bootstrap(obs: &Observation<'_>, settings: &Settings) -> Verdict {
     if !obs.peers.unresolved_initial.is_empty() {
         return verdict(
             Decision::Wait,
-            format!(
-                "{nobody}; waiting for DNS of {}",
-                obs.peers.unresolved_initial.join(", ")
-            ),
+            format!("{nobody}; waiting for DNS of {}", obs.peers.unresolved_initial.join(", ")),
         );
     }
-    verdict(Decision::New, format!("empty data dir, {nobody} and all {size} initial peers resolve: start the initial cluster"))
+    verdict(
+        Decision::New,
+        format!("empty data dir, {nobody} and all {size} initial peers resolve: start the initial cluster"),
+    )
 }
 
 fn wait_for_quorum(me: &Me, members: &[Member]) -> Verdict {
-    let mine = members
-        .iter()
-        .find(|m| m.started() && (m.name == me.name || m.peer_urls.contains(&me.peer_url)));
+    let mine =
+        members.iter().find(|m| m.started() && (m.name == me.name || m.peer_urls.contains(&me.peer_url)));
     let voters = members.iter().filter(|m| !m.is_learner).count();
     let reason = match mine {
         Some(m) if voters <= 2 => format!(
@@ -210,24 +197,17 @@ fn wait_for_quorum(me: &Me, members: &[Member]) -> Verdict {
 }
 
 fn join_running(me: &Me, members: &[Member], settings: &Settings) -> Verdict {
-    if let Some(entry) = members
-        .iter()
-        .find(|m| !m.started() && m.peer_urls.contains(&me.peer_url))
-    {
+    if let Some(entry) = members.iter().find(|m| !m.started() && m.peer_urls.contains(&me.peer_url)) {
         return verdict(
-            Decision::Join {
-                reuse: Some(entry.id),
-                as_learner: entry.is_learner,
-            },
+            Decision::Join { reuse: Some(entry.id), as_learner: entry.is_learner },
             format!(
                 "member {:x} was added with my peer URL and never started: join as that member",
                 entry.id
             ),
         );
     }
-    if let Some(old) = members
-        .iter()
-        .find(|m| m.started() && (m.name == me.name || m.peer_urls.contains(&me.peer_url)))
+    if let Some(old) =
+        members.iter().find(|m| m.started() && (m.name == me.name || m.peer_urls.contains(&me.peer_url)))
     {
         return verdict(
             Decision::Replace { remove: old.id },
@@ -238,11 +218,7 @@ fn join_running(me: &Me, members: &[Member], settings: &Settings) -> Verdict {
         );
     }
     if let Some(other) = members.iter().find(|m| !m.started() || m.is_learner) {
-        let what = if other.started() {
-            "is a learner"
-        } else {
-            "was added and has not started"
-        };
+        let what = if other.started() { "is a learner" } else { "was added and has not started" };
         return verdict(
             Decision::Wait,
             format!(
@@ -253,16 +229,9 @@ fn join_running(me: &Me, members: &[Member], settings: &Settings) -> Verdict {
         );
     }
     let as_learner = settings.join_as == JoinAs::Learner;
-    let role = if as_learner {
-        "learner"
-    } else {
-        "voting member"
-    };
+    let role = if as_learner { "learner" } else { "voting member" };
     verdict(
-        Decision::Join {
-            reuse: None,
-            as_learner,
-        },
+        Decision::Join { reuse: None, as_learner },
         format!("the cluster has quorum and does not know this pod: add it as a {role}"),
     )
 }

@@ -55,7 +55,5 @@ impl Resolver {
 
 /// Parse `--dns-server`: `host:port`, `[v6]:port`, or a bare IP (port 53).
 pub fn parse_dns_server(text: &str) -> Result<SocketAddr> {
-    Err(Error::config(format!(
-        "--dns-server {text:?}: not implemented"
-    )))
+    Err(Error::config(format!("--dns-server {text:?}: not implemented")))
 }

@@ -15,24 +15,16 @@ pub fn parse(text: &str) -> Result<Duration, String> {
     let mut total = Duration::ZERO;
     let mut rest = trimmed;
     while !rest.is_empty() {
-        let digits = rest
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(rest.len());
+        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
         if digits == 0 {
             return Err(format!("{text:?} is not a duration: {expected}"));
         }
-        let number: u64 = rest[..digits]
-            .parse()
-            .map_err(|_| format!("{text:?} is too large: {expected}"))?;
+        let number: u64 = rest[..digits].parse().map_err(|_| format!("{text:?} is too large: {expected}"))?;
         rest = &rest[digits..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit())
-            .unwrap_or(rest.len());
+        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
         let part = unit_duration(number, &rest[..unit_len])
             .ok_or_else(|| format!("{text:?} has no valid unit (ms, s, m, h): {expected}"))?;
-        total = total
-            .checked_add(part)
-            .ok_or_else(|| format!("{text:?} is too large: {expected}"))?;
+        total = total.checked_add(part).ok_or_else(|| format!("{text:?} is too large: {expected}"))?;
         rest = &rest[unit_len..];
     }
     Ok(total)
@@ -52,11 +44,11 @@ fn unit_duration(number: u64, unit: &str) -> Option<Duration> {
 /// Format a duration the way `parse` reads it (for help texts and logs).
 pub fn format(d: Duration) -> String {
     let ms = d.as_millis();
-    if ms % 3_600_000 == 0 && ms > 0 {
+    if ms.is_multiple_of(3_600_000) && ms > 0 {
         format!("{}h", ms / 3_600_000)
-    } else if ms % 60_000 == 0 && ms > 0 {
+    } else if ms.is_multiple_of(60_000) && ms > 0 {
         format!("{}m", ms / 60_000)
-    } else if ms % 1_000 == 0 {
+    } else if ms.is_multiple_of(1_000) {
         format!("{}s", ms / 1_000)
     } else {
         format!("{ms}ms")
@@ -79,17 +71,7 @@ mod tests {
 
     #[test]
     fn rejects_negative_unitless_unknown_unit_and_overflow() {
-        for bad in [
-            "-5s",
-            "",
-            "10",
-            "5d",
-            "s",
-            "1.5s",
-            "abc",
-            "99999999999999999999s",
-            "5 s",
-        ] {
+        for bad in ["-5s", "", "10", "5d", "s", "1.5s", "abc", "99999999999999999999s", "5 s"] {
             let err = parse(bad).expect_err(bad);
             assert!(err.contains("expected a duration"), "{bad}: {err}");
         }

@@ -63,43 +63,26 @@ pub enum Error {
 
     /// A call to the etcd API failed.
     #[error("etcd api {call} at {endpoint}: {message}")]
-    Cluster {
-        call: String,
-        endpoint: String,
-        message: String,
-    },
+    Cluster { call: String, endpoint: String, message: String },
 
     /// Reading or writing a file failed.
     #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { path: PathBuf, source: std::io::Error },
 
     /// The etcd binary could not be executed.
     #[error("cannot exec {path}: {problem}")]
-    Exec {
-        path: PathBuf,
-        problem: String,
-        code: u8,
-    },
+    Exec { path: PathBuf, problem: String, code: u8 },
 
     /// A termination signal arrived while waiting.
     #[error("stopped by {name} while {doing}")]
-    Signalled {
-        name: &'static str,
-        code: u8,
-        doing: String,
-    },
+    Signalled { name: &'static str, code: u8, doing: String },
 }
 
 impl Error {
     /// The documented process exit code for this error.
     pub fn exit_code(&self) -> u8 {
         match self {
-            Error::Config(_) | Error::PodName { .. } | Error::DuplicateEtcdSetting { .. } => {
-                exit::CONFIG
-            }
+            Error::Config(_) | Error::PodName { .. } | Error::DuplicateEtcdSetting { .. } => exit::CONFIG,
             Error::Dns(_) => exit::CONFIG,
             Error::DataDir { .. } | Error::Wal { .. } | Error::Io { .. } => exit::DATA_DIR,
             Error::Refused(_) => exit::REFUSED,
@@ -117,10 +100,7 @@ impl Error {
 
     /// Shorthand for an I/O error on a path.
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io {
-            path: path.into(),
-            source,
-        }
+        Error::Io { path: path.into(), source }
     }
 }
 

@@ -48,12 +48,7 @@ const BOOL_FLAGS: &[&str] = &[
 ];
 
 /// Flags the bootstrap decides itself; a user value would defeat it.
-const MANAGED_FLAGS: &[&str] = &[
-    "initial-cluster",
-    "initial-cluster-state",
-    "discovery",
-    "discovery-srv",
-];
+const MANAGED_FLAGS: &[&str] = &["initial-cluster", "initial-cluster-state", "discovery", "discovery-srv"];
 
 /// One flag the user gave etcd, as parsed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,23 +79,16 @@ pub fn parse_flags(args: &[String]) -> Result<Vec<UserFlag>> {
             None => (body, None),
         };
         if name.is_empty() || name.starts_with('-') {
-            return Err(Error::config(format!(
-                "etcd argument {arg:?} is not a valid flag"
-            )));
+            return Err(Error::config(format!("etcd argument {arg:?} is not a valid flag")));
         }
         let value = match inline {
             Some(v) => Some(v),
             None if BOOL_FLAGS.contains(&name) => None,
             None => Some(iter.next().cloned().ok_or_else(|| {
-                Error::config(format!(
-                    "etcd flag --{name} needs a value: write --{name}=VALUE"
-                ))
+                Error::config(format!("etcd flag --{name} needs a value: write --{name}=VALUE"))
             })?),
         };
-        flags.push(UserFlag {
-            name: name.to_string(),
-            value,
-        });
+        flags.push(UserFlag { name: name.to_string(), value });
     }
     Ok(flags)
 }
@@ -127,17 +115,10 @@ impl UserSettings {
             }
             let var = env_name(&flag.name);
             if env.contains_key(&var) {
-                return Err(Error::DuplicateEtcdSetting {
-                    flag: flag.name.clone(),
-                    var,
-                });
+                return Err(Error::DuplicateEtcdSetting { flag: flag.name.clone(), var });
             }
         }
-        let settings = UserSettings {
-            flags,
-            raw_flags: raw_flags.to_vec(),
-            env: env.clone(),
-        };
+        let settings = UserSettings { flags, raw_flags: raw_flags.to_vec(), env: env.clone() };
         for managed in MANAGED_FLAGS {
             if settings.is_set(managed) {
                 return Err(Error::config(format!(
@@ -165,8 +146,7 @@ impl UserSettings {
 
     /// A boolean etcd setting (`--client-cert-auth`, `ETCD_AUTO_TLS=true`).
     pub fn is_true(&self, name: &str) -> bool {
-        self.get(name)
-            .is_some_and(|v| v.eq_ignore_ascii_case("true") || v == "1")
+        self.get(name).is_some_and(|v| v.eq_ignore_ascii_case("true") || v == "1")
     }
 
     /// The user's flags as given, passed to etcd unchanged.
@@ -196,12 +176,10 @@ impl UserSettings {
     /// The data dir: the bootstrap's `--data-dir` and etcd's own setting must agree if both are set.
     pub fn data_dir(&self, bootstrap_value: Option<&PathBuf>) -> Result<PathBuf> {
         match (self.get("data-dir"), bootstrap_value) {
-            (Some(etcd), Some(ours)) if PathBuf::from(&etcd) != *ours => {
-                Err(Error::config(format!(
-                    "--data-dir {} differs from etcd's data dir {etcd}: set it in one place",
-                    ours.display()
-                )))
-            }
+            (Some(etcd), Some(ours)) if std::path::Path::new(&etcd) != ours.as_path() => Err(Error::config(format!(
+                "--data-dir {} differs from etcd's data dir {etcd}: set it in one place",
+                ours.display()
+            ))),
             (Some(etcd), _) => Ok(PathBuf::from(etcd)),
             (None, Some(ours)) => Ok(ours.clone()),
             (None, None) => Ok(PathBuf::from(DEFAULT_DATA_DIR)),
@@ -233,15 +211,9 @@ pub enum StartMode {
     /// Restart on existing data: etcd finds its peers in its WAL.
     Existing,
     /// Part of a new static cluster.
-    New {
-        initial_cluster: Vec<(String, String)>,
-        token: String,
-    },
+    New { initial_cluster: Vec<(String, String)>, token: String },
     /// Joining a running cluster after `member add`.
-    Join {
-        initial_cluster: Vec<(String, String)>,
-        token: String,
-    },
+    Join { initial_cluster: Vec<(String, String)>, token: String },
 }
 
 /// What the argv builder needs about this member.
@@ -262,27 +234,15 @@ pub fn derived_flags(user: &UserSettings, member: &MemberSpec, mode: &StartMode)
     let mut wanted: Vec<(&str, String)> = vec![
         ("name", member.name.clone()),
         ("data-dir", member.data_dir.display().to_string()),
-        (
-            "listen-peer-urls",
-            format!("{peer_scheme}://0.0.0.0:{}", member.peer_port),
-        ),
-        (
-            "listen-client-urls",
-            format!("{client_scheme}://0.0.0.0:{}", member.client_port),
-        ),
+        ("listen-peer-urls", format!("{peer_scheme}://0.0.0.0:{}", member.peer_port)),
+        ("listen-client-urls", format!("{client_scheme}://0.0.0.0:{}", member.client_port)),
         ("initial-advertise-peer-urls", member.peer_url.clone()),
         ("advertise-client-urls", member.client_url.clone()),
     ];
     let (cluster, state, token) = match mode {
         StartMode::Existing => (None, None, None),
-        StartMode::New {
-            initial_cluster,
-            token,
-        } => (Some(initial_cluster), Some("new"), Some(token)),
-        StartMode::Join {
-            initial_cluster,
-            token,
-        } => (Some(initial_cluster), Some("existing"), Some(token)),
+        StartMode::New { initial_cluster, token } => (Some(initial_cluster), Some("new"), Some(token)),
+        StartMode::Join { initial_cluster, token } => (Some(initial_cluster), Some("existing"), Some(token)),
     };
     if let Some(cluster) = cluster {
         let joined: Vec<String> = cluster.iter().map(|(n, u)| format!("{n}={u}")).collect();
@@ -317,10 +277,7 @@ mod tests {
     }
 
     fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
     }
 
     fn member() -> MemberSpec {
@@ -336,12 +293,9 @@ mod tests {
 
     #[test]
     fn parses_go_flag_forms() {
-        let flags = parse_flags(&strings(&[
-            "--a=1", "-b=2", "--c", "3", "-d", "4", "--debug", "--e=",
-        ]))
-        .expect("parses");
-        let got: Vec<(String, Option<String>)> =
-            flags.into_iter().map(|f| (f.name, f.value)).collect();
+        let flags = parse_flags(&strings(&["--a=1", "-b=2", "--c", "3", "-d", "4", "--debug", "--e="]))
+            .expect("parses");
+        let got: Vec<(String, Option<String>)> = flags.into_iter().map(|f| (f.name, f.value)).collect();
         let want = [
             ("a", Some("1")),
             ("b", Some("2")),
@@ -350,10 +304,8 @@ mod tests {
             ("debug", None),
             ("e", Some("")),
         ];
-        let want: Vec<(String, Option<String>)> = want
-            .iter()
-            .map(|(n, v)| (n.to_string(), v.map(str::to_string)))
-            .collect();
+        let want: Vec<(String, Option<String>)> =
+            want.iter().map(|(n, v)| (n.to_string(), v.map(str::to_string))).collect();
         assert_eq!(got, want);
     }
 
@@ -366,20 +318,15 @@ mod tests {
 
     #[test]
     fn flag_and_variable_for_one_setting_is_an_error() {
-        let err = UserSettings::new(
-            &strings(&["--data-dir=/d"]),
-            &env(&[("ETCD_DATA_DIR", "/d")]),
-        )
-        .expect_err("duplicate");
+        let err = UserSettings::new(&strings(&["--data-dir=/d"]), &env(&[("ETCD_DATA_DIR", "/d")]))
+            .expect_err("duplicate");
         assert!(matches!(err, Error::DuplicateEtcdSetting { .. }), "{err}");
         assert!(err.to_string().contains("ETCD_DATA_DIR"));
     }
 
     #[test]
     fn managed_settings_are_refused() {
-        assert!(
-            UserSettings::new(&strings(&["--initial-cluster=a=http://a:2380"]), &env(&[])).is_err()
-        );
+        assert!(UserSettings::new(&strings(&["--initial-cluster=a=http://a:2380"]), &env(&[])).is_err());
         assert!(UserSettings::new(&[], &env(&[("ETCD_INITIAL_CLUSTER_STATE", "new")])).is_err());
     }
 
@@ -387,19 +334,13 @@ mod tests {
     fn settings_come_from_flags_or_variables() {
         let user = UserSettings::new(
             &strings(&["--cert-file=/tls/c.pem", "--client-cert-auth"]),
-            &env(&[
-                ("ETCD_PEER_CERT_FILE", "/tls/p.pem"),
-                ("ETCD_TRUSTED_CA_FILE", "/tls/ca.pem"),
-            ]),
+            &env(&[("ETCD_PEER_CERT_FILE", "/tls/p.pem"), ("ETCD_TRUSTED_CA_FILE", "/tls/ca.pem")]),
         )
         .expect("valid");
         assert!(user.client_tls());
         assert!(user.peer_tls());
         assert!(user.is_true("client-cert-auth"));
-        assert_eq!(
-            user.client_tls_files().ca,
-            Some(PathBuf::from("/tls/ca.pem"))
-        );
+        assert_eq!(user.client_tls_files().ca, Some(PathBuf::from("/tls/ca.pem")));
     }
 
     #[test]
@@ -408,10 +349,7 @@ mod tests {
         assert_eq!(from_env.data_dir(None).expect("ok"), PathBuf::from("/e"));
         assert!(from_env.data_dir(Some(&PathBuf::from("/other"))).is_err());
         let none = UserSettings::new(&[], &env(&[])).expect("valid");
-        assert_eq!(
-            none.data_dir(None).expect("ok"),
-            PathBuf::from(DEFAULT_DATA_DIR)
-        );
+        assert_eq!(none.data_dir(None).expect("ok"), PathBuf::from(DEFAULT_DATA_DIR));
     }
 
     #[test]
@@ -422,22 +360,10 @@ mod tests {
         )
         .expect("valid");
         let args = argv(&user, &member(), &StartMode::Existing);
-        assert!(
-            !args.iter().any(|a| a.starts_with("--data-dir")),
-            "{args:?}"
-        );
-        assert_eq!(
-            args.iter()
-                .filter(|a| a.starts_with("--listen-client-urls"))
-                .count(),
-            1,
-            "{args:?}"
-        );
+        assert!(!args.iter().any(|a| a.starts_with("--data-dir")), "{args:?}");
+        assert_eq!(args.iter().filter(|a| a.starts_with("--listen-client-urls")).count(), 1, "{args:?}");
         assert!(args.contains(&"--name=etcd-1".to_string()));
-        assert!(
-            !args.iter().any(|a| a.starts_with("--initial-cluster")),
-            "{args:?}"
-        );
+        assert!(!args.iter().any(|a| a.starts_with("--initial-cluster")), "{args:?}");
     }
 
     #[test]
@@ -447,27 +373,12 @@ mod tests {
             ("etcd-0".to_string(), "http://e0:2380".to_string()),
             ("etcd-1".to_string(), "http://e1:2380".to_string()),
         ];
-        let new = argv(
-            &user,
-            &member(),
-            &StartMode::New {
-                initial_cluster: cluster.clone(),
-                token: "t".into(),
-            },
-        );
-        assert!(new.contains(
-            &"--initial-cluster=etcd-0=http://e0:2380,etcd-1=http://e1:2380".to_string()
-        ));
+        let new =
+            argv(&user, &member(), &StartMode::New { initial_cluster: cluster.clone(), token: "t".into() });
+        assert!(new.contains(&"--initial-cluster=etcd-0=http://e0:2380,etcd-1=http://e1:2380".to_string()));
         assert!(new.contains(&"--initial-cluster-state=new".to_string()));
         assert!(new.contains(&"--initial-cluster-token=t".to_string()));
-        let join = argv(
-            &user,
-            &member(),
-            &StartMode::Join {
-                initial_cluster: cluster,
-                token: "t".into(),
-            },
-        );
+        let join = argv(&user, &member(), &StartMode::Join { initial_cluster: cluster, token: "t".into() });
         assert!(join.contains(&"--initial-cluster-state=existing".to_string()));
     }
 
@@ -475,19 +386,13 @@ mod tests {
     fn tls_makes_urls_https_and_own_variables_are_stripped() {
         let user = UserSettings::new(
             &strings(&["--peer-cert-file=/p.pem", "--cert-file=/c.pem"]),
-            &env(&[
-                ("ETCD_BOOTSTRAP_NAME", "etcd-1"),
-                ("ETCD_LOG_LEVEL", "info"),
-            ]),
+            &env(&[("ETCD_BOOTSTRAP_NAME", "etcd-1"), ("ETCD_LOG_LEVEL", "info")]),
         )
         .expect("valid");
         let args = argv(&user, &member(), &StartMode::Existing);
         assert!(args.contains(&"--listen-peer-urls=https://0.0.0.0:2380".to_string()));
         assert!(args.contains(&"--listen-client-urls=https://0.0.0.0:2379".to_string()));
         let env = user.exec_env();
-        assert_eq!(
-            env,
-            vec![("ETCD_LOG_LEVEL".to_string(), "info".to_string())]
-        );
+        assert_eq!(env, vec![("ETCD_LOG_LEVEL".to_string(), "info".to_string())]);
     }
 }

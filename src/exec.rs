@@ -29,7 +29,8 @@ pub fn locate(binary: &Path, path_var: Option<&str>) -> Result<PathBuf> {
 /// an etcd that cannot start.
 pub fn check_executable(path: &Path) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
-    let meta = std::fs::metadata(path).map_err(|e| exec_error(path, Errno::from_raw(e.raw_os_error().unwrap_or(0))))?;
+    let meta = std::fs::metadata(path)
+        .map_err(|e| exec_error(path, Errno::from_raw(e.raw_os_error().unwrap_or(0))))?;
     if !meta.is_file() || meta.permissions().mode() & 0o111 == 0 {
         return Err(exec_error(path, Errno::EACCES));
     }
@@ -41,10 +42,8 @@ pub fn exec(path: &Path, args: &[String], env: &[(String, String)]) -> Error {
     let Ok(program) = CString::new(path.as_os_str().as_encoded_bytes()) else {
         return exec_error(path, Errno::EINVAL);
     };
-    let argv: Result<Vec<CString>, _> = std::iter::once(path.display().to_string())
-        .chain(args.iter().cloned())
-        .map(CString::new)
-        .collect();
+    let argv: Result<Vec<CString>, _> =
+        std::iter::once(path.display().to_string()).chain(args.iter().cloned()).map(CString::new).collect();
     let envp: Result<Vec<CString>, _> = env.iter().map(|(k, v)| CString::new(format!("{k}={v}"))).collect();
     let (Ok(argv), Ok(envp)) = (argv, envp) else {
         return Error::config("an etcd argument or variable contains a NUL byte");
@@ -58,9 +57,15 @@ pub fn exec(path: &Path, args: &[String], env: &[(String, String)]) -> Error {
 fn exec_error(path: &Path, errno: Errno) -> Error {
     let (problem, code) = match errno {
         Errno::ENOENT => ("not found; install etcd or set --etcd-binary".to_string(), exit::EXEC_NOT_FOUND),
-        Errno::EACCES => ("permission denied: not an executable file; check --etcd-binary and its mode".into(), exit::EXEC_NOT_EXECUTABLE),
-        Errno::ENOEXEC => ("not an executable format; check --etcd-binary points to the etcd binary".into(), exit::EXEC_NOT_EXECUTABLE),
-        other => (format!("{}", other.desc().to_lowercase()), exit::EXEC_NOT_EXECUTABLE),
+        Errno::EACCES => (
+            "permission denied: not an executable file; check --etcd-binary and its mode".into(),
+            exit::EXEC_NOT_EXECUTABLE,
+        ),
+        Errno::ENOEXEC => (
+            "not an executable format; check --etcd-binary points to the etcd binary".into(),
+            exit::EXEC_NOT_EXECUTABLE,
+        ),
+        other => (other.desc().to_lowercase(), exit::EXEC_NOT_EXECUTABLE),
     };
     Error::Exec { path: path.to_path_buf(), problem, code }
 }
@@ -72,7 +77,8 @@ mod tests {
     #[test]
     fn missing_binary_is_127_and_not_executable_is_126() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let missing = locate(Path::new("etcd"), Some(dir.path().to_str().expect("utf8"))).expect_err("missing");
+        let missing =
+            locate(Path::new("etcd"), Some(dir.path().to_str().expect("utf8"))).expect_err("missing");
         assert_eq!(missing.exit_code(), 127, "{missing}");
         let file = dir.path().join("etcd");
         std::fs::write(&file, b"not a program").expect("write");

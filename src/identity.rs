@@ -30,11 +30,8 @@ impl Identity {
     /// The pod name of a member whose peer host is `host`, if it belongs to this set.
     pub fn ordinal_of_host(&self, host: &str) -> Option<u32> {
         let host = host.trim_end_matches('.');
-        let pod = if self.domain.is_empty() {
-            host
-        } else {
-            host.strip_suffix(&self.domain)?.strip_suffix('.')?
-        };
+        let pod =
+            if self.domain.is_empty() { host } else { host.strip_suffix(&self.domain)?.strip_suffix('.')? };
         let (set, ordinal) = split_pod_name(pod).ok()?;
         (set == self.set_name).then_some(ordinal)
     }
@@ -52,21 +49,12 @@ pub fn host_name(set: &str, ordinal: u32, domain: &str) -> String {
 /// Split a StatefulSet pod name into set name and ordinal, rejecting anything a StatefulSet would
 /// not produce.
 pub fn split_pod_name(name: &str) -> Result<(String, u32)> {
-    let bad = |problem: &str| Error::PodName {
-        name: name.to_string(),
-        problem: problem.into(),
-    };
+    let bad = |problem: &str| Error::PodName { name: name.to_string(), problem: problem.into() };
     if name.is_empty() {
         return Err(bad("is empty"));
     }
-    if name.len() > 63
-        || !name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-    {
-        return Err(bad(
-            "is not a DNS label (lowercase letters, digits and '-', at most 63)",
-        ));
+    if name.len() > 63 || !name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') {
+        return Err(bad("is not a DNS label (lowercase letters, digits and '-', at most 63)"));
     }
     let Some((set, digits)) = name.rsplit_once('-') else {
         return Err(bad("has no ordinal"));
@@ -80,9 +68,7 @@ pub fn split_pod_name(name: &str) -> Result<(String, u32)> {
     if set.is_empty() || set.ends_with('-') || set.starts_with('-') {
         return Err(bad("has no valid set name before the ordinal"));
     }
-    let ordinal = digits
-        .parse::<u32>()
-        .map_err(|_| bad("has an ordinal larger than 4294967295"))?;
+    let ordinal = digits.parse::<u32>().map_err(|_| bad("has an ordinal larger than 4294967295"))?;
     Ok((set.to_string(), ordinal))
 }
 
@@ -92,12 +78,9 @@ pub fn from_search_list(resolv_conf: &str) -> Option<(String, String)> {
     let search = resolv_conf
         .lines()
         .map(str::trim)
-        .filter_map(|line| {
-            line.strip_prefix("search")
-                .or_else(|| line.strip_prefix("domain"))
-        })
+        .filter_map(|line| line.strip_prefix("search").or_else(|| line.strip_prefix("domain")))
         .filter(|rest| rest.starts_with(char::is_whitespace))
-        .last()?;
+        .next_back()?;
     search.split_whitespace().find_map(|entry| {
         let entry = entry.trim_end_matches('.');
         let (namespace, domain) = entry.split_once(".svc.")?;
@@ -114,14 +97,8 @@ mod tests {
     fn splits_statefulset_pod_names() {
         assert_eq!(split_pod_name("etcd-0").ok(), Some(("etcd".into(), 0)));
         assert_eq!(split_pod_name("etcd-12").ok(), Some(("etcd".into(), 12)));
-        assert_eq!(
-            split_pod_name("my-etcd-3").ok(),
-            Some(("my-etcd".into(), 3))
-        );
-        assert_eq!(
-            split_pod_name("etcd-4294967295").ok(),
-            Some(("etcd".into(), u32::MAX))
-        );
+        assert_eq!(split_pod_name("my-etcd-3").ok(), Some(("my-etcd".into(), 3)));
+        assert_eq!(split_pod_name("etcd-4294967295").ok(), Some(("etcd".into(), u32::MAX)));
     }
 
     #[test]
@@ -147,23 +124,14 @@ mod tests {
     #[test]
     fn reads_namespace_and_domain_from_kubernetes_search_list() {
         let conf = "nameserver 10.96.0.10\nsearch prod.svc.cluster.local svc.cluster.local cluster.local\noptions ndots:5\n";
-        assert_eq!(
-            from_search_list(conf),
-            Some(("prod".into(), "cluster.local".into()))
-        );
+        assert_eq!(from_search_list(conf), Some(("prod".into(), "cluster.local".into())));
         let custom = "search kube-system.svc.k8s.example.org svc.k8s.example.org\n";
-        assert_eq!(
-            from_search_list(custom),
-            Some(("kube-system".into(), "k8s.example.org".into()))
-        );
+        assert_eq!(from_search_list(custom), Some(("kube-system".into(), "k8s.example.org".into())));
     }
 
     #[test]
     fn no_kubernetes_search_list_gives_none() {
-        assert_eq!(
-            from_search_list("nameserver 127.0.0.11\noptions ndots:0\n"),
-            None
-        );
+        assert_eq!(from_search_list("nameserver 127.0.0.11\noptions ndots:0\n"), None);
         assert_eq!(from_search_list("search example.com\n"), None);
         assert_eq!(from_search_list("searchx a.svc.b\n"), None);
     }
@@ -177,18 +145,9 @@ mod tests {
             domain: "etcd.default.svc.cluster.local".into(),
         };
         assert_eq!(id.peer_host(2), "etcd-2.etcd.default.svc.cluster.local");
-        assert_eq!(
-            id.ordinal_of_host("etcd-2.etcd.default.svc.cluster.local."),
-            Some(2)
-        );
-        assert_eq!(
-            id.ordinal_of_host("other-2.etcd.default.svc.cluster.local"),
-            None
-        );
-        let bare = Identity {
-            domain: String::new(),
-            ..id
-        };
+        assert_eq!(id.ordinal_of_host("etcd-2.etcd.default.svc.cluster.local."), Some(2));
+        assert_eq!(id.ordinal_of_host("other-2.etcd.default.svc.cluster.local"), None);
+        let bare = Identity { domain: String::new(), ..id };
         assert_eq!(bare.own_host(), "etcd-1");
         assert_eq!(bare.ordinal_of_host("etcd-7"), Some(7));
     }

@@ -59,7 +59,14 @@ pub async fn scan(resolver: &std::sync::Arc<Resolver>, id: &Identity, settings: 
     scan
 }
 
-fn record(scan: &mut PeerScan, id: &Identity, settings: &ScanSettings, ordinal: u32, host: String, answer: Lookup<Vec<IpAddr>>) {
+fn record(
+    scan: &mut PeerScan,
+    id: &Identity,
+    settings: &ScanSettings,
+    ordinal: u32,
+    host: String,
+    answer: Lookup<Vec<IpAddr>>,
+) {
     let ip = match answer {
         Lookup::Found(ips) => ips.into_iter().next(),
         Lookup::Missing | Lookup::Unknown(_) => None,
@@ -86,7 +93,11 @@ fn record(scan: &mut PeerScan, id: &Identity, settings: &ScanSettings, ordinal: 
 
 /// Ordinals to look up: the initial set and this pod, plus SRV-listed pods, or (without SRV, as
 /// in docker-compose) one ordinal past the larger of the initial set and this pod.
-async fn candidates(resolver: &Resolver, id: &Identity, settings: &ScanSettings) -> (BTreeSet<u32>, &'static str) {
+async fn candidates(
+    resolver: &Resolver,
+    id: &Identity,
+    settings: &ScanSettings,
+) -> (BTreeSet<u32>, &'static str) {
     let mut set: BTreeSet<u32> = (0..settings.initial_cluster_size).collect();
     set.insert(id.ordinal);
     if !id.domain.is_empty() {

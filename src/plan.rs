@@ -17,7 +17,9 @@ pub fn predicted_mode(ctx: &Context, round: &Round, verdict: &Verdict) -> Option
         ClusterView::NoAnswer { .. } => Vec::new(),
     };
     match &verdict.decision {
-        Decision::New => Some(StartMode::New { initial_cluster: ctx.initial_cluster(), token: ctx.token.clone() }),
+        Decision::New => {
+            Some(StartMode::New { initial_cluster: ctx.initial_cluster(), token: ctx.token.clone() })
+        }
         Decision::Existing { .. } => Some(StartMode::Existing),
         Decision::Join { reuse: Some(_), .. } => Some(run::join_mode(ctx, &members)),
         Decision::Join { reuse: None, as_learner } => {
@@ -132,7 +134,10 @@ pub fn to_text(ctx: &Context, round: &Round, verdict: &Verdict) -> String {
     let mut out = String::new();
     let id = &ctx.identity;
     let mut line = |k: &str, v: String| out.push_str(&format!("{k:<10} {v}\n"));
-    line("pod", format!("{} (set {}, ordinal {}, namespace {})", id.pod_name, id.set_name, id.ordinal, ctx.namespace));
+    line(
+        "pod",
+        format!("{} (set {}, ordinal {}, namespace {})", id.pod_name, id.set_name, id.ordinal, ctx.namespace),
+    );
     line("peer url", ctx.me.peer_url.clone());
     let data = match &round.data {
         DataDirState::Empty => "empty".to_string(),
@@ -153,14 +158,26 @@ pub fn to_text(ctx: &Context, round: &Round, verdict: &Verdict) -> String {
             line("cluster", format!("no answer ({})", why.join("; ")));
         }
         ClusterView::Answer { endpoint, cluster_id, members, quorum } => {
-            line("cluster", format!("{cluster_id:x} via {endpoint}, quorum {}", if *quorum { "yes" } else { "no" }));
+            line(
+                "cluster",
+                format!("{cluster_id:x} via {endpoint}, quorum {}", if *quorum { "yes" } else { "no" }),
+            );
             for m in members {
                 let state = match (m.started(), m.is_learner) {
                     (false, _) => "unstarted",
                     (true, true) => "learner",
                     (true, false) => "voter",
                 };
-                line("  member", format!("{:x} {} {} {}", m.id, if m.name.is_empty() { "-" } else { &m.name }, m.peer_urls.join(","), state));
+                line(
+                    "  member",
+                    format!(
+                        "{:x} {} {} {}",
+                        m.id,
+                        if m.name.is_empty() { "-" } else { &m.name },
+                        m.peer_urls.join(","),
+                        state
+                    ),
+                );
             }
         }
     }

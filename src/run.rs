@@ -97,7 +97,10 @@ async fn act(ctx: &Context, round: &mut Round, verdict: Verdict) -> Result<Step>
         Decision::Refuse => Err(Error::Refused(reason)),
         Decision::New => {
             info!(decision = "NEW", "{reason}");
-            Ok(Step::Start(StartMode::New { initial_cluster: ctx.initial_cluster(), token: ctx.token.clone() }))
+            Ok(Step::Start(StartMode::New {
+                initial_cluster: ctx.initial_cluster(),
+                token: ctx.token.clone(),
+            }))
         }
         Decision::Existing { update_peer_urls: None } => {
             info!(decision = "EXISTING", "{reason}");

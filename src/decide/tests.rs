@@ -7,21 +7,11 @@ const CLUSTER: u64 = 0xc1;
 const ME_ID: u64 = 0x11;
 
 fn me() -> Me {
-    Me {
-        name: "etcd-1".into(),
-        ordinal: 1,
-        peer_url: MY_URL.into(),
-    }
+    Me { name: "etcd-1".into(), ordinal: 1, peer_url: MY_URL.into() }
 }
 
 fn member(id: u64, name: &str, url: &str) -> Member {
-    Member {
-        id,
-        name: name.into(),
-        peer_urls: vec![url.into()],
-        client_urls: vec![],
-        is_learner: false,
-    }
+    Member { id, name: name.into(), peer_urls: vec![url.into()], client_urls: vec![], is_learner: false }
 }
 
 fn peer(ordinal: u32) -> String {
@@ -29,62 +19,31 @@ fn peer(ordinal: u32) -> String {
 }
 
 fn three_started() -> Vec<Member> {
-    vec![
-        member(0x10, "etcd-0", &peer(0)),
-        member(ME_ID, "etcd-1", MY_URL),
-        member(0x12, "etcd-2", &peer(2)),
-    ]
+    vec![member(0x10, "etcd-0", &peer(0)), member(ME_ID, "etcd-1", MY_URL), member(0x12, "etcd-2", &peer(2))]
 }
 
 fn answer(members: Vec<Member>, quorum: bool) -> ClusterView {
-    ClusterView::Answer {
-        endpoint: "http://10.0.0.2:2379".into(),
-        cluster_id: CLUSTER,
-        members,
-        quorum,
-    }
+    ClusterView::Answer { endpoint: "http://10.0.0.2:2379".into(), cluster_id: CLUSTER, members, quorum }
 }
 
 fn no_answer() -> ClusterView {
-    ClusterView::NoAnswer {
-        tried: vec![("http://10.0.0.2:2379".into(), "timeout".into())],
-    }
+    ClusterView::NoAnswer { tried: vec![("http://10.0.0.2:2379".into(), "timeout".into())] }
 }
 
 fn has_data(member_id: u64) -> DataDirState {
-    DataDirState::Member(WalMeta {
-        member_id,
-        cluster_id: CLUSTER,
-    })
+    DataDirState::Member(WalMeta { member_id, cluster_id: CLUSTER })
 }
 
 fn settings() -> Settings {
-    Settings {
-        initial_cluster_size: 3,
-        join_as: JoinAs::Voter,
-    }
+    Settings { initial_cluster_size: 3, join_as: JoinAs::Voter }
 }
 
 fn run(data: DataDirState, cluster: ClusterView, peers: PeerDns) -> Verdict {
     run_as(&me(), data, cluster, peers, settings())
 }
 
-fn run_as(
-    me: &Me,
-    data: DataDirState,
-    cluster: ClusterView,
-    peers: PeerDns,
-    settings: Settings,
-) -> Verdict {
-    decide(
-        &Observation {
-            me,
-            data: &data,
-            cluster: &cluster,
-            peers: &peers,
-        },
-        &settings,
-    )
+fn run_as(me: &Me, data: DataDirState, cluster: ClusterView, peers: PeerDns, settings: Settings) -> Verdict {
+    decide(&Observation { me, data: &data, cluster: &cluster, peers: &peers }, &settings)
 }
 
 fn all_resolve() -> PeerDns {
@@ -95,14 +54,7 @@ fn all_resolve() -> PeerDns {
 #[test]
 fn data_and_nobody_answers_is_existing() {
     let v = run(has_data(ME_ID), no_answer(), all_resolve());
-    assert_eq!(
-        v.decision,
-        Decision::Existing {
-            update_peer_urls: None
-        },
-        "{}",
-        v.reason
-    );
+    assert_eq!(v.decision, Decision::Existing { update_peer_urls: None }, "{}", v.reason);
 }
 
 #[test]
@@ -110,14 +62,7 @@ fn data_and_no_quorum_is_existing_even_if_not_listed() {
     // Without quorum the list may be stale: never archive on it.
     let members = vec![member(0x10, "etcd-0", &peer(0))];
     let v = run(has_data(ME_ID), answer(members, false), all_resolve());
-    assert_eq!(
-        v.decision,
-        Decision::Existing {
-            update_peer_urls: None
-        },
-        "{}",
-        v.reason
-    );
+    assert_eq!(v.decision, Decision::Existing { update_peer_urls: None }, "{}", v.reason);
 }
 
 #[test]
@@ -125,28 +70,14 @@ fn data_and_never_started_cluster_is_existing() {
     // A restart during the initial bootstrap: the others answer serializably, no quorum yet.
     let members = vec![member(0x10, "", &peer(0)), member(ME_ID, "", MY_URL)];
     let v = run(has_data(ME_ID), answer(members, false), all_resolve());
-    assert_eq!(
-        v.decision,
-        Decision::Existing {
-            update_peer_urls: None
-        }
-    );
+    assert_eq!(v.decision, Decision::Existing { update_peer_urls: None });
 }
 
 // Row: has data | quorum, same cluster ID | listed | EXISTING
 #[test]
 fn data_and_listed_is_existing() {
-    let v = run(
-        has_data(ME_ID),
-        answer(three_started(), true),
-        all_resolve(),
-    );
-    assert_eq!(
-        v.decision,
-        Decision::Existing {
-            update_peer_urls: None
-        }
-    );
+    let v = run(has_data(ME_ID), answer(three_started(), true), all_resolve());
+    assert_eq!(v.decision, Decision::Existing { update_peer_urls: None });
 }
 
 #[test]
@@ -154,22 +85,14 @@ fn data_listed_with_old_peer_url_is_existing_with_update() {
     let mut members = three_started();
     members[1].peer_urls = vec!["http://10.0.0.9:2380".into()];
     let v = run(has_data(ME_ID), answer(members, true), all_resolve());
-    assert_eq!(
-        v.decision,
-        Decision::Existing {
-            update_peer_urls: Some(ME_ID)
-        }
-    );
+    assert_eq!(v.decision, Decision::Existing { update_peer_urls: Some(ME_ID) });
     assert!(v.reason.contains("10.0.0.9"), "{}", v.reason);
 }
 
 // Row: has data | quorum, same cluster ID | not listed | STALE
 #[test]
 fn data_not_listed_with_quorum_is_stale() {
-    let members = vec![
-        member(0x10, "etcd-0", &peer(0)),
-        member(0x12, "etcd-2", &peer(2)),
-    ];
+    let members = vec![member(0x10, "etcd-0", &peer(0)), member(0x12, "etcd-2", &peer(2))];
     let v = run(has_data(ME_ID), answer(members, true), all_resolve());
     assert_eq!(v.decision, Decision::Stale { member_id: ME_ID });
 }
@@ -186,24 +109,15 @@ fn data_replaced_by_a_new_member_with_my_name_is_stale() {
 // Row: has data | quorum, another cluster ID | REFUSE
 #[test]
 fn data_from_another_cluster_is_refused_naming_both_ids() {
-    let data = DataDirState::Member(WalMeta {
-        member_id: ME_ID,
-        cluster_id: 0xdead,
-    });
+    let data = DataDirState::Member(WalMeta { member_id: ME_ID, cluster_id: 0xdead });
     let v = run(data, answer(three_started(), true), all_resolve());
     assert_eq!(v.decision, Decision::Refuse);
-    assert!(
-        v.reason.contains("dead") && v.reason.contains("c1"),
-        "{}",
-        v.reason
-    );
+    assert!(v.reason.contains("dead") && v.reason.contains("c1"), "{}", v.reason);
 }
 
 #[test]
 fn unknown_data_dir_is_refused_naming_entries() {
-    let data = DataDirState::Unknown {
-        entries: vec!["notes.txt".into()],
-    };
+    let data = DataDirState::Unknown { entries: vec!["notes.txt".into()] };
     let v = run(data, answer(three_started(), true), all_resolve());
     assert_eq!(v.decision, Decision::Refuse);
     assert!(v.reason.contains("notes.txt"));
@@ -212,24 +126,14 @@ fn unknown_data_dir_is_refused_naming_entries() {
 // Row: empty | nobody answers, or never started | NEW once every initial peer resolves, else WAIT
 #[test]
 fn empty_nobody_answers_all_resolve_is_new() {
-    assert_eq!(
-        run(DataDirState::Empty, no_answer(), all_resolve()).decision,
-        Decision::New
-    );
+    assert_eq!(run(DataDirState::Empty, no_answer(), all_resolve()).decision, Decision::New);
 }
 
 #[test]
 fn empty_never_started_cluster_is_new() {
     // Pod 0 started first and waits for its first quorum: pods 1 and 2 must not wait for it.
-    let members = vec![
-        member(0x10, "", &peer(0)),
-        member(ME_ID, "", MY_URL),
-        member(0x12, "", &peer(2)),
-    ];
-    assert_eq!(
-        run(DataDirState::Empty, answer(members, false), all_resolve()).decision,
-        Decision::New
-    );
+    let members = vec![member(0x10, "", &peer(0)), member(ME_ID, "", MY_URL), member(0x12, "", &peer(2))];
+    assert_eq!(run(DataDirState::Empty, answer(members, false), all_resolve()).decision, Decision::New);
 }
 
 #[test]
@@ -256,28 +160,15 @@ fn empty_waits_when_pods_beyond_initial_set_exist() {
 
 #[test]
 fn empty_beyond_initial_size_waits_when_nobody_answers() {
-    let me = Me {
-        name: "etcd-3".into(),
-        ordinal: 3,
-        peer_url: peer(3),
-    };
-    let v = run_as(
-        &me,
-        DataDirState::Empty,
-        no_answer(),
-        all_resolve(),
-        settings(),
-    );
+    let me = Me { name: "etcd-3".into(), ordinal: 3, peer_url: peer(3) };
+    let v = run_as(&me, DataDirState::Empty, no_answer(), all_resolve(), settings());
     assert_eq!(v.decision, Decision::Wait);
 }
 
 // Row: empty | started members, no quorum | WAIT
 #[test]
 fn empty_with_started_members_without_quorum_waits() {
-    let members = vec![
-        member(0x10, "etcd-0", &peer(0)),
-        member(0x12, "etcd-2", &peer(2)),
-    ];
+    let members = vec![member(0x10, "etcd-0", &peer(0)), member(0x12, "etcd-2", &peer(2))];
     let v = run(DataDirState::Empty, answer(members, false), all_resolve());
     assert_eq!(v.decision, Decision::Wait);
     assert!(v.reason.contains("quorum"), "{}", v.reason);
@@ -285,17 +176,10 @@ fn empty_with_started_members_without_quorum_waits() {
 
 #[test]
 fn two_members_one_lost_volume_names_the_recovery() {
-    let members = vec![
-        member(0x10, "etcd-0", &peer(0)),
-        member(ME_ID, "etcd-1", MY_URL),
-    ];
+    let members = vec![member(0x10, "etcd-0", &peer(0)), member(ME_ID, "etcd-1", MY_URL)];
     let v = run(DataDirState::Empty, answer(members, false), all_resolve());
     assert_eq!(v.decision, Decision::Wait);
-    assert!(
-        v.reason.contains("cannot return") && v.reason.contains("snapshot"),
-        "{}",
-        v.reason
-    );
+    assert!(v.reason.contains("cannot return") && v.reason.contains("snapshot"), "{}", v.reason);
 }
 
 // Row: empty | quorum | unstarted entry with my peer URL | JOIN reusing it
@@ -304,40 +188,21 @@ fn empty_with_my_unstarted_entry_reuses_it() {
     let mut members = three_started();
     members[1] = member(0x77, "", MY_URL);
     let v = run(DataDirState::Empty, answer(members, true), all_resolve());
-    assert_eq!(
-        v.decision,
-        Decision::Join {
-            reuse: Some(0x77),
-            as_learner: false
-        }
-    );
+    assert_eq!(v.decision, Decision::Join { reuse: Some(0x77), as_learner: false });
 }
 
 #[test]
 fn reused_learner_entry_joins_as_learner() {
     let mut members = three_started();
-    members[1] = Member {
-        is_learner: true,
-        ..member(0x77, "", MY_URL)
-    };
+    members[1] = Member { is_learner: true, ..member(0x77, "", MY_URL) };
     let v = run(DataDirState::Empty, answer(members, true), all_resolve());
-    assert_eq!(
-        v.decision,
-        Decision::Join {
-            reuse: Some(0x77),
-            as_learner: true
-        }
-    );
+    assert_eq!(v.decision, Decision::Join { reuse: Some(0x77), as_learner: true });
 }
 
 // Row: empty | quorum | started entry with my name or peer URL | REPLACE
 #[test]
 fn empty_with_my_started_entry_is_replace() {
-    let v = run(
-        DataDirState::Empty,
-        answer(three_started(), true),
-        all_resolve(),
-    );
+    let v = run(DataDirState::Empty, answer(three_started(), true), all_resolve());
     assert_eq!(v.decision, Decision::Replace { remove: ME_ID });
 }
 
@@ -364,10 +229,7 @@ fn empty_waits_while_another_member_is_unstarted() {
 fn empty_waits_while_another_member_is_a_learner() {
     let mut members = three_started();
     members.remove(1);
-    members.push(Member {
-        is_learner: true,
-        ..member(0x33, "etcd-3", &peer(3))
-    });
+    members.push(Member { is_learner: true, ..member(0x33, "etcd-3", &peer(3)) });
     let v = run(DataDirState::Empty, answer(members, true), all_resolve());
     assert_eq!(v.decision, Decision::Wait);
     assert!(v.reason.contains("learner"), "{}", v.reason);
@@ -379,64 +241,27 @@ fn empty_unknown_to_cluster_with_quorum_joins_as_voter() {
     let mut members = three_started();
     members.remove(1);
     let v = run(DataDirState::Empty, answer(members, true), all_resolve());
-    assert_eq!(
-        v.decision,
-        Decision::Join {
-            reuse: None,
-            as_learner: false
-        }
-    );
+    assert_eq!(v.decision, Decision::Join { reuse: None, as_learner: false });
 }
 
 #[test]
 fn join_as_learner_setting_is_honoured() {
     let mut members = three_started();
     members.remove(1);
-    let learner = Settings {
-        join_as: JoinAs::Learner,
-        ..settings()
-    };
-    let v = run_as(
-        &me(),
-        DataDirState::Empty,
-        answer(members, true),
-        all_resolve(),
-        learner,
-    );
-    assert_eq!(
-        v.decision,
-        Decision::Join {
-            reuse: None,
-            as_learner: true
-        }
-    );
+    let learner = Settings { join_as: JoinAs::Learner, ..settings() };
+    let v = run_as(&me(), DataDirState::Empty, answer(members, true), all_resolve(), learner);
+    assert_eq!(v.decision, Decision::Join { reuse: None, as_learner: true });
 }
 
 #[test]
 fn scale_up_pod_joins_even_beyond_initial_size() {
-    let me = Me {
-        name: "etcd-3".into(),
-        ordinal: 3,
-        peer_url: peer(3),
-    };
+    let me = Me { name: "etcd-3".into(), ordinal: 3, peer_url: peer(3) };
     let mut members = three_started();
     members[1] = member(ME_ID, "etcd-1", &peer(1));
     let peers = PeerDns {
         beyond_initial: vec!["etcd-3.etcd.default.svc.cluster.local".into()],
         ..Default::default()
     };
-    let v = run_as(
-        &me,
-        DataDirState::Empty,
-        answer(members, true),
-        peers,
-        settings(),
-    );
-    assert_eq!(
-        v.decision,
-        Decision::Join {
-            reuse: None,
-            as_learner: false
-        }
-    );
+    let v = run_as(&me, DataDirState::Empty, answer(members, true), peers, settings());
+    assert_eq!(v.decision, Decision::Join { reuse: None, as_learner: false });
 }

