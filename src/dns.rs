@@ -99,9 +99,7 @@ pub struct Resolver {
 
 impl fmt::Debug for Resolver {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Resolver")
-            .field("servers", &self.servers)
-            .finish()
+        f.debug_struct("Resolver").field("servers", &self.servers).finish()
     }
 }
 
@@ -110,10 +108,7 @@ impl Resolver {
     /// glibc does). `search`, `domain` and `options` lines are ignored: names are absolute.
     pub fn from_resolv_conf(text: &str) -> Result<Self> {
         let ips = resolv_conf_nameservers(text)?;
-        let servers = ips
-            .into_iter()
-            .map(|ip| SocketAddr::new(ip, DNS_PORT))
-            .collect();
+        let servers = ips.into_iter().map(|ip| SocketAddr::new(ip, DNS_PORT)).collect();
         Self::with_servers(servers)
     }
 
@@ -129,12 +124,9 @@ impl Resolver {
             return Err(Error::Dns("no nameserver given".into()));
         }
         let config = ResolverConfig::from_name_servers(servers.iter().map(server_config).collect());
-        let mut builder =
-            TokioResolver::builder_with_config(config, TokioRuntimeProvider::default());
+        let mut builder = TokioResolver::builder_with_config(config, TokioRuntimeProvider::default());
         *builder.options_mut() = uncached_options();
-        let inner = builder
-            .build()
-            .map_err(|e| Error::Dns(format!("cannot set up the resolver: {e}")))?;
+        let inner = builder.build().map_err(|e| Error::Dns(format!("cannot set up the resolver: {e}")))?;
         Ok(Resolver { inner, servers })
     }
 
@@ -178,15 +170,12 @@ impl Resolver {
         let result = tokio::time::timeout(LOOKUP_DEADLINE, self.inner.lookup(name, rtype)).await;
         let classified = match result {
             Ok(result) => classify(result, &what),
-            Err(_) => Lookup::Unknown(format!(
-                "{what}: no answer within {}s",
-                LOOKUP_DEADLINE.as_secs()
-            )),
+            Err(_) => Lookup::Unknown(format!("{what}: no answer within {}s", LOOKUP_DEADLINE.as_secs())),
         };
         match classified.map(|answer| extract(&answer)) {
-            Lookup::Found(records) if records.is_empty() => Lookup::Unknown(format!(
-                "{what}: the answer held no {rtype} record for the name"
-            )),
+            Lookup::Found(records) if records.is_empty() => {
+                Lookup::Unknown(format!("{what}: the answer held no {rtype} record for the name"))
+            }
             other => other,
         }
     }
@@ -224,27 +213,21 @@ fn absolute_name(fqdn: &str) -> std::result::Result<Name, String> {
     if trimmed.is_empty() || trimmed == "." {
         return Err("cannot look up an empty name".into());
     }
-    let mut name =
-        Name::from_ascii(trimmed).map_err(|e| format!("{trimmed:?} is not a dns name: {e}"))?;
+    let mut name = Name::from_ascii(trimmed).map_err(|e| format!("{trimmed:?} is not a dns name: {e}"))?;
     name.set_fqdn(true);
     Ok(name)
 }
 
 /// A name for messages and results: lowercase, without the trailing dot.
 fn display_name(name: &Name) -> String {
-    name.to_lowercase()
-        .to_ascii()
-        .trim_end_matches('.')
-        .to_string()
+    name.to_lowercase().to_ascii().trim_end_matches('.').to_string()
 }
 
 /// Sort a resolver result into found / definitely missing / unknown.
 fn classify(result: std::result::Result<Answer, NetError>, what: &str) -> Lookup<Answer> {
     match result {
         Ok(answer) => Lookup::Found(answer),
-        Err(NetError::Dns(DnsError::NoRecordsFound(no_records))) => {
-            classify_no_records(&no_records, what)
-        }
+        Err(NetError::Dns(DnsError::NoRecordsFound(no_records))) => classify_no_records(&no_records, what),
         Err(NetError::Dns(DnsError::ResponseCode(code))) => {
             Lookup::Unknown(format!("{what}: server answered {}", rcode_name(code)))
         }
@@ -258,14 +241,9 @@ fn classify(result: std::result::Result<Answer, NetError>, what: &str) -> Lookup
 fn classify_no_records(no_records: &NoRecords, what: &str) -> Lookup<Answer> {
     let referral = no_records.soa.is_none() && no_records.ns.is_some();
     match no_records.response_code {
-        _ if referral => Lookup::Unknown(format!(
-            "{what}: the server sent a referral instead of an answer"
-        )),
+        _ if referral => Lookup::Unknown(format!("{what}: the server sent a referral instead of an answer")),
         ResponseCode::NXDomain | ResponseCode::NoError => Lookup::Missing,
-        code => Lookup::Unknown(format!(
-            "{what}: server answered {} without records",
-            rcode_name(code)
-        )),
+        code => Lookup::Unknown(format!("{what}: server answered {} without records", rcode_name(code))),
     }
 }
 
@@ -301,10 +279,7 @@ fn srv_of(answer: &Answer) -> Vec<SrvTarget> {
         .answers()
         .iter()
         .filter_map(|record| match &record.data {
-            RData::SRV(srv) => Some(SrvTarget {
-                target: display_name(&srv.target),
-                port: srv.port,
-            }),
+            RData::SRV(srv) => Some(SrvTarget { target: display_name(&srv.target), port: srv.port }),
             _ => None,
         })
         .collect();
@@ -379,8 +354,7 @@ fn nameserver_value(line: &str) -> Option<&str> {
 /// The error text when resolv.conf gives no usable nameserver.
 fn no_nameserver_message(skipped: &[String]) -> String {
     if skipped.is_empty() {
-        "resolv.conf lists no nameserver: add a nameserver line, or give --dns-server ip:port"
-            .into()
+        "resolv.conf lists no nameserver: add a nameserver line, or give --dns-server ip:port".into()
     } else {
         format!(
             "resolv.conf lists no usable nameserver (skipped {}: only plain ip addresses, no \
@@ -394,10 +368,8 @@ fn no_nameserver_message(skipped: &[String]) -> String {
 /// since resolving one would need DNS.
 pub fn parse_dns_server(text: &str) -> Result<SocketAddr> {
     let value = text.trim();
-    let parsed = value
-        .parse::<SocketAddr>()
-        .ok()
-        .or_else(|| bare_ip(value).map(|ip| SocketAddr::new(ip, DNS_PORT)));
+    let parsed =
+        value.parse::<SocketAddr>().ok().or_else(|| bare_ip(value).map(|ip| SocketAddr::new(ip, DNS_PORT)));
     match parsed {
         Some(addr) if addr.port() != 0 => Ok(addr),
         _ => Err(Error::config(format!(
@@ -409,10 +381,7 @@ pub fn parse_dns_server(text: &str) -> Result<SocketAddr> {
 
 /// A bare IP, IPv6 possibly in brackets.
 fn bare_ip(value: &str) -> Option<IpAddr> {
-    let unbracketed = value
-        .strip_prefix('[')
-        .and_then(|v| v.strip_suffix(']'))
-        .unwrap_or(value);
+    let unbracketed = value.strip_prefix('[').and_then(|v| v.strip_suffix(']')).unwrap_or(value);
     let ip = unbracketed.parse::<IpAddr>().ok()?;
     // Brackets belong to IPv6 only.
     (unbracketed == value || ip.is_ipv6()).then_some(ip)
@@ -441,20 +410,9 @@ mod tests {
 
     #[test]
     fn dns_server_bare_ips_use_port_53() {
-        assert_eq!(
-            parse_dns_server("1.2.3.4").expect("valid"),
-            SocketAddr::new(v4(1, 2, 3, 4), 53)
-        );
-        assert_eq!(
-            parse_dns_server("fd00::10").expect("valid").port(),
-            53,
-            "bare ipv6"
-        );
-        assert_eq!(
-            parse_dns_server("[fd00::10]").expect("valid").port(),
-            53,
-            "bracketed ipv6"
-        );
+        assert_eq!(parse_dns_server("1.2.3.4").expect("valid"), SocketAddr::new(v4(1, 2, 3, 4), 53));
+        assert_eq!(parse_dns_server("fd00::10").expect("valid").port(), 53, "bare ipv6");
+        assert_eq!(parse_dns_server("[fd00::10]").expect("valid").port(), 53, "bracketed ipv6");
         assert_eq!(
             parse_dns_server(" 10.96.0.10 ").expect("surrounding spaces are trimmed"),
             SocketAddr::new(v4(10, 96, 0, 10), 53)
@@ -481,10 +439,7 @@ mod tests {
             assert!(msg.contains(&format!("{bad:?}")), "{msg}");
             assert!(msg.contains("ip:port"), "{msg}");
             assert!(!msg.contains('\n'), "{msg}");
-            assert!(
-                msg.starts_with(|c: char| !c.is_uppercase()),
-                "lowercase: {msg}"
-            );
+            assert!(msg.starts_with(|c: char| !c.is_uppercase()), "lowercase: {msg}");
         }
     }
 
@@ -493,10 +448,7 @@ mod tests {
         let text = "search default.svc.cluster.local svc.cluster.local cluster.local\n\
                     nameserver 10.96.0.10\n\
                     options ndots:5\n";
-        assert_eq!(
-            resolv_conf_nameservers(text).expect("one nameserver"),
-            vec![v4(10, 96, 0, 10)]
-        );
+        assert_eq!(resolv_conf_nameservers(text).expect("one nameserver"), vec![v4(10, 96, 0, 10)]);
     }
 
     #[test]
@@ -511,30 +463,19 @@ mod tests {
                     nameservers 10.0.0.5\n";
         assert_eq!(
             resolv_conf_nameservers(text).expect("nameservers"),
-            vec![
-                v4(10, 0, 0, 1),
-                "2001:db8::53".parse::<IpAddr>().expect("ip"),
-                v4(10, 0, 0, 3)
-            ]
+            vec![v4(10, 0, 0, 1), "2001:db8::53".parse::<IpAddr>().expect("ip"), v4(10, 0, 0, 3)]
         );
     }
 
     #[test]
     fn resolv_conf_skips_scoped_and_bad_entries() {
         let text = "nameserver fe80::1%eth0\nnameserver dns.example\nnameserver 127.0.0.11\n";
-        assert_eq!(
-            resolv_conf_nameservers(text).expect("one usable"),
-            vec![v4(127, 0, 0, 11)]
-        );
+        assert_eq!(resolv_conf_nameservers(text).expect("one usable"), vec![v4(127, 0, 0, 11)]);
     }
 
     #[test]
     fn resolv_conf_without_nameserver_is_an_error() {
-        for text in [
-            "",
-            "search cluster.local\noptions ndots:5\n",
-            "nameserver\n",
-        ] {
+        for text in ["", "search cluster.local\noptions ndots:5\n", "nameserver\n"] {
             let err = resolv_conf_nameservers(text).expect_err(text);
             assert!(matches!(err, Error::Config(_)), "{err:?}");
             let msg = err.to_string();
@@ -543,22 +484,15 @@ mod tests {
         }
         let err = resolv_conf_nameservers("nameserver fe80::1%eth0\n").expect_err("scoped only");
         let msg = err.to_string();
-        assert!(
-            msg.contains("no usable nameserver") && msg.contains("fe80::1%eth0"),
-            "{msg}"
-        );
+        assert!(msg.contains("no usable nameserver") && msg.contains("fe80::1%eth0"), "{msg}");
     }
 
     #[test]
     fn resolver_from_resolv_conf_keeps_order_and_port_53() {
-        let resolver =
-            Resolver::from_resolv_conf("nameserver 10.0.0.1\nnameserver 10.0.0.2\n").expect("ok");
+        let resolver = Resolver::from_resolv_conf("nameserver 10.0.0.1\nnameserver 10.0.0.2\n").expect("ok");
         assert_eq!(
             resolver.servers(),
-            &[
-                SocketAddr::new(v4(10, 0, 0, 1), 53),
-                SocketAddr::new(v4(10, 0, 0, 2), 53)
-            ]
+            &[SocketAddr::new(v4(10, 0, 0, 1), 53), SocketAddr::new(v4(10, 0, 0, 2), 53)]
         );
         assert!(Resolver::from_resolv_conf("search x\n").is_err());
     }
@@ -604,10 +538,7 @@ mod tests {
 
     #[test]
     fn combine_missing_needs_both() {
-        assert_eq!(
-            combine_ips(Lookup::Missing, Lookup::Missing),
-            Lookup::Missing
-        );
+        assert_eq!(combine_ips(Lookup::Missing, Lookup::Missing), Lookup::Missing);
         assert_eq!(
             combine_ips(Lookup::Missing, Lookup::Unknown("aaaa failed".into())),
             Lookup::Unknown("aaaa failed".into())

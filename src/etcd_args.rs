@@ -176,10 +176,12 @@ impl UserSettings {
     /// The data dir: the bootstrap's `--data-dir` and etcd's own setting must agree if both are set.
     pub fn data_dir(&self, bootstrap_value: Option<&PathBuf>) -> Result<PathBuf> {
         match (self.get("data-dir"), bootstrap_value) {
-            (Some(etcd), Some(ours)) if std::path::Path::new(&etcd) != ours.as_path() => Err(Error::config(format!(
-                "--data-dir {} differs from etcd's data dir {etcd}: set it in one place",
-                ours.display()
-            ))),
+            (Some(etcd), Some(ours)) if std::path::Path::new(&etcd) != ours.as_path() => {
+                Err(Error::config(format!(
+                    "--data-dir {} differs from etcd's data dir {etcd}: set it in one place",
+                    ours.display()
+                )))
+            }
             (Some(etcd), _) => Ok(PathBuf::from(etcd)),
             (None, Some(ours)) => Ok(ours.clone()),
             (None, None) => Ok(PathBuf::from(DEFAULT_DATA_DIR)),

@@ -79,8 +79,7 @@ pub fn from_search_list(resolv_conf: &str) -> Option<(String, String)> {
         .lines()
         .map(str::trim)
         .filter_map(|line| line.strip_prefix("search").or_else(|| line.strip_prefix("domain")))
-        .filter(|rest| rest.starts_with(char::is_whitespace))
-        .next_back()?;
+        .rfind(|rest| rest.starts_with(char::is_whitespace))?;
     search.split_whitespace().find_map(|entry| {
         let entry = entry.trim_end_matches('.');
         let (namespace, domain) = entry.split_once(".svc.")?;

@@ -16,9 +16,7 @@ const SRV_NAME: &str = "_etcd-server._tcp.etcd.default.svc.cluster.local";
 
 /// A server on a free loopback port and a resolver pointed at it.
 async fn setup() -> (DnsServer, Resolver) {
-    let server = DnsServer::start("127.0.0.1:0".parse().expect("addr"))
-        .await
-        .expect("start dns server");
+    let server = DnsServer::start("127.0.0.1:0".parse().expect("addr")).await.expect("start dns server");
     let resolver = Resolver::with_server(server.addr()).expect("resolver");
     (server, resolver)
 }
@@ -38,15 +36,10 @@ fn unknown_reason<T: std::fmt::Debug>(lookup: Lookup<T>) -> String {
 async fn dns_a_record_is_found() {
     let (server, resolver) = setup().await;
     server.set_a(POD0, Ipv4Addr::new(10, 0, 0, 10));
-    assert_eq!(
-        resolver.lookup_ips(POD0).await,
-        Lookup::Found(vec![ip(10, 0, 0, 10)])
-    );
+    assert_eq!(resolver.lookup_ips(POD0).await, Lookup::Found(vec![ip(10, 0, 0, 10)]));
     // A trailing dot and another case name the same record.
     assert_eq!(
-        resolver
-            .lookup_ips(&format!("{}.", POD0.to_uppercase()))
-            .await,
+        resolver.lookup_ips(&format!("{}.", POD0.to_uppercase())).await,
         Lookup::Found(vec![ip(10, 0, 0, 10)])
     );
 }
@@ -101,10 +94,7 @@ async fn dns_servfail_is_unknown_and_not_remembered() {
     let reason = unknown_reason(resolver.lookup_srv(SRV_NAME).await);
     assert!(reason.contains("SERVFAIL"), "{reason}");
     server.set_fault(Fault::None);
-    assert_eq!(
-        resolver.lookup_ips(POD0).await,
-        Lookup::Found(vec![ip(10, 0, 0, 10)])
-    );
+    assert_eq!(resolver.lookup_ips(POD0).await, Lookup::Found(vec![ip(10, 0, 0, 10)]));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -125,10 +115,7 @@ async fn dns_dropped_queries_are_unknown_in_bounded_time() {
         .await
         .expect("lookup_ips must return on its own when the server never answers");
     let reason = unknown_reason(result);
-    eprintln!(
-        "dropped queries: Unknown after {:?}: {reason}",
-        started.elapsed()
-    );
+    eprintln!("dropped queries: Unknown after {:?}: {reason}", started.elapsed());
     let srv = tokio::time::timeout(Duration::from_secs(30), resolver.lookup_srv(SRV_NAME))
         .await
         .expect("lookup_srv must return on its own when the server never answers");
@@ -142,10 +129,7 @@ async fn dns_short_delay_is_still_found() {
     let (server, resolver) = setup().await;
     server.set_a(POD0, Ipv4Addr::new(10, 0, 0, 10));
     server.set_fault(Fault::Delay(Duration::from_millis(300)));
-    assert_eq!(
-        resolver.lookup_ips(POD0).await,
-        Lookup::Found(vec![ip(10, 0, 0, 10)])
-    );
+    assert_eq!(resolver.lookup_ips(POD0).await, Lookup::Found(vec![ip(10, 0, 0, 10)]));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -167,16 +151,10 @@ async fn dns_no_server_listening_is_unknown() {
 async fn dns_changed_record_is_seen_on_the_next_lookup() {
     let (server, resolver) = setup().await;
     server.set_a(POD0, Ipv4Addr::new(10, 0, 0, 10));
-    assert_eq!(
-        resolver.lookup_ips(POD0).await,
-        Lookup::Found(vec![ip(10, 0, 0, 10)])
-    );
+    assert_eq!(resolver.lookup_ips(POD0).await, Lookup::Found(vec![ip(10, 0, 0, 10)]));
     // The pod restarted with a new IP: TTL 30 must not keep the old one.
     server.set_a(POD0, Ipv4Addr::new(10, 0, 0, 77));
-    assert_eq!(
-        resolver.lookup_ips(POD0).await,
-        Lookup::Found(vec![ip(10, 0, 0, 77)])
-    );
+    assert_eq!(resolver.lookup_ips(POD0).await, Lookup::Found(vec![ip(10, 0, 0, 77)]));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -197,18 +175,12 @@ async fn dns_negative_answer_is_not_remembered() {
     // ... then the pod and the service appear.
     server.set_a(POD1, Ipv4Addr::new(10, 0, 0, 11));
     server.set_srv(SRV_NAME, vec![(POD1.to_string(), 2380)]);
-    assert_eq!(
-        resolver.lookup_ips(POD1).await,
-        Lookup::Found(vec![ip(10, 0, 0, 11)])
-    );
+    assert_eq!(resolver.lookup_ips(POD1).await, Lookup::Found(vec![ip(10, 0, 0, 11)]));
     assert!(resolver.lookup_srv(SRV_NAME).await.is_found());
     // No-data (NOERROR + SOA) for AAAA was not remembered either: an AAAA added now is seen.
     let six = Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 0x11);
     server.set_aaaa(POD1, vec![six]);
-    assert_eq!(
-        resolver.lookup_ips(POD1).await,
-        Lookup::Found(vec![ip(10, 0, 0, 11), IpAddr::V6(six)])
-    );
+    assert_eq!(resolver.lookup_ips(POD1).await, Lookup::Found(vec![ip(10, 0, 0, 11), IpAddr::V6(six)]));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -216,33 +188,18 @@ async fn dns_srv_lists_the_pods() {
     let (server, resolver) = setup().await;
     server.set_srv(
         SRV_NAME,
-        vec![
-            (POD2.to_string(), 2380),
-            (POD0.to_string(), 2380),
-            (POD1.to_string(), 2380),
-        ],
+        vec![(POD2.to_string(), 2380), (POD0.to_string(), 2380), (POD1.to_string(), 2380)],
     );
-    let expected: Vec<SrvTarget> = [POD0, POD1, POD2]
-        .iter()
-        .map(|pod| SrvTarget {
-            target: pod.to_string(),
-            port: 2380,
-        })
-        .collect();
+    let expected: Vec<SrvTarget> =
+        [POD0, POD1, POD2].iter().map(|pod| SrvTarget { target: pod.to_string(), port: 2380 }).collect();
     assert_eq!(
         resolver.lookup_srv(SRV_NAME).await,
         Lookup::Found(expected.clone()),
         "sorted, without trailing dots"
     );
     // Scale down: the last pod leaves the service.
-    server.set_srv(
-        SRV_NAME,
-        vec![(POD0.to_string(), 2380), (POD1.to_string(), 2380)],
-    );
-    assert_eq!(
-        resolver.lookup_srv(SRV_NAME).await,
-        Lookup::Found(expected[..2].to_vec())
-    );
+    server.set_srv(SRV_NAME, vec![(POD0.to_string(), 2380), (POD1.to_string(), 2380)]);
+    assert_eq!(resolver.lookup_srv(SRV_NAME).await, Lookup::Found(expected[..2].to_vec()));
     server.set_srv(SRV_NAME, vec![]);
     assert_eq!(resolver.lookup_srv(SRV_NAME).await, Lookup::Missing);
 }
@@ -259,10 +216,7 @@ async fn dns_every_lookup_reaches_the_server() {
         assert!(resolver.lookup_srv(SRV_NAME).await.is_found());
         let asked = server.queries() - before;
         // A + AAAA for each name, one SRV: positive, NXDOMAIN and no-data all asked again.
-        assert!(
-            asked >= 5,
-            "round {round}: only {asked} queries reached the server"
-        );
+        assert!(asked >= 5, "round {round}: only {asked} queries reached the server");
     }
 }
 
@@ -271,11 +225,7 @@ async fn dns_truncated_answer_is_retried_over_tcp() {
     let (server, resolver) = setup().await;
     let many: Vec<Ipv4Addr> = (0..200u8).map(|i| Ipv4Addr::new(10, 1, 0, i)).collect();
     server.set_a_all(POD0, many.clone());
-    let found = resolver
-        .lookup_ips(POD0)
-        .await
-        .found()
-        .expect("a large answer is found over tcp");
+    let found = resolver.lookup_ips(POD0).await.found().expect("a large answer is found over tcp");
     assert_eq!(found.len(), many.len());
     assert!(server.tcp_queries() >= 1, "the large answer came over tcp");
 }
@@ -285,16 +235,10 @@ async fn dns_cname_is_followed() {
     let (server, resolver) = setup().await;
     server.set_a(POD0, Ipv4Addr::new(10, 0, 0, 10));
     server.set_cname("alias.example", Some(POD0));
-    assert_eq!(
-        resolver.lookup_ips("alias.example").await,
-        Lookup::Found(vec![ip(10, 0, 0, 10)])
-    );
+    assert_eq!(resolver.lookup_ips("alias.example").await, Lookup::Found(vec![ip(10, 0, 0, 10)]));
     // A CNAME to a name that does not exist is a definite "not there".
     server.set_cname("dangling.example", Some(POD2));
-    assert_eq!(
-        resolver.lookup_ips("dangling.example").await,
-        Lookup::Missing
-    );
+    assert_eq!(resolver.lookup_ips("dangling.example").await, Lookup::Missing);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -318,10 +262,7 @@ async fn dns_server_answers_concurrent_queries() {
     }
     // Twenty delayed queries one after the other would take 10 s.
     let elapsed = started.elapsed();
-    assert!(
-        elapsed < Duration::from_secs(5),
-        "served one at a time? {elapsed:?}"
-    );
+    assert!(elapsed < Duration::from_secs(5), "served one at a time? {elapsed:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -345,15 +286,9 @@ async fn dns_from_resolv_conf_on_port_53() {
                        options ndots:5\n";
     let resolver = Resolver::from_resolv_conf(resolv_conf).expect("resolver");
     assert_eq!(resolver.servers(), &[bind]);
-    assert_eq!(
-        resolver.lookup_ips(POD0).await,
-        Lookup::Found(vec![ip(10, 0, 0, 10)])
-    );
+    assert_eq!(resolver.lookup_ips(POD0).await, Lookup::Found(vec![ip(10, 0, 0, 10)]));
     // The search list is never applied: a short name is asked as it is, absolute.
-    server.set_a(
-        "etcd-1.default.svc.cluster.local",
-        Ipv4Addr::new(10, 0, 0, 11),
-    );
+    server.set_a("etcd-1.default.svc.cluster.local", Ipv4Addr::new(10, 0, 0, 11));
     assert_eq!(resolver.lookup_ips("etcd-1").await, Lookup::Missing);
 }
 
@@ -367,13 +302,8 @@ async fn raw_query(
     use hickory_proto::rr::Name;
     let mut query = Message::query();
     query.add_query(Query::query(Name::from_ascii(name).expect("name"), rtype));
-    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    socket
-        .send_to(&query.to_vec().expect("encode"), server)
-        .await
-        .expect("send");
+    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+    socket.send_to(&query.to_vec().expect("encode"), server).await.expect("send");
     let mut buf = vec![0u8; 4096];
     let (len, _) = tokio::time::timeout(Duration::from_secs(5), socket.recv_from(&mut buf))
         .await

@@ -94,9 +94,7 @@ pub struct DnsServer {
 
 impl std::fmt::Debug for DnsServer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DnsServer")
-            .field("addr", &self.addr)
-            .finish()
+        f.debug_struct("DnsServer").field("addr", &self.addr).finish()
     }
 }
 
@@ -124,11 +122,7 @@ impl DnsServer {
             tokio::spawn(serve_udp(Arc::new(udp), shared.clone())),
             tokio::spawn(serve_tcp(tcp, shared.clone())),
         ];
-        Ok(DnsServer {
-            addr,
-            shared,
-            tasks,
-        })
+        Ok(DnsServer { addr, shared, tasks })
     }
 
     /// The address served (UDP and TCP).
@@ -286,10 +280,7 @@ async fn serve_connection(stream: TcpStream, shared: Arc<Shared>) {
 }
 
 /// Write one length-prefixed message.
-async fn write_frame(
-    writer: &tokio::sync::Mutex<OwnedWriteHalf>,
-    reply: &[u8],
-) -> std::io::Result<()> {
+async fn write_frame(writer: &tokio::sync::Mutex<OwnedWriteHalf>, reply: &[u8]) -> std::io::Result<()> {
     let len = u16::try_from(reply.len()).map_err(std::io::Error::other)?;
     let mut frame = Vec::with_capacity(reply.len() + 2);
     frame.extend_from_slice(&len.to_be_bytes());
@@ -414,11 +405,7 @@ fn resolve(query: &Query, zone: &HashMap<String, Records>) -> Resolved {
             return Resolved::NoData(chain);
         };
         let target = absolute(target);
-        chain.push(Record::from_rdata(
-            owner.clone(),
-            TTL,
-            RData::CNAME(CNAME(target.clone())),
-        ));
+        chain.push(Record::from_rdata(owner.clone(), TTL, RData::CNAME(CNAME(target.clone()))));
         owner = target;
     }
     Resolved::NoData(chain)
@@ -428,52 +415,28 @@ fn resolve(query: &Query, zone: &HashMap<String, Records>) -> Resolved {
 fn records_of(owner: &Name, records: &Records, qtype: RecordType) -> Vec<Record> {
     let rdata: Vec<RData> = match qtype {
         RecordType::A => records.a.iter().map(|ip| RData::A(A(*ip))).collect(),
-        RecordType::AAAA => records
-            .aaaa
-            .iter()
-            .map(|ip| RData::AAAA(AAAA(*ip)))
-            .collect(),
+        RecordType::AAAA => records.aaaa.iter().map(|ip| RData::AAAA(AAAA(*ip))).collect(),
         RecordType::SRV => srv_rdata(&records.srv),
-        RecordType::TXT => records
-            .txt
-            .iter()
-            .map(|t| RData::TXT(TXT::new(vec![t.clone()])))
-            .collect(),
-        RecordType::CNAME => records
-            .cname
-            .iter()
-            .map(|t| RData::CNAME(CNAME(absolute(t))))
-            .collect(),
+        RecordType::TXT => records.txt.iter().map(|t| RData::TXT(TXT::new(vec![t.clone()]))).collect(),
+        RecordType::CNAME => records.cname.iter().map(|t| RData::CNAME(CNAME(absolute(t)))).collect(),
         _ => Vec::new(),
     };
-    rdata
-        .into_iter()
-        .map(|data| Record::from_rdata(owner.clone(), TTL, data))
-        .collect()
+    rdata.into_iter().map(|data| Record::from_rdata(owner.clone(), TTL, data)).collect()
 }
 
 /// SRV records as CoreDNS publishes a headless service: priority 0, equal weights.
 fn srv_rdata(targets: &[(String, u16)]) -> Vec<RData> {
     let weight = u16::try_from(100 / targets.len().max(1)).unwrap_or(1);
-    targets
-        .iter()
-        .map(|(host, port)| RData::SRV(SRV::new(0, weight, *port, absolute(host))))
-        .collect()
+    targets.iter().map(|(host, port)| RData::SRV(SRV::new(0, weight, *port, absolute(host)))).collect()
 }
 
 /// The SOA sent with a negative answer: zone = the queried name's parent, TTL and minimum 30.
 fn soa_for(name: &Name) -> Record {
-    let zone = if name.num_labels() > 1 {
-        name.base_name()
-    } else {
-        Name::root()
-    };
-    let mname = Name::from_ascii("ns.dns")
-        .and_then(|n| n.append_domain(&zone))
-        .unwrap_or_else(|_| Name::root());
-    let rname = Name::from_ascii("hostmaster")
-        .and_then(|n| n.append_domain(&zone))
-        .unwrap_or_else(|_| Name::root());
+    let zone = if name.num_labels() > 1 { name.base_name() } else { Name::root() };
+    let mname =
+        Name::from_ascii("ns.dns").and_then(|n| n.append_domain(&zone)).unwrap_or_else(|_| Name::root());
+    let rname =
+        Name::from_ascii("hostmaster").and_then(|n| n.append_domain(&zone)).unwrap_or_else(|_| Name::root());
     let soa = SOA::new(mname, rname, 1, 7200, 1800, 86400, TTL);
     Record::from_rdata(zone, TTL, RData::SOA(soa))
 }
