@@ -45,6 +45,12 @@ impl Round {
 /// Look at the data dir, DNS and the cluster once.
 pub async fn observe(ctx: &Context) -> Result<Round> {
     let data = datadir::inspect(&ctx.member.data_dir)?;
+    if let DataDirState::Unknown { .. } = data {
+        // REFUSE whatever the cluster says: do not touch the network for it.
+        let view = ClusterView::NoAnswer { tried: Vec::new() };
+        let observed = Observed { view, quorum_member: None };
+        return Ok(Round { data, scan: PeerScan::default(), observed });
+    }
     let scan = peers::scan(&ctx.resolver, &ctx.identity, &ctx.scan).await;
     let observed = cluster::observe(&ctx.access, &scan.endpoints, ctx.probe_timeout).await;
     Ok(Round { data, scan, observed })

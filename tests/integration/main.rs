@@ -1,9 +1,11 @@
 //! The one integration test binary. Tests that need root, etcd or network namespaces skip outside
 //! CI with a printed reason (see `prereq`); in CI (`CI=true`) a missing prerequisite is a failure.
 
+mod bad_input;
 mod bed;
 mod bed_selftest;
 mod bootstrap;
 mod datadir_wal;
 mod dns_lookup;
+mod etcd_check;
 mod prereq;
