@@ -66,7 +66,8 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 fn start(args: &RunArgs, surroundings: &Surroundings) -> Result<ExitCode> {
     init_logging(args.common.log_format);
     let ctx = Context::resolve(&args.common, &args.etcd_flags, surroundings)?;
-    exec::check_executable(&ctx.etcd_binary)?;
+    let etcd = ctx.locate_etcd()?;
+    exec::check_executable(&etcd)?;
     let rt = runtime()?;
     let mode = rt.block_on(async {
         let mut shutdown = Shutdown::install()?;
@@ -81,8 +82,8 @@ fn start(args: &RunArgs, surroundings: &Surroundings) -> Result<ExitCode> {
     })?;
     drop(rt);
     let argv = etcd_args::argv(&ctx.user, &ctx.member, &mode);
-    info!(binary = %ctx.etcd_binary.display(), "exec etcd {}", argv.join(" "));
-    Err(exec::exec(&ctx.etcd_binary, &argv, &ctx.user.exec_env()))
+    info!(binary = %etcd.display(), "exec etcd {}", argv.join(" "));
+    Err(exec::exec(&etcd, &argv, &ctx.user.exec_env()))
 }
 
 fn plan_command(plan: &PlanArgs, surroundings: &Surroundings) -> Result<ExitCode> {

@@ -17,6 +17,7 @@ use crate::duration;
     about = "Start etcd correctly in a StatefulSet pod: works out who it is, looks at its data \
              directory and at the cluster, prepares membership, then execs etcd.",
     args_conflicts_with_subcommands = true,
+    allow_negative_numbers = true,
     subcommand_negates_reqs = true
 )]
 pub struct Cli {
@@ -68,11 +69,11 @@ pub struct SidecarArgs {
     pub common: Common,
 
     /// How often the sidecar looks at the cluster.
-    #[arg(long, env = "ETCD_BOOTSTRAP_INTERVAL", value_parser = parse_duration, default_value = "10s")]
+    #[arg(long, env = "ETCD_BOOTSTRAP_INTERVAL", value_parser = parse_duration, allow_hyphen_values = true, default_value = "10s")]
     pub interval: Duration,
 
     /// How long a pod's name must have been absent from DNS before its member is removed.
-    #[arg(long, env = "ETCD_BOOTSTRAP_REMOVAL_DELAY", value_parser = parse_duration, default_value = "2m")]
+    #[arg(long, env = "ETCD_BOOTSTRAP_REMOVAL_DELAY", value_parser = parse_duration, allow_hyphen_values = true, default_value = "2m")]
     pub removal_delay: Duration,
 
     /// Port of the sidecar's HTTP endpoint (/healthz, /readyz, /metrics).
@@ -141,11 +142,11 @@ pub struct Common {
     pub join_as: JoinAs,
 
     /// How long to wait (for DNS, peers, quorum) before exiting non-zero.
-    #[arg(long, env = "ETCD_BOOTSTRAP_WAIT_TIMEOUT", value_parser = parse_duration, default_value = "5m")]
+    #[arg(long, env = "ETCD_BOOTSTRAP_WAIT_TIMEOUT", value_parser = parse_duration, allow_hyphen_values = true, default_value = "5m")]
     pub wait_timeout: Duration,
 
     /// Deadline of one probe of one peer (member list, status).
-    #[arg(long, env = "ETCD_BOOTSTRAP_PROBE_TIMEOUT", value_parser = parse_duration, default_value = "2s")]
+    #[arg(long, env = "ETCD_BOOTSTRAP_PROBE_TIMEOUT", value_parser = parse_duration, allow_hyphen_values = true, default_value = "2s")]
     pub probe_timeout: Duration,
 
     /// DNS server `host:port`; default: resolv.conf's nameservers.

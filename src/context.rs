@@ -39,7 +39,10 @@ pub struct Context {
     pub scan: ScanSettings,
     pub wait_timeout: Duration,
     pub probe_timeout: Duration,
+    /// The etcd binary as given (`--etcd-binary`, else `etcd`); see [`Context::locate_etcd`].
     pub etcd_binary: PathBuf,
+    /// `PATH`, to find a bare `etcd`.
+    pub path_var: Option<String>,
 }
 
 impl Context {
@@ -79,10 +82,7 @@ impl Context {
             .unwrap_or_else(|| {
                 format!("etcd-bootstrap-{}-{}", identity_parts.namespace, identity_parts.service)
             });
-        let etcd_binary = crate::exec::locate(
-            common.etcd_binary.as_deref().unwrap_or(std::path::Path::new("etcd")),
-            env.env.get("PATH").map(String::as_str),
-        )?;
+        let etcd_binary = common.etcd_binary.clone().unwrap_or_else(|| PathBuf::from("etcd"));
         Ok(Context {
             me: Me { name: identity.pod_name.clone(), ordinal: identity.ordinal, peer_url: peer_url.clone() },
             settings: Settings { initial_cluster_size: common.initial_cluster_size, join_as: common.join_as },
@@ -110,7 +110,13 @@ impl Context {
             wait_timeout: common.wait_timeout,
             probe_timeout: common.probe_timeout,
             etcd_binary,
+            path_var: env.env.get("PATH").cloned(),
         })
+    }
+
+    /// The etcd binary to exec: as given when it is a path, else found on `PATH`.
+    pub fn locate_etcd(&self) -> Result<PathBuf> {
+        crate::exec::locate(&self.etcd_binary, self.path_var.as_deref())
     }
 
     /// The static initial cluster of a NEW start: every initial pod by name and peer URL.

@@ -44,6 +44,11 @@ fn with_me(ctx: &Context, mut members: Vec<Member>, learner: bool) -> Vec<Member
     members
 }
 
+/// The etcd binary `run` would exec, or the name as given when it cannot be found here.
+fn etcd_path(ctx: &Context) -> String {
+    ctx.locate_etcd().unwrap_or_else(|_| ctx.etcd_binary.clone()).display().to_string()
+}
+
 fn hex(id: u64) -> String {
     format!("{id:x}")
 }
@@ -101,7 +106,7 @@ pub fn to_json(ctx: &Context, round: &Round, verdict: &Verdict) -> Value {
         _ => json!({}),
     };
     let argv = predicted_mode(ctx, round, verdict).map(|mode| {
-        let mut argv = vec![ctx.etcd_binary.display().to_string()];
+        let mut argv = vec![etcd_path(ctx)];
         argv.extend(etcd_args::argv(&ctx.user, &ctx.member, &mode));
         argv
     });
@@ -185,7 +190,7 @@ pub fn to_text(ctx: &Context, round: &Round, verdict: &Verdict) -> String {
     line("reason", verdict.reason.clone());
     if let Some(mode) = predicted_mode(ctx, round, verdict) {
         let argv = etcd_args::argv(&ctx.user, &ctx.member, &mode);
-        line("etcd argv", format!("{} {}", ctx.etcd_binary.display(), argv.join(" ")));
+        line("etcd argv", format!("{} {}", etcd_path(ctx), argv.join(" ")));
     }
     out
 }

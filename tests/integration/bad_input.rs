@@ -70,13 +70,27 @@ impl Scratch {
     fn run_valid_but(&self, extra: &[&str], env: &[(&str, &str)]) -> Outcome {
         let data = self.data().display().to_string();
         let etcd = self.etcd().display().to_string();
-        let mut args = vec!["--name", "etcd-0", "--wait-timeout", "2s", "--dns-server", "127.0.0.1:1"];
-        let data_flag = ["--data-dir", data.as_str()];
-        if !extra.iter().any(|a| a.starts_with("--data-dir") || *a == "--") {
-            args.extend(data_flag);
-        }
-        if !extra.contains(&"--etcd-binary") {
-            args.extend(["--etcd-binary", etcd.as_str()]);
+        let base = [
+            ("--name", "etcd-0"),
+            ("--wait-timeout", "2s"),
+            ("--dns-server", "127.0.0.1:1"),
+            ("--data-dir", data.as_str()),
+            ("--etcd-binary", etcd.as_str()),
+        ];
+        let given_by_variable = |flag: &str| {
+            let var =
+                format!("ETCD_BOOTSTRAP_{}", flag.trim_start_matches("--").replace('-', "_").to_uppercase());
+            env.iter().any(|(k, _)| *k == var)
+        };
+        let etcd_data_dir_given = env.iter().any(|(k, _)| *k == "ETCD_DATA_DIR");
+        let mut args: Vec<&str> = Vec::new();
+        for (flag, value) in base {
+            let skip = extra.contains(&flag)
+                || given_by_variable(flag)
+                || (flag == "--data-dir" && etcd_data_dir_given);
+            if !skip {
+                args.extend([flag, value]);
+            }
         }
         args.extend(extra);
         self.run(&args, env)
@@ -110,7 +124,12 @@ fn assert_error(out: &Outcome, code: i32, needle: &str) {
     assert_eq!(errors.len(), 1, "want one error line, stderr:\n{}", out.stderr);
     let line = errors[0];
     assert!(line.contains(needle), "error line lacks {needle:?}: {line}");
-    assert_eq!(out.stderr.trim_end().lines().last(), Some(line), "the error must be the last line:\n{}", out.stderr);
+    assert_eq!(
+        out.stderr.trim_end().lines().last(),
+        Some(line),
+        "the error must be the last line:\n{}",
+        out.stderr
+    );
     assert_eq!(out.code, Some(code), "exit code for: {line}");
 }
 
@@ -131,7 +150,11 @@ fn hostname_without_an_ordinal_is_a_config_error() {
     let mut cmd = Command::new("unshare");
     cmd.args(["--uts", "/bin/sh", "-c", "hostname etcd && exec \"$@\"", "sh"]);
     cmd.arg(bootstrap_bin()).args(["--data-dir", &scratch.data().display().to_string()]);
-    cmd.env_clear().env("PATH", "/usr/bin:/bin").stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
+    cmd.env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
     let out = run_with_deadline(cmd);
     assert_error(&out, 2, "pod name \"etcd\" has no ordinal");
     assert!(!scratch.data().exists());
@@ -237,7 +260,11 @@ fn unreadable_data_dir_is_rejected() {
     cmd.args(["--name", "etcd-0", "--dns-server", "127.0.0.1:1", "--wait-timeout", "2s"]);
     cmd.args(["--data-dir", &scratch.data().display().to_string()]);
     cmd.args(["--etcd-binary", &scratch.etcd().display().to_string()]);
-    cmd.env_clear().env("PATH", "/usr/bin:/bin").stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
+    cmd.env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
     let out = run_with_deadline(cmd);
     assert_error(&out, 3, "permission denied");
     assert_eq!(scratch.tree(), before);
@@ -252,7 +279,12 @@ fn missing_etcd_binary_exits_127() {
 fn etcd_binary_not_on_path_exits_127() {
     let scratch = Scratch::new();
     let data = scratch.data().display().to_string();
-    let out = scratch.run(&["--name", "etcd-0", "--data-dir", &data, "--dns-server", "127.0.0.1:1"], &[]);
+    let empty = tempfile::tempdir().expect("tempdir");
+    let path = empty.path().display().to_string();
+    let mut cmd = Command::new(bootstrap_bin());
+    cmd.args(["--name", "etcd-0", "--data-dir", &data, "--dns-server", "127.0.0.1:1"]);
+    cmd.env_clear().env("PATH", &path).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
+    let out = run_with_deadline(cmd);
     assert_error(&out, 127, "not found on PATH");
 }
 

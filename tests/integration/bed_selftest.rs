@@ -42,10 +42,7 @@ echo "envnames=$(env | cut -d= -f1 | sort | tr '\n' ' ')"
 echo "PATH=$PATH HOSTNAME=$HOSTNAME FOO=$FOO MY_IP=$MY_IP"
 grep -q " $VOL " /proc/self/mountinfo && echo "volume=mountpoint"
 "#;
-    let spec = PodSpec::shell(script)
-        .env("FOO", "bar")
-        .env("VOL", vol.to_string_lossy())
-        .pod_ip_env("MY_IP");
+    let spec = PodSpec::shell(script).env("FOO", "bar").env("VOL", vol.to_string_lossy()).pod_ip_env("MY_IP");
     let ip = bed.start_pod(2, spec).await;
     let exit = bed.wait_exit(2, EXIT).await;
     let out = bed.logs_current(2);
@@ -61,40 +58,17 @@ grep -q " $VOL " /proc/self/mountinfo && echo "volume=mountpoint"
          nameserver {gw}\noptions ndots:5\n--- end\n"
     );
     assert!(out.contains(&resolv), "want\n{resolv}in\n{out}");
-    assert!(
-        out.contains(&format!(" inet {ip}/24 ")),
-        "pod IP {ip} not on eth0:\n{out}"
-    );
+    assert!(out.contains(&format!(" inet {ip}/24 ")), "pod IP {ip} not on eth0:\n{out}");
     assert_eq!(ip.octets()[..3], gw.octets()[..3]);
-    let routes = out
-        .lines()
-        .find_map(|l| l.strip_prefix("routes="))
-        .expect("the pod printed its routes");
-    assert!(
-        !routes.contains("default"),
-        "a pod has no default route: {routes}"
-    );
-    assert!(
-        out.contains(&format!(
-            "hosts={ip}\tetcd-2.etcd.default.svc.cluster.local\tetcd-2\n"
-        )),
-        "{out}"
-    );
-    assert!(
-        out.contains(&format!(
-            "PATH={} HOSTNAME=etcd-2 FOO=bar MY_IP={ip}\n",
-            bed::POD_PATH
-        )),
-        "{out}"
-    );
-    let names_line = out
-        .lines()
-        .find_map(|l| l.strip_prefix("envnames="))
-        .expect("the pod printed its variable names");
+    let routes = out.lines().find_map(|l| l.strip_prefix("routes=")).expect("the pod printed its routes");
+    assert!(!routes.contains("default"), "a pod has no default route: {routes}");
+    assert!(out.contains(&format!("hosts={ip}\tetcd-2.etcd.default.svc.cluster.local\tetcd-2\n")), "{out}");
+    assert!(out.contains(&format!("PATH={} HOSTNAME=etcd-2 FOO=bar MY_IP={ip}\n", bed::POD_PATH)), "{out}");
+    let names_line =
+        out.lines().find_map(|l| l.strip_prefix("envnames=")).expect("the pod printed its variable names");
     for var in names_line.split_whitespace() {
         assert!(
-            ["FOO", "HOSTNAME", "MY_IP", "PATH", "PWD", "VOL", "SHLVL", "_", "OLDPWD"]
-                .contains(&var),
+            ["FOO", "HOSTNAME", "MY_IP", "PATH", "PWD", "VOL", "SHLVL", "_", "OLDPWD"].contains(&var),
             "variable {var} leaked into the pod: {names_line}"
         );
     }
@@ -119,45 +93,25 @@ async fn bed_dns_follows_pods_and_pods_resolve_siblings() {
     let ip1 = bed.start_pod(1, idle()).await;
     assert_eq!(lookup_a(dns, &bed::pod_fqdn(0)).await, Ok(vec![ip0]));
     assert_eq!(lookup_a(dns, &bed::pod_fqdn(1)).await, Ok(vec![ip1]));
-    assert_eq!(
-        srv_targets(dns, bed::SRV_SERVER).await,
-        targets(&[0, 1], 2380)
-    );
-    assert_eq!(
-        srv_targets(dns, bed::SRV_CLIENT).await,
-        targets(&[0, 1], 2379)
-    );
+    assert_eq!(srv_targets(dns, bed::SRV_SERVER).await, targets(&[0, 1], 2380));
+    assert_eq!(srv_targets(dns, bed::SRV_CLIENT).await, targets(&[0, 1], 2379));
 
     // From inside a pod, through its resolv.conf: the search list and the FQDN.
     let probe = "getent hosts etcd-1.etcd; getent hosts etcd-0.etcd.default.svc.cluster.local";
     bed.start_pod(5, PodSpec::shell(probe)).await;
     assert_eq!(bed.wait_exit(5, EXIT).await, Some(PodExit::Code(0)));
     let out = bed.logs_current(5);
-    let answers: Vec<Vec<&str>> = out
-        .lines()
-        .map(|l| l.split_whitespace().collect())
-        .collect();
+    let answers: Vec<Vec<&str>> = out.lines().map(|l| l.split_whitespace().collect()).collect();
     for (ip, ordinal) in [(ip1, 1), (ip0, 0)] {
         let want = [ip.to_string(), bed::pod_fqdn(ordinal)];
-        assert!(
-            answers.contains(&want.iter().map(String::as_str).collect()),
-            "{out}"
-        );
+        assert!(answers.contains(&want.iter().map(String::as_str).collect()), "{out}");
     }
     bed.delete_pod(5).await;
 
     // Published after a delay.
     let started = Instant::now();
-    let ip2 = bed
-        .start_pod(
-            2,
-            idle().publish(Publish::After(Duration::from_millis(800))),
-        )
-        .await;
-    assert_eq!(
-        lookup_a(dns, &bed::pod_fqdn(2)).await,
-        Err(ResponseCode::NXDomain)
-    );
+    let ip2 = bed.start_pod(2, idle().publish(Publish::After(Duration::from_millis(800)))).await;
+    assert_eq!(lookup_a(dns, &bed::pod_fqdn(2)).await, Err(ResponseCode::NXDomain));
     assert!(!bed.is_published(2));
     let deadline = Instant::now() + Duration::from_secs(10);
     while lookup_a(dns, &bed::pod_fqdn(2)).await != Ok(vec![ip2]) {
@@ -165,38 +119,22 @@ async fn bed_dns_follows_pods_and_pods_resolve_siblings() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(started.elapsed() >= Duration::from_millis(800));
-    assert_eq!(
-        srv_targets(dns, bed::SRV_SERVER).await,
-        targets(&[0, 1, 2], 2380)
-    );
+    assert_eq!(srv_targets(dns, bed::SRV_SERVER).await, targets(&[0, 1, 2], 2380));
 
     // Never published until the test says so.
     let ip3 = bed.start_pod(3, idle().publish(Publish::Never)).await;
-    assert_eq!(
-        lookup_a(dns, &bed::pod_fqdn(3)).await,
-        Err(ResponseCode::NXDomain)
-    );
+    assert_eq!(lookup_a(dns, &bed::pod_fqdn(3)).await, Err(ResponseCode::NXDomain));
     bed.publish(3);
     assert_eq!(lookup_a(dns, &bed::pod_fqdn(3)).await, Ok(vec![ip3]));
 
     // Unpublished when deleted.
     let exit = bed.kill_pod(1).await;
     assert_eq!(exit, PodExit::Signal(9));
-    assert_eq!(
-        lookup_a(dns, &bed::pod_fqdn(1)).await,
-        Err(ResponseCode::NXDomain)
-    );
-    assert_eq!(
-        srv_targets(dns, bed::SRV_CLIENT).await,
-        targets(&[0, 2, 3], 2379)
-    );
+    assert_eq!(lookup_a(dns, &bed::pod_fqdn(1)).await, Err(ResponseCode::NXDomain));
+    assert_eq!(srv_targets(dns, bed::SRV_CLIENT).await, targets(&[0, 2, 3], 2379));
 
     // A delayed publication of a pod deleted before the delay never happens.
-    bed.start_pod(
-        4,
-        idle().publish(Publish::After(Duration::from_millis(300))),
-    )
-    .await;
+    bed.start_pod(4, idle().publish(Publish::After(Duration::from_millis(300)))).await;
     bed.kill_pod(4).await;
     let ip4 = bed.start_pod(4, idle().publish(Publish::Never)).await;
     tokio::time::sleep(Duration::from_millis(600)).await; // past the old timer, on purpose
@@ -209,10 +147,7 @@ async fn bed_dns_follows_pods_and_pods_resolve_siblings() {
 
     // Fault injection reaches the bed's server.
     bed.dns().set_fault(Fault::Servfail);
-    assert_eq!(
-        lookup_a(dns, &bed::pod_fqdn(0)).await,
-        Err(ResponseCode::ServFail)
-    );
+    assert_eq!(lookup_a(dns, &bed::pod_fqdn(0)).await, Err(ResponseCode::ServFail));
     bed.dns().set_fault(Fault::None);
     assert_eq!(lookup_a(dns, &bed::pod_fqdn(0)).await, Ok(vec![ip0]));
 }
@@ -241,11 +176,7 @@ async fn bed_pods_and_test_process_reach_each_other() {
 
     // The test process reaches the pod.
     let health = wait_healthy(ip0, Duration::from_secs(30)).await;
-    assert!(
-        health.is_some(),
-        "etcd in pod 0 not healthy from the test process; log:\n{}",
-        bed.logs(0)
-    );
+    assert!(health.is_some(), "etcd in pod 0 not healthy from the test process; log:\n{}", bed.logs(0));
 
     // Another pod reaches it, by name (its resolv.conf) and by IP.
     let http = r#"for t in etcd-0.etcd "$TARGET"; do
@@ -254,31 +185,20 @@ async fn bed_pods_and_test_process_reach_each_other() {
   echo "via $t: $(cat <&3 | tail -n 1)"
   exec 3<&-
 done"#;
-    let client = PodSpec::new("/bin/bash")
-        .args(["-c", http])
-        .env("TARGET", ip0.to_string());
+    let client = PodSpec::new("/bin/bash").args(["-c", http]).env("TARGET", ip0.to_string());
     bed.start_pod(1, client).await;
     let exit = bed.wait_exit(1, EXIT).await;
     let out = bed.logs_current(1);
     assert_eq!(exit, Some(PodExit::Code(0)), "{out}");
     for via in ["etcd-0.etcd", &ip0.to_string()] {
-        assert!(
-            out.contains(&format!("via {via}: {{\"health\":\"true\"")),
-            "{out}"
-        );
+        assert!(out.contains(&format!("via {via}: {{\"health\":\"true\"")), "{out}");
     }
 
     // Cut the pod off: unreachable; restore: reachable again.
     bed.cut_network(0);
-    assert!(
-        http_health(ip0, Duration::from_millis(500)).await.is_none(),
-        "pod 0 reachable while cut off"
-    );
+    assert!(http_health(ip0, Duration::from_millis(500)).await.is_none(), "pod 0 reachable while cut off");
     bed.restore_network(0);
-    assert!(
-        wait_healthy(ip0, Duration::from_secs(20)).await.is_some(),
-        "pod 0 unreachable after restore"
-    );
+    assert!(wait_healthy(ip0, Duration::from_secs(20)).await.is_some(), "pod 0 unreachable after restore");
 
     // etcd handles SIGTERM itself as PID 1 and exits 0 within the grace period.
     let started = Instant::now();
@@ -295,8 +215,8 @@ async fn bed_recreated_pod_gets_new_ip_and_keeps_volume() {
     }
     let bed = Bed::new(name).await;
     let vol = bed.volume(0);
-    let write = PodSpec::shell("echo first-life > \"$VOL/marker\" && echo wrote")
-        .env("VOL", vol.to_string_lossy());
+    let write =
+        PodSpec::shell("echo first-life > \"$VOL/marker\" && echo wrote").env("VOL", vol.to_string_lossy());
     let ip_a = bed.start_pod(0, write).await;
     assert_eq!(bed.wait_exit(0, EXIT).await, Some(PodExit::Code(0)));
     // A container restart keeps the pod: same IP, same network namespace.
@@ -339,8 +259,7 @@ async fn bed_signals_and_exit_statuses_of_pid1() {
     let bed = Bed::new(name).await;
 
     // A trapped SIGTERM reaches PID 1 and its exit code comes back.
-    let trap =
-        "trap 'echo got TERM; exit 42' TERM; echo ready; while :; do sleep 1 & wait $!; done";
+    let trap = "trap 'echo got TERM; exit 42' TERM; echo ready; while :; do sleep 1 & wait $!; done";
     bed.start_pod(0, PodSpec::shell(trap)).await;
     assert!(bed.wait_log(0, "ready", EXIT).await, "{}", bed.logs(0));
     assert!(bed.is_running(0));
@@ -351,8 +270,7 @@ async fn bed_signals_and_exit_statuses_of_pid1() {
     assert!(!bed.signal_pid1(0, Signal::SIGTERM).await);
 
     // An unhandled SIGTERM is dropped (PID 1): delete waits out the grace, then SIGKILL.
-    bed.start_pod(1, idle().grace(Duration::from_millis(700)))
-        .await;
+    bed.start_pod(1, idle().grace(Duration::from_millis(700))).await;
     assert!(bed.wait_log(1, "up", EXIT).await);
     let started = Instant::now();
     assert_eq!(bed.delete_pod(1).await, PodExit::Signal(9));
@@ -419,9 +337,7 @@ async fn bed_removes_leftovers_of_a_crashed_run() {
     for args in [
         vec!["netns", "add", lan.as_str()],
         vec!["netns", "add", pod_ns.as_str()],
-        vec![
-            "link", "add", &link, "type", "veth", "peer", "name", "gw", "netns", &lan,
-        ],
+        vec!["link", "add", &link, "type", "veth", "peer", "name", "gw", "netns", &lan],
     ] {
         bed::net::ip(&args).expect("plant a leftover");
     }
@@ -435,20 +351,14 @@ async fn bed_removes_leftovers_of_a_crashed_run() {
     );
     let deadline = Instant::now() + Duration::from_secs(10);
     while netns_pids(&pod_ns).is_empty() {
-        assert!(
-            Instant::now() < deadline,
-            "the orphan never entered {pod_ns}"
-        );
+        assert!(Instant::now() < deadline, "the orphan never entered {pod_ns}");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     drop(fake); // the crashed run's lock dies with it
 
     let slot = poll(|| bed::net::Slot::take(k)).await;
     let status = orphan.0.wait().expect("reap the orphan");
-    assert_eq!(
-        std::os::unix::process::ExitStatusExt::signal(&status),
-        Some(9)
-    );
+    assert_eq!(std::os::unix::process::ExitStatusExt::signal(&status), Some(9));
     assert_gone(&[lan, pod_ns], &link, &root, &[etc], &[]);
     drop(slot);
 }
@@ -469,13 +379,7 @@ async fn bed_slots_are_exclusive() {
 
 // ----- helpers ------------------------------------------------------------------------------
 
-fn assert_gone(
-    netns: &[String],
-    link: &str,
-    root: &Path,
-    etc: &[std::path::PathBuf],
-    pids: &[i32],
-) {
+fn assert_gone(netns: &[String], link: &str, root: &Path, etc: &[std::path::PathBuf], pids: &[i32]) {
     let listed = bed::net::netns_list();
     for ns in netns {
         assert!(!listed.contains(ns), "netns {ns} remains: {listed:?}");
@@ -486,10 +390,7 @@ fn assert_gone(
         assert!(!dir.exists(), "{} remains", dir.display());
     }
     for pid in pids {
-        assert!(
-            !Path::new(&format!("/proc/{pid}")).exists(),
-            "process {pid} remains"
-        );
+        assert!(!Path::new(&format!("/proc/{pid}")).exists(), "process {pid} remains");
     }
 }
 
@@ -516,41 +417,22 @@ async fn poll<T>(mut f: impl FnMut() -> Option<T>) -> T {
 }
 
 fn netns_pids(ns: &str) -> Vec<i32> {
-    let out = std::process::Command::new("ip")
-        .args(["netns", "pids", ns])
-        .output()
-        .expect("run ip netns pids");
-    String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .filter_map(|p| p.parse().ok())
-        .collect()
+    let out =
+        std::process::Command::new("ip").args(["netns", "pids", ns]).output().expect("run ip netns pids");
+    String::from_utf8_lossy(&out.stdout).split_whitespace().filter_map(|p| p.parse().ok()).collect()
 }
 
 fn targets(ordinals: &[u32], port: u16) -> Vec<(String, u16)> {
-    ordinals
-        .iter()
-        .map(|i| (format!("{}.", bed::pod_fqdn(*i)), port))
-        .collect()
+    ordinals.iter().map(|i| (format!("{}.", bed::pod_fqdn(*i)), port)).collect()
 }
 
 /// One UDP query; the answers' rdata, or the error response code.
-async fn query(
-    server: SocketAddr,
-    name: &str,
-    rtype: RecordType,
-) -> Result<Vec<RData>, ResponseCode> {
+async fn query(server: SocketAddr, name: &str, rtype: RecordType) -> Result<Vec<RData>, ResponseCode> {
     let mut msg = Message::query();
     msg.metadata.recursion_desired = true;
-    msg.add_query(Query::query(
-        Name::from_ascii(name).expect("a valid DNS name"),
-        rtype,
-    ));
-    let sock = tokio::net::UdpSocket::bind("0.0.0.0:0")
-        .await
-        .expect("bind a UDP socket");
-    sock.send_to(&msg.to_vec().expect("encode the query"), server)
-        .await
-        .expect("send the query");
+    msg.add_query(Query::query(Name::from_ascii(name).expect("a valid DNS name"), rtype));
+    let sock = tokio::net::UdpSocket::bind("0.0.0.0:0").await.expect("bind a UDP socket");
+    sock.send_to(&msg.to_vec().expect("encode the query"), server).await.expect("send the query");
     let mut buf = vec![0u8; 4096];
     let (n, _) = tokio::time::timeout(Duration::from_secs(5), sock.recv_from(&mut buf))
         .await
@@ -575,9 +457,7 @@ async fn lookup_a(server: SocketAddr, name: &str) -> Result<Vec<Ipv4Addr>, Respo
 }
 
 async fn srv_targets(server: SocketAddr, name: &str) -> Vec<(String, u16)> {
-    let rdata = query(server, name, RecordType::SRV)
-        .await
-        .unwrap_or_else(|rc| panic!("SRV {name}: {rc}"));
+    let rdata = query(server, name, RecordType::SRV).await.unwrap_or_else(|rc| panic!("SRV {name}: {rc}"));
     let mut out: Vec<(String, u16)> = rdata
         .into_iter()
         .filter_map(|r| match r {

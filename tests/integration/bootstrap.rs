@@ -68,13 +68,13 @@ pub fn plan_in_pod(bed: &Bed, ordinal: u32, etcd: &Path) -> serde_json::Value {
         .output()
         .expect("run nsenter");
     assert!(out.status.success(), "plan in etcd-{ordinal} failed: {}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!("plan output is not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout))
-    })
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("plan output is not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
 }
 
 async fn member_ids(bed: &Bed, ordinals: &[u32]) -> Vec<u64> {
-    let mut ids: Vec<u64> = etcd_check::wait_healthy(bed, ordinals, FORM).await.iter().map(|m| m.id).collect();
+    let mut ids: Vec<u64> =
+        etcd_check::wait_healthy(bed, ordinals, FORM).await.iter().map(|m| m.id).collect();
     ids.sort();
     ids
 }
@@ -82,13 +82,20 @@ async fn member_ids(bed: &Bed, ordinals: &[u32]) -> Vec<u64> {
 fn assert_all_decided(bed: &Bed, ordinals: &[u32], want: &str) {
     for &o in ordinals {
         let got = decisions(bed, o);
-        assert_eq!(got.last().map(String::as_str), Some(want), "etcd-{o} decisions {got:?}\n{}", bed_logs(bed, &[o]));
+        assert_eq!(
+            got.last().map(String::as_str),
+            Some(want),
+            "etcd-{o} decisions {got:?}\n{}",
+            bed_logs(bed, &[o])
+        );
     }
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn three_pods_with_dns_two_seconds_late_form_one_cluster_named_by_pod() {
-    let Some(etcd) = setup("three_pods_with_dns_two_seconds_late_form_one_cluster_named_by_pod") else { return };
+    let Some(etcd) = setup("three_pods_with_dns_two_seconds_late_form_one_cluster_named_by_pod") else {
+        return;
+    };
     let bed = Bed::new("late-dns").await;
     for o in 0..3 {
         bed.start_pod(o, etcd_pod(&bed, o, &etcd).publish(Publish::After(Duration::from_secs(2)))).await;
@@ -112,7 +119,9 @@ async fn three_pods_with_dns_two_seconds_late_form_one_cluster_named_by_pod() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn pod_zero_alone_then_pods_one_and_two_ten_seconds_later_all_decide_new() {
-    let Some(etcd) = setup("pod_zero_alone_then_pods_one_and_two_ten_seconds_later_all_decide_new") else { return };
+    let Some(etcd) = setup("pod_zero_alone_then_pods_one_and_two_ten_seconds_later_all_decide_new") else {
+        return;
+    };
     let bed = Bed::new("ordered").await;
     bed.start_pod(0, etcd_pod(&bed, 0, &etcd)).await;
     assert!(

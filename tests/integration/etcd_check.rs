@@ -63,7 +63,10 @@ pub async fn wait_healthy(bed: &Bed, ordinals: &[u32], timeout: Duration) -> Vec
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
-    panic!("cluster of pods {ordinals:?} not healthy within {timeout:?}: {last}\n{}", bed_logs(bed, ordinals));
+    panic!(
+        "cluster of pods {ordinals:?} not healthy within {timeout:?}: {last}\n{}",
+        bed_logs(bed, ordinals)
+    );
 }
 
 async fn check_once(bed: &Bed, ordinals: &[u32]) -> Result<Vec<SeenMember>, String> {
@@ -104,7 +107,8 @@ pub async fn assert_keys_on(bed: &Bed, ordinal: u32, prefix: &str, count: usize)
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let got = read_keys(bed, ordinal, prefix).await;
-        let want: Vec<(String, String)> = (0..count).map(|i| (format!("{prefix}/{i}"), format!("v-{i}"))).collect();
+        let want: Vec<(String, String)> =
+            (0..count).map(|i| (format!("{prefix}/{i}"), format!("v-{i}"))).collect();
         match got {
             Ok(mut got) => {
                 got.sort();

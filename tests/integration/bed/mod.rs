@@ -204,10 +204,7 @@ impl Bed {
                 slot,
                 root: root.clone(),
                 dns: OnceLock::new(),
-                state: Mutex::new(State {
-                    next_host: FIRST_HOST,
-                    ..State::default()
-                }),
+                state: Mutex::new(State { next_host: FIRST_HOST, ..State::default() }),
             }),
         };
         for dir in [root.join("vol"), root.join("logs")] {
@@ -220,9 +217,9 @@ impl Bed {
             panic!("{test_name}: cannot build the bed's lan: {e}");
         }
         let dns_addr = SocketAddr::new(bed.gateway().into(), 53);
-        let dns = DnsServer::start(dns_addr).await.unwrap_or_else(|e| {
-            panic!("{test_name}: cannot start the DNS server on {dns_addr}: {e}")
-        });
+        let dns = DnsServer::start(dns_addr)
+            .await
+            .unwrap_or_else(|e| panic!("{test_name}: cannot start the DNS server on {dns_addr}: {e}"));
         if bed.inner.dns.set(dns).is_err() {
             unreachable!("the DNS server is set once, here");
         }
@@ -246,10 +243,7 @@ impl Bed {
 
     /// The DNS server (records, faults, query count).
     pub fn dns(&self) -> &DnsServer {
-        self.inner
-            .dns
-            .get()
-            .expect("the DNS server starts in Bed::new")
+        self.inner.dns.get().expect("the DNS server starts in Bed::new")
     }
 
     /// The DNS server's address (10.231.K.1:53), e.g. for `--dns-server`.
@@ -315,10 +309,7 @@ impl Bed {
     /// Path of pod `ordinal`'s log (stdout and stderr of every incarnation, each started by a
     /// `===== ebt-bed: ...` line).
     pub fn log_path(&self, ordinal: u32) -> PathBuf {
-        self.inner
-            .root
-            .join("logs")
-            .join(format!("{}.log", pod_name(ordinal)))
+        self.inner.root.join("logs").join(format!("{}.log", pod_name(ordinal)))
     }
 
     /// Everything pod `ordinal` ever printed, all incarnations (empty if none).
@@ -384,26 +375,14 @@ impl Bed {
             Ok(started) => started,
             Err(e) => {
                 slot.remove_pod_net(ordinal);
-                panic!(
-                    "start_pod({ordinal}): cannot start {}: {e}",
-                    spec.program.display()
-                );
+                panic!("start_pod({ordinal}): cannot start {}: {e}", spec.program.display());
             }
         };
         let publish = spec.publish;
         {
             let mut st = self.state();
             st.last_ip.insert(ordinal, ip);
-            st.pods.insert(
-                ordinal,
-                Pod {
-                    spec,
-                    ip,
-                    incarnation,
-                    proc,
-                    reaper: Some(reaper),
-                },
-            );
+            st.pods.insert(ordinal, Pod { spec, ip, incarnation, proc, reaper: Some(reaper) });
             match publish {
                 Publish::Now => self.publish_locked(&mut st, ordinal),
                 Publish::Never => {}
@@ -432,9 +411,10 @@ impl Bed {
     pub async fn restart_container(&self, ordinal: u32) {
         let (proc, spec, ip, incarnation) = {
             let st = self.state();
-            let pod = st.pods.get(&ordinal).unwrap_or_else(|| {
-                panic!("restart_container({ordinal}): no pod {}", pod_name(ordinal))
-            });
+            let pod = st
+                .pods
+                .get(&ordinal)
+                .unwrap_or_else(|| panic!("restart_container({ordinal}): no pod {}", pod_name(ordinal)));
             (pod.proc.clone(), pod.spec.clone(), pod.ip, pod.incarnation)
         };
         if proc.exit().is_none() {
@@ -443,18 +423,12 @@ impl Bed {
         proc.wait(Duration::from_secs(10))
             .await
             .unwrap_or_else(|| panic!("restart_container({ordinal}): PID 1 survives SIGKILL"));
-        let old_reaper = self
-            .state()
-            .pods
-            .get_mut(&ordinal)
-            .and_then(|p| p.reaper.take());
+        let old_reaper = self.state().pods.get_mut(&ordinal).and_then(|p| p.reaper.take());
         if let Some(r) = old_reaper {
             let _ = r.join();
         }
-        let header = format!(
-            "pod {} container restarted (incarnation {incarnation}), ip {ip}",
-            pod_name(ordinal)
-        );
+        let header =
+            format!("pod {} container restarted (incarnation {incarnation}), ip {ip}", pod_name(ordinal));
         let (proc, reaper) = self
             .launch(ordinal, ip, &spec, &header)
             .await
@@ -484,9 +458,9 @@ impl Bed {
             Some(e) => e,
             None => {
                 proc.signal(Signal::SIGKILL);
-                proc.wait(Duration::from_secs(10)).await.unwrap_or_else(|| {
-                    panic!("delete_pod({ordinal}): PID 1 survives SIGKILL for 10 s")
-                })
+                proc.wait(Duration::from_secs(10))
+                    .await
+                    .unwrap_or_else(|| panic!("delete_pod({ordinal}): PID 1 survives SIGKILL for 10 s"))
             }
         };
         self.remove_pod(ordinal);
@@ -535,10 +509,7 @@ impl Bed {
 
     /// Whether pod `ordinal` exists and its PID 1 has not ended.
     pub fn is_running(&self, ordinal: u32) -> bool {
-        self.state()
-            .pods
-            .get(&ordinal)
-            .is_some_and(|p| p.proc.exit().is_none())
+        self.state().pods.get(&ordinal).is_some_and(|p| p.proc.exit().is_none())
     }
 
     /// Ordinals of the existing pods.
@@ -594,11 +565,7 @@ impl Bed {
     /// Publish pod `ordinal` now (A record and SRV entries), e.g. after [`Publish::Never`].
     pub fn publish(&self, ordinal: u32) {
         let mut st = self.state();
-        assert!(
-            st.pods.contains_key(&ordinal),
-            "publish({ordinal}): no pod {}",
-            pod_name(ordinal)
-        );
+        assert!(st.pods.contains_key(&ordinal), "publish({ordinal}): no pod {}", pod_name(ordinal));
         self.publish_locked(&mut st, ordinal);
     }
 
@@ -638,11 +605,7 @@ impl Bed {
         let span = u32::from(LAST_HOST - FIRST_HOST) + 1;
         for _ in 0..span {
             let host = st.next_host;
-            st.next_host = if host >= LAST_HOST {
-                FIRST_HOST
-            } else {
-                host + 1
-            };
+            st.next_host = if host >= LAST_HOST { FIRST_HOST } else { host + 1 };
             let ip = self.inner.slot.ip(host);
             let used = st.pods.values().any(|p| p.ip == ip);
             if !used && st.last_ip.get(&ordinal) != Some(&ip) {
@@ -655,8 +618,7 @@ impl Bed {
     /// The pod's `/etc/resolv.conf` and `/etc/hosts`, shaped like the kubelet's.
     fn write_pod_etc(&self, ns: &str, ordinal: u32, ip: Ipv4Addr) {
         let dir = net::etc_netns(ns);
-        std::fs::create_dir_all(&dir)
-            .unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
         let resolv = format!(
             "search {NAMESPACE}.svc.{CLUSTER_DOMAIN} svc.{CLUSTER_DOMAIN} {CLUSTER_DOMAIN}\n\
              nameserver {}\n\
@@ -677,8 +639,7 @@ impl Bed {
         );
         for (file, text) in [("resolv.conf", resolv), ("hosts", hosts)] {
             let path = dir.join(file);
-            std::fs::write(&path, text)
-                .unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
+            std::fs::write(&path, text).unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
         }
     }
 
@@ -693,15 +654,10 @@ impl Bed {
         use std::io::Write;
         let name = pod_name(ordinal);
         let volume = self.volume(ordinal);
-        let mut log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.log_path(ordinal))?;
+        let mut log = std::fs::OpenOptions::new().create(true).append(true).open(self.log_path(ordinal))?;
         writeln!(log, "{LOG_MARK} {header} =====")?;
-        let mut env: Vec<(OsString, OsString)> = vec![
-            ("PATH".into(), POD_PATH.into()),
-            ("HOSTNAME".into(), name.clone().into()),
-        ];
+        let mut env: Vec<(OsString, OsString)> =
+            vec![("PATH".into(), POD_PATH.into()), ("HOSTNAME".into(), name.clone().into())];
         if let Some(var) = &spec.pod_ip_env {
             env.push((var.into(), ip.to_string().into()));
         }
@@ -744,9 +700,8 @@ impl Bed {
         let mut paths: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
         paths.sort();
         for path in paths {
-            let text = std::fs::read(&path)
-                .map(|b| String::from_utf8_lossy(&b).into_owned())
-                .unwrap_or_default();
+            let text =
+                std::fs::read(&path).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
             let lines: Vec<&str> = text.lines().collect();
             let tail = &lines[lines.len().saturating_sub(80)..];
             eprintln!(
@@ -807,11 +762,8 @@ impl Drop for Bed {
         let (pods, timers) = {
             let mut st = self.state();
             let timers = std::mem::take(&mut st.timers);
-            let pods: Vec<_> = st
-                .pods
-                .iter_mut()
-                .map(|(i, pod)| (*i, pod.proc.clone(), pod.reaper.take()))
-                .collect();
+            let pods: Vec<_> =
+                st.pods.iter_mut().map(|(i, pod)| (*i, pod.proc.clone(), pod.reaper.take())).collect();
             (pods, timers)
         };
         for t in timers {
@@ -831,10 +783,7 @@ impl Drop for Bed {
         }
         for (ordinal, proc, reaper) in pods {
             if proc.wait_blocking(Duration::from_secs(10)).is_none() {
-                eprintln!(
-                    "ebt bed: {}'s PID 1 survives SIGKILL for 10 s",
-                    pod_name(ordinal)
-                );
+                eprintln!("ebt bed: {}'s PID 1 survives SIGKILL for 10 s", pod_name(ordinal));
             } else if let Some(r) = reaper {
                 // It has reported the exit and is returning.
                 let _ = r.join();

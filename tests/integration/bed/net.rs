@@ -47,15 +47,10 @@ impl Slot {
     /// Take slot `k` if no live Bed holds it, after removing what a dead holder left behind.
     /// None when it is held, or when its subnet is routed by something that is not ours.
     pub fn take(k: u8) -> Option<Slot> {
-        let slot = Slot {
-            k,
-            _lock: try_lock(k)?,
-        };
+        let slot = Slot { k, _lock: try_lock(k)? };
         slot.remove_everything();
         if slot.subnet_in_use() {
-            eprintln!(
-                "ebt bed: 10.231.{k}.0/24 is routed by something that is not ours; skipping it"
-            );
+            eprintln!("ebt bed: 10.231.{k}.0/24 is routed by something that is not ours; skipping it");
             return None;
         }
         Some(slot)
@@ -108,9 +103,7 @@ impl Slot {
         ip(&["-n", &lan, "link", "set", "lo", "up"])?;
         ip(&["-n", &lan, "link", "add", "br0", "type", "bridge"])?;
         ip(&["-n", &lan, "link", "set", "br0", "up"])?;
-        ip(&[
-            "link", "add", &gw, "type", "veth", "peer", "name", "gw", "netns", &lan,
-        ])?;
+        ip(&["link", "add", &gw, "type", "veth", "peer", "name", "gw", "netns", &lan])?;
         ip(&["-n", &lan, "link", "set", "gw", "master", "br0", "up"])?;
         ip(&["addr", "add", &cidr, "dev", &gw])?;
         ip(&["link", "set", &gw, "up"])?;
@@ -125,9 +118,7 @@ impl Slot {
         let cidr = format!("{addr}/24");
         ip(&["netns", "add", &ns])?;
         ip(&["-n", &ns, "link", "set", "lo", "up"])?;
-        ip(&[
-            "-n", &lan, "link", "add", &port, "type", "veth", "peer", "name", "eth0", "netns", &ns,
-        ])?;
+        ip(&["-n", &lan, "link", "add", &port, "type", "veth", "peer", "name", "eth0", "netns", &ns])?;
         ip(&["-n", &lan, "link", "set", &port, "master", "br0", "up"])?;
         ip(&["-n", &ns, "addr", "add", &cidr, "dev", "eth0"])?;
         ip(&["-n", &ns, "link", "set", "eth0", "up"])?;
@@ -152,14 +143,7 @@ impl Slot {
     /// Set pod `ordinal`'s bridge port down (cut) or up (restore).
     pub fn set_pod_link(&self, ordinal: u32, up: bool) -> Result<(), String> {
         let state = if up { "up" } else { "down" };
-        ip(&[
-            "-n",
-            &self.lan_ns(),
-            "link",
-            "set",
-            &Self::bridge_port(ordinal),
-            state,
-        ])
+        ip(&["-n", &self.lan_ns(), "link", "set", &Self::bridge_port(ordinal), state])
     }
 
     /// Remove every namespace, link, /etc/netns entry and directory named after this slot,
@@ -167,10 +151,7 @@ impl Slot {
     /// acquired slot, for leftovers of a crashed run.
     pub fn remove_everything(&self) {
         let prefix = self.ns_prefix();
-        let ours: Vec<String> = netns_list()
-            .into_iter()
-            .filter(|n| n.starts_with(&prefix))
-            .collect();
+        let ours: Vec<String> = netns_list().into_iter().filter(|n| n.starts_with(&prefix)).collect();
         for ns in &ours {
             kill_netns_processes(ns);
         }
@@ -269,10 +250,7 @@ pub(crate) fn link_exists(ns: Option<&str>, name: &str) -> bool {
     if let Some(ns) = ns {
         cmd.args(["-n", ns]);
     }
-    cmd.args(["link", "show", "dev", name])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false)
+    cmd.args(["link", "show", "dev", name]).output().map(|o| o.status.success()).unwrap_or(false)
 }
 
 /// SIGKILL every process in network namespace `ns` and wait (bounded) until they are gone.
@@ -288,10 +266,8 @@ fn kill_netns_processes(ns: &str) {
             return;
         }
         for pid in pids {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid),
-                nix::sys::signal::Signal::SIGKILL,
-            );
+            let _ =
+                nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
         }
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -301,10 +277,7 @@ fn netns_pids(ns: &str) -> Vec<i32> {
     let Ok(out) = Command::new("ip").args(["netns", "pids", ns]).output() else {
         return Vec::new();
     };
-    String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .filter_map(|p| p.parse().ok())
-        .collect()
+    String::from_utf8_lossy(&out.stdout).split_whitespace().filter_map(|p| p.parse().ok()).collect()
 }
 
 /// `/etc/netns/NAME`: files there are bind-mounted over `/etc/` by `ip netns exec NAME`.

@@ -177,9 +177,8 @@ pub(crate) async fn launch(l: Launch) -> std::io::Result<(Arc<Proc>, JoinHandle<
     let (started_tx, started_rx) = oneshot::channel::<std::io::Result<(i32, OwnedFd)>>();
     let (exit_tx, exit_rx) = watch::channel(None);
     let thread_name = format!("ebt-{}", l.hostname);
-    let thread = std::thread::Builder::new()
-        .name(thread_name)
-        .spawn(move || reaper(l, started_tx, exit_tx))?;
+    let thread =
+        std::thread::Builder::new().name(thread_name).spawn(move || reaper(l, started_tx, exit_tx))?;
     let (pid, pidfd) = match started_rx.await {
         Ok(Ok(started)) => started,
         Ok(Err(e)) => {
@@ -191,11 +190,7 @@ pub(crate) async fn launch(l: Launch) -> std::io::Result<(Arc<Proc>, JoinHandle<
             return Err(std::io::Error::other("the pod's reaper thread died"));
         }
     };
-    let proc = Arc::new(Proc {
-        pid,
-        pidfd,
-        exit: exit_rx,
-    });
+    let proc = Arc::new(Proc { pid, pidfd, exit: exit_rx });
     Ok((proc, thread))
 }
 
@@ -289,7 +284,5 @@ fn reaper(
 /// Look `name` up on the test process's PATH.
 fn which(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|d| d.join(name))
-        .find(|p| p.is_file())
+    std::env::split_paths(&path).map(|d| d.join(name)).find(|p| p.is_file())
 }
