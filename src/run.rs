@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::cluster::{self, CallError, Observed};
 use crate::context::Context;
@@ -100,7 +100,10 @@ async fn act(ctx: &Context, round: &mut Round, verdict: Verdict) -> Result<Step>
     let reason = verdict.reason;
     match verdict.decision {
         Decision::Wait => Ok(Step::Wait(reason)),
-        Decision::Refuse => Err(Error::Refused(reason)),
+        Decision::Refuse => {
+            error!(decision = "REFUSE", "{reason}");
+            Err(Error::Refused(reason))
+        }
         Decision::New => {
             info!(decision = "NEW", "{reason}");
             Ok(Step::Start(StartMode::New {

@@ -56,6 +56,11 @@ pub async fn form_cluster(bed: &Bed, etcd: &Path, ordinals: &[u32]) {
 /// Run `etcd-bootstrap plan --format json` inside a running pod (like `kubectl exec`): its network,
 /// hostname and mount namespaces, the same environment as its entrypoint.
 pub fn plan_in_pod(bed: &Bed, ordinal: u32, etcd: &Path) -> serde_json::Value {
+    plan_in_pod_with(bed, ordinal, etcd, &[])
+}
+
+/// [`plan_in_pod`] with extra environment variables.
+pub fn plan_in_pod_with(bed: &Bed, ordinal: u32, etcd: &Path, env: &[(&str, &str)]) -> serde_json::Value {
     let pid = bed.pid1(ordinal).to_string();
     let out = Command::new("nsenter")
         .args(["-t", &pid, "-n", "-u", "-m", "--"])
@@ -65,6 +70,7 @@ pub fn plan_in_pod(bed: &Bed, ordinal: u32, etcd: &Path) -> serde_json::Value {
         .env("PATH", crate::bed::POD_PATH)
         .env("ETCD_DATA_DIR", bed.volume(ordinal))
         .env("ETCD_BOOTSTRAP_ETCD_BINARY", etcd)
+        .envs(env.iter().copied())
         .output()
         .expect("run nsenter");
     assert!(out.status.success(), "plan in etcd-{ordinal} failed: {}", String::from_utf8_lossy(&out.stderr));

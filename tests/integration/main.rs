@@ -8,4 +8,5 @@ mod bootstrap;
 mod datadir_wal;
 mod dns_lookup;
 mod etcd_check;
+mod membership;
 mod prereq;
