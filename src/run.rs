@@ -21,6 +21,8 @@ use crate::view::{ClusterView, Member};
 const POLL_INTERVAL: Duration = Duration::from_secs(1);
 /// A WAIT with an unchanged reason is logged this often.
 const WAIT_LOG_EVERY: Duration = Duration::from_secs(5);
+/// Backoff after a refused membership call: doubles from the poll interval up to this cap.
+const RETRY_CAP: Duration = Duration::from_secs(8);
 
 /// Everything observed in one round.
 pub struct Round {
@@ -60,32 +62,50 @@ pub async fn observe(ctx: &Context) -> Result<Round> {
 enum Step {
     Start(StartMode),
     Again,
+    /// Not actionable yet: look again after the poll interval.
     Wait(String),
+    /// A membership call was refused for a reason that passes: retry with backoff.
+    Retry(String),
+}
+
+/// The pause before the `attempt`-th retry (1-based): 1 s, 2 s, 4 s, 8 s, 8 s, ...
+pub fn retry_delay(attempt: u32) -> Duration {
+    let factor = 1u32.checked_shl(attempt.saturating_sub(1)).unwrap_or(u32::MAX);
+    POLL_INTERVAL.saturating_mul(factor).min(RETRY_CAP)
 }
 
 /// Run the loop; returns how etcd must start.
 pub async fn bootstrap(ctx: &Context, shutdown: &mut Shutdown) -> Result<StartMode> {
     let started = Instant::now();
     let mut waits = WaitLog::default();
+    let mut retries = 0u32;
     loop {
         let step = tokio::select! {
             step = round(ctx) => step?,
             stop = shutdown.received("observing the cluster") => return Err(stop),
         };
-        match step {
+        let (reason, pause) = match step {
             Step::Start(mode) => return Ok(mode),
             Step::Again => continue,
             Step::Wait(reason) => {
+                retries = 0;
                 waits.log(&reason, started.elapsed());
-                if started.elapsed() >= ctx.wait_timeout {
-                    return Err(Error::WaitTimeout { waited_secs: started.elapsed().as_secs(), reason });
-                }
-                let doing = format!("waiting: {reason}");
-                tokio::select! {
-                    _ = tokio::time::sleep(POLL_INTERVAL) => {}
-                    stop = shutdown.received(&doing) => return Err(stop),
-                }
+                (reason, POLL_INTERVAL)
             }
+            Step::Retry(reason) => {
+                retries = retries.saturating_add(1);
+                let pause = retry_delay(retries);
+                warn!(decision = "WAIT", retry = retries, backoff = %crate::duration::format(pause), "{reason}");
+                (reason, pause)
+            }
+        };
+        if started.elapsed() >= ctx.wait_timeout {
+            return Err(Error::WaitTimeout { waited_secs: started.elapsed().as_secs(), reason });
+        }
+        let doing = format!("waiting: {reason}");
+        tokio::select! {
+            _ = tokio::time::sleep(pause) => {}
+            stop = shutdown.received(&doing) => return Err(stop),
         }
     }
 }
@@ -138,7 +158,7 @@ async fn update_peer_url(ctx: &Context, round: &mut Round, id: u64, reason: &str
             info!(member = %format!("{id:x}"), peer_url = %ctx.me.peer_url, "peer URL updated");
             Ok(Step::Start(StartMode::Existing))
         }
-        Err(CallError::Transient(m)) => Ok(Step::Wait(format!("member update refused for now: {m}"))),
+        Err(CallError::Transient(m)) => Ok(Step::Retry(format!("member update refused for now: {m}"))),
         Err(fatal) => Err(cluster::cluster_error("member update", member.host(), &fatal)),
     }
 }
@@ -159,7 +179,7 @@ async fn add_member(ctx: &Context, round: &mut Round, learner: bool, reason: &st
             info!("{m}: looking for the entry to reuse");
             Ok(Step::Again)
         }
-        Err(CallError::Transient(m)) => Ok(Step::Wait(format!("member add refused for now: {m}"))),
+        Err(CallError::Transient(m)) => Ok(Step::Retry(format!("member add refused for now: {m}"))),
         Err(fatal) => Err(cluster::cluster_error("member add", member.host(), &fatal)),
     }
 }
@@ -175,7 +195,7 @@ async fn remove_member(round: &mut Round, id: u64, reason: &str) -> Result<Step>
             info!(member = %format!("{id:x}"), "old member removed; joining next");
             Ok(Step::Again)
         }
-        Err(CallError::Transient(m)) => Ok(Step::Wait(format!("member remove refused for now: {m}"))),
+        Err(CallError::Transient(m)) => Ok(Step::Retry(format!("member remove refused for now: {m}"))),
         Err(fatal) => Err(cluster::cluster_error("member remove", member.host(), &fatal)),
     }
 }
@@ -253,7 +273,15 @@ impl WaitLog {
 
 #[cfg(test)]
 mod tests {
-    use super::url_host;
+    use super::{retry_delay, url_host};
+    use std::time::Duration;
+
+    #[test]
+    fn retry_backoff_doubles_and_is_capped() {
+        let secs: Vec<u64> = (1..=7).map(|n| retry_delay(n).as_secs()).collect();
+        assert_eq!(secs, [1, 2, 4, 8, 8, 8, 8]);
+        assert_eq!(retry_delay(u32::MAX), Duration::from_secs(8));
+    }
 
     #[test]
     fn url_host_handles_names_ips_and_v6() {
