@@ -84,7 +84,12 @@ impl Context {
             });
         let etcd_binary = common.etcd_binary.clone().unwrap_or_else(|| PathBuf::from("etcd"));
         Ok(Context {
-            me: Me { name: identity.pod_name.clone(), ordinal: identity.ordinal, peer_url: peer_url.clone() },
+            me: Me {
+                name: identity.pod_name.clone(),
+                ordinal: identity.ordinal,
+                static_id: crate::view::static_member_id(std::slice::from_ref(&peer_url), &token),
+                peer_url: peer_url.clone(),
+            },
             settings: Settings { initial_cluster_size: common.initial_cluster_size, join_as: common.join_as },
             member: MemberSpec {
                 name: identity.pod_name.clone(),

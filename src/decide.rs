@@ -13,6 +13,8 @@ pub struct Me {
     pub ordinal: u32,
     /// The peer URL this member advertises.
     pub peer_url: String,
+    /// The ID etcd gives this member in the static initial cluster (see `view::static_member_id`).
+    pub static_id: u64,
 }
 
 /// Settings the decision depends on.
@@ -132,14 +134,45 @@ fn existing_or_stale(me: &Me, meta: &WalMeta, members: &[Member]) -> Verdict {
 
 fn decide_empty(obs: &Observation<'_>, settings: &Settings) -> Verdict {
     match obs.cluster {
-        ClusterView::Answer { members, quorum: true, .. } if members.iter().any(Member::started) => {
+        ClusterView::Answer { members, .. } if my_static_entry(obs.me, members, settings).is_some() => {
+            late_initial_member(obs, settings)
+        }
+        ClusterView::Answer { members, quorum: true, .. } if members.iter().any(Member::served) => {
             join_running(obs.me, members, settings)
         }
-        ClusterView::Answer { members, quorum: false, .. } if members.iter().any(Member::started) => {
+        ClusterView::Answer { members, quorum: false, .. } if members.iter().any(Member::served) => {
             wait_for_quorum(obs.me, members)
         }
         ClusterView::NoAnswer { .. } | ClusterView::Answer { .. } => initial_bootstrap(obs, settings),
     }
+}
+
+/// My own entry of the static initial cluster, never served: same peer URL and exactly the ID
+/// etcd derives for it, so starting NEW with the same initial cluster makes this pod that member.
+fn my_static_entry<'m>(me: &Me, members: &'m [Member], settings: &Settings) -> Option<&'m Member> {
+    if me.ordinal >= settings.initial_cluster_size {
+        return None;
+    }
+    members.iter().find(|m| !m.served() && m.id == me.static_id && m.peer_urls.contains(&me.peer_url))
+}
+
+fn late_initial_member(obs: &Observation<'_>, settings: &Settings) -> Verdict {
+    if !obs.peers.unresolved_initial.is_empty() {
+        return verdict(
+            Decision::Wait,
+            format!(
+                "my entry of the initial cluster has never served; waiting for DNS of {}",
+                obs.peers.unresolved_initial.join(", ")
+            ),
+        );
+    }
+    verdict(
+        Decision::New,
+        format!(
+            "empty data dir and the cluster lists my initial-cluster entry {:x} that has never served: start with the initial cluster of {} as that member",
+            obs.me.static_id, settings.initial_cluster_size
+        ),
+    )
 }
 
 fn initial_bootstrap(obs: &Observation<'_>, settings: &Settings) -> Verdict {
@@ -180,7 +213,7 @@ fn initial_bootstrap(obs: &Observation<'_>, settings: &Settings) -> Verdict {
 
 fn wait_for_quorum(me: &Me, members: &[Member]) -> Verdict {
     let mine =
-        members.iter().find(|m| m.started() && (m.name == me.name || m.peer_urls.contains(&me.peer_url)));
+        members.iter().find(|m| m.served() && (m.name == me.name || m.peer_urls.contains(&me.peer_url)));
     let voters = members.iter().filter(|m| !m.is_learner).count();
     let reason = match mine {
         Some(m) if voters <= 2 => format!(
@@ -197,7 +230,7 @@ fn wait_for_quorum(me: &Me, members: &[Member]) -> Verdict {
 }
 
 fn join_running(me: &Me, members: &[Member], settings: &Settings) -> Verdict {
-    if let Some(entry) = members.iter().find(|m| !m.started() && m.peer_urls.contains(&me.peer_url)) {
+    if let Some(entry) = members.iter().find(|m| !m.served() && m.peer_urls.contains(&me.peer_url)) {
         return verdict(
             Decision::Join { reuse: Some(entry.id), as_learner: entry.is_learner },
             format!(
@@ -207,7 +240,7 @@ fn join_running(me: &Me, members: &[Member], settings: &Settings) -> Verdict {
         );
     }
     if let Some(old) =
-        members.iter().find(|m| m.started() && (m.name == me.name || m.peer_urls.contains(&me.peer_url)))
+        members.iter().find(|m| m.served() && (m.name == me.name || m.peer_urls.contains(&me.peer_url)))
     {
         return verdict(
             Decision::Replace { remove: old.id },
@@ -217,8 +250,8 @@ fn join_running(me: &Me, members: &[Member], settings: &Settings) -> Verdict {
             ),
         );
     }
-    if let Some(other) = members.iter().find(|m| !m.started() || m.is_learner) {
-        let what = if other.started() { "is a learner" } else { "was added and has not started" };
+    if let Some(other) = members.iter().find(|m| !m.served() || m.is_learner) {
+        let what = if other.served() { "is a learner" } else { "has not started yet" };
         return verdict(
             Decision::Wait,
             format!(

@@ -73,6 +73,7 @@ fn member_json(m: &Member) -> Value {
         "client_urls": m.client_urls,
         "learner": m.is_learner,
         "started": m.started(),
+        "served": m.served(),
     })
 }
 
@@ -168,8 +169,8 @@ pub fn to_text(ctx: &Context, round: &Round, verdict: &Verdict) -> String {
                 format!("{cluster_id:x} via {endpoint}, quorum {}", if *quorum { "yes" } else { "no" }),
             );
             for m in members {
-                let state = match (m.started(), m.is_learner) {
-                    (false, _) => "unstarted",
+                let state = match (m.served(), m.is_learner) {
+                    (false, _) => "not started",
                     (true, true) => "learner",
                     (true, false) => "voter",
                 };

@@ -13,10 +13,32 @@ pub struct Member {
 }
 
 impl Member {
-    /// A member that has started at least once has a name.
+    /// etcd's own notion: a member has a name once it started, or from the start when it is
+    /// part of a static initial cluster (`--initial-cluster` names every member).
     pub fn started(&self) -> bool {
         !self.name.is_empty()
     }
+
+    /// The member has run and published its client URLs: it may hold data.
+    pub fn served(&self) -> bool {
+        !self.client_urls.is_empty()
+    }
+}
+
+/// The ID etcd gives a member of a static initial cluster (and to `member add` without a
+/// time): the first 8 bytes, big-endian, of sha1(sorted peer URLs joined, then the cluster
+/// token), as in etcd's `computeMemberID`.
+pub fn static_member_id(peer_urls: &[String], token: &str) -> u64 {
+    use sha1::{Digest, Sha1};
+    let mut urls: Vec<&str> = peer_urls.iter().map(String::as_str).collect();
+    urls.sort_unstable();
+    let mut hasher = Sha1::new();
+    hasher.update(urls.concat().as_bytes());
+    hasher.update(token.as_bytes());
+    let digest = hasher.finalize();
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    u64::from_be_bytes(first)
 }
 
 /// The cluster as the peers answered.
@@ -36,11 +58,11 @@ pub enum ClusterView {
 }
 
 impl ClusterView {
-    /// True when some member has started: the cluster has formed at least once.
-    pub fn ever_started(&self) -> bool {
+    /// True when some member has served: the cluster has formed at least once.
+    pub fn ever_served(&self) -> bool {
         match self {
             ClusterView::NoAnswer { .. } => false,
-            ClusterView::Answer { members, .. } => members.iter().any(Member::started),
+            ClusterView::Answer { members, .. } => members.iter().any(Member::served),
         }
     }
 }
@@ -52,4 +74,21 @@ pub struct PeerDns {
     pub unresolved_initial: Vec<String>,
     /// Host names of pods with an ordinal >= the initial size that exist.
     pub beyond_initial: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::static_member_id;
+
+    #[test]
+    fn static_member_id_hashes_sorted_urls_and_token() {
+        // Order of the URLs does not matter; the token does.
+        let a = static_member_id(&["http://b:2380".into(), "http://a:2380".into()], "t");
+        let b = static_member_id(&["http://a:2380".into(), "http://b:2380".into()], "t");
+        assert_eq!(a, b);
+        assert_ne!(a, static_member_id(&["http://a:2380".into(), "http://b:2380".into()], "u"));
+        // sha1("http://a:2380t") = 6b0b4c2c... (first 8 bytes, big-endian).
+        let one = static_member_id(&["http://a:2380".into()], "t");
+        assert_eq!(format!("{one:016x}").len(), 16);
+    }
 }

@@ -6,12 +6,31 @@ const MY_URL: &str = "http://etcd-1.etcd.default.svc.cluster.local:2380";
 const CLUSTER: u64 = 0xc1;
 const ME_ID: u64 = 0x11;
 
-fn me() -> Me {
-    Me { name: "etcd-1".into(), ordinal: 1, peer_url: MY_URL.into() }
+const TOKEN: &str = "etcd-bootstrap-default-etcd";
+
+fn static_id(url: &str) -> u64 {
+    crate::view::static_member_id(&[url.to_string()], TOKEN)
 }
 
+fn me() -> Me {
+    Me { name: "etcd-1".into(), ordinal: 1, peer_url: MY_URL.into(), static_id: static_id(MY_URL) }
+}
+
+/// A member; one with a name has served (published client URLs), as after a real start.
 fn member(id: u64, name: &str, url: &str) -> Member {
-    Member { id, name: name.into(), peer_urls: vec![url.into()], client_urls: vec![], is_learner: false }
+    let client_urls = if name.is_empty() { vec![] } else { vec![url.replace(":2380", ":2379")] };
+    Member { id, name: name.into(), peer_urls: vec![url.into()], client_urls, is_learner: false }
+}
+
+/// An entry of a static initial cluster that has not served yet: named, no client URLs.
+fn static_entry(name: &str, url: &str) -> Member {
+    Member {
+        id: static_id(url),
+        name: name.into(),
+        peer_urls: vec![url.into()],
+        client_urls: vec![],
+        is_learner: false,
+    }
 }
 
 fn peer(ordinal: u32) -> String {
@@ -160,7 +179,7 @@ fn empty_waits_when_pods_beyond_initial_set_exist() {
 
 #[test]
 fn empty_beyond_initial_size_waits_when_nobody_answers() {
-    let me = Me { name: "etcd-3".into(), ordinal: 3, peer_url: peer(3) };
+    let me = Me { name: "etcd-3".into(), ordinal: 3, peer_url: peer(3), static_id: static_id(&peer(3)) };
     let v = run_as(&me, DataDirState::Empty, no_answer(), all_resolve(), settings());
     assert_eq!(v.decision, Decision::Wait);
 }
@@ -255,7 +274,7 @@ fn join_as_learner_setting_is_honoured() {
 
 #[test]
 fn scale_up_pod_joins_even_beyond_initial_size() {
-    let me = Me { name: "etcd-3".into(), ordinal: 3, peer_url: peer(3) };
+    let me = Me { name: "etcd-3".into(), ordinal: 3, peer_url: peer(3), static_id: static_id(&peer(3)) };
     let mut members = three_started();
     members[1] = member(ME_ID, "etcd-1", &peer(1));
     let peers = PeerDns {
@@ -264,4 +283,72 @@ fn scale_up_pod_joins_even_beyond_initial_size() {
     };
     let v = run_as(&me, DataDirState::Empty, answer(members, true), peers, settings());
     assert_eq!(v.decision, Decision::Join { reuse: None, as_learner: false });
+}
+
+// Static bootstrap: etcd names every initial member before it runs. A late initial member must
+// not mistake its own never-served entry for a lost volume.
+#[test]
+fn empty_with_my_never_served_static_entry_and_quorum_is_new() {
+    let members = vec![
+        member(0x10, "etcd-0", &peer(0)),
+        static_entry("etcd-1", MY_URL),
+        member(0x12, "etcd-2", &peer(2)),
+    ];
+    let v = run(DataDirState::Empty, answer(members, true), all_resolve());
+    assert_eq!(v.decision, Decision::New, "{}", v.reason);
+}
+
+#[test]
+fn empty_with_my_never_served_static_entry_without_quorum_is_new() {
+    let members = vec![
+        member(0x10, "etcd-0", &peer(0)),
+        static_entry("etcd-1", MY_URL),
+        static_entry("etcd-2", &peer(2)),
+    ];
+    let v = run(DataDirState::Empty, answer(members, false), all_resolve());
+    assert_eq!(v.decision, Decision::New, "{}", v.reason);
+}
+
+#[test]
+fn my_static_entry_still_waits_for_dns_of_initial_peers() {
+    let members = vec![
+        member(0x10, "etcd-0", &peer(0)),
+        static_entry("etcd-1", MY_URL),
+        member(0x12, "etcd-2", &peer(2)),
+    ];
+    let peers = PeerDns {
+        unresolved_initial: vec!["etcd-2.etcd.default.svc.cluster.local".into()],
+        ..Default::default()
+    };
+    assert_eq!(run(DataDirState::Empty, answer(members, true), peers).decision, Decision::Wait);
+}
+
+#[test]
+fn never_served_entry_with_my_url_but_another_id_is_reused_by_join() {
+    // Same URL, different ID (another token, or added by `member add`): JOIN as that member.
+    let mut entry = static_entry("etcd-1", MY_URL);
+    entry.id = 0x5151;
+    let members = vec![member(0x10, "etcd-0", &peer(0)), entry, member(0x12, "etcd-2", &peer(2))];
+    let v = run(DataDirState::Empty, answer(members, true), all_resolve());
+    assert_eq!(v.decision, Decision::Join { reuse: Some(0x5151), as_learner: false });
+}
+
+#[test]
+fn another_never_served_static_entry_makes_a_joiner_wait() {
+    let me = Me { name: "etcd-3".into(), ordinal: 3, peer_url: peer(3), static_id: static_id(&peer(3)) };
+    let members = vec![
+        member(0x10, "etcd-0", &peer(0)),
+        member(0x11, "etcd-1", &peer(1)),
+        static_entry("etcd-2", &peer(2)),
+    ];
+    let v = run_as(&me, DataDirState::Empty, answer(members, true), all_resolve(), settings());
+    assert_eq!(v.decision, Decision::Wait, "{}", v.reason);
+}
+
+#[test]
+fn static_entry_of_a_pod_beyond_the_initial_size_is_not_new() {
+    let me = Me { name: "etcd-3".into(), ordinal: 3, peer_url: peer(3), static_id: static_id(&peer(3)) };
+    let members = vec![member(0x10, "etcd-0", &peer(0)), static_entry("etcd-3", &peer(3))];
+    let v = run_as(&me, DataDirState::Empty, answer(members, true), all_resolve(), settings());
+    assert!(matches!(v.decision, Decision::Join { reuse: Some(_), .. }), "{v:?}");
 }

@@ -111,6 +111,9 @@ async fn three_pods_with_dns_two_seconds_late_form_one_cluster_named_by_pod() {
         let fqdn = format!("{}.etcd.default.svc.cluster.local", m.name);
         assert_eq!(m.peer_urls, vec![format!("http://{fqdn}:2380")], "{m:?}");
         assert_eq!(m.client_urls, vec![format!("http://{fqdn}:2379")], "{m:?}");
+        // The bootstrap predicts static members' IDs exactly as etcd derives them.
+        let predicted = etcd_bootstrap::view::static_member_id(&m.peer_urls, "etcd-bootstrap-default-etcd");
+        assert_eq!(m.id, predicted, "{m:?}");
     }
     assert_all_decided(&bed, &[0, 1, 2], "NEW");
     for o in 0..3 {
@@ -145,6 +148,40 @@ async fn pod_zero_alone_then_pods_one_and_two_ten_seconds_later_all_decide_new()
     }
     etcd_check::wait_healthy(&bed, &[0, 1, 2], FORM).await;
     assert_all_decided(&bed, &[0, 1, 2], "NEW");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn initial_member_starting_after_the_others_formed_quorum_still_decides_new() {
+    let Some(etcd) = setup("initial_member_starting_after_the_others_formed_quorum_still_decides_new") else {
+        return;
+    };
+    let bed = Bed::new("late-member").await;
+    // etcd-1's name resolves (to an address nobody answers on) but the pod is not running yet:
+    // etcd-0 and etcd-2 start the static cluster and form quorum without it.
+    let nowhere = std::net::Ipv4Addr::new(
+        bed.gateway().octets()[0],
+        bed.gateway().octets()[1],
+        bed.gateway().octets()[2],
+        250,
+    );
+    bed.dns().set_a(&crate::bed::pod_fqdn(1), nowhere);
+    for o in [0, 2] {
+        bed.start_pod(o, etcd_pod(&bed, o, &etcd)).await;
+    }
+    let deadline = std::time::Instant::now() + FORM;
+    while etcd_check::Checker::plain(&bed).healthy_view(0).await.is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "0 and 2 never formed quorum:\n{}",
+            bed_logs(&bed, &[0, 2])
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    bed.start_pod(1, etcd_pod(&bed, 1, &etcd)).await;
+    etcd_check::wait_healthy(&bed, &[0, 1, 2], FORM).await;
+    assert_all_decided(&bed, &[0, 1, 2], "NEW");
+    assert!(!bed.logs(1).contains("REPLACE"), "{}", bed.logs(1));
+    assert!(bed.logs(1).contains("initial-cluster entry"), "etcd-1 saw the formed cluster:\n{}", bed.logs(1));
 }
 
 #[tokio::test(flavor = "multi_thread")]
