@@ -175,6 +175,46 @@ fn read_wal_file(dir: &Path, path: &Path) -> Result<WalMeta> {
     }
 }
 
+// ---------------------------------------------------------------------------------------------
+// Writability
+// ---------------------------------------------------------------------------------------------
+
+/// Check that etcd will be able to write the data dir, so a read-only volume or a wrong owner is
+/// one clear error before anything happens rather than an etcd crash loop after a membership
+/// change. Checked with `access(W_OK | X_OK)`, which creates and removes nothing and also sees a
+/// read-only mount: the dir itself, or when it is missing the nearest existing ancestor (etcd
+/// creates the missing ones), and `member/`, `member/wal` and `member/snap` where they exist.
+pub fn check_writable(dir: &Path) -> Result<()> {
+    if !existing_dir(dir)? {
+        let Some(parent) = dir.ancestors().skip(1).find(|p| fs::symlink_metadata(p).is_ok()) else {
+            return Ok(());
+        };
+        let parent = if parent.as_os_str().is_empty() { Path::new(".") } else { parent };
+        if !is_dir(parent) {
+            return Err(data_dir_error(
+                dir,
+                &format!("cannot be created: {} is not a directory", parent.display()),
+            ));
+        }
+        return writable(parent)
+            .map_err(|e| access_error(dir, &format!("create it in {}", parent.display()), e));
+    }
+    writable(dir).map_err(|e| access_error(dir, "write it", e))?;
+    for sub in ["member", "member/wal", "member/snap"] {
+        let path = dir.join(sub);
+        if is_dir(&path) {
+            writable(&path).map_err(|e| access_error(dir, &format!("write {sub}"), e))?;
+        }
+    }
+    Ok(())
+}
+
+/// `access(path, W_OK | X_OK)` as an io result.
+fn writable(path: &Path) -> io::Result<()> {
+    use nix::unistd::{access, AccessFlags};
+    access(path, AccessFlags::W_OK | AccessFlags::X_OK).map_err(io::Error::from)
+}
+
 /// A data dir error with a problem text.
 fn data_dir_error(dir: &Path, problem: &str) -> Error {
     Error::DataDir { path: dir.to_path_buf(), problem: problem.to_string() }
@@ -188,6 +228,7 @@ fn access_error(dir: &Path, action: &str, e: io::Error) -> Error {
              (in kubernetes: the pod's securityContext.fsGroup)"
         }
         ErrorKind::NotADirectory => "the data dir is damaged: inspect it, or move it aside",
+        ErrorKind::ReadOnlyFilesystem => "etcd writes its data dir: mount the volume read-write",
         _ => "check the volume mounted at the data dir",
     };
     let problem = format!("cannot {action}: {}; {fix}", lowercase_first(&e.to_string()));
@@ -1099,6 +1140,53 @@ mod tests {
             Some(root) => check_unreadable(Path::new(&root)),
             None => eprintln!("nothing to do: {PROBE_ENV} is set by the unreadable dirs test"),
         }
+    }
+
+    // ---- check_writable ----
+
+    #[test]
+    fn check_writable_accepts_a_missing_dir_under_a_writable_parent() {
+        let tmp = tempdir();
+        assert!(check_writable(&tmp.path().join("data").join("deeper")).is_ok());
+    }
+
+    #[test]
+    fn check_writable_accepts_a_member_data_dir() {
+        let tmp = tempdir();
+        write_member(tmp.path(), &wal(NODE, CLUSTER));
+        assert!(check_writable(tmp.path()).is_ok());
+    }
+
+    #[test]
+    fn check_writable_rejects_a_data_dir_below_a_file() {
+        let tmp = tempdir();
+        fs::write(tmp.path().join("file"), b"x").unwrap();
+        let err = check_writable(&tmp.path().join("file").join("data")).unwrap_err();
+        assert!(matches!(err, Error::DataDir { .. }), "{err:?}");
+        assert!(err.to_string().contains("not a directory"), "{err}");
+    }
+
+    #[test]
+    fn check_writable_rejects_a_read_only_dir_for_an_unprivileged_user() {
+        let tmp = tempdir();
+        let data = tmp.path().join("data");
+        fs::create_dir(&data).unwrap();
+        fs::set_permissions(&data, fs::Permissions::from_mode(0o555)).unwrap();
+        let result = check_writable(&data);
+        fs::set_permissions(&data, fs::Permissions::from_mode(0o755)).unwrap();
+        if nix::unistd::geteuid().is_root() {
+            // Root writes anyway (access(2) agrees); the integration suite runs this as nobody.
+            assert!(result.is_ok(), "{result:?}");
+            return;
+        }
+        let text = result.unwrap_err().to_string();
+        assert!(text.contains("cannot write it: permission denied"), "{text}");
+    }
+
+    #[test]
+    fn read_only_file_system_errors_name_the_fix() {
+        let err = access_error(Path::new("/d"), "write it", io::Error::from_raw_os_error(30));
+        assert!(err.to_string().contains("mount the volume read-write"), "{err}");
     }
 
     // ---- archive_member ----
