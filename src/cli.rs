@@ -9,6 +9,7 @@ use tracing::info;
 
 use crate::config::{Cli, Command, Format, LogFormat, PlanArgs, RunArgs};
 use crate::context::{Context, Surroundings};
+use crate::datadir::{self, DataDirState};
 use crate::error::{Error, Result};
 use crate::signals::Shutdown;
 use crate::{etcd_args, exec, run};
@@ -68,6 +69,11 @@ fn start(args: &RunArgs, surroundings: &Surroundings) -> Result<ExitCode> {
     let ctx = Context::resolve(&args.common, &args.etcd_flags, surroundings)?;
     let etcd = ctx.locate_etcd()?;
     exec::check_executable(&etcd)?;
+    // etcd must write its data dir: say so now rather than let it crash-loop after a membership
+    // change. A data dir that is refused anyway is left to the loop, whose REFUSE names the problem.
+    if !matches!(datadir::inspect(&ctx.member.data_dir)?, DataDirState::Unknown { .. }) {
+        datadir::check_writable(&ctx.member.data_dir)?;
+    }
     let rt = runtime()?;
     let mode = rt.block_on(async {
         let mut shutdown = Shutdown::install()?;

@@ -582,3 +582,75 @@ mod tests {
         ));
     }
 }
+
+/// Property tests: the readers of outside input (resolv.conf, `--dns-server`) never panic and
+/// read what they are given.
+#[cfg(test)]
+mod prop {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn ip() -> impl Strategy<Value = IpAddr> {
+        prop_oneof![any::<[u8; 4]>().prop_map(IpAddr::from), any::<[u16; 8]>().prop_map(IpAddr::from),]
+    }
+
+    /// A resolv.conf line that is not a nameserver line.
+    fn other_line() -> impl Strategy<Value = String> {
+        prop_oneof![
+            "(search|domain|options|sortlist) [a-z0-9. :]{0,30}",
+            "[#;][^\n]{0,30}",
+            "[ \t]*",
+            "[^\n]{0,30}".prop_filter("not a nameserver line", |l| {
+                l.split(['#', ';']).next().unwrap_or_default().split_whitespace().next() != Some("nameserver")
+            }),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn resolv_conf_nameservers_never_panics(text in any::<String>()) {
+            let _ = resolv_conf_nameservers(&text);
+        }
+
+        #[test]
+        fn resolv_conf_nameservers_never_panics_on_resolv_conf_like_text(
+            lines in proptest::collection::vec("(nameserver|search|#|;)?[ \t]{0,2}[0-9a-f:.%# ;-]{0,24}", 0..10),
+        ) {
+            let _ = resolv_conf_nameservers(&lines.join("\n"));
+        }
+
+        #[test]
+        fn nameservers_are_read_in_order_up_to_three(
+            entries in proptest::collection::vec((ip(), other_line(), "( *[#;][^\n]{0,10})?"), 0..6),
+            tail in other_line(),
+        ) {
+            let mut text = String::new();
+            for (ip, other, comment) in &entries {
+                text.push_str(&format!("{other}\nnameserver {ip}{comment}\n"));
+            }
+            text.push_str(&tail);
+            let want: Vec<IpAddr> = entries.iter().map(|(ip, _, _)| *ip).take(MAX_NAMESERVERS).collect();
+            match resolv_conf_nameservers(&text) {
+                Ok(got) => prop_assert_eq!(got, want),
+                Err(e) => {
+                    prop_assert!(want.is_empty(), "{}", e);
+                    prop_assert!(e.to_string().contains("--dns-server"), "{}", e);
+                }
+            }
+        }
+
+        #[test]
+        fn parse_dns_server_never_panics(text in any::<String>()) {
+            let _ = parse_dns_server(&text);
+        }
+
+        #[test]
+        fn socket_addresses_round_trip(ip in ip(), port in 1u16..) {
+            let addr = SocketAddr::new(ip, port);
+            prop_assert_eq!(parse_dns_server(&addr.to_string()).ok(), Some(addr));
+            prop_assert_eq!(parse_dns_server(&ip.to_string()).ok(), Some(SocketAddr::new(ip, DNS_PORT)));
+        }
+    }
+}

@@ -84,3 +84,43 @@ mod tests {
         }
     }
 }
+
+/// Property tests: `parse` reads outside input (flags, variables) and never panics; `format`
+/// writes what `parse` reads back.
+#[cfg(test)]
+mod prop {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(500))]
+
+        #[test]
+        fn parse_never_panics(text in any::<String>()) {
+            let _ = parse(&text);
+        }
+
+        #[test]
+        fn parse_never_panics_on_duration_like_text(text in "[-0-9 ]{0,3}([0-9]{0,22}(ms|s|m|h|d|)){0,4}") {
+            let _ = parse(&text);
+        }
+
+        #[test]
+        fn format_round_trips_any_whole_millisecond_duration(ms in any::<u64>()) {
+            let d = Duration::from_millis(ms);
+            prop_assert_eq!(parse(&format(d)), Ok(d));
+        }
+
+        #[test]
+        fn accepted_text_reformats_to_the_same_duration(text in "([0-9]{1,6}(ms|s|m|h)){1,4}") {
+            let d = parse(&text).expect("generated durations are valid");
+            prop_assert_eq!(parse(&format(d)), Ok(d));
+        }
+
+        #[test]
+        fn combinations_add_up(h in 0u64..1000, m in 0u64..1000, s in 0u64..1000, ms in 0u64..1000) {
+            let want = Duration::from_millis(((h * 60 + m) * 60 + s) * 1000 + ms);
+            prop_assert_eq!(parse(&format!("{h}h{m}m{s}s{ms}ms")), Ok(want));
+        }
+    }
+}

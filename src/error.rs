@@ -65,8 +65,8 @@ pub enum Error {
     #[error("etcd api {call} at {endpoint}: {message}")]
     Cluster { call: String, endpoint: String, message: String },
 
-    /// Reading or writing a file failed.
-    #[error("{path}: {source}")]
+    /// A file named by a setting (TLS files, the password file) cannot be read.
+    #[error("cannot read {}: {}", path.display(), lowercase_first(&source.to_string()))]
     Io { path: PathBuf, source: std::io::Error },
 
     /// The etcd binary could not be executed.
@@ -84,7 +84,9 @@ impl Error {
         match self {
             Error::Config(_) | Error::PodName { .. } | Error::DuplicateEtcdSetting { .. } => exit::CONFIG,
             Error::Dns(_) => exit::CONFIG,
-            Error::DataDir { .. } | Error::Wal { .. } | Error::Io { .. } => exit::DATA_DIR,
+            // Io is a file a setting names (TLS, password): a configuration error, not the data dir.
+            Error::Io { .. } => exit::CONFIG,
+            Error::DataDir { .. } | Error::Wal { .. } => exit::DATA_DIR,
             Error::Refused(_) => exit::REFUSED,
             Error::WaitTimeout { .. } => exit::WAIT_TIMEOUT,
             Error::Cluster { .. } => exit::CLUSTER,
@@ -104,5 +106,30 @@ impl Error {
     }
 }
 
+/// `text` with its first letter lowercased (io errors read "No such file or directory").
+fn lowercase_first(text: &str) -> String {
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => first.to_lowercase().chain(chars).collect(),
+        None => String::new(),
+    }
+}
+
 /// Result with [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unreadable_settings_file_is_a_config_error_not_a_data_dir_error() {
+        // Regression: a missing --auth-password-file or TLS file exited 3 ("the data dir cannot
+        // be used") with an uppercase io message.
+        let err = Error::io("/secrets/pw", std::io::Error::from(std::io::ErrorKind::NotFound));
+        assert_eq!(err.exit_code(), exit::CONFIG);
+        let text = err.to_string();
+        assert!(text.starts_with("cannot read /secrets/pw: "), "{text}");
+        assert!(!text.contains("Entity") && !text.contains("No such"), "lowercase: {text}");
+    }
+}

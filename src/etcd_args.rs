@@ -398,3 +398,119 @@ mod tests {
         assert_eq!(env, vec![("ETCD_LOG_LEVEL".to_string(), "info".to_string())]);
     }
 }
+
+/// Property tests: the reader of etcd's flags (outside input after `--`) never panics, reads back
+/// what it is given in Go's forms, and the argv never states a setting twice.
+#[cfg(test)]
+mod prop {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// A flag name as etcd spells them (no '=', not starting with '-').
+    fn flag_name() -> impl Strategy<Value = String> {
+        "[a-z][a-z0-9-]{0,30}"
+    }
+
+    /// Settings the bootstrap derives itself, so a user value must win over ours.
+    const DERIVED: &[&str] = &[
+        "name",
+        "data-dir",
+        "listen-peer-urls",
+        "listen-client-urls",
+        "initial-advertise-peer-urls",
+        "advertise-client-urls",
+        "initial-cluster-token",
+    ];
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn parse_flags_never_panics(args in proptest::collection::vec(any::<String>(), 0..8)) {
+            let _ = parse_flags(&args);
+        }
+
+        #[test]
+        fn parse_flags_never_panics_on_flag_like_args(
+            args in proptest::collection::vec("-{0,3}[a-z-]{0,8}(=[a-z=-]{0,5})?", 0..8),
+        ) {
+            let _ = parse_flags(&args);
+        }
+
+        #[test]
+        fn equals_forms_parse_back_exactly(
+            flags in proptest::collection::vec((flag_name(), any::<String>(), any::<bool>()), 0..8),
+        ) {
+            let args: Vec<String> = flags
+                .iter()
+                .map(|(k, v, single)| format!("{}{k}={v}", if *single { "-" } else { "--" }))
+                .collect();
+            let parsed = parse_flags(&args).expect("--k=v always parses");
+            let want: Vec<UserFlag> =
+                flags.into_iter().map(|(name, v, _)| UserFlag { name, value: Some(v) }).collect();
+            prop_assert_eq!(parsed, want);
+        }
+
+        #[test]
+        fn separate_value_forms_parse_back_exactly(
+            flags in proptest::collection::vec((flag_name(), any::<String>()), 0..8),
+        ) {
+            let mut args = Vec::new();
+            let mut want = Vec::new();
+            for (name, value) in flags {
+                if BOOL_FLAGS.contains(&name.as_str()) {
+                    args.push(format!("--{name}"));
+                    want.push(UserFlag { name, value: None });
+                } else {
+                    // Go's flag package takes the next argument as the value, whatever it is.
+                    args.push(format!("--{name}"));
+                    args.push(value.clone());
+                    want.push(UserFlag { name, value: Some(value) });
+                }
+            }
+            prop_assert_eq!(parse_flags(&args).expect("parses"), want);
+        }
+
+        #[test]
+        fn argv_states_each_derived_setting_once(
+            choices in proptest::collection::vec(0u8..3, DERIVED.len()),
+            new in any::<bool>(),
+        ) {
+            // For each derived setting: 0 = not set, 1 = a flag after --, 2 = an ETCD_* variable.
+            let mut raw = Vec::new();
+            let mut env = BTreeMap::new();
+            for (name, choice) in DERIVED.iter().zip(&choices) {
+                match choice {
+                    1 => raw.push(format!("--{name}=user")),
+                    2 => { env.insert(env_name(name), "user".to_string()); }
+                    _ => {}
+                }
+            }
+            let user = UserSettings::new(&raw, &env).expect("no conflicts were generated");
+            let member = MemberSpec {
+                name: "etcd-0".into(),
+                data_dir: "/d".into(),
+                peer_url: "http://etcd-0:2380".into(),
+                client_url: "http://etcd-0:2379".into(),
+                peer_port: 2380,
+                client_port: 2379,
+            };
+            let mode = if new {
+                StartMode::New { initial_cluster: vec![("etcd-0".into(), "http://etcd-0:2380".into())], token: "t".into() }
+            } else {
+                StartMode::Existing
+            };
+            let args = argv(&user, &member, &mode);
+            for (name, choice) in DERIVED.iter().zip(&choices) {
+                let count = args.iter().filter(|a| a.starts_with(&format!("--{name}="))).count();
+                let want = match choice {
+                    2 => 0,
+                    1 => 1,
+                    _ if *name == "initial-cluster-token" && !new => 0,
+                    _ => 1,
+                };
+                prop_assert_eq!(count, want, "{} (choice {}) in {:?}", name, choice, args);
+            }
+        }
+    }
+}

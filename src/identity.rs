@@ -151,3 +151,81 @@ mod tests {
         assert_eq!(bare.ordinal_of_host("etcd-7"), Some(7));
     }
 }
+
+/// Property tests: the parsers of outside input (hostname, `POD_NAME`, resolv.conf) never panic,
+/// and what they accept round-trips.
+#[cfg(test)]
+mod prop {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// A set name a StatefulSet could have: a DNS label that does not end in '-'.
+    fn set_name() -> impl Strategy<Value = String> {
+        "[a-z]([a-z0-9-]{0,30}[a-z0-9])?"
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(500))]
+
+        #[test]
+        fn split_pod_name_never_panics(name in any::<String>()) {
+            let _ = split_pod_name(&name);
+        }
+
+        #[test]
+        fn split_pod_name_never_panics_on_label_like_names(name in "[a-z0-9-]{0,70}") {
+            let _ = split_pod_name(&name);
+        }
+
+        #[test]
+        fn valid_set_and_ordinal_round_trip(set in set_name(), ordinal in any::<u32>()) {
+            let name = format!("{set}-{ordinal}");
+            prop_assert_eq!(split_pod_name(&name).ok(), Some((set, ordinal)));
+        }
+
+        #[test]
+        fn every_accepted_name_is_the_canonical_set_dash_ordinal(name in "[a-z0-9-]{1,20}") {
+            if let Ok((set, ordinal)) = split_pod_name(&name) {
+                prop_assert_eq!(format!("{set}-{ordinal}"), name);
+            }
+        }
+
+        #[test]
+        fn peer_hosts_map_back_to_their_ordinal(
+            set in set_name(),
+            ordinal in any::<u32>(),
+            other in any::<u32>(),
+            domain in prop_oneof![Just(String::new()), "([a-z0-9-]{1,10}\\.){0,4}[a-z]{1,6}"],
+        ) {
+            let id = Identity { pod_name: format!("{set}-{ordinal}"), set_name: set, ordinal, domain };
+            prop_assert_eq!(id.ordinal_of_host(&id.peer_host(other)), Some(other));
+            prop_assert_eq!(id.ordinal_of_host(&format!("{}.", id.peer_host(other))), Some(other));
+            let foreign = host_name(&format!("x{}", id.set_name), other, &id.domain);
+            prop_assert_eq!(id.ordinal_of_host(&foreign), None);
+        }
+
+        #[test]
+        fn from_search_list_never_panics(text in any::<String>()) {
+            let _ = from_search_list(&text);
+        }
+
+        #[test]
+        fn from_search_list_never_panics_on_resolv_conf_like_text(
+            lines in proptest::collection::vec("(search|domain|nameserver|options)?[ \t]{0,2}[a-z0-9. -]{0,30}", 0..8),
+        ) {
+            let _ = from_search_list(&lines.join("\n"));
+        }
+
+        #[test]
+        fn kubernetes_search_list_is_read_among_other_lines(
+            namespace in "[a-z0-9]([a-z0-9-]{0,20}[a-z0-9])?",
+            domain in "[a-z0-9]{1,10}(\\.[a-z0-9]{1,10}){0,3}",
+            before in proptest::collection::vec("(nameserver|options|#)[ a-z0-9.:]{0,20}", 0..4),
+            after in proptest::collection::vec("(nameserver|options|;)[ a-z0-9.:]{0,20}", 0..4),
+        ) {
+            let search = format!("search {namespace}.svc.{domain} svc.{domain} {domain}");
+            let text = [before.join("\n"), search, after.join("\n")].join("\n");
+            prop_assert_eq!(from_search_list(&text), Some((namespace, domain)));
+        }
+    }
+}

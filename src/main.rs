@@ -12,7 +12,8 @@ fn main() -> ExitCode {
             .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
             .collect(),
         hostname: nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()),
-        resolv_conf: std::fs::read_to_string("/etc/resolv.conf").ok(),
+        // Bytes, not UTF-8 text: a comment in another encoding must not hide the nameservers.
+        resolv_conf: std::fs::read("/etc/resolv.conf").ok().map(|b| String::from_utf8_lossy(&b).into_owned()),
     };
     match cli::main_with(std::env::args_os().collect(), surroundings) {
         Ok(code) => code,
