@@ -21,6 +21,8 @@ use crate::view::{ClusterView, Member};
 const POLL_INTERVAL: Duration = Duration::from_secs(1);
 /// A WAIT with an unchanged reason is logged this often.
 const WAIT_LOG_EVERY: Duration = Duration::from_secs(5);
+/// The least time one observation gets, even when the deadline has nearly passed.
+const MIN_OBSERVE: Duration = Duration::from_millis(500);
 /// Backoff after a refused membership call: doubles from the poll interval up to this cap.
 const RETRY_CAP: Duration = Duration::from_secs(8);
 
@@ -77,11 +79,13 @@ pub fn retry_delay(attempt: u32) -> Duration {
 /// Run the loop; returns how etcd must start.
 pub async fn bootstrap(ctx: &Context, shutdown: &mut Shutdown) -> Result<StartMode> {
     let started = Instant::now();
+    let deadline = started + ctx.wait_timeout;
     let mut waits = WaitLog::default();
     let mut retries = 0u32;
+    let mut last_reason: Option<String> = None;
     loop {
         let step = tokio::select! {
-            step = round(ctx) => step?,
+            step = round(ctx, deadline, last_reason.as_deref()) => step?,
             stop = shutdown.received("observing the cluster") => return Err(stop),
         };
         let (reason, pause) = match step {
@@ -99,9 +103,11 @@ pub async fn bootstrap(ctx: &Context, shutdown: &mut Shutdown) -> Result<StartMo
                 (reason, pause)
             }
         };
-        if started.elapsed() >= ctx.wait_timeout {
+        if Instant::now() >= deadline {
             return Err(Error::WaitTimeout { waited_secs: started.elapsed().as_secs(), reason });
         }
+        let pause = pause.min(deadline.saturating_duration_since(Instant::now()));
+        last_reason = Some(reason.clone());
         let doing = format!("waiting: {reason}");
         tokio::select! {
             _ = tokio::time::sleep(pause) => {}
@@ -110,8 +116,19 @@ pub async fn bootstrap(ctx: &Context, shutdown: &mut Shutdown) -> Result<StartMo
     }
 }
 
-async fn round(ctx: &Context) -> Result<Step> {
-    let mut round = observe(ctx).await?;
+/// One observe/decide/act round. Observing is bounded by the time left before `deadline` (DNS
+/// and peers that do not answer must not stretch `--wait-timeout`); a membership call, once
+/// started, runs to its own timeout so its outcome is known.
+async fn round(ctx: &Context, deadline: Instant, last_reason: Option<&str>) -> Result<Step> {
+    let left = deadline.saturating_duration_since(Instant::now()).max(MIN_OBSERVE);
+    let Ok(observed) = tokio::time::timeout(left, observe(ctx)).await else {
+        let reason = match last_reason {
+            Some(reason) => reason.to_string(),
+            None => "neither DNS nor the cluster answered in time".to_string(),
+        };
+        return Ok(Step::Wait(reason));
+    };
+    let mut round = observed?;
     let verdict = round.verdict(ctx);
     act(ctx, &mut round, verdict).await
 }
