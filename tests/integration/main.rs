@@ -9,3 +9,4 @@ mod datadir_wal;
 mod dns_lookup;
 mod etcd_check;
 mod prereq;
+mod sidecar;
