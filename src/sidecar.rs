@@ -229,7 +229,9 @@ impl<'a> Sidecar<'a> {
         let members = match local.members().await {
             Ok(members) => members,
             Err(e) => {
+                // No lookups this round: no unbroken run of answers either.
                 self.local = None;
+                self.missing_since.clear();
                 self.failed("member list", e.message());
                 return;
             }
