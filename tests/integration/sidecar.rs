@@ -211,7 +211,7 @@ impl Set {
 
     /// The member names pod `ordinal` lists now (serializable: works without quorum too).
     async fn member_names(&self, ordinal: u32) -> Vec<String> {
-        let mut c = etcd_check::client(&self.bed, &[ordinal]).await.expect("connect");
+        let mut c = client(&self.bed, &[ordinal]).await.expect("connect");
         let list = c.member_list().await.expect("member list");
         let mut names: Vec<String> = list.members().iter().map(|m| m.name().to_string()).collect();
         names.sort();
@@ -220,12 +220,21 @@ impl Set {
 
     /// The pods' leader, by the status of pod `via`.
     async fn leader_ordinal(&self, via: u32) -> Option<u32> {
-        let mut c = etcd_check::client(&self.bed, &[via]).await?;
+        let mut c = client(&self.bed, &[via]).await?;
         let leader = c.status().await.ok()?.leader();
         let list = c.member_list().await.ok()?;
         let name = list.members().iter().find(|m| m.id() == leader)?.name().to_string();
         name.strip_prefix("etcd-")?.parse().ok()
     }
+}
+
+/// A client of the given pods (short timeouts: a dead pod must not stall a poll).
+async fn client(bed: &Bed, ordinals: &[u32]) -> Option<Client> {
+    let urls: Vec<String> = ordinals.iter().map(|o| bed.client_url(*o)).collect();
+    let options = ConnectOptions::new()
+        .with_timeout(Duration::from_secs(3))
+        .with_connect_timeout(Duration::from_secs(2));
+    Client::connect(urls, Some(options)).await.ok()
 }
 
 /// Writes unique keys through the given client URLs (round robin) until stopped; records every
@@ -314,7 +323,7 @@ fn value_of(key: &str) -> String {
 
 /// How many of `acked` pod `ordinal` does not have (serializable read of its own data).
 async fn missing_on(bed: &Bed, ordinal: u32, acked: &[String]) -> Result<usize, String> {
-    let mut c = etcd_check::client(bed, &[ordinal]).await.ok_or("connect failed")?;
+    let mut c = client(bed, &[ordinal]).await.ok_or("connect failed")?;
     let options = GetOptions::new().with_prefix().with_serializable();
     let resp = c.get("acked/", Some(options)).await.map_err(|e| e.to_string())?;
     let have: BTreeMap<String, String> = resp
@@ -416,7 +425,7 @@ async fn scale_three_to_one_and_back_to_three_keeps_every_key() {
     // 2 -> 1: with two voting members, deleting a pod loses quorum, and then no removal can be
     // committed (the sidecar never tries one that would cost quorum). The documented step: remove
     // the member first, while both run, then delete its pod.
-    let mut c = etcd_check::client(&set.bed, &[0]).await.expect("connect");
+    let mut c = client(&set.bed, &[0]).await.expect("connect");
     let list = c.member_list().await.expect("member list");
     let id = list.members().iter().find(|m| m.name() == "etcd-1").expect("etcd-1 is a member").id();
     c.member_remove(id).await.expect("member remove etcd-1");
@@ -490,7 +499,7 @@ async fn dns_servfail_and_timeouts_never_count_as_gone() {
     let writer = Writer::start(vec![set.bed.client_url(0), set.bed.client_url(1)]);
     // Keep the leader on a pod that stays, so the fault is all the test is about.
     if set.leader_ordinal(0).await == Some(2) {
-        let mut c = etcd_check::client(&set.bed, &[2]).await.expect("connect");
+        let mut c = client(&set.bed, &[2]).await.expect("connect");
         let list = c.member_list().await.expect("member list");
         let id = list.members().iter().find(|m| m.name() == "etcd-0").expect("etcd-0").id();
         c.move_leader(id).await.expect("move the leader to etcd-0");
