@@ -7,12 +7,12 @@ use std::process::ExitCode;
 use clap::Parser;
 use tracing::info;
 
-use crate::config::{Cli, Command, Format, LogFormat, PlanArgs, RunArgs};
+use crate::config::{Cli, Command, Format, LogFormat, PlanArgs, RunArgs, SidecarArgs};
 use crate::context::{Context, Surroundings};
 use crate::datadir::{self, DataDirState};
 use crate::error::{Error, Result};
 use crate::signals::Shutdown;
-use crate::{etcd_args, exec, run};
+use crate::{etcd_args, exec, run, sidecar};
 
 /// Run the program with `args` (argv, program name first) and its surroundings.
 pub fn main_with(args: Vec<OsString>, surroundings: Surroundings) -> Result<ExitCode> {
@@ -24,7 +24,7 @@ pub fn main_with(args: Vec<OsString>, surroundings: Surroundings) -> Result<Exit
         None => start(&cli.run, &surroundings),
         Some(Command::Run(run)) => start(&run, &surroundings),
         Some(Command::Plan(plan)) => plan_command(&plan, &surroundings),
-        Some(Command::Sidecar(_)) => Err(Error::config("the sidecar command is not built yet")),
+        Some(Command::Sidecar(args)) => sidecar_command(&args, &surroundings),
     }
 }
 
@@ -103,4 +103,18 @@ fn plan_command(plan: &PlanArgs, surroundings: &Surroundings) -> Result<ExitCode
         Format::Json => println!("{}", crate::plan::to_json(&ctx, &round, &verdict)),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn sidecar_command(args: &SidecarArgs, surroundings: &Surroundings) -> Result<ExitCode> {
+    init_logging(args.common.log_format);
+    let ctx = Context::resolve(&args.common, &args.etcd_flags, surroundings)?;
+    let settings = sidecar::Settings::new(args, &ctx)?;
+    let rt = runtime()?;
+    let result = rt.block_on(async {
+        let mut shutdown = Shutdown::install()?;
+        sidecar::run(&ctx, &settings, &mut shutdown).await
+    });
+    // Leave at once on a signal: nothing in flight needs finishing (every step is idempotent).
+    rt.shutdown_background();
+    result
 }

@@ -279,7 +279,55 @@ impl CallError {
     }
 }
 
+/// What one member says about itself (`status`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SelfReport {
+    /// The answering member's ID (from the response header).
+    pub member_id: u64,
+    /// The leader it knows of; 0 when it knows none.
+    pub leader: u64,
+    pub is_learner: bool,
+}
+
+impl SelfReport {
+    /// The answering member is the leader.
+    pub fn is_leader(&self) -> bool {
+        self.member_id != 0 && self.member_id == self.leader
+    }
+}
+
+/// Ask the member at `endpoint` who it is, within `timeout` (connect and call).
+pub async fn status_at(
+    access: &Access,
+    endpoint: &Endpoint,
+    timeout: Duration,
+) -> Result<SelfReport, String> {
+    let mut member = Leaderish::connect(access, endpoint, timeout).await?;
+    member.status(timeout).await
+}
+
 impl Leaderish {
+    /// Connect to one given member, whatever its role (the sidecar's own local member). Lazy
+    /// unless auth is used: errors may come at the first call.
+    pub async fn connect(
+        access: &Access,
+        endpoint: &Endpoint,
+        timeout: Duration,
+    ) -> Result<Leaderish, String> {
+        let client = connect(access, endpoint, timeout).await?;
+        Ok(Leaderish { client, endpoint: endpoint.clone() })
+    }
+
+    /// `status` of the member the calls go to.
+    pub async fn status(&mut self, timeout: Duration) -> Result<SelfReport, String> {
+        let status = within(timeout, "status", self.client.status()).await?;
+        Ok(SelfReport {
+            member_id: status.header().map(|h| h.member_id()).unwrap_or_default(),
+            leader: status.leader(),
+            is_learner: status.is_learner(),
+        })
+    }
+
     /// Host name of the member the calls go to.
     pub fn host(&self) -> &str {
         &self.endpoint.host

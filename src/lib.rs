@@ -12,6 +12,8 @@
 //! - [`cluster`]: the etcd API: member list with quorum, add, remove, update, promote.
 //! - [`view`]: observed state as plain data; [`decide`]: the pure decision.
 //! - [`run`]: the observe/decide/act loop; [`plan`]: print it without acting.
+//! - [`sidecar`]: the second container: promote learners, remove members whose pods are gone
+//!   (pure policy in `sidecar::removal`), `/healthz`, `/readyz` and `/metrics`.
 //! - [`exec`]: execve etcd; [`signals`]: SIGTERM/SIGINT as PID 1; [`crash`]: test crash points.
 //! - [`error`]: the one error type and the exit codes; [`duration`]: `500ms`/`30s`/`5m`.
 
@@ -31,5 +33,6 @@ pub mod identity;
 pub mod peers;
 pub mod plan;
 pub mod run;
+pub mod sidecar;
 pub mod signals;
 pub mod view;

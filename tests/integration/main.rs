@@ -10,3 +10,4 @@ mod dns_lookup;
 mod etcd_check;
 mod membership;
 mod prereq;
+mod sidecar;

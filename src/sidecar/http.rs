@@ -1,0 +1,180 @@
+//! The sidecar's HTTP endpoint for Kubernetes probes and Prometheus: `GET /healthz`, `/readyz`,
+//! `/metrics`. Hand-written on a tokio `TcpListener`: three fixed paths, one request per
+//! connection, `Connection: close`; a full HTTP server crate would add size and build time for
+//! nothing these clients need.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tracing::{debug, warn};
+
+use super::metrics::{render, Shared};
+
+/// A request head larger than this is refused.
+const MAX_HEAD: usize = 8 * 1024;
+/// One connection may take this long, reading and writing.
+const CONNECTION_DEADLINE: Duration = Duration::from_secs(5);
+
+/// A response: status line, content type, body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Response {
+    pub status: u16,
+    pub content_type: &'static str,
+    pub body: String,
+}
+
+impl Response {
+    fn text(status: u16, body: impl Into<String>) -> Self {
+        Response { status, content_type: "text/plain; charset=utf-8", body: body.into() }
+    }
+}
+
+/// Accept connections until the task is aborted.
+pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, peer)) => {
+                let shared = shared.clone();
+                tokio::spawn(async move {
+                    if tokio::time::timeout(CONNECTION_DEADLINE, handle(stream, &shared)).await.is_err() {
+                        debug!(%peer, "http connection timed out");
+                    }
+                });
+            }
+            Err(e) => {
+                // Out of file descriptors and the like: do not spin.
+                warn!("http endpoint: accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+async fn handle(mut stream: TcpStream, shared: &Shared) {
+    let mut head = Vec::with_capacity(512);
+    let mut buf = [0u8; 1024];
+    let response = loop {
+        match stream.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => head.extend_from_slice(&buf[..n]),
+        }
+        if head.windows(4).any(|w| w == b"\r\n\r\n") || head.windows(2).any(|w| w == b"\n\n") {
+            break respond(&String::from_utf8_lossy(&head), shared);
+        }
+        if head.len() > MAX_HEAD {
+            break (Response::text(431, "request head too large\n"), false);
+        }
+    };
+    let (response, head_only) = response;
+    let reason = match response.status {
+        200 => "OK",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        431 => "Request Header Fields Too Large",
+        503 => "Service Unavailable",
+        _ => "Bad Request",
+    };
+    let mut out = format!(
+        "HTTP/1.1 {} {reason}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        response.status,
+        response.content_type,
+        response.body.len()
+    );
+    if !head_only {
+        out.push_str(&response.body);
+    }
+    let _ = stream.write_all(out.as_bytes()).await;
+    let _ = stream.shutdown().await;
+}
+
+/// The response to a request head; true when the method is HEAD (no body is sent).
+fn respond(head: &str, shared: &Shared) -> (Response, bool) {
+    let line = head.lines().next().unwrap_or_default();
+    let mut parts = line.split_whitespace();
+    let (method, target) = (parts.next().unwrap_or_default(), parts.next().unwrap_or_default());
+    let head_only = method == "HEAD";
+    if method != "GET" && !head_only {
+        return (Response::text(405, "only GET and HEAD\n"), false);
+    }
+    let path = target.split('?').next().unwrap_or_default();
+    (route(path, shared, Instant::now()), head_only)
+}
+
+/// What each path answers.
+pub fn route(path: &str, shared: &Shared, now: Instant) -> Response {
+    match path {
+        "/healthz" | "/livez" => {
+            let since = now.saturating_duration_since(shared.lock().last_round);
+            if since > shared.stall_limit {
+                Response::text(
+                    503,
+                    format!("the control loop has not finished a round for {}s\n", since.as_secs()),
+                )
+            } else {
+                Response::text(200, "ok\n")
+            }
+        }
+        "/readyz" => {
+            if shared.lock().local_member_up {
+                Response::text(200, "ok: the local member answered\n")
+            } else {
+                Response::text(503, "the local member did not answer in the last round\n")
+            }
+        }
+        "/metrics" => Response {
+            status: 200,
+            content_type: "text/plain; version=0.0.4; charset=utf-8",
+            body: render(&shared.snapshot()),
+        },
+        _ => Response::text(404, "not found: try /healthz, /readyz or /metrics\n"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_probes_and_metrics() {
+        let shared = Shared::new(Duration::from_secs(60));
+        let now = Instant::now();
+        assert_eq!(route("/healthz", &shared, now).status, 200);
+        assert_eq!(route("/readyz", &shared, now).status, 503, "no round yet");
+        shared.lock().local_member_up = true;
+        assert_eq!(route("/readyz", &shared, now).status, 200);
+        let metrics = route("/metrics", &shared, now);
+        assert_eq!(metrics.status, 200);
+        assert!(metrics.content_type.starts_with("text/plain; version=0.0.4"));
+        assert!(metrics.body.contains("etcd_bootstrap_sidecar_promotions_total 0"));
+        assert_eq!(route("/", &shared, now).status, 404);
+        let later = now + Duration::from_secs(61);
+        assert_eq!(route("/healthz", &shared, later).status, 503, "a stuck loop is unhealthy");
+    }
+
+    #[test]
+    fn methods_and_query_strings() {
+        let shared = Shared::new(Duration::from_secs(60));
+        assert_eq!(respond("GET /healthz?verbose HTTP/1.1\r\n\r\n", &shared).0.status, 200);
+        assert_eq!(respond("HEAD /healthz HTTP/1.1\r\n\r\n", &shared), (Response::text(200, "ok\n"), true));
+        assert_eq!(respond("POST /healthz HTTP/1.1\r\n\r\n", &shared).0.status, 405);
+        assert_eq!(respond("", &shared).0.status, 405);
+    }
+
+    #[tokio::test]
+    async fn serves_over_tcp() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let shared = Arc::new(Shared::new(Duration::from_secs(60)));
+        let server = tokio::spawn(serve(listener, shared));
+        let mut stream = TcpStream::connect(addr).await.expect("connect");
+        stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").await.expect("write");
+        let mut text = String::new();
+        stream.read_to_string(&mut text).await.expect("read");
+        server.abort();
+        assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
+        assert!(text.contains("\r\nConnection: close\r\n"), "{text}");
+        assert!(text.contains("# TYPE etcd_bootstrap_sidecar_leader gauge"), "{text}");
+    }
+}

@@ -1,0 +1,266 @@
+//! What the sidecar has done and how it is, shared between the control loop and the HTTP
+//! endpoint, and rendered in the Prometheus text format.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use super::removal::SkipReason;
+
+/// Why a learner was not promoted this interval (the metric's `reason` label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum PromotionSkip {
+    /// etcd says the learner has not caught up with the leader yet (or has not started).
+    NotInSync,
+    /// Its pod is absent from DNS: it is a removal candidate, not a promotion.
+    PodGone,
+    /// etcd refused for another reason worth retrying.
+    Refused,
+}
+
+impl PromotionSkip {
+    pub const ALL: [PromotionSkip; 3] =
+        [PromotionSkip::NotInSync, PromotionSkip::PodGone, PromotionSkip::Refused];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PromotionSkip::NotInSync => "not_in_sync",
+            PromotionSkip::PodGone => "pod_gone",
+            PromotionSkip::Refused => "refused",
+        }
+    }
+}
+
+/// The counters and gauges.
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    pub rounds: u64,
+    pub promotions: u64,
+    pub promotions_skipped: BTreeMap<PromotionSkip, u64>,
+    pub removals: u64,
+    pub removals_skipped: BTreeMap<SkipReason, u64>,
+    pub errors: u64,
+    /// Unix time (seconds) and message of the last error.
+    pub last_error: Option<(f64, String)>,
+    pub leader: bool,
+    /// The local member answered in the last round.
+    pub local_member_up: bool,
+    /// When the last round ended (for liveness).
+    pub last_round: Instant,
+}
+
+impl Metrics {
+    fn new(now: Instant) -> Self {
+        Metrics {
+            rounds: 0,
+            promotions: 0,
+            promotions_skipped: PromotionSkip::ALL.iter().map(|r| (*r, 0)).collect(),
+            removals: 0,
+            removals_skipped: SkipReason::ALL.iter().map(|r| (*r, 0)).collect(),
+            errors: 0,
+            last_error: None,
+            leader: false,
+            local_member_up: false,
+            last_round: now,
+        }
+    }
+
+    /// Count an error and remember it as the last one.
+    pub fn error(&mut self, message: &str) {
+        self.errors += 1;
+        let at = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or_default();
+        self.last_error = Some((at, message.to_string()));
+    }
+}
+
+/// The state the loop writes and the endpoint reads.
+#[derive(Debug)]
+pub struct Shared {
+    metrics: Mutex<Metrics>,
+    /// /healthz fails when no round has ended for this long (the loop is stuck).
+    pub stall_limit: Duration,
+}
+
+impl Shared {
+    pub fn new(stall_limit: Duration) -> Self {
+        Shared { metrics: Mutex::new(Metrics::new(Instant::now())), stall_limit }
+    }
+
+    /// The metrics, for reading or updating. A panic while holding the lock cannot leave them
+    /// inconsistent in a way that matters (plain counters), so a poisoned lock is used as is.
+    pub fn lock(&self) -> MutexGuard<'_, Metrics> {
+        self.metrics.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A copy, for rendering outside the lock.
+    pub fn snapshot(&self) -> Metrics {
+        self.lock().clone()
+    }
+}
+
+/// Longest error message exported as a label value.
+const MAX_LABEL_CHARS: usize = 300;
+
+/// The Prometheus text exposition (format 0.0.4).
+pub fn render(m: &Metrics) -> String {
+    let mut out = String::new();
+    let mut family = |name: &str, kind: &str, help: &str, samples: &[(String, String)]| {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} {kind}");
+        for (labels, value) in samples {
+            let _ = writeln!(out, "{name}{labels} {value}");
+        }
+    };
+    let plain = |v: u64| vec![(String::new(), v.to_string())];
+    family(
+        "etcd_bootstrap_sidecar_rounds_total",
+        "counter",
+        "Rounds the sidecar has run (one per interval).",
+        &plain(m.rounds),
+    );
+    family(
+        "etcd_bootstrap_sidecar_promotions_total",
+        "counter",
+        "Learners this sidecar promoted to voting members.",
+        &plain(m.promotions),
+    );
+    let skipped: Vec<(String, String)> = m
+        .promotions_skipped
+        .iter()
+        .map(|(r, v)| (format!("{{reason=\"{}\"}}", r.as_str()), v.to_string()))
+        .collect();
+    family(
+        "etcd_bootstrap_sidecar_promotions_skipped_total",
+        "counter",
+        "Promotions not made in a round, by reason.",
+        &skipped,
+    );
+    family(
+        "etcd_bootstrap_sidecar_removals_total",
+        "counter",
+        "Members this sidecar removed because their pods were gone.",
+        &plain(m.removals),
+    );
+    let skipped: Vec<(String, String)> = m
+        .removals_skipped
+        .iter()
+        .map(|(r, v)| (format!("{{reason=\"{}\"}}", r.as_str()), v.to_string()))
+        .collect();
+    family(
+        "etcd_bootstrap_sidecar_removals_skipped_total",
+        "counter",
+        "Removals not made in a round, by reason.",
+        &skipped,
+    );
+    family(
+        "etcd_bootstrap_sidecar_errors_total",
+        "counter",
+        "Errors: the local member not answering, failed etcd calls.",
+        &plain(m.errors),
+    );
+    let (at, message) = match &m.last_error {
+        Some((at, message)) => (*at, Some(message)),
+        None => (0.0, None),
+    };
+    family(
+        "etcd_bootstrap_sidecar_last_error_timestamp_seconds",
+        "gauge",
+        "Unix time of the last error; 0 when there was none.",
+        &[(String::new(), format_float(at))],
+    );
+    let info: Vec<(String, String)> = message
+        .map(|msg| (format!("{{message=\"{}\"}}", label_value(msg)), "1".to_string()))
+        .into_iter()
+        .collect();
+    family("etcd_bootstrap_sidecar_last_error_info", "gauge", "The last error's message, as a label.", &info);
+    family(
+        "etcd_bootstrap_sidecar_leader",
+        "gauge",
+        "1 while the local member is the leader (the sidecar acts only then), else 0.",
+        &plain(u64::from(m.leader)),
+    );
+    family(
+        "etcd_bootstrap_sidecar_local_member_up",
+        "gauge",
+        "1 when the local member answered in the last round, else 0.",
+        &plain(u64::from(m.local_member_up)),
+    );
+    out
+}
+
+fn format_float(v: f64) -> String {
+    if v == 0.0 {
+        "0".into()
+    } else {
+        format!("{v:.3}")
+    }
+}
+
+/// A label value: backslash, double quote and newline escaped, bounded in length.
+fn label_value(text: &str) -> String {
+    let mut out = String::new();
+    for c in text.chars().take(MAX_LABEL_CHARS) {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_every_family_with_help_and_type() {
+        let mut m = Metrics::new(Instant::now());
+        m.promotions = 2;
+        m.removals = 1;
+        *m.removals_skipped.entry(SkipReason::HigherOrdinal).or_default() += 4;
+        m.leader = true;
+        let text = render(&m);
+        for line in [
+            "# TYPE etcd_bootstrap_sidecar_promotions_total counter",
+            "etcd_bootstrap_sidecar_promotions_total 2",
+            "etcd_bootstrap_sidecar_removals_total 1",
+            "etcd_bootstrap_sidecar_removals_skipped_total{reason=\"higher_ordinal\"} 4",
+            "etcd_bootstrap_sidecar_removals_skipped_total{reason=\"dns_unknown\"} 0",
+            "etcd_bootstrap_sidecar_promotions_skipped_total{reason=\"not_in_sync\"} 0",
+            "etcd_bootstrap_sidecar_leader 1",
+            "etcd_bootstrap_sidecar_last_error_timestamp_seconds 0",
+            "# HELP etcd_bootstrap_sidecar_last_error_info The last error's message, as a label.",
+        ] {
+            assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
+        }
+        assert!(!text.contains("etcd_bootstrap_sidecar_last_error_info{"), "{text}");
+        // Every sample line belongs to a family announced before it.
+        let mut announced = Vec::new();
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("# TYPE ") {
+                announced.push(rest.split(' ').next().unwrap_or_default().to_string());
+            } else if !line.starts_with('#') {
+                let name = line.split(['{', ' ']).next().unwrap_or_default();
+                assert_eq!(announced.last().map(String::as_str), Some(name), "{line}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_last_error_is_a_escaped_label() {
+        let mut m = Metrics::new(Instant::now());
+        m.error("member remove: \"x\" failed\nback\\slash");
+        let text = render(&m);
+        assert!(
+            text.contains(
+                "etcd_bootstrap_sidecar_last_error_info{message=\"member remove: \\\"x\\\" failed\\nback\\\\slash\"} 1"
+            ),
+            "{text}"
+        );
+        assert!(!text.contains("etcd_bootstrap_sidecar_last_error_timestamp_seconds 0\n"), "{text}");
+        assert!(text.contains("etcd_bootstrap_sidecar_errors_total 1"), "{text}");
+    }
+}

@@ -1,0 +1,560 @@
+//! The removal policy, pure: which member to remove this interval, or why none. No I/O: the caller
+//! gathers DNS answers, the time each pod name was first seen missing, and (for a candidate) who
+//! answers, and acts on the result.
+//!
+//! A member is removed only when all of these hold:
+//! 1. it maps to a pod of this StatefulSet (by peer URL host or name) and is not the leader;
+//! 2. it is the highest-ordinal member whose pod name had a definite negative DNS answer
+//!    (NXDOMAIN or no data): StatefulSets shrink from the top;
+//! 3. no pod with a higher ordinal exists: every higher ordinal looked up answered "missing" (a
+//!    DNS error or timeout counts as "may exist"), and the pod list (SRV) was readable;
+//! 4. its name has been missing for longer than the removal delay, with no other answer in between
+//!    (any found or unknown answer restarts the clock);
+//! 5. it does not answer as itself at any address we know for it;
+//! 6. the voting members that answer (the leader included) are a quorum of the voting members now,
+//!    so the removal can be committed, and so of those left after it.
+//!
+//! [`pick`] checks 1-4 and names a candidate; the caller probes it and the voters, and [`judge`]
+//! checks 5-6.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use crate::duration;
+
+/// A DNS answer for a pod name, reduced to what the policy needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answer {
+    /// The name has an address: the pod exists.
+    Found,
+    /// A definite negative answer (NXDOMAIN or no data): the pod does not exist.
+    Missing,
+    /// An error, SERVFAIL or timeout: the pod may exist.
+    Unknown,
+}
+
+/// One member as the policy sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberFacts {
+    pub id: u64,
+    /// For messages: the member name, or the pod name of an unstarted member.
+    pub label: String,
+    /// The ordinal of its pod; None when it is not a pod of this set (never removed).
+    pub ordinal: Option<u32>,
+    pub is_learner: bool,
+}
+
+/// Everything [`pick`] and [`judge`] look at.
+#[derive(Debug, Clone)]
+pub struct Facts<'a> {
+    pub members: &'a [MemberFacts],
+    /// The leader's member ID (the local member: the sidecar acts only on the leader).
+    pub leader: u64,
+    /// The answer for every ordinal looked up this round.
+    pub dns: &'a BTreeMap<u32, Answer>,
+    /// When each ordinal's name first answered "missing", in an unbroken run of such answers.
+    pub missing_since: &'a BTreeMap<u32, Instant>,
+    /// The pod list (SRV) was read, or is not used (bare names); false when it gave no answer.
+    pub pod_list_known: bool,
+    pub now: Instant,
+    pub delay: Duration,
+}
+
+/// Why a removal was not made. `as_str` values are the metric's `reason` label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum SkipReason {
+    /// DNS gave no definite answer for a name that matters.
+    DnsUnknown,
+    /// The name has not been missing for longer than the removal delay yet.
+    Delay,
+    /// A pod with a higher ordinal exists.
+    HigherOrdinal,
+    /// The member still answers.
+    Reachable,
+    /// The removal would leave too few answering voters for a quorum.
+    Quorum,
+    /// The candidate is the leader.
+    Leader,
+    /// etcd refused the removal for now (its own health checks).
+    EtcdRefused,
+}
+
+impl SkipReason {
+    /// Every reason, for metrics that list each one from the start.
+    pub const ALL: [SkipReason; 7] = [
+        SkipReason::DnsUnknown,
+        SkipReason::Delay,
+        SkipReason::HigherOrdinal,
+        SkipReason::Reachable,
+        SkipReason::Quorum,
+        SkipReason::Leader,
+        SkipReason::EtcdRefused,
+    ];
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SkipReason::DnsUnknown => "dns_unknown",
+            SkipReason::Delay => "delay",
+            SkipReason::HigherOrdinal => "higher_ordinal",
+            SkipReason::Reachable => "reachable",
+            SkipReason::Quorum => "quorum",
+            SkipReason::Leader => "leader",
+            SkipReason::EtcdRefused => "etcd_refused",
+        }
+    }
+}
+
+/// A removal not made, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Skip {
+    pub reason: SkipReason,
+    /// The member concerned, if one is.
+    pub member: Option<String>,
+    pub detail: String,
+}
+
+/// What [`pick`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Pick {
+    /// No member's pod is gone, and DNS answered for every one.
+    Nothing,
+    /// A removal may be due but cannot be made now.
+    Skip(Skip),
+    /// This member's pod is gone by DNS: probe it and the voters, then [`judge`].
+    Candidate(u64),
+}
+
+/// A removal to make.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Removal {
+    pub id: u64,
+    pub label: String,
+    /// Why it is safe, for the log.
+    pub reason: String,
+}
+
+fn skip(reason: SkipReason, member: Option<&MemberFacts>, detail: String) -> Skip {
+    Skip { reason, member: member.map(|m| m.label.clone()), detail }
+}
+
+impl Facts<'_> {
+    fn leader_ordinal(&self) -> Option<u32> {
+        self.members.iter().find(|m| m.id == self.leader).and_then(|m| m.ordinal)
+    }
+
+    /// The answer for `ordinal`; the leader's own pod exists whatever DNS says, and an ordinal
+    /// nobody looked up is unknown.
+    fn answer(&self, ordinal: u32) -> Answer {
+        if self.leader_ordinal() == Some(ordinal) {
+            return Answer::Found;
+        }
+        self.dns.get(&ordinal).copied().unwrap_or(Answer::Unknown)
+    }
+
+    fn member(&self, id: u64) -> Option<&MemberFacts> {
+        self.members.iter().find(|m| m.id == id)
+    }
+}
+
+/// Rules 1-4: the candidate, or why there is none.
+pub fn pick(facts: &Facts) -> Pick {
+    let mut ours: Vec<(&MemberFacts, u32)> =
+        facts.members.iter().filter_map(|m| m.ordinal.map(|o| (m, o))).collect();
+    ours.sort_by(|(a, ao), (b, bo)| bo.cmp(ao).then(a.id.cmp(&b.id)));
+    let Some(&(top, top_ordinal)) = ours.iter().find(|(_, o)| facts.answer(*o) == Answer::Missing) else {
+        if !facts.pod_list_known {
+            return Pick::Skip(skip(
+                SkipReason::DnsUnknown,
+                None,
+                "the pod list (SRV) gave no answer".into(),
+            ));
+        }
+        return match ours.iter().find(|(_, o)| facts.answer(*o) == Answer::Unknown) {
+            Some((m, o)) => Pick::Skip(skip(
+                SkipReason::DnsUnknown,
+                Some(m),
+                format!("DNS gave no definite answer for the pod of ordinal {o}: it may exist"),
+            )),
+            None => Pick::Nothing,
+        };
+    };
+    if top.id == facts.leader {
+        return Pick::Skip(skip(SkipReason::Leader, Some(top), "never remove the leader".into()));
+    }
+    let mut higher: Vec<u32> = facts.dns.range(top_ordinal.saturating_add(1)..).map(|(o, _)| *o).collect();
+    higher.extend(ours.iter().map(|(_, o)| *o).filter(|o| *o > top_ordinal));
+    higher.extend(facts.leader_ordinal().filter(|o| *o > top_ordinal));
+    higher.sort_unstable();
+    higher.dedup();
+    for o in higher {
+        match facts.answer(o) {
+            Answer::Missing => {}
+            Answer::Found => {
+                return Pick::Skip(skip(
+                    SkipReason::HigherOrdinal,
+                    Some(top),
+                    format!(
+                        "its pod is absent from DNS for {}, but the pod of ordinal {o} exists (a StatefulSet shrinks from the top)",
+                        absent_for(facts, top_ordinal)
+                    ),
+                ))
+            }
+            Answer::Unknown => {
+                return Pick::Skip(skip(
+                    SkipReason::DnsUnknown,
+                    Some(top),
+                    format!("DNS gave no definite answer for the pod of ordinal {o}, which may exist"),
+                ))
+            }
+        }
+    }
+    if !facts.pod_list_known {
+        return Pick::Skip(skip(
+            SkipReason::DnsUnknown,
+            Some(top),
+            "the pod list (SRV) gave no answer: a higher pod may exist".into(),
+        ));
+    }
+    let absent =
+        facts.missing_since.get(&top_ordinal).map(|since| facts.now.saturating_duration_since(*since));
+    match absent {
+        Some(absent) if absent > facts.delay => Pick::Candidate(top.id),
+        _ => Pick::Skip(skip(
+            SkipReason::Delay,
+            Some(top),
+            format!(
+                "its pod is absent from DNS for {} of the removal delay {}",
+                absent_for(facts, top_ordinal),
+                duration::format(facts.delay)
+            ),
+        )),
+    }
+}
+
+fn absent_for(facts: &Facts, ordinal: u32) -> String {
+    let absent = facts.missing_since.get(&ordinal).map(|s| facts.now.saturating_duration_since(*s));
+    human(absent.unwrap_or_default())
+}
+
+/// `4.9s` under a minute, else `2m5s`.
+fn human(d: Duration) -> String {
+    let secs = d.as_secs();
+    if secs < 60 {
+        format!("{:.1}s", d.as_secs_f64())
+    } else {
+        format!("{}m{}s", secs / 60, secs % 60)
+    }
+}
+
+/// Rules 5-6 for the candidate of [`pick`], given who answered as themselves (`answers`: member
+/// ID -> answered; a member not in the map did not).
+pub fn judge(facts: &Facts, candidate: u64, answers: &BTreeMap<u64, bool>) -> Result<Removal, Skip> {
+    let Some(member) = facts.member(candidate) else {
+        return Err(skip(SkipReason::DnsUnknown, None, format!("member {candidate:x} is no longer listed")));
+    };
+    if candidate == facts.leader {
+        return Err(skip(SkipReason::Leader, Some(member), "never remove the leader".into()));
+    }
+    if answers.get(&candidate).copied().unwrap_or(false) {
+        return Err(skip(
+            SkipReason::Reachable,
+            Some(member),
+            "its pod is absent from DNS, but the member still answers as itself".into(),
+        ));
+    }
+    let voters: Vec<&MemberFacts> = facts.members.iter().filter(|m| !m.is_learner).collect();
+    let now = voters.len();
+    let left = now - usize::from(!member.is_learner);
+    let answering = voters
+        .iter()
+        .filter(|m| m.id != candidate)
+        .filter(|m| m.id == facts.leader || answers.get(&m.id).copied().unwrap_or(false))
+        .count();
+    // The removal is committed by the voters of now; a quorum of those is one of the voters left.
+    let quorum = now / 2 + 1;
+    if left == 0 || answering < quorum {
+        return Err(skip(
+            SkipReason::Quorum,
+            Some(member),
+            format!("{answering} of the {now} voting members answer; committing the removal needs {quorum}"),
+        ));
+    }
+    let ordinal = member.ordinal.map(|o| o.to_string()).unwrap_or_else(|| "?".into());
+    Ok(Removal {
+        id: candidate,
+        label: member.label.clone(),
+        reason: format!(
+            "its pod (ordinal {ordinal}) is absent from DNS for {} (longer than {}), no higher pod exists, it does not answer, and {answering} of the {now} voting members answer (quorum {quorum}; {left} left after)",
+            member.ordinal.map(|o| absent_for(facts, o)).unwrap_or_default(),
+            duration::format(facts.delay)
+        ),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DELAY: Duration = Duration::from_secs(120);
+
+    /// A cluster of voters `etcd-0..n` with IDs 100+ordinal; etcd-0 leads.
+    fn voters(n: u32) -> Vec<MemberFacts> {
+        (0..n)
+            .map(|o| MemberFacts {
+                id: 100 + u64::from(o),
+                label: format!("etcd-{o}"),
+                ordinal: Some(o),
+                is_learner: false,
+            })
+            .collect()
+    }
+
+    struct Case {
+        members: Vec<MemberFacts>,
+        leader: u64,
+        dns: BTreeMap<u32, Answer>,
+        /// Ordinal -> seconds since first missing.
+        missing_for: BTreeMap<u32, u64>,
+        pod_list_known: bool,
+    }
+
+    impl Case {
+        /// `n` voters; ordinals 0..=n looked up (n: one past the last), all found but `n`.
+        fn new(n: u32) -> Case {
+            let mut dns: BTreeMap<u32, Answer> = (0..n).map(|o| (o, Answer::Found)).collect();
+            dns.insert(n, Answer::Missing);
+            let missing_for = BTreeMap::from([(n, 600)]);
+            Case { members: voters(n), leader: 100, dns, missing_for, pod_list_known: true }
+        }
+
+        fn gone(mut self, ordinal: u32, secs: u64) -> Case {
+            self.dns.insert(ordinal, Answer::Missing);
+            self.missing_for.insert(ordinal, secs);
+            self
+        }
+
+        fn dns(mut self, ordinal: u32, answer: Answer) -> Case {
+            self.dns.insert(ordinal, answer);
+            if answer != Answer::Missing {
+                self.missing_for.remove(&ordinal);
+            }
+            self
+        }
+
+        /// Pick, and for a candidate judge with `answering` (member ordinals that answer).
+        fn run(&self, answering: &[u32]) -> Result<Removal, Option<Skip>> {
+            let now = Instant::now() + Duration::from_secs(10_000);
+            let missing_since: BTreeMap<u32, Instant> =
+                self.missing_for.iter().map(|(o, s)| (*o, now - Duration::from_secs(*s))).collect();
+            let facts = Facts {
+                members: &self.members,
+                leader: self.leader,
+                dns: &self.dns,
+                missing_since: &missing_since,
+                pod_list_known: self.pod_list_known,
+                now,
+                delay: DELAY,
+            };
+            match pick(&facts) {
+                Pick::Nothing => Err(None),
+                Pick::Skip(s) => Err(Some(s)),
+                Pick::Candidate(id) => {
+                    let answers = self
+                        .members
+                        .iter()
+                        .filter_map(|m| m.ordinal.map(|o| (m.id, answering.contains(&o))))
+                        .collect();
+                    judge(&facts, id, &answers).map_err(Some)
+                }
+            }
+        }
+    }
+
+    fn removed(result: &Result<Removal, Option<Skip>>) -> Option<u64> {
+        result.as_ref().ok().map(|r| r.id)
+    }
+
+    fn skipped(result: &Result<Removal, Option<Skip>>) -> Option<SkipReason> {
+        match result {
+            Err(Some(s)) => Some(s.reason),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn nothing_to_do_when_every_pod_exists() {
+        assert_eq!(Case::new(3).run(&[0, 1, 2]), Err(None));
+    }
+
+    #[test]
+    fn top_pod_gone_longer_than_the_delay_is_removed() {
+        let r = Case::new(5).gone(4, 121).run(&[0, 1, 2, 3]);
+        assert_eq!(removed(&r), Some(104), "{r:?}");
+        let reason = r.expect("removal").reason;
+        assert!(
+            reason.contains("absent from DNS for 2m1s") && reason.contains("4 of the 5 voting"),
+            "{reason}"
+        );
+    }
+
+    #[test]
+    fn the_delay_must_have_passed() {
+        let r = Case::new(5).gone(4, 119).run(&[0, 1, 2, 3]);
+        assert_eq!(skipped(&r), Some(SkipReason::Delay), "{r:?}");
+        assert!(format!("{r:?}").contains("1m59s of the removal delay 2m"), "{r:?}");
+        assert_eq!(skipped(&Case::new(5).gone(4, 120).run(&[0, 1, 2, 3])), Some(SkipReason::Delay));
+    }
+
+    #[test]
+    fn two_pods_gone_remove_the_highest_first() {
+        let r = Case::new(5).gone(4, 300).gone(3, 300).run(&[0, 1, 2]);
+        assert_eq!(removed(&r), Some(104), "{r:?}");
+        // The top one still inside its delay holds back the lower one, even if that one is older.
+        let r = Case::new(5).gone(4, 10).gone(3, 300).run(&[0, 1, 2]);
+        assert_eq!(skipped(&r), Some(SkipReason::Delay), "{r:?}");
+    }
+
+    #[test]
+    fn a_higher_pod_that_exists_blocks_removal() {
+        let r = Case::new(3).gone(1, 600).run(&[0, 2]);
+        assert_eq!(skipped(&r), Some(SkipReason::HigherOrdinal), "{r:?}");
+        assert!(format!("{r:?}").contains("ordinal 2 exists"), "{r:?}");
+        // Also a pod above the members (one about to join).
+        let r = Case::new(3).gone(2, 600).dns(3, Answer::Found).run(&[0, 1]);
+        assert_eq!(skipped(&r), Some(SkipReason::HigherOrdinal), "{r:?}");
+    }
+
+    #[test]
+    fn the_leaders_own_pod_counts_as_existing_whatever_dns_says() {
+        let mut case = Case::new(3).gone(1, 600).dns(2, Answer::Unknown);
+        case.leader = 102;
+        let r = case.run(&[0, 2]);
+        assert_eq!(skipped(&r), Some(SkipReason::HigherOrdinal), "{r:?}");
+    }
+
+    #[test]
+    fn dns_errors_never_mean_gone() {
+        // The pod's own name unknown: not a candidate, reported as unknown.
+        let r = Case::new(3).dns(2, Answer::Unknown).run(&[0, 1]);
+        assert_eq!(skipped(&r), Some(SkipReason::DnsUnknown), "{r:?}");
+        // Everything unknown (SERVFAIL or timeouts).
+        let mut all = Case::new(3);
+        for o in 0..=3 {
+            all = all.dns(o, Answer::Unknown);
+        }
+        assert_eq!(skipped(&all.run(&[0])), Some(SkipReason::DnsUnknown));
+        // A higher ordinal unknown: it may exist.
+        let r = Case::new(5).gone(3, 600).dns(4, Answer::Unknown).run(&[0, 1, 2]);
+        assert_eq!(skipped(&r), Some(SkipReason::DnsUnknown), "{r:?}");
+        // The ordinal past the members unknown.
+        let r = Case::new(3).gone(2, 600).dns(3, Answer::Unknown).run(&[0, 1]);
+        assert_eq!(skipped(&r), Some(SkipReason::DnsUnknown), "{r:?}");
+        // The pod list unknown.
+        let mut case = Case::new(3).gone(2, 600);
+        case.pod_list_known = false;
+        assert_eq!(skipped(&case.run(&[0, 1])), Some(SkipReason::DnsUnknown));
+        let mut case = Case::new(3);
+        case.pod_list_known = false;
+        assert_eq!(skipped(&case.run(&[0, 1, 2])), Some(SkipReason::DnsUnknown));
+    }
+
+    #[test]
+    fn an_ordinal_nobody_looked_up_is_unknown() {
+        let mut case = Case::new(3).gone(1, 600);
+        case.dns.remove(&2);
+        assert_eq!(skipped(&case.run(&[0])), Some(SkipReason::DnsUnknown));
+    }
+
+    #[test]
+    fn a_member_that_still_answers_is_kept() {
+        let r = Case::new(3).gone(2, 600).run(&[0, 1, 2]);
+        assert_eq!(skipped(&r), Some(SkipReason::Reachable), "{r:?}");
+    }
+
+    #[test]
+    fn never_a_removal_that_costs_quorum() {
+        // 3 voters, 2 and 1 gone: only 0 answers, no quorum to commit anything.
+        let r = Case::new(3).gone(2, 600).gone(1, 600).run(&[0]);
+        assert_eq!(skipped(&r), Some(SkipReason::Quorum), "{r:?}");
+        assert!(
+            format!("{r:?}").contains("1 of the 3 voting members answer; committing the removal needs 2"),
+            "{r:?}"
+        );
+        // 3 voters, 2 gone: 0 and 1 answer.
+        assert_eq!(removed(&Case::new(3).gone(2, 600).run(&[0, 1])), Some(102));
+        // 2 voters, 1 gone (the two-member trap): the removal cannot be committed.
+        assert_eq!(skipped(&Case::new(2).gone(1, 600).run(&[0])), Some(SkipReason::Quorum));
+        // 5 voters, 4 gone, 3 not answering: 0, 1, 2 are a quorum of 5 (and of the 4 left).
+        assert_eq!(removed(&Case::new(5).gone(4, 600).run(&[0, 1, 2])), Some(104));
+        // 4 voters (one already removed), 3 gone: 0, 1, 2 are a quorum of 4.
+        assert_eq!(removed(&Case::new(4).gone(3, 600).run(&[0, 1, 2])), Some(103));
+        // ... but with only 0 and 1 answering it is not.
+        assert_eq!(skipped(&Case::new(5).gone(4, 600).run(&[0, 1])), Some(SkipReason::Quorum));
+    }
+
+    #[test]
+    fn a_learner_is_removed_without_changing_the_voter_count() {
+        let mut case = Case::new(4).gone(3, 600);
+        case.members[3].is_learner = true;
+        // Voters {0,1,2}; 0 and 1 answer: a quorum of 3 stays.
+        assert_eq!(removed(&case.run(&[0, 1])), Some(103));
+        // Only the leader answers: 1 of 3 voters, no quorum.
+        assert_eq!(skipped(&case.run(&[0])), Some(SkipReason::Quorum));
+    }
+
+    #[test]
+    fn never_the_leader() {
+        let mut case = Case::new(3).gone(2, 600);
+        case.leader = 102;
+        // The leader's pod exists whatever DNS says: the top gone member is below it, or none.
+        let r = case.run(&[0, 1, 2]);
+        assert_eq!(r, Err(None), "{r:?}");
+        // judge refuses it even when asked directly.
+        let now = Instant::now();
+        let since = BTreeMap::from([(2, now - Duration::from_secs(600))]);
+        let facts = Facts {
+            members: &case.members,
+            leader: 102,
+            dns: &case.dns,
+            missing_since: &since,
+            pod_list_known: true,
+            now,
+            delay: DELAY,
+        };
+        let err = judge(&facts, 102, &BTreeMap::new()).expect_err("leader");
+        assert_eq!(err.reason, SkipReason::Leader);
+    }
+
+    #[test]
+    fn members_of_other_sets_are_never_candidates() {
+        let mut case = Case::new(3);
+        case.members.push(MemberFacts { id: 999, label: "other-7".into(), ordinal: None, is_learner: false });
+        assert_eq!(case.run(&[0, 1, 2]), Err(None));
+    }
+
+    #[test]
+    fn an_unstarted_member_whose_pod_is_gone_is_removed() {
+        // A member added by a pod that was deleted before its etcd started: it never answers.
+        let mut case = Case::new(4).gone(3, 600);
+        case.members[3].label = "etcd-3 (unstarted)".into();
+        assert_eq!(removed(&case.run(&[0, 1, 2])), Some(103));
+    }
+
+    #[test]
+    fn absences_read_well() {
+        assert_eq!(human(Duration::from_millis(4_960)), "5.0s");
+        assert_eq!(human(Duration::from_millis(900)), "0.9s");
+        assert_eq!(human(Duration::from_secs(60)), "1m0s");
+        assert_eq!(human(Duration::from_secs(125)), "2m5s");
+    }
+
+    #[test]
+    fn reasons_have_stable_labels() {
+        let labels: Vec<&str> = SkipReason::ALL.iter().map(|r| r.as_str()).collect();
+        assert_eq!(
+            labels,
+            ["dns_unknown", "delay", "higher_ordinal", "reachable", "quorum", "leader", "etcd_refused"]
+        );
+    }
+}

@@ -1,0 +1,613 @@
+//! The sidecar on the pod bed: each pod runs etcd-bootstrap (then etcd) as PID 1 and
+//! `etcd-bootstrap sidecar` as a second container (same network, UTS and mount namespaces), as a
+//! StatefulSet with two containers would. Scaling is done the way a StatefulSet does it: pods are
+//! created and deleted, volumes stay. A writer makes puts throughout and every acknowledged put
+//! must be readable at the end; the sidecars' `/metrics` are scraped and must match what happened.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use etcd_client::{Client, ConnectOptions, GetOptions};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::bed::{Bed, Fault, PodSpec};
+use crate::bootstrap::{bootstrap_bin, decisions, etcd_pod, setup};
+use crate::etcd_check::{self, bed_logs};
+
+/// Short settings so the tests are quick; the defaults are 10s and 2m.
+const INTERVAL: &str = "1s";
+const REMOVAL_DELAY: Duration = Duration::from_secs(5);
+const METRICS_PORT: u16 = 2381;
+const HEALTHY: Duration = Duration::from_secs(120);
+
+/// A StatefulSet on the bed: pods with etcd and the sidecar. Sidecars are stopped (SIGTERM, and
+/// checked to end within a second) when their pod is deleted, and killed when this drops, also
+/// on panic, before the bed tears the pods down.
+struct Set {
+    sidecars: Mutex<BTreeMap<u32, Child>>,
+    etcd: PathBuf,
+    bed: Bed,
+}
+
+impl Drop for Set {
+    fn drop(&mut self) {
+        let mut sidecars = self.sidecars.lock().unwrap_or_else(|p| p.into_inner());
+        for (_, mut child) in std::mem::take(&mut *sidecars) {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Set {
+    async fn new(name: &str, etcd: PathBuf) -> Set {
+        Set { sidecars: Mutex::new(BTreeMap::new()), etcd, bed: Bed::new(name).await }
+    }
+
+    fn sidecar_log(&self, ordinal: u32) -> PathBuf {
+        self.bed.root().join("logs").join(format!("etcd-{ordinal}-sidecar.log"))
+    }
+
+    fn sidecar_logs(&self, ordinal: u32) -> String {
+        std::fs::read_to_string(self.sidecar_log(ordinal)).unwrap_or_default()
+    }
+
+    /// Create pod `ordinal` (etcd-bootstrap as PID 1, learner joins if asked) and its sidecar.
+    async fn start(&self, ordinal: u32, learner: bool) {
+        let mut spec: PodSpec = etcd_pod(&self.bed, ordinal, &self.etcd);
+        if learner {
+            spec = spec.env("ETCD_BOOTSTRAP_JOIN_AS", "learner");
+        }
+        self.bed.start_pod(ordinal, spec).await;
+        // The sidecar enters PID 1's namespaces once PID 1 is the bootstrap itself.
+        let started = concat!("etcd-bootstrap ", env!("CARGO_PKG_VERSION"), " starting");
+        assert!(
+            self.bed.wait_log(ordinal, started, Duration::from_secs(20)).await,
+            "etcd-{ordinal} did not start:\n{}",
+            self.bed.logs(ordinal)
+        );
+        self.start_sidecar(ordinal);
+    }
+
+    /// `etcd-bootstrap sidecar` in pod `ordinal`'s network, UTS and mount namespaces: its hostname
+    /// is the pod name and its resolv.conf the pod's, as for a second container.
+    fn start_sidecar(&self, ordinal: u32) {
+        let pid = self.bed.pid1(ordinal).to_string();
+        let mut log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.sidecar_log(ordinal))
+            .expect("open the sidecar log");
+        use std::io::Write;
+        writeln!(log, "===== sidecar of etcd-{ordinal} started =====").expect("write the sidecar log");
+        let stderr = log.try_clone().expect("clone the log handle");
+        let mut cmd = Command::new("nsenter");
+        cmd.args(["-t", &pid, "-n", "-u", "-m", "--"])
+            .arg(bootstrap_bin())
+            .args(["sidecar", "--interval", INTERVAL, "--removal-delay", "5s"])
+            .args(["--metrics-port", &METRICS_PORT.to_string()])
+            .env_clear()
+            .env("PATH", crate::bed::POD_PATH)
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(stderr);
+        // SAFETY: only prctl(2) between fork and exec, on no shared data. A crashed test process
+        // takes its sidecars with it (nsenter execs the sidecar, keeping the setting).
+        unsafe {
+            use std::os::unix::process::CommandExt;
+            cmd.pre_exec(|| nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(std::io::Error::from));
+        }
+        let child = cmd.spawn().expect("spawn nsenter");
+        let mut sidecars = self.sidecars.lock().unwrap_or_else(|p| p.into_inner());
+        assert!(sidecars.insert(ordinal, child).is_none(), "etcd-{ordinal} has a sidecar already");
+    }
+
+    /// SIGTERM the sidecar of pod `ordinal` and check it ends within a second, with status 0.
+    async fn stop_sidecar(&self, ordinal: u32) {
+        let child = self.sidecars.lock().unwrap_or_else(|p| p.into_inner()).remove(&ordinal);
+        let Some(mut child) = child else { return };
+        let pid = Pid::from_raw(i32::try_from(child.id()).expect("pid fits"));
+        kill(pid, Signal::SIGTERM).expect("signal the sidecar");
+        let deadline = Instant::now() + Duration::from_secs(1);
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("wait for the sidecar") {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "the sidecar of etcd-{ordinal} still runs 1 s after SIGTERM:\n{}",
+                    self.sidecar_logs(ordinal)
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        };
+        assert!(status.success(), "sidecar of etcd-{ordinal}: {status:?}\n{}", self.sidecar_logs(ordinal));
+        assert!(self.sidecar_logs(ordinal).contains("stopped by SIGTERM"), "{}", self.sidecar_logs(ordinal));
+    }
+
+    /// Delete pod `ordinal` as Kubernetes does: every container gets SIGTERM at once.
+    async fn delete(&self, ordinal: u32) {
+        tokio::join!(self.stop_sidecar(ordinal), self.bed.delete_pod(ordinal));
+    }
+
+    /// Lines holding `needle` in the sidecar logs of `ordinals`.
+    fn log_count(&self, ordinals: &[u32], needle: &str) -> usize {
+        ordinals.iter().map(|o| self.sidecar_logs(*o).lines().filter(|l| l.contains(needle)).count()).sum()
+    }
+
+    /// Every pod's and sidecar's logs, for failure messages.
+    fn logs(&self, ordinals: &[u32]) -> String {
+        let mut out = bed_logs(&self.bed, ordinals);
+        for o in ordinals {
+            out.push_str(&format!("--- sidecar of etcd-{o} ---\n{}\n", self.sidecar_logs(*o)));
+        }
+        out
+    }
+
+    async fn healthy(&self, ordinals: &[u32]) -> Vec<etcd_check::SeenMember> {
+        etcd_check::wait_healthy(&self.bed, ordinals, HEALTHY).await
+    }
+
+    /// One sidecar's metrics, if it answers.
+    async fn scrape(&self, ordinal: u32) -> Option<BTreeMap<String, f64>> {
+        let addr = (self.bed.pod_ip(ordinal), METRICS_PORT);
+        let text = tokio::time::timeout(Duration::from_secs(3), async move {
+            let mut stream = tokio::net::TcpStream::connect(addr).await.ok()?;
+            stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: sidecar\r\n\r\n").await.ok()?;
+            let mut text = String::new();
+            stream.read_to_string(&mut text).await.ok()?;
+            Some(text)
+        })
+        .await
+        .ok()??;
+        let (head, body) = text.split_once("\r\n\r\n")?;
+        if !head.starts_with("HTTP/1.1 200") {
+            return None;
+        }
+        Some(
+            body.lines()
+                .filter(|l| !l.starts_with('#') && !l.is_empty())
+                .filter_map(|l| l.rsplit_once(' '))
+                .filter_map(|(name, value)| Some((name.to_string(), value.parse().ok()?)))
+                .collect(),
+        )
+    }
+
+    /// A metric summed over the sidecars of `ordinals` (every one must answer).
+    async fn sum(&self, ordinals: &[u32], metric: &str) -> f64 {
+        let mut total = 0.0;
+        for &o in ordinals {
+            let m = self.scrape(o).await.unwrap_or_else(|| panic!("no /metrics from etcd-{o}'s sidecar"));
+            total += m.get(metric).copied().unwrap_or_else(|| panic!("etcd-{o}'s sidecar has no {metric}"));
+        }
+        total
+    }
+
+    /// Poll until the sum of `metric` over `ordinals` reaches `at_least`; returns it.
+    async fn wait_sum(&self, ordinals: &[u32], metric: &str, at_least: f64, timeout: Duration) -> f64 {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let mut total = 0.0;
+            for &o in ordinals {
+                total += self.scrape(o).await.and_then(|m| m.get(metric).copied()).unwrap_or(0.0);
+            }
+            if total >= at_least {
+                return total;
+            }
+            if Instant::now() > deadline {
+                panic!("{metric} over {ordinals:?} is {total}, want >= {at_least}\n{}", self.logs(ordinals));
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    }
+
+    /// The member names pod `ordinal` lists now (serializable: works without quorum too).
+    async fn member_names(&self, ordinal: u32) -> Vec<String> {
+        let mut c = client(&self.bed, &[ordinal]).await.expect("connect");
+        let list = c.member_list().await.expect("member list");
+        let mut names: Vec<String> = list.members().iter().map(|m| m.name().to_string()).collect();
+        names.sort();
+        names
+    }
+
+    /// The pods' leader, by the status of pod `via`.
+    async fn leader_ordinal(&self, via: u32) -> Option<u32> {
+        let mut c = client(&self.bed, &[via]).await?;
+        let leader = c.status().await.ok()?.leader();
+        let list = c.member_list().await.ok()?;
+        let name = list.members().iter().find(|m| m.id() == leader)?.name().to_string();
+        name.strip_prefix("etcd-")?.parse().ok()
+    }
+}
+
+/// A client of the given pods (short timeouts: a dead pod must not stall a poll).
+async fn client(bed: &Bed, ordinals: &[u32]) -> Option<Client> {
+    let urls: Vec<String> = ordinals.iter().map(|o| bed.client_url(*o)).collect();
+    let options = ConnectOptions::new()
+        .with_timeout(Duration::from_secs(3))
+        .with_connect_timeout(Duration::from_secs(2));
+    Client::connect(urls, Some(options)).await.ok()
+}
+
+/// Writes unique keys through the given client URLs (round robin) until stopped; records every
+/// put etcd acknowledged.
+struct Writer {
+    targets: Arc<Mutex<Vec<String>>>,
+    stop: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<(Vec<String>, u64)>,
+}
+
+impl Writer {
+    fn start(urls: Vec<String>) -> Writer {
+        let targets = Arc::new(Mutex::new(urls));
+        let stop = Arc::new(AtomicBool::new(false));
+        let task = tokio::spawn(write_until(targets.clone(), stop.clone()));
+        Writer { targets, stop, task }
+    }
+
+    fn set_targets(&self, urls: Vec<String>) {
+        *self.targets.lock().unwrap_or_else(|p| p.into_inner()) = urls;
+    }
+
+    /// Stop; every acknowledged put must be readable on each of `ordinals` (from its own data).
+    async fn stop_and_verify(self, set: &Set, ordinals: &[u32]) {
+        self.stop.store(true, Ordering::SeqCst);
+        let (acked, failed) = self.task.await.expect("writer task");
+        assert!(acked.len() >= 20, "too few acknowledged writes: {} ({failed} failed)", acked.len());
+        eprintln!("writer: {} puts acknowledged, {failed} not", acked.len());
+        for &o in ordinals {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                let missing = missing_on(&set.bed, o, &acked).await;
+                match missing {
+                    Ok(0) => break,
+                    _ if Instant::now() > deadline => {
+                        panic!("etcd-{o}: acknowledged writes not readable: {missing:?}\n{}", set.logs(&[o]))
+                    }
+                    _ => tokio::time::sleep(Duration::from_millis(300)).await,
+                }
+            }
+        }
+    }
+}
+
+async fn write_until(targets: Arc<Mutex<Vec<String>>>, stop: Arc<AtomicBool>) -> (Vec<String>, u64) {
+    let mut clients: BTreeMap<String, Client> = BTreeMap::new();
+    let (mut acked, mut failed) = (Vec::new(), 0u64);
+    let mut seq = 0u64;
+    while !stop.load(Ordering::SeqCst) {
+        let urls = targets.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        if let Some(url) = urls.get(seq as usize % urls.len().max(1)).cloned() {
+            let key = format!("acked/{seq:07}");
+            if !clients.contains_key(&url) {
+                let options = ConnectOptions::new()
+                    .with_timeout(Duration::from_secs(3))
+                    .with_connect_timeout(Duration::from_secs(1));
+                if let Ok(c) = Client::connect([url.as_str()], Some(options)).await {
+                    clients.insert(url.clone(), c);
+                }
+            }
+            let put = match clients.get_mut(&url) {
+                Some(c) => {
+                    tokio::time::timeout(Duration::from_secs(3), c.put(key.as_str(), value_of(&key), None))
+                        .await
+                        .map(|r| r.is_ok())
+                        .unwrap_or(false)
+                }
+                None => false,
+            };
+            if put {
+                acked.push(key);
+            } else {
+                failed += 1;
+                clients.remove(&url);
+            }
+        }
+        seq += 1;
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    (acked, failed)
+}
+
+fn value_of(key: &str) -> String {
+    format!("value-of-{key}")
+}
+
+/// How many of `acked` pod `ordinal` does not have (serializable read of its own data).
+async fn missing_on(bed: &Bed, ordinal: u32, acked: &[String]) -> Result<usize, String> {
+    let mut c = client(bed, &[ordinal]).await.ok_or("connect failed")?;
+    let options = GetOptions::new().with_prefix().with_serializable();
+    let resp = c.get("acked/", Some(options)).await.map_err(|e| e.to_string())?;
+    let have: BTreeMap<String, String> = resp
+        .kvs()
+        .iter()
+        .map(|kv| (kv.key_str().unwrap_or("").to_string(), kv.value_str().unwrap_or("").to_string()))
+        .collect();
+    Ok(acked.iter().filter(|k| have.get(*k) != Some(&value_of(k))).count())
+}
+
+/// Three pods with sidecars, healthy.
+async fn three(name: &str) -> Option<Set> {
+    let etcd = setup(name)?;
+    let set = Set::new(name, etcd).await;
+    for o in 0..3 {
+        set.start(o, false).await;
+    }
+    set.healthy(&[0, 1, 2]).await;
+    Some(set)
+}
+
+const PROMOTIONS: &str = "etcd_bootstrap_sidecar_promotions_total";
+const REMOVALS: &str = "etcd_bootstrap_sidecar_removals_total";
+
+fn skipped(reason: &str) -> String {
+    format!("etcd_bootstrap_sidecar_removals_skipped_total{{reason=\"{reason}\"}}")
+}
+
+/// Exactly one sidecar among `ordinals` reports its member as the leader (polled: leadership may
+/// be settling).
+async fn one_leader_reported(set: &Set, ordinals: &[u32]) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let leaders = set.sum(ordinals, "etcd_bootstrap_sidecar_leader").await;
+        let up = set.sum(ordinals, "etcd_bootstrap_sidecar_local_member_up").await;
+        if leaders == 1.0 && up == ordinals.len() as f64 {
+            return;
+        }
+        if Instant::now() > deadline {
+            panic!("sidecars report {leaders} leaders and {up} members up\n{}", set.logs(ordinals));
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn learners_promoted_on_scale_up_to_five_then_removed_on_scale_down_to_three() {
+    let Some(set) = three("sidecar-learners").await else { return };
+    let writer = Writer::start((0..3).map(|o| set.bed.client_url(o)).collect());
+    // 3 -> 5 with learners, pods created at once (podManagementPolicy: Parallel): one joins, the
+    // other waits until the first is promoted; nobody but the sidecars promotes.
+    set.start(3, true).await;
+    set.start(4, true).await;
+    // Hold the first joiner's etcd (SIGSTOP as it is exec'd): etcd reports it not in sync, and the
+    // sidecar must retry every interval until it has caught up.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let first = loop {
+        if let Some(o) = [3, 4].into_iter().find(|o| set.bed.logs_current(*o).contains("exec etcd")) {
+            break o;
+        }
+        assert!(Instant::now() < deadline, "no learner joined\n{}", set.logs(&[3, 4]));
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    assert!(set.bed.signal_pid1(first, Signal::SIGSTOP).await, "etcd-{first} ended");
+    let not_in_sync = "etcd_bootstrap_sidecar_promotions_skipped_total{reason=\"not_in_sync\"}";
+    set.wait_sum(&[0, 1, 2], not_in_sync, 3.0, Duration::from_secs(30)).await;
+    assert_eq!(set.sum(&[0, 1, 2, 3, 4], PROMOTIONS).await, 0.0, "{}", set.logs(&[0, 1, 2, first]));
+    assert!(set.bed.signal_pid1(first, Signal::SIGCONT).await, "etcd-{first} ended");
+    set.healthy(&[0, 1, 2, 3, 4]).await;
+    for o in [3, 4] {
+        assert!(decisions(&set.bed, o).contains(&"JOIN".to_string()), "{}", set.logs(&[o]));
+    }
+    assert_eq!(set.sum(&[0, 1, 2, 3, 4], PROMOTIONS).await, 2.0, "{}", set.logs(&[0, 1, 2, 3, 4]));
+    let promoted: usize = (0..5).map(|o| set.sidecar_logs(o).matches("promoted learner etcd-").count()).sum();
+    assert_eq!(promoted, 2, "{}", set.logs(&[0, 1, 2, 3, 4]));
+    one_leader_reported(&set, &[0, 1, 2, 3, 4]).await;
+
+    // 5 -> 3: the StatefulSet deletes pods 4 and 3 (both well within the removal delay).
+    let deleted = Instant::now();
+    tokio::join!(set.delete(4), set.delete(3));
+    set.healthy(&[0, 1, 2]).await;
+    assert!(deleted.elapsed() > REMOVAL_DELAY, "removed before the delay: {:?}", deleted.elapsed());
+    assert_eq!(set.sum(&[0, 1, 2], REMOVALS).await, 2.0, "{}", set.logs(&[0, 1, 2]));
+    assert!(set.sum(&[0, 1, 2], &skipped("delay")).await >= 1.0, "{}", set.logs(&[0, 1, 2]));
+    let removed: usize = (0..3).map(|o| set.sidecar_logs(o).matches("removed member etcd-").count()).sum();
+    assert_eq!(removed, 2, "{}", set.logs(&[0, 1, 2]));
+    one_leader_reported(&set, &[0, 1, 2]).await;
+    writer.stop_and_verify(&set, &[0, 1, 2]).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn scale_three_to_one_and_back_to_three_keeps_every_key() {
+    let Some(set) = three("sidecar-three-one-three").await else { return };
+    let writer = Writer::start(vec![set.bed.client_url(0)]);
+    // 3 -> 2: pod 2 deleted; its member goes once the delay has passed.
+    set.delete(2).await;
+    set.healthy(&[0, 1]).await;
+    assert_eq!(set.sum(&[0, 1], REMOVALS).await, 1.0, "{}", set.logs(&[0, 1]));
+    // 2 -> 1: with two voting members, deleting a pod loses quorum, and then no removal can be
+    // committed (the sidecar never tries one that would cost quorum). The documented step: remove
+    // the member first, while both run, then delete its pod.
+    let mut c = client(&set.bed, &[0]).await.expect("connect");
+    let list = c.member_list().await.expect("member list");
+    let id = list.members().iter().find(|m| m.name() == "etcd-1").expect("etcd-1 is a member").id();
+    c.member_remove(id).await.expect("member remove etcd-1");
+    set.delete(1).await;
+    set.healthy(&[0]).await;
+    // 1 -> 3: the old volumes hold removed members: each pod archives its data and joins.
+    set.start(1, false).await;
+    set.healthy(&[0, 1]).await;
+    set.start(2, false).await;
+    set.healthy(&[0, 1, 2]).await;
+    for o in [1, 2] {
+        let got = decisions(&set.bed, o);
+        assert!(
+            got.contains(&"STALE".to_string()) && got.last().map(String::as_str) == Some("JOIN"),
+            "etcd-{o}: {got:?}"
+        );
+    }
+    writer.set_targets((0..3).map(|o| set.bed.client_url(o)).collect());
+    one_leader_reported(&set, &[0, 1, 2]).await;
+    writer.stop_and_verify(&set, &[0, 1, 2]).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn member_of_a_deleted_middle_pod_is_kept_while_a_higher_pod_exists() {
+    let Some(set) = three("sidecar-middle").await else { return };
+    let writer = Writer::start(vec![set.bed.client_url(0), set.bed.client_url(2)]);
+    set.delete(1).await;
+    // Poll until the leader's sidecar has seen pod 1 absent for longer than the delay.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let longest = loop {
+        let longest = [0, 2].iter().flat_map(|o| absences(&set.sidecar_logs(*o))).fold(0.0, f64::max);
+        if longest > REMOVAL_DELAY.as_secs_f64() + 2.0 {
+            break longest;
+        }
+        assert!(Instant::now() < deadline, "no higher_ordinal skip after the delay\n{}", set.logs(&[0, 2]));
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    eprintln!("etcd-1 absent for {longest}s and kept");
+    assert_eq!(set.member_names(0).await, ["etcd-0", "etcd-1", "etcd-2"], "etcd-1 was removed");
+    assert_eq!(set.sum(&[0, 2], REMOVALS).await, 0.0);
+    // The counter counts exactly the skips logged.
+    let needle = "reason=\"higher_ordinal\"";
+    let logged_before = set.log_count(&[0, 2], needle);
+    let skips = set.sum(&[0, 2], &skipped("higher_ordinal")).await as usize;
+    let logged_after = set.log_count(&[0, 2], needle);
+    assert!(
+        logged_before >= 3 && (logged_before..=logged_after).contains(&skips),
+        "{skips} higher_ordinal skips counted, {logged_before}..{logged_after} logged\n{}",
+        set.logs(&[0, 2])
+    );
+    // The pod comes back (a restart that took long): same member, EXISTING.
+    set.start(1, false).await;
+    set.healthy(&[0, 1, 2]).await;
+    assert_eq!(decisions(&set.bed, 1).last().map(String::as_str), Some("EXISTING"));
+    writer.stop_and_verify(&set, &[0, 1, 2]).await;
+}
+
+/// Seconds of absence named in `higher_ordinal` skip lines of a sidecar log (under a minute).
+fn absences(log: &str) -> Vec<f64> {
+    log.lines()
+        .filter(|l| l.contains("reason=\"higher_ordinal\""))
+        .filter_map(|l| l.split("absent from DNS for ").nth(1))
+        .filter_map(|rest| rest.split("s, but").next())
+        .filter_map(|secs| secs.parse().ok())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dns_servfail_and_timeouts_never_count_as_gone() {
+    let Some(set) = three("sidecar-dns-faults").await else { return };
+    let writer = Writer::start(vec![set.bed.client_url(0), set.bed.client_url(1)]);
+    // Keep the leader on a pod that stays, so the fault is all the test is about.
+    if set.leader_ordinal(0).await == Some(2) {
+        let mut c = client(&set.bed, &[2]).await.expect("connect");
+        let list = c.member_list().await.expect("member list");
+        let id = list.members().iter().find(|m| m.name() == "etcd-0").expect("etcd-0").id();
+        c.move_leader(id).await.expect("move the leader to etcd-0");
+    }
+    let unknown = skipped("dns_unknown");
+    set.bed.dns().set_fault(Fault::Servfail);
+    set.delete(2).await;
+    // SERVFAIL for longer than the delay.
+    let before = set.sum(&[0, 1], &unknown).await;
+    let servfail = Instant::now();
+    set.wait_sum(&[0, 1], &unknown, before + 3.0, Duration::from_secs(30)).await;
+    while servfail.elapsed() < REMOVAL_DELAY + Duration::from_secs(2) {
+        assert_eq!(set.member_names(0).await.len(), 3, "removed on SERVFAIL\n{}", set.logs(&[0, 1]));
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    // No answer at all (timeouts) for longer than the delay.
+    set.bed.dns().set_fault(Fault::Drop);
+    let before = set.sum(&[0, 1], &unknown).await;
+    let dropped = Instant::now();
+    set.wait_sum(&[0, 1], &unknown, before + 2.0, Duration::from_secs(60)).await;
+    while dropped.elapsed() < REMOVAL_DELAY + Duration::from_secs(2) {
+        assert_eq!(set.member_names(0).await.len(), 3, "removed on DNS timeouts\n{}", set.logs(&[0, 1]));
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert_eq!(set.sum(&[0, 1], REMOVALS).await, 0.0);
+    // DNS answers again: the definite NXDOMAIN starts the clock only now.
+    set.bed.dns().set_fault(Fault::None);
+    let answering = Instant::now();
+    set.healthy(&[0, 1]).await;
+    assert!(answering.elapsed() > REMOVAL_DELAY, "removed {:?} after DNS answered", answering.elapsed());
+    assert_eq!(set.sum(&[0, 1], REMOVALS).await, 1.0, "{}", set.logs(&[0, 1]));
+    writer.stop_and_verify(&set, &[0, 1]).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sidecar_without_etcd_is_alive_not_ready_and_stops_on_sigterm() {
+    let name = "sidecar-no-etcd";
+    let Some(etcd) = setup(name) else { return };
+    let set = Set::new(name, etcd).await;
+    // A pod whose etcd never comes up: PID 1 only sleeps.
+    set.bed.start_pod(0, PodSpec::shell("echo pod up; exec sleep 600")).await;
+    assert!(set.bed.wait_log(0, "pod up", Duration::from_secs(10)).await, "{}", set.bed.logs(0));
+    set.start_sidecar(0);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let probes = (http_status(&set, "/healthz").await, http_status(&set, "/readyz").await);
+        let errors = set.scrape(0).await.and_then(|m| m.get("etcd_bootstrap_sidecar_errors_total").copied());
+        if probes == (Some(200), Some(503)) && errors.is_some_and(|e| e >= 1.0) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "probes {probes:?}, errors {errors:?}\n{}", set.sidecar_logs(0));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let metrics = set.scrape(0).await.expect("metrics");
+    assert_eq!(metrics.get("etcd_bootstrap_sidecar_local_member_up"), Some(&0.0));
+    assert_eq!(metrics.get("etcd_bootstrap_sidecar_leader"), Some(&0.0));
+    assert!(metrics.keys().any(|k| k.starts_with("etcd_bootstrap_sidecar_last_error_info{")), "{metrics:?}");
+    assert!(set.sidecar_logs(0).contains("the local member does not answer"), "{}", set.sidecar_logs(0));
+    // `sleep` as PID 1 ignores SIGTERM: no need to wait out its grace period.
+    tokio::join!(set.stop_sidecar(0), set.bed.kill_pod(0));
+}
+
+async fn http_status(set: &Set, path: &str) -> Option<u16> {
+    let addr = (set.bed.pod_ip(0), METRICS_PORT);
+    tokio::time::timeout(Duration::from_secs(3), async move {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.ok()?;
+        stream.write_all(format!("GET {path} HTTP/1.1\r\nHost: sidecar\r\n\r\n").as_bytes()).await.ok()?;
+        let mut text = String::new();
+        stream.read_to_string(&mut text).await.ok()?;
+        text.split_whitespace().nth(1)?.parse().ok()
+    })
+    .await
+    .ok()?
+}
+
+/// Bad sidecar options: one line, exit 2, before anything runs (no root or etcd needed).
+#[test]
+fn bad_sidecar_options_are_configuration_errors() {
+    for (args, needle) in [
+        (&["--interval", "0s"][..], "--interval 0s"),
+        (&["--removal-delay", "0s"], "--removal-delay 0s"),
+        (&["--metrics-port", "2379"], "--metrics-port 2379"),
+        (&["--metrics-port", "0"], "--metrics-port 0"),
+        (&["--", "--listen-metrics-urls=http://0.0.0.0:2381"], "--listen-metrics-urls"),
+    ] {
+        let out = sidecar_cmd(args).output().expect("run the sidecar");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(needle), "{args:?}: {stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "{args:?}: {stderr}");
+    }
+}
+
+fn sidecar_cmd(args: &[&str]) -> Command {
+    let mut cmd = Command::new(bootstrap_bin());
+    cmd.args(["sidecar", "--name", "etcd-0", "--dns-server", "127.0.0.1:53"])
+        .args(args)
+        .env_clear()
+        .env("ETCD_BOOTSTRAP_LOG", "off");
+    cmd
+}
+
+/// The documented defaults are the binary's.
+#[test]
+fn sidecar_help_names_the_defaults() {
+    let out = sidecar_cmd(&["--help"]).output().expect("run --help");
+    let help = String::from_utf8_lossy(&out.stdout);
+    for default in ["[default: 10s]", "[default: 2m]", "[default: 2381]"] {
+        assert!(help.contains(default), "{help}");
+    }
+}
