@@ -124,7 +124,11 @@ async fn round(ctx: &Context, deadline: Instant, last_reason: Option<&str>) -> R
     let Ok(observed) = tokio::time::timeout(left, observe(ctx)).await else {
         let reason = match last_reason {
             Some(reason) => reason.to_string(),
-            None => "neither DNS nor the cluster answered in time".to_string(),
+            None => {
+                let hosts: Vec<String> =
+                    (0..ctx.settings.initial_cluster_size).map(|o| ctx.identity.peer_host(o)).collect();
+                format!("DNS did not answer in time; waiting for DNS of {}", hosts.join(", "))
+            }
         };
         return Ok(Step::Wait(reason));
     };
