@@ -115,8 +115,9 @@ pub struct Endpoint {
     pub url: String,
 }
 
-/// A member that answered with quorum, ready for membership calls.
-pub struct Leaderish {
+/// A connection to one member, for status and membership calls (in `run`, one that answered with
+/// quorum; in the sidecar, the local member).
+pub struct MemberClient {
     client: Client,
     endpoint: Endpoint,
 }
@@ -124,7 +125,7 @@ pub struct Leaderish {
 /// The result of asking every peer: the view, and a connection to a member with quorum.
 pub struct Observed {
     pub view: ClusterView,
-    pub quorum_member: Option<Leaderish>,
+    pub quorum_member: Option<MemberClient>,
 }
 
 struct Answer {
@@ -165,7 +166,7 @@ pub async fn observe(access: &Access, endpoints: &[Endpoint], timeout: Duration)
                 members: a.members,
                 quorum: a.quorum,
             },
-            quorum_member: a.quorum.then_some(Leaderish { client: a.client, endpoint: a.endpoint }),
+            quorum_member: a.quorum.then_some(MemberClient { client: a.client, endpoint: a.endpoint }),
         },
     }
 }
@@ -302,20 +303,20 @@ pub async fn status_at(
     endpoint: &Endpoint,
     timeout: Duration,
 ) -> Result<SelfReport, String> {
-    let mut member = Leaderish::connect(access, endpoint, timeout).await?;
+    let mut member = MemberClient::connect(access, endpoint, timeout).await?;
     member.status(timeout).await
 }
 
-impl Leaderish {
+impl MemberClient {
     /// Connect to one given member, whatever its role (the sidecar's own local member). Lazy
     /// unless auth is used: errors may come at the first call.
     pub async fn connect(
         access: &Access,
         endpoint: &Endpoint,
         timeout: Duration,
-    ) -> Result<Leaderish, String> {
+    ) -> Result<MemberClient, String> {
         let client = connect(access, endpoint, timeout).await?;
-        Ok(Leaderish { client, endpoint: endpoint.clone() })
+        Ok(MemberClient { client, endpoint: endpoint.clone() })
     }
 
     /// `status` of the member the calls go to.

@@ -31,7 +31,7 @@ use tokio::task::JoinSet;
 use tokio::time::MissedTickBehavior;
 use tracing::{debug, info, warn};
 
-use crate::cluster::{self, CallError, Endpoint, Leaderish};
+use crate::cluster::{self, CallError, Endpoint, MemberClient};
 use crate::config::SidecarArgs;
 use crate::context::Context;
 use crate::dns::Lookup;
@@ -159,7 +159,7 @@ struct Sidecar<'a> {
     settings: Settings,
     shared: Arc<Shared>,
     local_endpoint: Endpoint,
-    local: Option<Leaderish>,
+    local: Option<MemberClient>,
     /// Ordinal -> when its name first answered "missing", in an unbroken run of such answers
     /// seen while this member leads.
     missing_since: BTreeMap<u32, Instant>,
@@ -247,7 +247,7 @@ impl<'a> Sidecar<'a> {
     async fn local_status(&mut self) -> std::result::Result<cluster::SelfReport, String> {
         let timeout = self.ctx.probe_timeout;
         if self.local.is_none() {
-            self.local = Some(Leaderish::connect(&self.ctx.access, &self.local_endpoint, timeout).await?);
+            self.local = Some(MemberClient::connect(&self.ctx.access, &self.local_endpoint, timeout).await?);
         }
         match self.local.as_mut() {
             Some(local) => local.status(timeout).await,
