@@ -596,74 +596,18 @@ fn sync_dir(dir: &Path, archived_as: &str) -> Result<()> {
 // Tests
 // ---------------------------------------------------------------------------------------------
 
+/// The encoder side, written from the format, for hand-made WAL files in tests.
+#[cfg(test)]
+#[path = "../tests/fixtures/wal.rs"]
+mod wal_fixture;
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
     use std::os::unix::process::CommandExt;
 
-    // ---- WAL builders (the encoder side, written from the format, for hand-made files) ----
-
-    fn put_varint(out: &mut Vec<u8>, mut v: u64) {
-        while v >= 0x80 {
-            out.push((v as u8) | 0x80);
-            v >>= 7;
-        }
-        out.push(v as u8);
-    }
-
-    /// A `walpb.Record` with the given fields.
-    fn record(kind: u64, crc: u32, data: &[u8]) -> Vec<u8> {
-        let mut out = Vec::new();
-        put_varint(&mut out, 1 << 3);
-        put_varint(&mut out, kind);
-        put_varint(&mut out, 2 << 3);
-        put_varint(&mut out, u64::from(crc));
-        if !data.is_empty() {
-            put_varint(&mut out, (3 << 3) | 2);
-            put_varint(&mut out, data.len() as u64);
-            out.extend_from_slice(data);
-        }
-        out
-    }
-
-    /// An `etcdserverpb.Metadata`.
-    fn metadata(node: u64, cluster: u64) -> Vec<u8> {
-        let mut out = Vec::new();
-        put_varint(&mut out, 1 << 3);
-        put_varint(&mut out, node);
-        put_varint(&mut out, 2 << 3);
-        put_varint(&mut out, cluster);
-        out
-    }
-
-    /// A frame, padded to 8 bytes as etcd pads it.
-    fn frame(record: &[u8]) -> Vec<u8> {
-        let pad = (8 - record.len() % 8) % 8;
-        frame_with_pad(record, pad as u8)
-    }
-
-    /// A frame with an explicit padding count (0 means the unpadded form, top bit clear).
-    fn frame_with_pad(record: &[u8], pad: u8) -> Vec<u8> {
-        let mut len = record.len() as u64;
-        if pad != 0 {
-            len |= u64::from(0x80 | pad) << 56;
-        }
-        let mut out = len.to_le_bytes().to_vec();
-        out.extend_from_slice(record);
-        out.extend(std::iter::repeat_n(0u8, usize::from(pad)));
-        out
-    }
-
-    /// The start of a first WAL file as etcd writes it: a CRC record (crc 0), the metadata
-    /// record, then a few preallocated zeros.
-    fn wal(node: u64, cluster: u64) -> Vec<u8> {
-        let meta = metadata(node, cluster);
-        let mut out = frame(&record(4, 0, &[]));
-        out.extend(frame(&record(1, crc32c_update(0, &meta), &meta)));
-        out.extend([0u8; 64]);
-        out
-    }
+    use super::wal_fixture::{frame, frame_with_pad, metadata, record, varint as put_varint, wal};
 
     const NODE: u64 = 0x8e9e_05c5_2164_694d;
     const CLUSTER: u64 = 0xcdf8_1819_4e3a_8c32;

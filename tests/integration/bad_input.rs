@@ -14,6 +14,11 @@
 //! answers come from the bed's DNS server on 127.0.0.1; "etcd" answers from plain TCP listeners
 //! on 127.0.0.1 that are not etcd.
 
+#[path = "../fixtures/wal.rs"]
+mod wal_fixture;
+
+use wal_fixture::{crc32c, frame, metadata, record, wal};
+
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::hash::{Hash, Hasher};
@@ -880,73 +885,6 @@ fn symlink(target: &Path, link: &Path) {
 fn write_wal(data: &Path, bytes: &[u8]) {
     mkdir(&data.join("member/snap"));
     write(&data.join("member/wal").join(WAL_NAME), bytes);
-}
-
-fn varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
-/// A `walpb.Record { type = 1, crc = 2, data = 3 }`.
-fn record(kind: u64, crc: u32, data: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    varint(&mut out, 1 << 3);
-    varint(&mut out, kind);
-    varint(&mut out, 2 << 3);
-    varint(&mut out, u64::from(crc));
-    if !data.is_empty() {
-        varint(&mut out, (3 << 3) | 2);
-        varint(&mut out, data.len() as u64);
-        out.extend_from_slice(data);
-    }
-    out
-}
-
-/// An `etcdserverpb.Metadata { NodeID = 1, ClusterID = 2 }`.
-fn metadata(node: u64, cluster: u64) -> Vec<u8> {
-    let mut out = Vec::new();
-    varint(&mut out, 1 << 3);
-    varint(&mut out, node);
-    varint(&mut out, 2 << 3);
-    varint(&mut out, cluster);
-    out
-}
-
-/// A frame padded to 8 bytes, as etcd writes it.
-fn frame(record: &[u8]) -> Vec<u8> {
-    let pad = (8 - record.len() % 8) % 8;
-    let mut len = record.len() as u64;
-    if pad != 0 {
-        len |= (0x80 | pad as u64) << 56;
-    }
-    let mut out = len.to_le_bytes().to_vec();
-    out.extend_from_slice(record);
-    out.extend(std::iter::repeat_n(0u8, pad));
-    out
-}
-
-/// CRC-32C (Castagnoli), continued from `crc`, as Go's `crc32.Update`.
-fn crc32c(crc: u32, data: &[u8]) -> u32 {
-    let mut crc = !crc;
-    for &byte in data {
-        crc ^= u32::from(byte);
-        for _ in 0..8 {
-            crc = if crc & 1 != 0 { (crc >> 1) ^ 0x82f6_3b78 } else { crc >> 1 };
-        }
-    }
-    !crc
-}
-
-/// A valid first WAL file: CRC record, metadata record, preallocated zeros.
-fn wal(node: u64, cluster: u64) -> Vec<u8> {
-    let meta = metadata(node, cluster);
-    let mut out = frame(&record(4, 0, &[]));
-    out.extend(frame(&record(1, crc32c(0, &meta), &meta)));
-    out.extend([0u8; 64]);
-    out
 }
 
 // ---------------------------------------------------------------------------------------------
