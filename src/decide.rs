@@ -269,5 +269,34 @@ fn join_running(me: &Me, members: &[Member], settings: &Settings) -> Verdict {
     )
 }
 
+/// After my `member add`, with the member list seen a moment later: another never-started member
+/// means a second pod added itself at the same time. Both cannot start (each would carry a member
+/// list the other's add made stale: "member count is unequal"), so one withdraws: the higher
+/// `(ordinal, id)`. Members that are not of this set rank after all of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AfterAdd {
+    /// No other joiner: start with this member list.
+    Start,
+    /// Another joiner ranks first: remove my own entry (it never started, it holds nothing) and
+    /// join after it.
+    Withdraw { other: u64 },
+    /// Another joiner ranks after me: wait for it to withdraw, then start.
+    Hold { other: u64 },
+}
+
+/// See [`AfterAdd`]; `ordinal_of` maps a member to its pod ordinal when it belongs to this set.
+pub fn after_add(my_id: u64, members: &[Member], ordinal_of: impl Fn(&Member) -> Option<u32>) -> AfterAdd {
+    let rank = |m: &Member| (ordinal_of(m).unwrap_or(u32::MAX), m.id);
+    let Some(me) = members.iter().find(|m| m.id == my_id) else {
+        return AfterAdd::Start;
+    };
+    let other = members.iter().filter(|m| m.id != my_id && !m.served()).min_by_key(|m| rank(m));
+    match other {
+        None => AfterAdd::Start,
+        Some(other) if rank(other) < rank(me) => AfterAdd::Withdraw { other: other.id },
+        Some(other) => AfterAdd::Hold { other: other.id },
+    }
+}
+
 #[cfg(test)]
 mod tests;

@@ -5,11 +5,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tracing::{error, info, warn};
 
-use crate::cluster::{self, CallError, Observed};
+use crate::cluster::{self, CallError, MemberClient, Observed};
 use crate::context::Context;
 use crate::crash;
 use crate::datadir::{self, DataDirState};
-use crate::decide::{decide, Decision, Observation, Verdict};
+use crate::decide::{self, decide, AfterAdd, Decision, Observation, Verdict};
 use crate::error::{Error, Result};
 use crate::etcd_args::StartMode;
 use crate::identity;
@@ -21,6 +21,10 @@ use crate::view::{ClusterView, Member};
 const POLL_INTERVAL: Duration = Duration::from_secs(1);
 /// A WAIT with an unchanged reason is logged this often.
 const WAIT_LOG_EVERY: Duration = Duration::from_secs(5);
+/// Pause before looking again for a concurrent joiner after my add.
+const SETTLE_PAUSE: Duration = Duration::from_millis(500);
+/// How long a joiner waits for a concurrent joiner that ranks after it to withdraw.
+const SETTLE_LIMIT: Duration = Duration::from_secs(10);
 /// The least time one observation gets, even when the deadline has nearly passed.
 const MIN_OBSERVE: Duration = Duration::from_millis(500);
 /// Backoff after a refused membership call: doubles from the poll interval up to this cap.
@@ -76,6 +80,13 @@ pub fn retry_delay(attempt: u32) -> Duration {
     POLL_INTERVAL.saturating_mul(factor).min(RETRY_CAP)
 }
 
+/// `delay` stretched by a random 0-50 %, so pods started together do not retry in lockstep.
+fn jittered(delay: Duration) -> Duration {
+    use std::hash::BuildHasher;
+    let random = std::collections::hash_map::RandomState::new().hash_one(Instant::now());
+    delay.saturating_add(delay.mul_f64((random % 1000) as f64 / 2000.0))
+}
+
 /// Run the loop; returns how etcd must start.
 pub async fn bootstrap(ctx: &Context, shutdown: &mut Shutdown) -> Result<StartMode> {
     let started = Instant::now();
@@ -98,7 +109,7 @@ pub async fn bootstrap(ctx: &Context, shutdown: &mut Shutdown) -> Result<StartMo
             }
             Step::Retry(reason) => {
                 retries = retries.saturating_add(1);
-                let pause = retry_delay(retries);
+                let pause = jittered(retry_delay(retries));
                 warn!(decision = "WAIT", retry = retries, backoff = %crate::duration::format(pause), "{reason}");
                 (reason, pause)
             }
@@ -193,7 +204,7 @@ async fn add_member(ctx: &Context, round: &mut Round, learner: bool, reason: &st
         Ok((added, all)) => {
             crash::point("after-add");
             info!(member = %format!("{:x}", added.id), via = member.host(), "member added");
-            Ok(Step::Start(join_mode(ctx, &all)))
+            settle_join(ctx, member, added.id, all).await
         }
         // Someone (an earlier run of this pod) added my peer URL already: observe again and reuse it.
         Err(CallError::AlreadyDone(m)) => {
@@ -203,6 +214,57 @@ async fn add_member(ctx: &Context, round: &mut Round, learner: bool, reason: &st
         Err(CallError::Transient(m)) => Ok(Step::Retry(format!("member add refused for now: {m}"))),
         Err(fatal) => Err(cluster::cluster_error("member add", member.host(), &fatal)),
     }
+}
+
+/// After my add, look again for a second joiner added at the same moment (see
+/// [`decide::after_add`]): one of the two withdraws, so each starts with a complete member list.
+async fn settle_join(
+    ctx: &Context,
+    via: &mut MemberClient,
+    my_id: u64,
+    mut members: Vec<Member>,
+) -> Result<Step> {
+    let deadline = Instant::now() + SETTLE_LIMIT;
+    loop {
+        tokio::time::sleep(SETTLE_PAUSE).await;
+        if let Ok(latest) = via.members().await {
+            members = latest;
+        }
+        match decide::after_add(my_id, &members, |m| member_ordinal(ctx, m)) {
+            AfterAdd::Start => return Ok(Step::Start(join_mode(ctx, &members))),
+            AfterAdd::Withdraw { other } => return withdraw(via, my_id, other, &members, ctx).await,
+            AfterAdd::Hold { other } if Instant::now() >= deadline => {
+                warn!(other = %format!("{other:x}"), "the other joiner did not withdraw in time: starting with both entries listed");
+                return Ok(Step::Start(join_mode(ctx, &members)));
+            }
+            AfterAdd::Hold { other } => {
+                info!(other = %format!("{other:x}"), "another member was added at the same time and ranks after me: waiting for it to withdraw");
+            }
+        }
+    }
+}
+
+async fn withdraw(
+    via: &mut MemberClient,
+    my_id: u64,
+    other: u64,
+    members: &[Member],
+    ctx: &Context,
+) -> Result<Step> {
+    match via.remove(my_id).await {
+        Ok(()) | Err(CallError::AlreadyDone(_)) => Ok(Step::Retry(format!(
+            "member {other:x} was added at the same time and joins first: withdrew my never-started entry {my_id:x}"
+        ))),
+        // Could not withdraw: start with every entry listed, which is consistent for both.
+        Err(e) => {
+            warn!(error = e.message(), "could not withdraw my entry: starting with both entries listed");
+            Ok(Step::Start(join_mode(ctx, members)))
+        }
+    }
+}
+
+fn member_ordinal(ctx: &Context, m: &Member) -> Option<u32> {
+    m.peer_urls.iter().filter_map(|u| url_host(u)).find_map(|host| ctx.identity.ordinal_of_host(host))
 }
 
 async fn remove_member(round: &mut Round, id: u64, reason: &str) -> Result<Step> {

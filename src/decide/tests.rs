@@ -352,3 +352,40 @@ fn static_entry_of_a_pod_beyond_the_initial_size_is_not_new() {
     let v = run_as(&me, DataDirState::Empty, answer(members, true), all_resolve(), settings());
     assert!(matches!(v.decision, Decision::Join { reuse: Some(_), .. }), "{v:?}");
 }
+
+// After my add, another never-started member: exactly one of two concurrent joiners withdraws.
+fn ordinal_of(m: &Member) -> Option<u32> {
+    let host = m.peer_urls.first()?.split("://").nth(1)?.split('.').next()?;
+    host.strip_prefix("etcd-")?.parse().ok()
+}
+
+#[test]
+fn after_add_alone_starts() {
+    let mut members = three_started();
+    members.push(member(0x33, "", &peer(3)));
+    assert_eq!(after_add(0x33, &members, ordinal_of), AfterAdd::Start);
+}
+
+#[test]
+fn after_add_with_a_lower_concurrent_joiner_withdraws() {
+    let mut members = three_started();
+    members.push(member(0x44, "", &peer(4)));
+    members.push(member(0x33, "", &peer(3)));
+    assert_eq!(after_add(0x44, &members, ordinal_of), AfterAdd::Withdraw { other: 0x33 });
+    assert_eq!(after_add(0x33, &members, ordinal_of), AfterAdd::Hold { other: 0x44 });
+}
+
+#[test]
+fn after_add_ignores_learners_that_served_and_ranks_foreign_members_last() {
+    let mut members = three_started();
+    members.push(Member { is_learner: true, ..member(0x55, "etcd-5", &peer(5)) });
+    members.push(member(0x99, "", "http://elsewhere:2380"));
+    members.push(member(0x33, "", &peer(3)));
+    assert_eq!(after_add(0x33, &members, ordinal_of), AfterAdd::Hold { other: 0x99 });
+    assert_eq!(after_add(0x99, &members, ordinal_of), AfterAdd::Withdraw { other: 0x33 });
+}
+
+#[test]
+fn after_add_without_my_entry_starts_with_what_it_has() {
+    assert_eq!(after_add(0x77, &three_started(), ordinal_of), AfterAdd::Start);
+}
