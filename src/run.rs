@@ -207,10 +207,13 @@ async fn add_member(ctx: &Context, round: &mut Round, learner: bool, reason: &st
             settle_join(ctx, member, added.id, all).await
         }
         // Someone (an earlier run of this pod) added my peer URL already: observe again and reuse it.
-        Err(CallError::AlreadyDone(m)) => {
+        Err(CallError::AlreadyDone(m)) if m.to_ascii_lowercase().contains("already exists") => {
             info!("{m}: looking for the entry to reuse");
             Ok(Step::Again)
         }
+        // etcd derives an added member's ID from its peer URL and the current second: an add
+        // right after a removed one clashes ("member not found"). Retry with backoff.
+        Err(CallError::AlreadyDone(m)) => Ok(Step::Retry(format!("member add refused for now: {m}"))),
         Err(CallError::Transient(m)) => Ok(Step::Retry(format!("member add refused for now: {m}"))),
         Err(fatal) => Err(cluster::cluster_error("member add", member.host(), &fatal)),
     }
