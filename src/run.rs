@@ -17,8 +17,11 @@ use crate::peers::{self, PeerScan};
 use crate::signals::Shutdown;
 use crate::view::{ClusterView, Member};
 
-/// Pause between two observations while waiting.
-const POLL_INTERVAL: Duration = Duration::from_secs(1);
+/// Pause between two observations while waiting (a round against DNS alone takes milliseconds,
+/// so a short pause lets a new cluster start as soon as its last peer appears).
+const POLL_INTERVAL: Duration = Duration::from_millis(250);
+/// First backoff after a refused membership call.
+const RETRY_BASE: Duration = Duration::from_secs(1);
 /// A WAIT with an unchanged reason is logged this often.
 const WAIT_LOG_EVERY: Duration = Duration::from_secs(5);
 /// Pause before looking again for a concurrent joiner after my add.
@@ -77,7 +80,7 @@ enum Step {
 /// The pause before the `attempt`-th retry (1-based): 1 s, 2 s, 4 s, 8 s, 8 s, ...
 pub fn retry_delay(attempt: u32) -> Duration {
     let factor = 1u32.checked_shl(attempt.saturating_sub(1)).unwrap_or(u32::MAX);
-    POLL_INTERVAL.saturating_mul(factor).min(RETRY_CAP)
+    RETRY_BASE.saturating_mul(factor).min(RETRY_CAP)
 }
 
 /// `delay` stretched by a random 0-50 %, so pods started together do not retry in lockstep.
