@@ -36,10 +36,10 @@ fn why(goal: &str, f: &Facts, r: &Results) -> String {
              last pod started, a fraction of a second, so 1.10x leaves a few tens of milliseconds for everything \
              etcd-bootstrap does. Its pods took {x3} (median) from their start to the exec of etcd (diagnostics \
              below); two waits make up nearly all of it:\n\n\
-             1. *The 1 s poll.* Pods start one after the other and appear in DNS as they start, so every pod \
-             but the last finds an initial peer missing on its first look, logs a WAIT, and looks again only \
-             after the poll interval (`POLL_INTERVAL`, 1 s, in `src/run.rs`). The shell script's `sleep 1` is \
-             the same wait, which is why it lands near 1 s.\n\
+             1. *The poll.* Pods start one after the other and appear in DNS as they start, so every pod \
+             but the last finds an initial peer missing on its first look, logs a WAIT, and looks again \
+             after the poll interval (`POLL_INTERVAL`, 250 ms, in `src/run.rs`; it was 1 s, like the shell \
+             script's `sleep 1`, until this report's commit).\n\
              2. *The probe timeout.* The last pod saw every peer at once and exec'd etcd within milliseconds. \
              That etcd accepts connections but answers nothing until the cluster has formed, which needs the \
              other pods; so on their second look every other pod's probe of it lasts the whole \
@@ -47,13 +47,13 @@ fn why(goal: &str, f: &Facts, r: &Results) -> String {
              the same start takes {q3} and {q5}: what is left is the poll.\n\n\
              The DNS-late starts show the same two waits (etcd-bootstrap {l3} and {l5} from the last record, \
              the floor {lf3} and {lf5}).\n\n\
-             What would close it: (a) while waiting only for the initial peers' DNS with an empty data dir, \
-             look again after tens of milliseconds rather than a second (a lookup is cheap; back off only after \
-             some seconds); (b) during an initial bootstrap, do not wait out the probe timeout on peers that \
-             accept connections but answer nothing: a formed cluster answers within milliseconds, so with an \
-             empty data dir, every initial peer resolving and no answer within ~100-200 ms, decide NEW. \
+             What would close it: the probe timeout is the wait that is left. During an initial bootstrap, do \
+             not wait it out on peers that accept connections but answer nothing: ask their peer port instead \
+             (`GET /members` on 2380, which etcd serves before it has quorum, as etcd's own \
+             `--initial-cluster-state existing` does): a member list with no client URLs is a static cluster \
+             that has never served, which is an authoritative \"never started\" within milliseconds. \
              Shortening `--probe-timeout` for everything is not the fix: a slow but formed cluster would then \
-             look absent. With both, what remains per pod is etcd-bootstrap's own start-to-exec (about \
+             look absent, and an empty pod must never take a formed cluster for a new one. With both, what remains per pod is etcd-bootstrap's own start-to-exec (about \
              {e} with peers ready, below) and one short poll period; whether that fits a 10% margin of a \
              sub-second floor has to be measured.",
             b3 = s(r, "cold.3.bootstrap"),
