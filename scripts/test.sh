@@ -62,4 +62,16 @@ printf '%s: %s, %s bytes\n' "$bin" "$(ldd "$bin" 2>&1 | tr -d '\t')" "$(stat -c 
 export ETCD_BOOTSTRAP_STATIC_BIN="$bin"
 
 log "tests (unit and integration; crash points compiled in for the test binary only)"
-cargo test --locked --features crash-points --all-targets -- --test-threads="${TEST_THREADS:-6}"
+# The benchmark (bench/) is not a test: clippy checks it above, bench/run.sh runs it.
+results="$(mktemp)"
+trap 'rm -f "$results"' EXIT
+set +e
+cargo test --locked --features crash-points --lib --bins --tests -- --test-threads="${TEST_THREADS:-6}" \
+  2>&1 | tee "$results"
+status=${PIPESTATUS[0]}
+set -e
+passed=$(grep -o '^test result: [A-Za-z]*\. [0-9]* passed' "$results" | awk '{s += $4} END {print s + 0}')
+failed=$(grep -o '[0-9]* failed;' "$results" | awk '{s += $1} END {print s + 0}')
+echo
+echo "${passed} passed, ${failed} failed"
+exit "$status"
