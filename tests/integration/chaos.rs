@@ -24,7 +24,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::bed::{Fault, PodExit, Signal};
-use crate::bootstrap::setup;
+use crate::bootstrap::{decisions, etcd_pod, setup};
 use crate::etcd_check::Checker;
 use crate::stateful_set::{missing_on, Set, Writer, STARTED};
 
@@ -1057,3 +1057,40 @@ fn the_schedule_depends_on_the_seed_alone_and_respects_the_scale_rules() {
     assert_eq!(parse_seed("x"), None);
 }
 
+// ----- regressions the chaos runs found ----------------------------------------------------------
+
+/// Found by seed 5304 (`scale down`, `scale down`, `scale up (joins as voter, kill -9 at "member
+/// added")`): in a 1 -> 2 scale-up the new voter is needed for quorum from the moment it is added.
+/// Killed between its `member add` and etcd's first start, its restart saw started members and no
+/// quorum and waited for quorum forever, instead of reusing the entry added for it.
+#[tokio::test(flavor = "multi_thread")]
+async fn regression_voter_killed_between_add_and_start_of_a_one_to_two_scale_up_reuses_its_entry() {
+    let name = "regression_voter_killed_between_add_and_start_of_a_one_to_two_scale_up_reuses_its_entry";
+    let Some(etcd) = setup(name) else { return };
+    if !cfg!(feature = "crash-points") {
+        let why = "needs --features crash-points (scripts/test.sh builds with it)";
+        assert!(!crate::prereq::in_ci(), "{name}: {why}");
+        eprintln!("SKIPPED {name}: {why}");
+        return;
+    }
+    let bed = crate::bed::Bed::new("chaos-add-1to2").await;
+    let check = Checker::plain(&bed);
+    let single = |o: u32| etcd_pod(&bed, o, &etcd).env("ETCD_BOOTSTRAP_INITIAL_CLUSTER_SIZE", "1");
+    bed.start_pod(0, single(0)).await;
+    check.wait_healthy(&[0], DEFAULT_BOUND).await;
+    check.put_keys(&[0], "before", 20).await;
+    bed.start_pod(1, single(1).env("ETCD_BOOTSTRAP_TEST_CRASH_AFTER", "after-add")).await;
+    let exit = bed.wait_exit(1, Duration::from_secs(60)).await;
+    assert_eq!(exit, Some(PodExit::Code(137)), "{}", bed.logs(1));
+    let members = check.members(&[0]).await.expect("etcd-0's member list");
+    assert_eq!(members.len(), 2, "{members:?}");
+    assert!(check.healthy_view(0).await.is_err(), "two voters, one never started: no quorum");
+    // The kubelet's restart (a deleted and recreated pod decides the same: same peer URL).
+    bed.delete_pod(1).await;
+    bed.start_pod(1, single(1)).await;
+    check.wait_healthy(&[0, 1], DEFAULT_BOUND).await;
+    let seen = decisions(&bed, 1);
+    assert_eq!(seen.last().map(String::as_str), Some("JOIN"), "{seen:?}\n{}", bed.logs(1));
+    assert!(bed.logs_current(1).contains("no quorum"), "{}", bed.logs_current(1));
+    check.assert_keys_on(1, "before", 20).await;
+}
