@@ -1,8 +1,9 @@
 //! Chaos on the pod bed (issue 6): a StatefulSet of etcd pods with the sidecar, a writer recording
 //! every acknowledged put, and a seeded random schedule of faults a real cluster must survive.
 //! After each operation the cluster must converge within a bound: every pod healthy, members ==
-//! pods (all started, no learner, no duplicate peer URL), one cluster ID (the first one), and,
-//! every few operations and at the end, every acknowledged write readable on every pod.
+//! pods (all started, no learner, no duplicate peer URL), one cluster ID (the first one), no
+//! container ended that no operation ended, and, every few operations and at the end, every
+//! acknowledged write readable on every pod.
 //!
 //! The test plays the parts Kubernetes plays: the kubelet (a container whose PID 1 ended is
 //! restarted, with a short backoff) and the StatefulSet controller (pods created and deleted from
@@ -23,7 +24,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crate::bed::{Fault, PodExit, Signal};
+use crate::bed::{Fault, PodExit, Publish, Signal};
 use crate::bootstrap::{decisions, etcd_pod, setup};
 use crate::etcd_check::Checker;
 use crate::stateful_set::{missing_on, Set, Writer, STARTED};
@@ -108,7 +109,7 @@ impl Rng {
 
     /// True with probability 1/n.
     fn one_in(&mut self, n: u64) -> bool {
-        self.next() % n == 0
+        self.next().is_multiple_of(n)
     }
 
     fn secs(&mut self, lo: u64, hi: u64) -> Duration {
@@ -186,6 +187,8 @@ enum Op {
     VolumeLoss { pod: u32, learner: bool, crash: Option<Crash> },
     /// One more pod (the StatefulSet's next ordinal, its old volume if it had one).
     ScaleUp { learner: bool, crash: Option<Crash> },
+    /// Two more pods at once (podManagementPolicy: Parallel): they must join one at a time.
+    ScaleUpTwo { learner: bool },
     /// One pod fewer (the highest ordinal); the sidecar removes its member.
     ScaleDown,
     /// The pod's network cut for a while, then restored.
@@ -211,6 +214,7 @@ impl Op {
             Op::VolumeLoss { .. } => "volume loss + kill -9 while replacing",
             Op::ScaleUp { crash: None, .. } => "scale up",
             Op::ScaleUp { .. } => "scale up + kill -9 while joining",
+            Op::ScaleUpTwo { .. } => "scale up by two at once",
             Op::ScaleDown => "scale down",
             Op::NetworkCut { .. } => "network cut",
             Op::Dns { fault: DnsFault::Servfail, .. } => "dns SERVFAIL",
@@ -257,6 +261,9 @@ impl fmt::Display for Op {
             Op::ScaleUp { learner, crash: c } => {
                 write!(f, "scale up (joins as {}{})", join(*learner), crash(c))
             }
+            Op::ScaleUpTwo { learner } => {
+                write!(f, "scale up by two pods at once (join as {})", join(*learner))
+            }
             Op::ScaleDown => write!(f, "scale down"),
             Op::NetworkCut { pod, for_ } => write!(f, "cut etcd-{pod}'s network for {}s", for_.as_secs()),
             Op::Dns { fault, for_, kill } => {
@@ -291,7 +298,7 @@ fn draw(rng: &mut Rng, n: u32, created: u32) -> Op {
     let scale_up = match n {
         1 | 2 => 4,
         3 => 2,
-        4 => 1,
+        4 => 2,
         _ => 0,
     };
     let scale_down = match n {
@@ -300,20 +307,21 @@ fn draw(rng: &mut Rng, n: u32, created: u32) -> Op {
         3 => 2,
         _ => 4,
     };
-    let weights: [(u32, u32); 13] = [
-        (0, 4),                          // kill -9 etcd
-        (1, 2),                          // pod crash
-        (2, 2),                          // pod delete
-        (3, 1),                          // rolling restart
-        (4, if n >= 3 { 2 } else { 0 }), // volume loss
-        (5, scale_up),                   // scale up
-        (6, scale_down),                 // scale down
-        (7, if n >= 2 { 2 } else { 0 }), // network cut
-        (8, 1),                          // dns SERVFAIL
-        (9, 1),                          // dns timeout
-        (10, 1),                         // dns late
-        (11, 1),                         // NXDOMAIN
-        (12, 1),                         // kill -9 sidecar
+    let weights: [(u32, u32); 14] = [
+        (0, 4),                           // kill -9 etcd
+        (1, 2),                           // pod crash
+        (2, 2),                           // pod delete
+        (3, 1),                           // rolling restart
+        (4, if n >= 3 { 2 } else { 0 }),  // volume loss
+        (5, scale_up),                    // scale up
+        (6, scale_down),                  // scale down
+        (7, if n >= 2 { 2 } else { 0 }),  // network cut
+        (8, 1),                           // dns SERVFAIL
+        (9, 1),                           // dns timeout
+        (10, 1),                          // dns late
+        (11, 1),                          // NXDOMAIN
+        (12, 1),                          // kill -9 sidecar
+        (13, if n <= 3 { 1 } else { 0 }), // scale up by two at once
     ];
     let total: u32 = weights.iter().map(|(_, w)| w).sum();
     let mut pick = rng.below(total);
@@ -329,10 +337,10 @@ fn draw(rng: &mut Rng, n: u32, created: u32) -> Op {
         })
         .map(|(k, _)| *k)
         .expect("a weight is picked");
-    // A third of the starts that change membership get a kill -9: a quarter of those at a random
+    // Half the starts that change membership get a kill -9: a quarter of those at a random
     // moment, the others right after one of the steps this start goes through.
     let crash = |rng: &mut Rng, steps: &[Step]| {
-        if !rng.one_in(3) {
+        if !rng.one_in(2) {
             None
         } else if rng.one_in(4) {
             Some(Crash::After(rng.millis(0, 3000)))
@@ -375,7 +383,8 @@ fn draw(rng: &mut Rng, n: u32, created: u32) -> Op {
             let pod = rng.below(n);
             Op::Nxdomain { pod, for_: rng.secs(3, 8), kill: rng.one_in(2) }
         }
-        _ => Op::KillSidecar { pod: rng.below(n) },
+        12 => Op::KillSidecar { pod: rng.below(n) },
+        _ => Op::ScaleUpTwo { learner: rng.one_in(2) },
     }
 }
 
@@ -393,6 +402,10 @@ fn schedule(seed: u64, ops: u32) -> Vec<Op> {
                 n += 1;
                 created = created.max(n);
             }
+            Op::ScaleUpTwo { .. } => {
+                n += 2;
+                created = created.max(n);
+            }
             Op::ScaleDown => n -= 1,
             _ => {}
         }
@@ -403,7 +416,8 @@ fn schedule(seed: u64, ops: u32) -> Vec<Op> {
 
 // ----- the kubelet -----------------------------------------------------------------------------
 
-/// A container end the schedule did not cause, for the report.
+/// A container end the schedule did not cause: it fails the run (a member removed while its pod
+/// runs makes etcd exit, a bootstrap that gives up exits non-zero).
 #[derive(Debug, Clone)]
 struct Exit {
     at_op: String,
@@ -554,6 +568,8 @@ struct Chaos<'a> {
     /// a scale-up; kept when a pod is recreated).
     learner: BTreeMap<u32, bool>,
     cluster_id: u64,
+    /// Draws each pod creation's DNS delay: a stream of its own, so the schedule stays the seed's.
+    dns_rng: Rng,
     figures: Figures,
     /// `op 17/200 (kill -9 etcd-2)`, for messages.
     at: Arc<Mutex<String>>,
@@ -594,10 +610,22 @@ impl Chaos<'_> {
         }
     }
 
+    /// How pod `pod`'s next creation goes: its template's join mode, and when it appears in
+    /// DNS (at once, or up to 3 s late, as a real cluster DNS may be), drawn from the seed.
+    fn template(&mut self, pod: u32) -> (bool, Publish) {
+        let learner = self.learner.get(&pod).copied().unwrap_or(false);
+        let publish = if self.dns_rng.one_in(2) {
+            Publish::Now
+        } else {
+            Publish::After(self.dns_rng.millis(100, 3000))
+        };
+        (learner, publish)
+    }
+
     /// Create pod `pod` as the StatefulSet does (its volume kept), with its sidecar.
     async fn create(&mut self, pod: u32) {
-        let learner = self.learner.get(&pod).copied().unwrap_or(false);
-        self.set.start(pod, learner).await;
+        let (learner, publish) = self.template(pod);
+        self.set.start_with(pod, learner, publish).await;
     }
 
     /// kill -9 pod `pod`'s etcd container (PID 1), if it runs; the kubelet restarts it.
@@ -623,6 +651,15 @@ impl Chaos<'_> {
         loop {
             let at = self.at();
             self.kubelet.tick(self.set, &at).await;
+            if let Some(end) = self.kubelet.unexpected.first() {
+                self.fail(&format!(
+                    "etcd-{}'s {} ended by itself ({}), which no operation caused; its last lines:\n  {}",
+                    end.pod,
+                    if end.exit.starts_with("sidecar") { "sidecar" } else { "container" },
+                    end.exit,
+                    end.last_lines.join("\n  ")
+                ));
+            }
             match self.check().await {
                 Ok(()) => break,
                 Err(problem) => last = problem,
@@ -731,6 +768,8 @@ impl Chaos<'_> {
                 if Instant::now() > deadline {
                     self.fail(&problem);
                 }
+                let at = self.at();
+                self.kubelet.tick(self.set, &at).await;
                 tokio::time::sleep(Duration::from_millis(300)).await;
             }
         }
@@ -783,6 +822,14 @@ impl Chaos<'_> {
                 if let Some(crash) = crash {
                     since = self.crash_during_start(pod, *crash).await;
                 }
+            }
+            Op::ScaleUpTwo { learner } => {
+                let (a, b) = (self.n, self.n + 1);
+                self.n += 2;
+                self.learner.insert(a, *learner);
+                self.learner.insert(b, *learner);
+                let ((la, pa), (lb, pb)) = (self.template(a), self.template(b));
+                tokio::join!(self.set.start_with(a, la, pa), self.set.start_with(b, lb, pb));
             }
             Op::ScaleDown => {
                 let pod = self.n - 1;
@@ -873,8 +920,8 @@ impl Chaos<'_> {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn short_chaos_schedule_keeps_every_acknowledged_write() {
-    let name = "short_chaos_schedule_keeps_every_acknowledged_write";
+async fn seeded_chaos_schedule_converges_and_keeps_every_acknowledged_write() {
+    let name = "seeded_chaos_schedule_converges_and_keeps_every_acknowledged_write";
     let Some(etcd) = setup(name) else { return };
     let cfg = Config::from_env();
     let ops = schedule(cfg.seed, cfg.ops);
@@ -913,6 +960,7 @@ async fn short_chaos_schedule_keeps_every_acknowledged_write() {
         n: INITIAL_PODS,
         learner: BTreeMap::new(),
         cluster_id,
+        dns_rng: Rng(cfg.seed ^ 0x5055_424c_4953_4821),
         figures: Figures::default(),
         at: at.clone(),
     };
@@ -936,7 +984,7 @@ async fn short_chaos_schedule_keeps_every_acknowledged_write() {
             took.as_secs_f64(),
             chaos.n
         );
-        if (i as u32 + 1) % cfg.verify_every == 0 {
+        if (i as u32 + 1).is_multiple_of(cfg.verify_every) {
             let n = chaos.read_back().await;
             line.push_str(&format!("; all {n} acknowledged writes readable on every pod"));
         }
@@ -1035,6 +1083,10 @@ fn the_schedule_depends_on_the_seed_alone_and_respects_the_scale_rules() {
         for op in &ops {
             match op {
                 Op::ScaleUp { .. } => n += 1,
+                Op::ScaleUpTwo { .. } => {
+                    assert!(n <= 3, "seed {seed}: {op} with {n} pods");
+                    n += 2
+                }
                 Op::ScaleDown => n -= 1,
                 Op::VolumeLoss { pod, .. } => assert!(n >= 3 && *pod < n, "seed {seed}: {op} with {n} pods"),
                 Op::NetworkCut { pod, .. } => assert!(n >= 2 && *pod < n, "seed {seed}: {op} with {n} pods"),
@@ -1049,7 +1101,7 @@ fn the_schedule_depends_on_the_seed_alone_and_respects_the_scale_rules() {
             assert!((1..=MAX_PODS).contains(&n), "seed {seed}: scaled to {n}");
         }
         let kinds: BTreeSet<&str> = ops.iter().map(Op::kind).collect();
-        assert!(kinds.len() >= 14, "seed {seed}: 500 operations should cover every kind: {kinds:?}");
+        assert!(kinds.len() >= 16, "seed {seed}: 500 operations should cover every kind: {kinds:?}");
     }
     assert_ne!(schedule(1, 50), schedule(2, 50));
     assert_eq!(parse_seed("0x2a"), Some(42));
@@ -1093,4 +1145,50 @@ async fn regression_voter_killed_between_add_and_start_of_a_one_to_two_scale_up_
     assert_eq!(seen.last().map(String::as_str), Some("JOIN"), "{seen:?}\n{}", bed.logs(1));
     assert!(bed.logs_current(1).contains("no quorum"), "{}", bed.logs_current(1));
     check.assert_keys_on(1, "before", 20).await;
+}
+
+/// Found by seed 1795304176553180916 (op 289 `crash pod etcd-3, recreate`, op 290 `etcd-3
+/// NXDOMAIN for 8s`): the recreated pod's new IP was in DNS too briefly for the leader's sidecar
+/// to see it, so when its name stayed NXDOMAIN past the removal delay the sidecar probed the old
+/// pod's IP, got no answer, and removed a member that ran and was connected to the leader.
+#[tokio::test(flavor = "multi_thread")]
+async fn regression_running_member_whose_new_ip_never_reached_dns_is_not_removed() {
+    let name = "regression_running_member_whose_new_ip_never_reached_dns_is_not_removed";
+    let Some(etcd) = setup(name) else { return };
+    let set = Set::new("chaos-stale-ip", etcd).await;
+    for o in 0..3 {
+        set.start(o, false).await;
+    }
+    set.healthy(&[0, 1, 2]).await;
+    // The leader stays on a pod that stays (etcd-0), so its sidecar is the one that decides.
+    let mut c = crate::stateful_set::client(&set.bed, &[0]).await.expect("connect");
+    let list = c.member_list().await.expect("member list");
+    let id0 = list.members().iter().find(|m| m.name() == "etcd-0").expect("etcd-0").id();
+    if set.leader_ordinal(0).await != Some(0) {
+        let leader = set.leader_ordinal(0).await.expect("a leader");
+        let mut lc = crate::stateful_set::client(&set.bed, &[leader]).await.expect("connect to the leader");
+        lc.move_leader(id0).await.expect("move the leader to etcd-0");
+    }
+    // etcd-0's sidecar has looked etcd-2 up (its IP is known) by now.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    set.delete(2).await;
+    set.start_with(2, false, Publish::Never).await;
+    let writer = Writer::start((0..3).map(|o| set.bed.client_url(o)).collect());
+    // Well past the removal delay: etcd-2 runs on a new IP that DNS never had.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while Instant::now() < deadline {
+        assert_eq!(
+            set.member_names(0).await.len(),
+            3,
+            "a running member was removed\n{}",
+            set.logs(&[0, 1, 2])
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert_eq!(set.leader_ordinal(0).await, Some(0), "the test needs etcd-0 to lead throughout");
+    let reachable = "reason=\"reachable\"";
+    assert!(set.log_count(&[0], reachable) >= 1, "no reachable skip logged\n{}", set.sidecar_logs(0));
+    set.bed.publish(2);
+    set.healthy(&[0, 1, 2]).await;
+    writer.stop_and_verify(&set, &[0, 1, 2]).await;
 }

@@ -15,7 +15,7 @@ use etcd_client::{Client, ConnectOptions, GetOptions};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
-use crate::bed::{Bed, PodSpec};
+use crate::bed::{Bed, PodSpec, Publish};
 use crate::bootstrap::{bootstrap_bin, etcd_pod};
 use crate::etcd_check::{self, bed_logs};
 
@@ -62,7 +62,12 @@ impl Set {
 
     /// Create pod `ordinal` (etcd-bootstrap as PID 1, learner joins if asked) and its sidecar.
     pub async fn start(&self, ordinal: u32, learner: bool) {
-        let mut spec: PodSpec = etcd_pod(&self.bed, ordinal, &self.etcd);
+        self.start_with(ordinal, learner, Publish::Now).await
+    }
+
+    /// [`Set::start`], the pod appearing in DNS as `publish` says.
+    pub async fn start_with(&self, ordinal: u32, learner: bool, publish: Publish) {
+        let mut spec: PodSpec = etcd_pod(&self.bed, ordinal, &self.etcd).publish(publish);
         if learner {
             spec = spec.env("ETCD_BOOTSTRAP_JOIN_AS", "learner");
         }
@@ -76,8 +81,9 @@ impl Set {
         self.start_sidecar(ordinal);
     }
 
-    /// `etcd-bootstrap sidecar` in pod `ordinal`'s network, UTS and mount namespaces: its hostname
-    /// is the pod name and its resolv.conf the pod's, as for a second container.
+    /// `etcd-bootstrap sidecar` in pod `ordinal`'s network and UTS namespaces and a copy of its
+    /// mounts: its hostname is the pod name and its resolv.conf the pod's, as for a second
+    /// container.
     pub fn start_sidecar(&self, ordinal: u32) {
         let pid = self.bed.pid1(ordinal).to_string();
         let mut log = std::fs::OpenOptions::new()
@@ -88,8 +94,12 @@ impl Set {
         use std::io::Write;
         writeln!(log, "===== sidecar of etcd-{ordinal} started =====").expect("write the sidecar log");
         let stderr = log.try_clone().expect("clone the log handle");
+        // Its own /proc, as a container has: a private copy of the pod's mounts (resolv.conf and
+        // hosts included) with a procfs where /proc/self is the sidecar, so /proc/net/tcp shows
+        // the pod's network namespace. unshare -m and sh exec: the child is the sidecar itself.
         let mut cmd = Command::new("nsenter");
-        cmd.args(["-t", &pid, "-n", "-u", "-m", "--"])
+        cmd.args(["-t", &pid, "-n", "-u", "-m", "--", "unshare", "-m", "--propagation", "private"])
+            .args(["/bin/sh", "-c", "mount -t proc proc /proc && exec \"$@\"", "sidecar"])
             .arg(bootstrap_bin())
             .args(["sidecar", "--interval", INTERVAL, "--removal-delay", "5s"])
             .args(["--metrics-port", &METRICS_PORT.to_string()])
@@ -285,7 +295,16 @@ impl Writer {
                 match missing {
                     Ok(m) if m.is_empty() => break,
                     _ if Instant::now() > deadline => {
-                        panic!("etcd-{o}: acknowledged writes not readable: {missing:?}\n{}", set.logs(&[o]))
+                        let what = match missing {
+                            Ok(m) => format!(
+                                "{} of {} missing, e.g. {:?}",
+                                m.len(),
+                                acked.len(),
+                                &m[..m.len().min(5)]
+                            ),
+                            Err(e) => e,
+                        };
+                        panic!("etcd-{o}: acknowledged writes not readable: {what}\n{}", set.logs(&[o]))
                     }
                     _ => tokio::time::sleep(Duration::from_millis(300)).await,
                 }
