@@ -141,7 +141,14 @@ fn decide_empty(obs: &Observation<'_>, settings: &Settings) -> Verdict {
             join_running(obs.me, members, settings)
         }
         ClusterView::Answer { members, quorum: false, .. } if members.iter().any(Member::served) => {
-            wait_for_quorum(obs.me, members)
+            match my_added_entry(obs.me, members) {
+                // Added for me and never started: joining as it needs no quorum, and quorum may
+                // need it (a 1 -> 2 scale-up whose pod died between the add and etcd's start).
+                Some(entry) => {
+                    reuse_entry(entry, "; the cluster has no quorum, which it may need this member for")
+                }
+                None => wait_for_quorum(obs.me, members),
+            }
         }
         ClusterView::NoAnswer { .. } | ClusterView::Answer { .. } => initial_bootstrap(obs, settings),
     }
@@ -229,15 +236,25 @@ fn wait_for_quorum(me: &Me, members: &[Member]) -> Verdict {
     verdict(Decision::Wait, reason)
 }
 
+/// An entry with my peer URL that has never served: added for this pod by an earlier run that
+/// did not get to start etcd (or did not get far).
+fn my_added_entry<'m>(me: &Me, members: &'m [Member]) -> Option<&'m Member> {
+    members.iter().find(|m| !m.served() && m.peer_urls.contains(&me.peer_url))
+}
+
+fn reuse_entry(entry: &Member, why: &str) -> Verdict {
+    verdict(
+        Decision::Join { reuse: Some(entry.id), as_learner: entry.is_learner },
+        format!(
+            "member {:x} was added with my peer URL and never started{why}: join as that member",
+            entry.id
+        ),
+    )
+}
+
 fn join_running(me: &Me, members: &[Member], settings: &Settings) -> Verdict {
-    if let Some(entry) = members.iter().find(|m| !m.served() && m.peer_urls.contains(&me.peer_url)) {
-        return verdict(
-            Decision::Join { reuse: Some(entry.id), as_learner: entry.is_learner },
-            format!(
-                "member {:x} was added with my peer URL and never started: join as that member",
-                entry.id
-            ),
-        );
+    if let Some(entry) = my_added_entry(me, members) {
+        return reuse_entry(entry, "");
     }
     if let Some(old) =
         members.iter().find(|m| m.served() && (m.name == me.name || m.peer_urls.contains(&me.peer_url)))

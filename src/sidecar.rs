@@ -437,16 +437,21 @@ impl<'a> Sidecar<'a> {
         let id = &self.ctx.identity;
         let mut probes = JoinSet::new();
         let mut answers = BTreeMap::new();
+        // A pod recreated with a new IP that DNS stopped answering for before this sidecar looked
+        // it up has only a stale address here; where its member is alive, it is connected to the
+        // local member's peer port: look for the candidate at every such peer too.
+        let connected = peer_connection_ips(self.ctx.member.peer_port);
         for m in members.iter().filter(|m| m.id != leader && (!m.is_learner || m.id == candidate)) {
             let ordinal = member_ordinal(id, m);
             let url = m.client_urls.first().map(String::as_str).unwrap_or_default();
             let ip = ordinal
                 .and_then(|o| observed.ips.get(&o).or_else(|| self.last_ip.get(&o)).copied())
                 .or_else(|| url_host(url).and_then(|h| h.parse::<IpAddr>().ok()));
-            let Some(ip) = ip else {
-                answers.insert(m.id, false);
-                continue;
-            };
+            let mut ips: BTreeSet<IpAddr> = ip.into_iter().collect();
+            if m.id == candidate {
+                ips.extend(connected.iter().copied());
+            }
+            answers.insert(m.id, false);
             let scheme = url.split_once("://").map_or(self.ctx.access.scheme(), |(s, _)| {
                 if s == "https" {
                     "https"
@@ -455,19 +460,21 @@ impl<'a> Sidecar<'a> {
                 }
             });
             let port = url_port(url).unwrap_or(self.ctx.member.client_port);
-            let host = url_host(url)
-                .map(str::to_string)
-                .or_else(|| ordinal.map(|o| id.peer_host(o)))
-                .unwrap_or_else(|| ip.to_string());
-            let addr = SocketAddr::new(ip, port);
-            let endpoint = Endpoint { host, url: format!("{scheme}://{addr}") };
-            let access = self.ctx.access.clone();
-            let timeout = self.ctx.probe_timeout;
-            let member_id = m.id;
-            probes.spawn(async move {
-                let report = cluster::status_at(&access, &endpoint, timeout).await;
-                (member_id, endpoint, report)
-            });
+            for ip in ips {
+                let host = url_host(url)
+                    .map(str::to_string)
+                    .or_else(|| ordinal.map(|o| id.peer_host(o)))
+                    .unwrap_or_else(|| ip.to_string());
+                let addr = SocketAddr::new(ip, port);
+                let endpoint = Endpoint { host, url: format!("{scheme}://{addr}") };
+                let access = self.ctx.access.clone();
+                let timeout = self.ctx.probe_timeout;
+                let member_id = m.id;
+                probes.spawn(async move {
+                    let report = cluster::status_at(&access, &endpoint, timeout).await;
+                    (member_id, endpoint, report)
+                });
+            }
         }
         while let Some(joined) = probes.join_next().await {
             let Ok((member_id, endpoint, report)) = joined else { continue };
@@ -482,7 +489,7 @@ impl<'a> Sidecar<'a> {
                     false
                 }
             };
-            answers.insert(member_id, answered);
+            *answers.entry(member_id).or_insert(false) |= answered;
         }
         answers
     }
@@ -524,6 +531,56 @@ impl<'a> Sidecar<'a> {
             None => info!(action = "skip-removal", reason, "no removal this round: {}{dns}", skip.detail),
         }
     }
+}
+
+/// Remote addresses of the established TCP connections from or to `peer_port` in this network
+/// namespace (the pod's: the sidecar shares it with etcd), loopback left out: the peers the local
+/// member is connected to. Empty where `/proc/net/tcp` cannot be read.
+fn peer_connection_ips(peer_port: u16) -> BTreeSet<IpAddr> {
+    ["/proc/net/tcp", "/proc/net/tcp6"]
+        .iter()
+        .filter_map(|path| std::fs::read_to_string(path).ok())
+        .flat_map(|text| established_peers(&text, peer_port))
+        .collect()
+}
+
+/// [`peer_connection_ips`] from the text of `/proc/net/tcp` or `/proc/net/tcp6`.
+fn established_peers(text: &str, peer_port: u16) -> Vec<IpAddr> {
+    const ESTABLISHED: &str = "01";
+    text.lines()
+        .skip(1)
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace().skip(1);
+            let (local, remote, state) = (fields.next()?, fields.next()?, fields.next()?);
+            let (_, local_port) = proc_net_addr(local)?;
+            let (ip, remote_port) = proc_net_addr(remote)?;
+            let peer = local_port == peer_port || remote_port == peer_port;
+            (state == ESTABLISHED && peer && !ip.is_loopback() && !ip.is_unspecified()).then_some(ip)
+        })
+        .collect()
+}
+
+/// `0100007F:094C` (IPv4) or 32 hex digits `:port` (IPv6): each 32-bit word in host (little-endian)
+/// order, the port in big-endian hex.
+fn proc_net_addr(field: &str) -> Option<(IpAddr, u16)> {
+    let (addr, port) = field.split_once(':')?;
+    let port = u16::from_str_radix(port, 16).ok()?;
+    let words: Vec<u32> = (0..addr.len() / 8)
+        .map(|i| addr.get(i * 8..i * 8 + 8).and_then(|w| u32::from_str_radix(w, 16).ok()))
+        .collect::<Option<_>>()?;
+    let ip = match words.as_slice() {
+        [w] if addr.len() == 8 => IpAddr::from(w.to_le_bytes()),
+        [a, b, c, d] if addr.len() == 32 => {
+            let mut bytes = [0u8; 16];
+            for (i, w) in [a, b, c, d].into_iter().enumerate() {
+                bytes[i * 4..i * 4 + 4].copy_from_slice(&w.to_le_bytes());
+            }
+            let v6 = std::net::Ipv6Addr::from(bytes);
+            v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4)
+        }
+        _ => return None,
+    };
+    Some((ip, port))
 }
 
 /// The ordinals to look up: a range from the lowest known to one past the highest (a pod about
@@ -593,6 +650,37 @@ mod tests {
         assert_eq!(lookup_set(&BTreeSet::from([100, 101])), BTreeSet::from([100, 101, 102]));
         assert_eq!(lookup_set(&BTreeSet::from([0, 1000])), BTreeSet::from([0, 1000, 1001]));
         assert!(lookup_set(&BTreeSet::new()).is_empty());
+    }
+
+    // Found by the chaos run: a pod recreated with a new IP, then its name NXDOMAIN for longer
+    // than the removal delay; the leader's sidecar knew only the old IP, probed it, and removed
+    // the member while it ran and was connected to the leader. Connected peers are probed too.
+    #[test]
+    fn established_peer_port_connections_name_the_connected_peers() {
+        let tcp =
+            "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 00000000:094C 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1 1 0 10 0
+   1: 0A01E70A:094C A301E70A:B3C2 01 00000000:00000000 00:00000000 00000000     0        0 2 1 0 20 4
+   2: 0A01E70A:9C40 0B01E70A:094C 01 00000000:00000000 00:00000000 00000000     0        0 3 1 0 20 4
+   3: 0A01E70A:094C 0C01E70A:B3C3 06 00000000:00000000 00:00000000 00000000     0        0 4 1 0 20 4
+   4: 0A01E70A:094B 0D01E70A:C000 01 00000000:00000000 00:00000000 00000000     0        0 5 1 0 20 4
+   5: 0100007F:094C 0100007F:C001 01 00000000:00000000 00:00000000 00000000     0        0 6 1 0 20 4
+";
+        let ips = established_peers(tcp, 2380);
+        let want: Vec<IpAddr> = ["10.231.1.163", "10.231.1.11"].iter().map(|s| s.parse().unwrap()).collect();
+        assert_eq!(
+            ips, want,
+            "inbound and outbound peer connections; not listening, closing, client-port or loopback ones"
+        );
+        let tcp6 = "  sl  local_address                         remote_address                        st
+   0: 0000000000000000FFFF00000A01E70A:094C 0000000000000000FFFF0000A301E70A:B3C2 01 0
+   1: 000080FE00000000FF005450B6AD1DFE:094C 000080FE00000000FF005450B7AD1DFE:C35A 01 0
+";
+        let ips = established_peers(tcp6, 2380);
+        assert_eq!(ips[0], "10.231.1.163".parse::<IpAddr>().unwrap());
+        assert_eq!(ips[1], "fe80::5054:ff:fe1d:adb7".parse::<IpAddr>().unwrap());
+        assert!(established_peers("", 2380).is_empty());
+        assert_eq!(proc_net_addr("zz:094C"), None);
     }
 
     #[test]

@@ -210,6 +210,17 @@ fn empty_with_my_unstarted_entry_reuses_it() {
     assert_eq!(v.decision, Decision::Join { reuse: Some(0x77), as_learner: false });
 }
 
+// Found by the chaos run (seed 5304): a 1 -> 2 scale-up whose new pod was killed right after its
+// `member add`. The second voter is needed for quorum from the moment it is added, so waiting for
+// quorum before reusing the entry waited forever.
+#[test]
+fn my_unstarted_entry_is_reused_without_quorum_after_a_kill_between_add_and_start() {
+    let members = vec![member(0x10, "etcd-0", &peer(0)), member(0x77, "", MY_URL)];
+    let v = run(DataDirState::Empty, answer(members, false), all_resolve());
+    assert_eq!(v.decision, Decision::Join { reuse: Some(0x77), as_learner: false }, "{}", v.reason);
+    assert!(v.reason.contains("no quorum"), "{}", v.reason);
+}
+
 #[test]
 fn reused_learner_entry_joins_as_learner() {
     let mut members = three_started();

@@ -1,0 +1,386 @@
+//! A StatefulSet on the pod bed, shared by the sidecar and chaos tests: each pod runs
+//! etcd-bootstrap (then etcd) as PID 1 and `etcd-bootstrap sidecar` as a second container (same
+//! network, UTS and mount namespaces), as a StatefulSet with two containers would. Scaling is done
+//! the way a StatefulSet does it: pods are created and deleted, volumes stay. The [`Writer`] makes
+//! puts throughout and records every one etcd acknowledged, so a test can check none was lost.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use etcd_client::{Client, ConnectOptions, GetOptions};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+use crate::bed::{Bed, PodSpec, Publish};
+use crate::bootstrap::{bootstrap_bin, etcd_pod};
+use crate::etcd_check::{self, bed_logs};
+
+/// Short settings so the tests are quick; the defaults are 10s and 2m.
+pub const INTERVAL: &str = "1s";
+pub const REMOVAL_DELAY: Duration = Duration::from_secs(5);
+pub const METRICS_PORT: u16 = 2381;
+pub const HEALTHY: Duration = Duration::from_secs(120);
+
+/// A StatefulSet on the bed: pods with etcd and the sidecar. Sidecars are stopped (SIGTERM, and
+/// checked to end within a second) when their pod is deleted, and killed when this drops, also
+/// on panic, before the bed tears the pods down.
+pub struct Set {
+    pub sidecars: Mutex<BTreeMap<u32, Child>>,
+    pub etcd: PathBuf,
+    pub bed: Bed,
+}
+
+impl Drop for Set {
+    fn drop(&mut self) {
+        let mut sidecars = self.sidecars.lock().unwrap_or_else(|p| p.into_inner());
+        for (_, mut child) in std::mem::take(&mut *sidecars) {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// The log line of a bootstrap that has started (PID 1 is the binary itself by then).
+pub const STARTED: &str = concat!("etcd-bootstrap ", env!("CARGO_PKG_VERSION"), " starting");
+
+impl Set {
+    pub async fn new(name: &str, etcd: PathBuf) -> Set {
+        Set { sidecars: Mutex::new(BTreeMap::new()), etcd, bed: Bed::new(name).await }
+    }
+
+    pub fn sidecar_log(&self, ordinal: u32) -> PathBuf {
+        self.bed.root().join("logs").join(format!("etcd-{ordinal}-sidecar.log"))
+    }
+
+    pub fn sidecar_logs(&self, ordinal: u32) -> String {
+        std::fs::read_to_string(self.sidecar_log(ordinal)).unwrap_or_default()
+    }
+
+    /// Create pod `ordinal` (etcd-bootstrap as PID 1, learner joins if asked) and its sidecar.
+    pub async fn start(&self, ordinal: u32, learner: bool) {
+        self.start_with(ordinal, learner, Publish::Now).await
+    }
+
+    /// [`Set::start`], the pod appearing in DNS as `publish` says.
+    pub async fn start_with(&self, ordinal: u32, learner: bool, publish: Publish) {
+        let mut spec: PodSpec = etcd_pod(&self.bed, ordinal, &self.etcd).publish(publish);
+        if learner {
+            spec = spec.env("ETCD_BOOTSTRAP_JOIN_AS", "learner");
+        }
+        self.bed.start_pod(ordinal, spec).await;
+        // The sidecar enters PID 1's namespaces once PID 1 is the bootstrap itself.
+        assert!(
+            self.bed.wait_log(ordinal, STARTED, Duration::from_secs(20)).await,
+            "etcd-{ordinal} did not start:\n{}",
+            self.bed.logs(ordinal)
+        );
+        self.start_sidecar(ordinal);
+    }
+
+    /// `etcd-bootstrap sidecar` in pod `ordinal`'s network and UTS namespaces and a copy of its
+    /// mounts: its hostname is the pod name and its resolv.conf the pod's, as for a second
+    /// container.
+    pub fn start_sidecar(&self, ordinal: u32) {
+        let pid = self.bed.pid1(ordinal).to_string();
+        let mut log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.sidecar_log(ordinal))
+            .expect("open the sidecar log");
+        use std::io::Write;
+        writeln!(log, "===== sidecar of etcd-{ordinal} started =====").expect("write the sidecar log");
+        let stderr = log.try_clone().expect("clone the log handle");
+        // Its own /proc, as a container has: a private copy of the pod's mounts (resolv.conf and
+        // hosts included) with a procfs where /proc/self is the sidecar, so /proc/net/tcp shows
+        // the pod's network namespace. unshare -m and sh exec: the child is the sidecar itself.
+        let mut cmd = Command::new("nsenter");
+        cmd.args(["-t", &pid, "-n", "-u", "-m", "--", "unshare", "-m", "--propagation", "private"])
+            .args(["/bin/sh", "-c", "mount -t proc proc /proc && exec \"$@\"", "sidecar"])
+            .arg(bootstrap_bin())
+            .args(["sidecar", "--interval", INTERVAL, "--removal-delay", "5s"])
+            .args(["--metrics-port", &METRICS_PORT.to_string()])
+            .env_clear()
+            .env("PATH", crate::bed::POD_PATH)
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(stderr);
+        // SAFETY: only prctl(2) between fork and exec, on no shared data. A crashed test process
+        // takes its sidecars with it (nsenter execs the sidecar, keeping the setting).
+        unsafe {
+            use std::os::unix::process::CommandExt;
+            cmd.pre_exec(|| nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(std::io::Error::from));
+        }
+        let child = cmd.spawn().expect("spawn nsenter");
+        let mut sidecars = self.sidecars.lock().unwrap_or_else(|p| p.into_inner());
+        assert!(sidecars.insert(ordinal, child).is_none(), "etcd-{ordinal} has a sidecar already");
+    }
+
+    /// SIGTERM the sidecar of pod `ordinal` and check it ends within a second, with status 0.
+    pub async fn stop_sidecar(&self, ordinal: u32) {
+        let child = self.sidecars.lock().unwrap_or_else(|p| p.into_inner()).remove(&ordinal);
+        let Some(mut child) = child else { return };
+        let pid = Pid::from_raw(i32::try_from(child.id()).expect("pid fits"));
+        kill(pid, Signal::SIGTERM).expect("signal the sidecar");
+        let deadline = Instant::now() + Duration::from_secs(1);
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("wait for the sidecar") {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "the sidecar of etcd-{ordinal} still runs 1 s after SIGTERM:\n{}",
+                    self.sidecar_logs(ordinal)
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        };
+        assert!(status.success(), "sidecar of etcd-{ordinal}: {status:?}\n{}", self.sidecar_logs(ordinal));
+        assert!(self.sidecar_logs(ordinal).contains("stopped by SIGTERM"), "{}", self.sidecar_logs(ordinal));
+    }
+
+    /// SIGKILL the sidecar of pod `ordinal` (no grace), if it has one.
+    pub fn kill_sidecar(&self, ordinal: u32) {
+        let child = self.sidecars.lock().unwrap_or_else(|p| p.into_inner()).remove(&ordinal);
+        if let Some(mut child) = child {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Sidecars that have ended by themselves (their entries are removed), with how they ended.
+    pub fn ended_sidecars(&self) -> Vec<(u32, ExitStatus)> {
+        let mut sidecars = self.sidecars.lock().unwrap_or_else(|p| p.into_inner());
+        let ended: Vec<(u32, ExitStatus)> = sidecars
+            .iter_mut()
+            .filter_map(|(o, child)| child.try_wait().ok().flatten().map(|status| (*o, status)))
+            .collect();
+        for (o, _) in &ended {
+            sidecars.remove(o);
+        }
+        ended
+    }
+
+    /// Whether pod `ordinal` has a sidecar (running, or ended and not yet noticed).
+    pub fn has_sidecar(&self, ordinal: u32) -> bool {
+        self.sidecars.lock().unwrap_or_else(|p| p.into_inner()).contains_key(&ordinal)
+    }
+
+    /// Delete pod `ordinal` as Kubernetes does: every container gets SIGTERM at once.
+    pub async fn delete(&self, ordinal: u32) {
+        tokio::join!(self.stop_sidecar(ordinal), self.bed.delete_pod(ordinal));
+    }
+
+    /// Pod `ordinal` dies with its node: every container SIGKILLed at once, the pod removed.
+    pub async fn crash(&self, ordinal: u32) {
+        self.kill_sidecar(ordinal);
+        self.bed.kill_pod(ordinal).await;
+    }
+
+    /// Lines holding `needle` in the sidecar logs of `ordinals`.
+    pub fn log_count(&self, ordinals: &[u32], needle: &str) -> usize {
+        ordinals.iter().map(|o| self.sidecar_logs(*o).lines().filter(|l| l.contains(needle)).count()).sum()
+    }
+
+    /// Every pod's and sidecar's logs, for failure messages.
+    pub fn logs(&self, ordinals: &[u32]) -> String {
+        let mut out = bed_logs(&self.bed, ordinals);
+        for o in ordinals {
+            out.push_str(&format!("--- sidecar of etcd-{o} ---\n{}\n", self.sidecar_logs(*o)));
+        }
+        out
+    }
+
+    pub async fn healthy(&self, ordinals: &[u32]) -> Vec<etcd_check::SeenMember> {
+        etcd_check::wait_healthy(&self.bed, ordinals, HEALTHY).await
+    }
+
+    /// The member names pod `ordinal` lists now (serializable: works without quorum too).
+    pub async fn member_names(&self, ordinal: u32) -> Vec<String> {
+        let mut c = client(&self.bed, &[ordinal]).await.expect("connect");
+        let list = c.member_list().await.expect("member list");
+        let mut names: Vec<String> = list.members().iter().map(|m| m.name().to_string()).collect();
+        names.sort();
+        names
+    }
+
+    /// The pods' leader, by the status of pod `via`.
+    pub async fn leader_ordinal(&self, via: u32) -> Option<u32> {
+        let mut c = client(&self.bed, &[via]).await?;
+        let leader = c.status().await.ok()?.leader();
+        let list = c.member_list().await.ok()?;
+        let name = list.members().iter().find(|m| m.id() == leader)?.name().to_string();
+        name.strip_prefix("etcd-")?.parse().ok()
+    }
+}
+
+/// A client of the given pods (short timeouts: a dead pod must not stall a poll).
+pub async fn client(bed: &Bed, ordinals: &[u32]) -> Option<Client> {
+    let urls: Vec<String> = ordinals.iter().map(|o| bed.client_url(*o)).collect();
+    let options = ConnectOptions::new()
+        .with_timeout(Duration::from_secs(3))
+        .with_connect_timeout(Duration::from_secs(2));
+    Client::connect(urls, Some(options)).await.ok()
+}
+
+/// Writes unique keys (`acked/<seq>`) through the given client URLs (round robin) until stopped;
+/// records every put etcd acknowledged. A put that failed or timed out is not recorded: it may or
+/// may not have been applied, and nothing is claimed about it.
+pub struct Writer {
+    targets: Arc<Mutex<Vec<String>>>,
+    stop: Arc<AtomicBool>,
+    acked: Arc<Mutex<Vec<String>>>,
+    failed: Arc<AtomicU64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Writer {
+    /// A put every 25 ms.
+    pub fn start(urls: Vec<String>) -> Writer {
+        Self::start_every(urls, Duration::from_millis(25))
+    }
+
+    /// A put every `pause` (plus the put's own time).
+    pub fn start_every(urls: Vec<String>, pause: Duration) -> Writer {
+        let targets = Arc::new(Mutex::new(urls));
+        let stop = Arc::new(AtomicBool::new(false));
+        let acked = Arc::new(Mutex::new(Vec::new()));
+        let failed = Arc::new(AtomicU64::new(0));
+        let task =
+            tokio::spawn(write_until(targets.clone(), stop.clone(), acked.clone(), failed.clone(), pause));
+        Writer { targets, stop, acked, failed, task }
+    }
+
+    pub fn set_targets(&self, urls: Vec<String>) {
+        *self.targets.lock().unwrap_or_else(|p| p.into_inner()) = urls;
+    }
+
+    /// The puts acknowledged so far.
+    pub fn acked(&self) -> Vec<String> {
+        self.acked.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// How many puts failed or timed out so far.
+    pub fn failed(&self) -> u64 {
+        self.failed.load(Ordering::SeqCst)
+    }
+
+    /// Stop writing (the counts stay readable). Idempotent.
+    pub async fn halt(&mut self) {
+        if !self.stop.swap(true, Ordering::SeqCst) {
+            (&mut self.task).await.expect("writer task");
+        }
+    }
+
+    /// Stop, and return the acknowledged puts and the count of the others.
+    pub async fn stop(mut self) -> (Vec<String>, u64) {
+        self.halt().await;
+        (self.acked(), self.failed())
+    }
+
+    /// Stop; every acknowledged put must be readable on each of `ordinals` (from its own data).
+    pub async fn stop_and_verify(self, set: &Set, ordinals: &[u32]) {
+        let (acked, failed) = self.stop().await;
+        assert!(acked.len() >= 20, "too few acknowledged writes: {} ({failed} failed)", acked.len());
+        eprintln!("writer: {} puts acknowledged, {failed} not", acked.len());
+        for &o in ordinals {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                let missing = missing_on(&set.bed, o, &acked).await;
+                match missing {
+                    Ok(m) if m.is_empty() => break,
+                    _ if Instant::now() > deadline => {
+                        let what = match missing {
+                            Ok(m) => format!(
+                                "{} of {} missing, e.g. {:?}",
+                                m.len(),
+                                acked.len(),
+                                &m[..m.len().min(5)]
+                            ),
+                            Err(e) => e,
+                        };
+                        panic!("etcd-{o}: acknowledged writes not readable: {what}\n{}", set.logs(&[o]))
+                    }
+                    _ => tokio::time::sleep(Duration::from_millis(300)).await,
+                }
+            }
+        }
+    }
+}
+
+async fn write_until(
+    targets: Arc<Mutex<Vec<String>>>,
+    stop: Arc<AtomicBool>,
+    acked: Arc<Mutex<Vec<String>>>,
+    failed: Arc<AtomicU64>,
+    pause: Duration,
+) {
+    let mut clients: BTreeMap<String, Client> = BTreeMap::new();
+    let mut seq = 0u64;
+    while !stop.load(Ordering::SeqCst) {
+        let urls = targets.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        if let Some(url) = urls.get(seq as usize % urls.len().max(1)).cloned() {
+            let key = format!("acked/{seq:07}");
+            if !clients.contains_key(&url) {
+                let options = ConnectOptions::new()
+                    .with_timeout(Duration::from_secs(3))
+                    .with_connect_timeout(Duration::from_secs(1));
+                if let Ok(c) = Client::connect([url.as_str()], Some(options)).await {
+                    clients.insert(url.clone(), c);
+                }
+            }
+            let put = match clients.get_mut(&url) {
+                Some(c) => {
+                    tokio::time::timeout(Duration::from_secs(3), c.put(key.as_str(), value_of(&key), None))
+                        .await
+                        .map(|r| r.is_ok())
+                        .unwrap_or(false)
+                }
+                None => false,
+            };
+            if put {
+                acked.lock().unwrap_or_else(|p| p.into_inner()).push(key);
+            } else {
+                failed.fetch_add(1, Ordering::SeqCst);
+                clients.remove(&url);
+            }
+        }
+        seq += 1;
+        tokio::time::sleep(pause).await;
+    }
+}
+
+pub fn value_of(key: &str) -> String {
+    format!("value-of-{key}")
+}
+
+/// Keys per page when reading the acknowledged writes back.
+const PAGE: i64 = 5000;
+
+/// Which of `acked` pod `ordinal` does not have with its value (serializable reads of its own
+/// data, a page at a time). The first few missing keys and how many are missing, or why it could
+/// not be read.
+pub async fn missing_on(bed: &Bed, ordinal: u32, acked: &[String]) -> Result<Vec<String>, String> {
+    let mut c = client(bed, &[ordinal]).await.ok_or("connect failed")?;
+    let mut have: BTreeMap<String, String> = BTreeMap::new();
+    let mut from = "acked/".to_string();
+    // The prefix's range end: `acked/` with its last byte incremented.
+    let end = "acked0";
+    loop {
+        let options = GetOptions::new().with_range(end).with_limit(PAGE).with_serializable();
+        let resp = c.get(from.as_str(), Some(options)).await.map_err(|e| e.to_string())?;
+        for kv in resp.kvs() {
+            have.insert(kv.key_str().unwrap_or("").to_string(), kv.value_str().unwrap_or("").to_string());
+        }
+        match resp.kvs().last() {
+            Some(last) if resp.more() => from = format!("{}\0", last.key_str().unwrap_or("")),
+            _ => break,
+        }
+    }
+    Ok(acked.iter().filter(|k| have.get(*k) != Some(&value_of(k))).cloned().collect())
+}
