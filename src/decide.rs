@@ -163,14 +163,16 @@ fn my_static_entry<'m>(me: &Me, members: &'m [Member], settings: &Settings) -> O
     members.iter().find(|m| !m.served() && m.id == me.static_id && m.peer_urls.contains(&me.peer_url))
 }
 
+/// WAIT until the initial peers' names resolve: `<why>; waiting for DNS of <names>`.
+fn wait_for_dns(why: &str, unresolved: &[String]) -> Verdict {
+    verdict(Decision::Wait, format!("{why}; waiting for DNS of {}", unresolved.join(", ")))
+}
+
 fn late_initial_member(obs: &Observation<'_>, settings: &Settings) -> Verdict {
     if !obs.peers.unresolved_initial.is_empty() {
-        return verdict(
-            Decision::Wait,
-            format!(
-                "my entry of the initial cluster has never served; waiting for DNS of {}",
-                obs.peers.unresolved_initial.join(", ")
-            ),
+        return wait_for_dns(
+            "my entry of the initial cluster has never served",
+            &obs.peers.unresolved_initial,
         );
     }
     verdict(
@@ -207,10 +209,7 @@ fn initial_bootstrap(obs: &Observation<'_>, settings: &Settings) -> Verdict {
         );
     }
     if !obs.peers.unresolved_initial.is_empty() {
-        return verdict(
-            Decision::Wait,
-            format!("{nobody}; waiting for DNS of {}", obs.peers.unresolved_initial.join(", ")),
-        );
+        return wait_for_dns(nobody, &obs.peers.unresolved_initial);
     }
     verdict(
         Decision::New,
