@@ -21,6 +21,7 @@ fi
 # What the bed and the shell-script contestant need.
 missing=()
 command -v protoc >/dev/null || missing+=(protobuf-compiler)
+[ -f /usr/include/google/protobuf/descriptor.proto ] || missing+=(libprotobuf-dev)
 command -v ip >/dev/null || missing+=(iproute2)
 command -v nsenter >/dev/null || missing+=(util-linux)
 command -v ping >/dev/null || missing+=(iputils-ping)

