@@ -38,6 +38,8 @@ pub enum Command {
     Plan(PlanArgs),
     /// Run beside etcd: promote learners, remove members whose pods were scaled away.
     Sidecar(SidecarArgs),
+    /// Take one snapshot now and upload it (`--to URL`), or `list` / `verify` a store's snapshots.
+    Backup(crate::backup::args::BackupCommand),
 }
 
 /// `run`: common options plus the etcd flags after `--`.

@@ -15,8 +15,10 @@
 //! - [`sidecar`]: the second container: promote learners, remove members whose pods are gone
 //!   (pure policy in `sidecar::removal`), `/healthz`, `/readyz` and `/metrics`.
 //! - [`exec`]: execve etcd; [`signals`]: SIGTERM/SIGINT as PID 1; [`crash`]: test crash points.
+//! - [`backup`]: snapshots to a store (`backup --to`, `backup list`, `backup verify`).
 //! - [`error`]: the one error type and the exit codes; [`duration`]: `500ms`/`30s`/`5m`.
 
+pub mod backup;
 pub mod cli;
 pub mod cluster;
 pub mod config;
