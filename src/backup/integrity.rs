@@ -57,7 +57,7 @@ impl Checked {
         if let Some((size, sha256)) = expected {
             if self.size != size {
                 return Some(format!(
-                    "is {} bytes but its manifest says {size}: the snapshot is truncated or was replaced",
+                    "is {} bytes but its manifest says {size}: the snapshot is truncated or does not belong to this manifest",
                     self.size
                 ));
             }
