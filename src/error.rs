@@ -17,10 +17,10 @@ pub mod exit {
     /// A membership call to etcd failed in a way that retrying inside the deadline did not fix.
     pub const CLUSTER: u8 = 6;
     /// A backup store could not be used: unreachable, credentials refused, snapshot not found.
-    pub const STORE: u8 = 7;
+    pub const STORE: u8 = 8;
     /// A snapshot failed a check (truncated, corrupted, manifest and data disagree): nothing
     /// was published or restored.
-    pub const SNAPSHOT: u8 = 8;
+    pub const SNAPSHOT: u8 = 9;
     /// The etcd binary exists but could not be executed.
     pub const EXEC_NOT_EXECUTABLE: u8 = 126;
     /// The etcd binary was not found.
