@@ -314,5 +314,7 @@ pub fn after_add(my_id: u64, members: &[Member], ordinal_of: impl Fn(&Member) ->
     }
 }
 
+pub mod restore;
+
 #[cfg(test)]
 mod tests;

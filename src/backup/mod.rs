@@ -7,6 +7,7 @@
 //!   never print.
 //! - [`store`]: the object store at the edge (object_store).
 //! - [`take`]: a snapshot from etcd's Maintenance API into a checked local file.
+//! - [`restore`]: a snapshot restored into the data dir (work dir, etcdutl/etcdctl, move, marker).
 //! - [`args`], [`command`]: `backup --to`, `backup list`, `backup verify`.
 
 pub mod args;
@@ -15,5 +16,6 @@ pub mod credentials;
 pub mod integrity;
 pub mod location;
 pub mod manifest;
+pub mod restore;
 pub mod store;
 pub mod take;
