@@ -9,7 +9,7 @@ const ME_ID: u64 = 0x11;
 const TOKEN: &str = "etcd-bootstrap-default-etcd";
 
 fn static_id(url: &str) -> u64 {
-    crate::view::static_member_id(&[url.to_string()], TOKEN)
+    crate::observed::static_member_id(&[url.to_string()], TOKEN)
 }
 
 fn me() -> Me {

@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use etcd_bootstrap::datadir::{inspect, DataDirState, WalMeta};
+use etcd_bootstrap::observe::datadir::inspect;
+use etcd_bootstrap::observed::{DataDirState, WalMeta};
 
 use crate::prereq;
 

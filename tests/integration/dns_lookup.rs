@@ -4,7 +4,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use etcd_bootstrap::dns::{Lookup, Resolver, SrvTarget};
+use etcd_bootstrap::observe::dns::{Lookup, Resolver, SrvTarget};
 
 use crate::bed::dns_server::{DnsServer, Fault};
 use crate::prereq;
