@@ -276,7 +276,7 @@ async fn dns_from_resolv_conf_on_port_53() {
     let server = match DnsServer::start(bind).await {
         Ok(server) => server,
         Err(e) => {
-            eprintln!("SKIPPED {NAME}: cannot bind {bind}: {e}");
+            prereq::skipped(NAME, &format!("cannot bind {bind}: {e}"));
             return;
         }
     };

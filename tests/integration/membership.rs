@@ -20,7 +20,7 @@ fn setup34(test: &str) -> Option<PathBuf> {
     if bin.is_none() {
         let why = "etcd 3.4 not found (apt-get install etcd-server, or set TEST_ETCD34_BIN)";
         assert!(!prereq::in_ci(), "{test}: {why}");
-        eprintln!("SKIPPED {test}: {why}");
+        prereq::skipped(test, why);
     }
     bin
 }
@@ -32,7 +32,7 @@ fn crash_points_built(test: &str) -> bool {
     }
     let why = "needs --features crash-points (scripts/test.sh builds with it)";
     assert!(!prereq::in_ci(), "{test}: {why}");
-    eprintln!("SKIPPED {test}: {why}");
+    prereq::skipped(test, why);
     false
 }
 

@@ -18,7 +18,7 @@ use crate::stateful_set::{client, Set, Writer, METRICS_PORT, REMOVAL_DELAY};
 /// The sidecars' metrics (the rest of [`Set`] is shared, in `stateful_set`).
 impl Set {
     /// One sidecar's metrics, if it answers.
-    async fn scrape(&self, ordinal: u32) -> Option<BTreeMap<String, f64>> {
+    pub(crate) async fn scrape(&self, ordinal: u32) -> Option<BTreeMap<String, f64>> {
         let addr = (self.bed.pod_ip(ordinal), METRICS_PORT);
         let text = tokio::time::timeout(Duration::from_secs(3), async move {
             let mut stream = tokio::net::TcpStream::connect(addr).await.ok()?;

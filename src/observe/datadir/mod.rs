@@ -764,7 +764,7 @@ mod tests {
         // Mode 000 does not stop root (CAP_DAC_OVERRIDE): run the check as `nobody`, in a copy
         // of this test binary, so the real permission-denied paths are exercised.
         if !nix::unistd::geteuid().is_root() {
-            eprintln!("SKIPPED unreadable check: privileged without being root, cannot drop");
+            skipped("privileged without being root, cannot drop");
             return;
         }
         let exe = std::env::current_exe().unwrap();
@@ -778,7 +778,7 @@ mod tests {
         let out = match out {
             Ok(out) => out,
             Err(e) => {
-                eprintln!("SKIPPED unreadable check: cannot run {} as nobody: {e}", exe.display());
+                skipped(&format!("cannot run {} as nobody: {e}", exe.display()));
                 return;
             }
         };
@@ -786,6 +786,17 @@ mod tests {
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(out.status.success(), "probe as nobody failed:\n{stdout}\n{stderr}");
         assert!(stdout.contains("1 passed"), "probe did not run:\n{stdout}\n{stderr}");
+    }
+
+    /// A skip, on stderr and in `$TEST_SKIP_LOG` (which the test command counts).
+    fn skipped(why: &str) {
+        use std::io::Write;
+        let line = format!("SKIPPED unreadable_dirs_are_errors_that_name_the_path_and_the_fix: {why}");
+        eprintln!("{line}");
+        if let Some(path) = std::env::var_os("TEST_SKIP_LOG") {
+            let file = fs::OpenOptions::new().create(true).append(true).open(path);
+            file.and_then(|mut f| writeln!(f, "{line}")).expect("record the skip");
+        }
     }
 
     #[test]
