@@ -16,6 +16,9 @@ pub mod exit {
     pub const WAIT_TIMEOUT: u8 = 5;
     /// A membership call to etcd failed in a way that retrying inside the deadline did not fix.
     pub const CLUSTER: u8 = 6;
+    /// The process could not set itself up: the async runtime, the signal handlers, or the
+    /// sidecar's listening socket (a port in use).
+    pub const RUNTIME: u8 = 7;
     /// A backup store could not be used: unreachable, credentials refused, snapshot not found.
     pub const STORE: u8 = 8;
     /// A snapshot failed a check (truncated, corrupted, manifest and data disagree): nothing
@@ -78,6 +81,10 @@ pub enum Error {
     #[error("cannot exec {path}: {problem}")]
     Exec { path: PathBuf, problem: String, code: u8 },
 
+    /// The process could not set itself up (runtime, signal handlers, a listening socket).
+    #[error("{0}")]
+    Runtime(String),
+
     /// A backup store could not be used.
     #[error("store {url}: {message}{}", problem.hint())]
     Store { url: String, problem: StoreProblem, message: String },
@@ -103,6 +110,7 @@ impl Error {
             Error::Refused(_) => exit::REFUSED,
             Error::WaitTimeout { .. } => exit::WAIT_TIMEOUT,
             Error::Cluster { .. } => exit::CLUSTER,
+            Error::Runtime(_) => exit::RUNTIME,
             Error::Store { .. } => exit::STORE,
             Error::Snapshot { .. } => exit::SNAPSHOT,
             Error::Exec { code, .. } => *code,
@@ -149,7 +157,7 @@ impl StoreProblem {
 }
 
 /// `text` with its first letter lowercased (io errors read "No such file or directory").
-fn lowercase_first(text: &str) -> String {
+pub fn lowercase_first(text: &str) -> String {
     let mut chars = text.chars();
     match chars.next() {
         Some(first) => first.to_lowercase().chain(chars).collect(),

@@ -6,17 +6,17 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::backup::args::{EtcdAccessArgs, ListArgs, StoreOptions, TakeArgs, VerifyArgs};
 use crate::backup::credentials;
 use crate::backup::location::{SnapshotUrl, StoreUrl};
 use crate::backup::manifest::{self, Manifest};
 use crate::backup::store::{HostResolver, Store};
 use crate::backup::take::{self, SpoolFile, Taken};
-use crate::cluster::{Access, Endpoint};
+use crate::config::backup_args::{EtcdAccessArgs, ListArgs, StoreOptions, TakeArgs, VerifyArgs};
 use crate::config::Format;
-use crate::dns::{Lookup, Resolver};
 use crate::error::{Error, Result};
 use crate::etcd_args::ClientTlsFiles;
+use crate::observe::cluster::{Access, Endpoint};
+use crate::observe::dns::{Lookup, Resolver};
 
 /// What the commands see of the process: its environment and resolv.conf.
 pub struct Env<'a> {

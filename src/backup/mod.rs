@@ -8,9 +8,8 @@
 //! - [`store`]: the object store at the edge (object_store).
 //! - [`take`]: a snapshot from etcd's Maintenance API into a checked local file.
 //! - [`restore`]: a snapshot restored into the data dir (work dir, etcdutl/etcdctl, move, marker).
-//! - [`args`], [`command`]: `backup --to`, `backup list`, `backup verify`.
+//! - [`command`]: `backup --to`, `backup list`, `backup verify` (their flags: `config::backup_args`).
 
-pub mod args;
 pub mod command;
 pub mod credentials;
 pub mod integrity;

@@ -13,8 +13,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use crate::backup::manifest::Manifest;
 use crate::backup::store::Store;
 use crate::crash;
-use crate::datadir;
 use crate::error::{Error, Result};
+use crate::observe::datadir;
 
 /// The work directory inside the data dir (ours: removed and redone after a crash).
 pub const WORK_DIR: &str = datadir::RESTORE_WORK_DIR;

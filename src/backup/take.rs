@@ -9,8 +9,8 @@ use tokio::io::AsyncWriteExt;
 
 use crate::backup::integrity::SnapshotDigest;
 use crate::backup::manifest::{self, Manifest, ManifestMember};
-use crate::cluster::{self, Access, Endpoint};
 use crate::error::{Error, Result};
+use crate::observe::cluster::{self, Access, Endpoint};
 
 /// Deadline of the whole snapshot call (streamed; etcd sends a large database in chunks).
 pub const SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(30 * 60);

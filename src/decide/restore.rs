@@ -12,9 +12,8 @@
 //! - every initial member restores with the same token, derived from the configured token and
 //!   the snapshot's sha256, so members that restored different bytes can never form one cluster.
 
-use crate::datadir::DataDirState;
 use crate::decide::{Decision, Observation, Settings, Verdict};
-use crate::view::ClusterView;
+use crate::observed::{ClusterView, DataDirState};
 
 /// The snapshot named by `--restore-from`, as its manifest describes it, and the cluster IDs
 /// that matter.
@@ -59,7 +58,8 @@ pub fn static_cluster_id(initial_cluster: &[(String, String)], token: &str) -> u
     for (name, url) in initial_cluster {
         by_name.entry(name.as_str()).or_default().push(url.clone());
     }
-    let mut ids: Vec<u64> = by_name.values().map(|urls| crate::view::static_member_id(urls, token)).collect();
+    let mut ids: Vec<u64> =
+        by_name.values().map(|urls| crate::observed::static_member_id(urls, token)).collect();
     ids.sort_unstable();
     let mut hasher = Sha1::new();
     for id in ids {
@@ -194,10 +194,10 @@ fn not_an_initial_start(obs: &Observation<'_>, settings: &Settings) -> Option<St
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::JoinAs;
-    use crate::datadir::WalMeta;
+    use crate::decide::JoinAs;
     use crate::decide::{decide, Me};
-    use crate::view::{Member, PeerDns};
+    use crate::observed::WalMeta;
+    use crate::observed::{Member, PeerDns};
 
     const SOURCE: u64 = 0xa1;
     const RESTORED: u64 = 0xb2;

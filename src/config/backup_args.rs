@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
 
-use crate::config::{Format, LogFormat};
+use super::{Format, LogFormat};
 
 /// Options of any command that talks to a backup store.
 #[derive(Debug, Args, Clone, Default)]
@@ -137,5 +137,5 @@ pub struct VerifyArgs {
 }
 
 fn parse_dns_server(text: &str) -> Result<SocketAddr, String> {
-    crate::dns::parse_dns_server(text).map_err(|e| e.to_string())
+    crate::observe::dns::parse_dns_server(text).map_err(|e| e.to_string())
 }
