@@ -71,7 +71,8 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 
 fn start(args: &RunArgs, surroundings: &Surroundings) -> Result<ExitCode> {
     init_logging(args.common.log_format);
-    let ctx = Context::resolve(&args.common, &args.etcd_flags, surroundings)?;
+    let mut ctx = Context::resolve(&args.common, &args.etcd_flags, surroundings)?;
+    ctx.restore_from = args.restore_from.clone();
     let etcd = exec::locate(&ctx.etcd_binary, ctx.path_var.as_deref())?;
     exec::check_executable(&etcd)?;
     // etcd must write its data dir: say so now rather than let it crash-loop after a membership
@@ -99,13 +100,20 @@ fn start(args: &RunArgs, surroundings: &Surroundings) -> Result<ExitCode> {
 
 fn plan_command(plan: &PlanArgs, surroundings: &Surroundings) -> Result<ExitCode> {
     init_logging(plan.run.common.log_format);
-    let ctx = Context::resolve(&plan.run.common, &plan.run.etcd_flags, surroundings)?;
+    let mut ctx = Context::resolve(&plan.run.common, &plan.run.etcd_flags, surroundings)?;
+    ctx.restore_from = plan.run.restore_from.clone();
+    let mut source = backup::restore_round::RestoreSource::from_context(&ctx)?;
     let rt = runtime()?;
-    let round = rt.block_on(observe::round(&ctx.sources()))?;
-    let verdict = round.verdict(&ctx.me, &ctx.settings);
+    let (round, verdict, pending) = rt.block_on(async {
+        let round = observe::round(&ctx.sources()).await?;
+        let usual = round.verdict(&ctx.me, &ctx.settings);
+        let (verdict, pending) = backup::restore_round::apply(&ctx, &round, usual, source.as_mut()).await?;
+        Ok::<_, Error>((round, verdict, pending))
+    })?;
+    let pending = pending.as_ref();
     match plan.format {
-        Format::Text => print!("{}", crate::plan::to_text(&ctx, &round, &verdict)),
-        Format::Json => println!("{}", crate::plan::to_json(&ctx, &round, &verdict)),
+        Format::Text => print!("{}", crate::plan::to_text(&ctx, &round, &verdict, pending)),
+        Format::Json => println!("{}", crate::plan::to_json(&ctx, &round, &verdict, pending)),
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -51,6 +51,12 @@ pub struct RunArgs {
     #[command(flatten)]
     pub common: Common,
 
+    /// Restore this snapshot (a URL `backup list` prints) where this pod would start a brand-new
+    /// initial cluster, or after a permanent quorum loss with a new --initial-cluster-token (see
+    /// the README's runbook). Does nothing once the data belongs to the restored cluster.
+    #[arg(long, env = "ETCD_BOOTSTRAP_RESTORE_FROM", value_name = "SNAPSHOT-URL")]
+    pub restore_from: Option<String>,
+
     /// etcd's own flags, passed through; the bootstrap reads its settings from them.
     #[arg(last = true, value_name = "ETCD_FLAGS")]
     pub etcd_flags: Vec<String>,
@@ -169,6 +175,10 @@ pub struct Common {
     /// Log format.
     #[arg(long, env = "ETCD_BOOTSTRAP_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+
+    /// Backup store settings (`--restore-from`, the sidecar's `--backup-to`).
+    #[command(flatten)]
+    pub store: backup_args::StoreOptions,
 }
 
 /// Log output format.

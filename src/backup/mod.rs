@@ -16,5 +16,6 @@ pub mod integrity;
 pub mod location;
 pub mod manifest;
 pub mod restore;
+pub mod restore_round;
 pub mod store;
 pub mod take;

@@ -209,6 +209,19 @@ fn write_marker(data_dir: &Path, marker: &Marker) -> Result<()> {
     sync_dir(data_dir)
 }
 
+/// Remove what a restore cut short by a crash left in the data dir (its work directory: a
+/// partial download or restore, ours, never user data). A restore still due is redone from the
+/// start. Returns whether there was something to remove.
+pub fn discard_leftover_work(data_dir: &Path) -> Result<bool> {
+    let work = data_dir.join(WORK_DIR);
+    if !work.exists() {
+        return Ok(false);
+    }
+    remove_work_dir(&work)?;
+    sync_dir(data_dir)?;
+    Ok(true)
+}
+
 /// Remove our own work directory (a download or restore a crash cut short); never user data.
 fn remove_work_dir(work: &Path) -> Result<()> {
     match std::fs::remove_dir_all(work) {

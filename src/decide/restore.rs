@@ -40,6 +40,20 @@ pub enum RestoreVerdict {
     /// The usual decision stands; `warning` says why the restore was not done, when that is
     /// worth a warning (not for a restored member restarting).
     Usual { warning: Option<String> },
+    /// This member restores once it can (the initial peers do not resolve yet): WAIT, and never
+    /// start on the old data meanwhile.
+    Wait { reason: String },
+}
+
+/// The verdict of the round: the usual one, or RESTORE where the policy says so.
+pub fn final_verdict(usual: Verdict, restore: RestoreVerdict, token: &str) -> Verdict {
+    match restore {
+        RestoreVerdict::Restore { archive_member, reason } => {
+            Verdict { decision: Decision::Restore { archive_member, token: token.to_string() }, reason }
+        }
+        RestoreVerdict::Wait { reason } => Verdict { decision: Decision::Wait, reason },
+        RestoreVerdict::Usual { .. } => usual,
+    }
 }
 
 /// The restore token: the configured token and the first 16 hex digits of the snapshot's
@@ -71,18 +85,32 @@ pub fn static_cluster_id(initial_cluster: &[(String, String)], token: &str) -> u
     u64::from_be_bytes(first)
 }
 
-/// Whether this round must read the snapshot's manifest: not when nothing could restore (a data
-/// dir we refuse, a cluster with quorum that this data or this empty member goes with, or data
-/// the marker says came from this very snapshot).
-pub fn needs_manifest(data: &DataDirState, cluster: &ClusterView, restored_from_this: bool) -> bool {
+/// The verdict where no manifest is needed to reach it, so the store is not read: a data dir we
+/// refuse, data the marker says came from this very snapshot, data whose cluster has quorum (a
+/// restore never rolls back a live cluster: warned), an empty member beside a cluster with
+/// quorum (it joins). None where a restore could happen.
+pub fn settled_without_manifest(
+    data: &DataDirState,
+    cluster: &ClusterView,
+    restored_from_this: bool,
+    snapshot: &str,
+) -> Option<RestoreVerdict> {
     let quorum_id = match cluster {
         ClusterView::Answer { quorum: true, cluster_id, .. } => Some(*cluster_id),
         _ => None,
     };
     match data {
-        DataDirState::Unknown { .. } => false,
-        DataDirState::Member(meta) => !restored_from_this && quorum_id != Some(meta.cluster_id),
-        DataDirState::Empty => quorum_id.is_none(),
+        DataDirState::Unknown { .. } => Some(RestoreVerdict::Usual { warning: None }),
+        DataDirState::Member(_) if restored_from_this => Some(RestoreVerdict::Usual { warning: None }),
+        DataDirState::Member(meta) if quorum_id == Some(meta.cluster_id) => Some(RestoreVerdict::Usual {
+            warning: Some(format!(
+                "--restore-from {snapshot} ignored: cluster {:x}, which this data belongs to, has quorum; a restore never rolls back a live cluster",
+                meta.cluster_id
+            )),
+        }),
+        DataDirState::Member(_) => None,
+        DataDirState::Empty if quorum_id.is_some() => Some(RestoreVerdict::Usual { warning: None }),
+        DataDirState::Empty => None,
     }
 }
 
@@ -132,8 +160,8 @@ pub fn decide_restore(
                     request.snapshot, meta.cluster_id
                 ));
             }
-            if let Some(wait) = not_an_initial_start(obs, settings) {
-                return usual_with(format!("--restore-from {} not done: {wait}", request.snapshot));
+            if let Some(not_now) = not_an_initial_start(obs, settings) {
+                return not_now.verdict(&request.snapshot);
             }
             RestoreVerdict::Restore {
                 archive_member: Some(meta.member_id),
@@ -157,11 +185,9 @@ pub fn decide_restore(
             if !matches!(usual.decision, Decision::New | Decision::Wait) {
                 return RestoreVerdict::Usual { warning: None };
             }
-            if let Some(wait) = not_an_initial_start(obs, settings) {
+            if let Some(not_now) = not_an_initial_start(obs, settings) {
                 return match usual.decision {
-                    Decision::New => {
-                        usual_with(format!("--restore-from {} not done: {wait}", request.snapshot))
-                    }
+                    Decision::New => not_now.verdict(&request.snapshot),
                     _ => RestoreVerdict::Usual { warning: None },
                 };
             }
@@ -176,17 +202,36 @@ pub fn decide_restore(
     }
 }
 
-/// Why this pod cannot be one of the restored initial members now, if it cannot: an ordinal
-/// beyond the initial cluster, or initial peers that do not resolve yet.
-fn not_an_initial_start(obs: &Observation<'_>, settings: &Settings) -> Option<String> {
+/// Why this pod cannot be one of the restored initial members now.
+enum NotNow {
+    /// An ordinal beyond the initial cluster: it joins the restored cluster later.
+    BeyondInitial(String),
+    /// Initial peers that do not resolve yet: restore once they do.
+    Dns(String),
+}
+
+impl NotNow {
+    fn verdict(self, snapshot: &str) -> RestoreVerdict {
+        match self {
+            NotNow::BeyondInitial(why) => {
+                RestoreVerdict::Usual { warning: Some(format!("--restore-from {snapshot} not done: {why}")) }
+            }
+            NotNow::Dns(why) => {
+                RestoreVerdict::Wait { reason: format!("restore of {snapshot} pending; {why}") }
+            }
+        }
+    }
+}
+
+fn not_an_initial_start(obs: &Observation<'_>, settings: &Settings) -> Option<NotNow> {
     if obs.me.ordinal >= settings.initial_cluster_size {
-        return Some(format!(
+        return Some(NotNow::BeyondInitial(format!(
             "ordinal {} is beyond the initial cluster of {}: this member joins the restored cluster once it runs",
             obs.me.ordinal, settings.initial_cluster_size
-        ));
+        )));
     }
     if !obs.peers.unresolved_initial.is_empty() {
-        return Some(format!("waiting for DNS of {}", obs.peers.unresolved_initial.join(", ")));
+        return Some(NotNow::Dns(format!("waiting for DNS of {}", obs.peers.unresolved_initial.join(", "))));
     }
     None
 }
@@ -263,7 +308,7 @@ mod tests {
     fn restores(v: &RestoreVerdict) -> Option<Option<u64>> {
         match v {
             RestoreVerdict::Restore { archive_member, .. } => Some(*archive_member),
-            RestoreVerdict::Usual { .. } => None,
+            RestoreVerdict::Usual { .. } | RestoreVerdict::Wait { .. } => None,
         }
     }
 
@@ -311,6 +356,14 @@ mod tests {
             let v = run(data_of(SOURCE), cluster.clone(), 0, false);
             assert_eq!(restores(&v), Some(Some(7)), "{cluster:?}: {v:?}");
         }
+    }
+
+    #[test]
+    fn old_data_waits_for_dns_rather_than_start_the_old_cluster() {
+        let v = run(data_of(SOURCE), nobody(), 0, true);
+        assert!(matches!(&v, RestoreVerdict::Wait { reason } if reason.contains("waiting for DNS")), "{v:?}");
+        let v = run(data_of(SOURCE), nobody(), 3, false);
+        assert!(warning(&v).contains("beyond the initial cluster"), "{v:?}");
     }
 
     #[test]
@@ -362,9 +415,14 @@ mod tests {
             (data_of(RESTORED), answer(SOURCE, true, true), false, true),
             (DataDirState::Unknown { entries: vec![] }, nobody(), false, false),
         ];
-        for (data, cluster, marked, want) in table {
-            assert_eq!(needs_manifest(data, cluster, *marked), *want, "{data:?} {cluster:?} {marked}");
+        for (data, cluster, marked, needed) in table {
+            let settled = settled_without_manifest(data, cluster, *marked, "s");
+            assert_eq!(settled.is_none(), *needed, "{data:?} {cluster:?} {marked}");
         }
+        // The old cluster with quorum: ignored with a warning, without reading the store.
+        let settled = settled_without_manifest(&data_of(SOURCE), &answer(SOURCE, true, true), false, "s");
+        let Some(RestoreVerdict::Usual { warning: Some(w) }) = settled else { panic!("{settled:?}") };
+        assert!(w.contains("has quorum"), "{w}");
     }
 
     #[test]

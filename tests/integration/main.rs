@@ -14,6 +14,7 @@ mod etcd_check;
 mod manifests;
 mod membership;
 mod prereq;
+mod restore;
 mod s3_server;
 mod sidecar;
 mod stateful_set;
