@@ -91,6 +91,24 @@ pub struct SidecarArgs {
     #[arg(long, env = "ETCD_BOOTSTRAP_METRICS_PORT", default_value_t = 2381)]
     pub metrics_port: u16,
 
+    /// Scheduled backups: the store to upload to (file:///path or s3://bucket/prefix). Only the
+    /// sidecar beside the leader takes them.
+    #[arg(long, env = "ETCD_BOOTSTRAP_BACKUP_TO", value_name = "URL")]
+    pub backup_to: Option<String>,
+
+    /// At most one backup per this interval across the cluster (the newest snapshot's time in the
+    /// store decides, so a leader change does not take an extra one).
+    #[arg(long, env = "ETCD_BOOTSTRAP_BACKUP_INTERVAL", value_parser = parse_duration, allow_hyphen_values = true, default_value = "1h")]
+    pub backup_interval: Duration,
+
+    /// Keep the newest N complete snapshots (never fewer than 1).
+    #[arg(long, env = "ETCD_BOOTSTRAP_BACKUP_KEEP", default_value_t = 7)]
+    pub backup_keep: usize,
+
+    /// Directory for the local copy of a snapshot while it is checked and uploaded.
+    #[arg(long, env = "ETCD_BOOTSTRAP_SCRATCH_DIR", value_name = "DIR")]
+    pub scratch_dir: Option<PathBuf>,
+
     /// etcd's own flags, as given to `run`, so the sidecar finds TLS files and ports.
     #[arg(last = true, value_name = "ETCD_FLAGS")]
     pub etcd_flags: Vec<String>,

@@ -125,9 +125,17 @@ pub fn beyond_retention(manifests: &[Manifest], keep: usize) -> Vec<String> {
 /// Whether a new scheduled snapshot is due: none exists, or the newest is at least `interval`
 /// old at `now` (a newest one from the future counts as just taken).
 pub fn backup_due(newest: Option<&Manifest>, now_unix: u64, interval: Duration) -> bool {
+    due_in(newest, now_unix, interval).is_zero()
+}
+
+/// How long until a scheduled snapshot is due (zero: now).
+pub fn due_in(newest: Option<&Manifest>, now_unix: u64, interval: Duration) -> Duration {
     match newest {
-        None => true,
-        Some(m) => now_unix.saturating_sub(m.unix_time) >= interval.as_secs(),
+        None => Duration::ZERO,
+        Some(m) => {
+            let age = Duration::from_secs(now_unix.saturating_sub(m.unix_time));
+            interval.saturating_sub(age)
+        }
     }
 }
 
@@ -215,5 +223,7 @@ mod tests {
         for (newest, now, want) in table {
             assert_eq!(backup_due(*newest, *now, hour), *want, "now {now}");
         }
+        assert_eq!(due_in(Some(&newest), 10_600, hour), Duration::from_secs(3000));
+        assert_eq!(due_in(Some(&newest), 5_000, hour), hour, "clock behind: a full interval");
     }
 }

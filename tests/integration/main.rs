@@ -16,5 +16,6 @@ mod membership;
 mod prereq;
 mod restore;
 mod s3_server;
+mod scheduled_backups;
 mod sidecar;
 mod stateful_set;

@@ -24,21 +24,26 @@ pub struct S3Server {
 }
 
 impl S3Server {
-    /// Start the server with `buckets` created, data under `root`.
+    /// Start the server on 127.0.0.1 with `buckets` created, data under `root`.
     pub fn start(bin: &Path, root: &Path, buckets: &[&str]) -> S3Server {
+        Self::start_on(bin, root, buckets, Ipv4Addr::LOCALHOST)
+    }
+
+    /// [`S3Server::start`] on `host` (the bed's gateway, for pods).
+    pub fn start_on(bin: &Path, root: &Path, buckets: &[&str], host: Ipv4Addr) -> S3Server {
         std::fs::create_dir_all(root).expect("create the S3 root");
         for bucket in buckets {
             std::fs::create_dir_all(root.join(bucket)).expect("create a bucket");
         }
         let port = {
-            let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind a free port");
+            let listener = TcpListener::bind((host, 0)).expect("bind a free port");
             listener.local_addr().expect("local address").port()
         };
         let log = root.with_extension("log");
         let out = File::create(&log).expect("create the S3 server log");
         let err = out.try_clone().expect("clone the log file");
         let child = Command::new(bin)
-            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--host", &host.to_string(), "--port", &port.to_string()])
             .args(["--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY])
             .arg(root)
             .stdin(Stdio::null())
@@ -47,18 +52,18 @@ impl S3Server {
             .spawn()
             .unwrap_or_else(|e| panic!("start {}: {e}", bin.display()));
         let mut server =
-            S3Server { child, endpoint: format!("http://127.0.0.1:{port}"), root: root.to_path_buf(), log };
-        server.wait_listening(port);
+            S3Server { child, endpoint: format!("http://{host}:{port}"), root: root.to_path_buf(), log };
+        server.wait_listening(host, port);
         server
     }
 
-    fn wait_listening(&mut self, port: u16) {
+    fn wait_listening(&mut self, host: Ipv4Addr, port: u16) {
         let deadline = Instant::now() + START_DEADLINE;
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
                 panic!("s3s-fs exited with {status}:\n{}", self.log_text());
             }
-            if TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_ok() {
+            if TcpStream::connect((host, port)).is_ok() {
                 return;
             }
             assert!(
