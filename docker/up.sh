@@ -30,11 +30,13 @@ esac
 ((ETCD_CLIENT_PORT >= 1 && ETCD_CLIENT_PORT <= 65535)) ||
   die up.sh "ETCD_CLIENT_PORT=$ETCD_CLIENT_PORT is not a port number: give one from 1 to 65535"
 
-# True when nothing listens on 127.0.0.1:PORT and it can be bound.
+# True when nothing listens on 127.0.0.1:PORT and it can be bound. SO_REUSEADDR as Docker's
+# proxy has it: connections in TIME_WAIT from earlier clients do not make the port busy.
 port_free() {
   if command -v python3 >/dev/null; then
     python3 -c 'import socket,sys
 s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 try:
     s.bind(("127.0.0.1", int(sys.argv[1])))
 except OSError:
@@ -56,8 +58,15 @@ if [ "$published" != "127.0.0.1:$ETCD_CLIENT_PORT" ] && ! port_free "$ETCD_CLIEN
   die up.sh "127.0.0.1:$ETCD_CLIENT_PORT (etcd-0's client port) is already in use, perhaps by another etcd (see: ss -ltnp 'sport = :$ETCD_CLIENT_PORT'); nothing was started. Choose another port: ETCD_CLIENT_PORT=$suggestion docker/up.sh (remembered for later commands)"
 fi
 
-step 1/3 "image $ETCD_IMAGE (docker/build.sh; a first build compiles etcd-bootstrap: minutes)"
-IMAGE="$ETCD_IMAGE" "$here/build.sh" >/dev/null
+# The default image is (re)built from this tree, and kept when nothing changed; an image named
+# in ETCD_IMAGE that exists (built with docker/build.sh from an etcd release of your choice, or
+# pulled) is used as it is.
+if [ "$ETCD_IMAGE" != "$DEFAULT_IMAGE" ] && docker image inspect "$ETCD_IMAGE" >/dev/null 2>&1; then
+  step 1/3 "image $ETCD_IMAGE: using it as it is (docker/build.sh rebuilds it)"
+else
+  step 1/3 "image $ETCD_IMAGE (docker/build.sh; a first build compiles etcd-bootstrap: minutes)"
+  IMAGE="$ETCD_IMAGE" "$here/build.sh" >/dev/null
+fi
 remember
 
 # Every member that exists (etcd-3 after a scale-up), else the initial three.
