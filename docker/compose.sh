@@ -40,6 +40,15 @@ for arg in "$@"; do
   esac
 done
 
+# Commands on what exists act on every service, whatever its profile, as docker-compose v1 does
+# (v2 leaves services of profiles not given out): `stop` stops the sidecars and etcd-3 too;
+# `start` and `restart` bring the sidecars back through sync_sidecars.
+case "$command" in
+  ps | logs | top | stop | kill | pause | unpause | rm | down)
+    set -- --profile sidecar --profile scale "$@"
+    ;;
+esac
+
 status=0
 compose "$@" || status=$?
 case "$command" in
