@@ -350,6 +350,14 @@ mod tests {
     }
 
     #[test]
+    fn dns_server_help_says_what_is_accepted() {
+        let help = Cli::command().render_long_help().to_string();
+        let at = help.find("--dns-server <IP:PORT>").expect("--dns-server takes IP:PORT");
+        let text: String = help[at..].split_whitespace().take(20).collect::<Vec<_>>().join(" ");
+        assert!(text.contains("not a host name") && !text.contains("host:port"), "{text}");
+    }
+
+    #[test]
     fn bad_values_are_usage_errors() {
         for args in [
             &["--join-as", "observer"][..],
