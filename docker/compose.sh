@@ -6,8 +6,8 @@
 #   docker/compose.sh --profile scale up -d etcd-3
 #   docker/compose.sh logs etcd-3
 # Uses `docker compose` (v2) where it works, else `docker-compose` (v1); ETCD_COMPOSE picks one.
-# ETCD_CLIENT_PORT and ETCD_IMAGE are the ones docker/up.sh remembered (docker/.state/), whatever
-# the environment says: change them with docker/up.sh. After a command that can start or re-create
+# ETCD_CLIENT_PORT and ETCD_IMAGE are the ones docker/up.sh remembered (docker/.state/), or else
+# those etcd-0 was created with, whatever the environment says: change them with docker/up.sh. After a command that can start or re-create
 # a member, each running member's sidecar is brought back beside it (see lib.sh).
 # Environment: COMPOSE_PROJECT_NAME (default etcd-bootstrap), ETCD_COMPOSE.
 set -euo pipefail
@@ -17,7 +17,7 @@ here="$(cd "$(dirname "$0")" && pwd)"
 pick_compose compose.sh
 
 for var in ETCD_CLIENT_PORT ETCD_IMAGE; do
-  kept="$(remembered "$var")"
+  kept="$(kept_setting "$var")"
   if [ -n "$kept" ]; then
     if [ -n "${!var:-}" ] && [ "${!var}" != "$kept" ]; then
       echo "compose.sh: using $var=$kept, as docker/up.sh started the cluster (the environment says ${!var}; to change it: $var=${!var} docker/up.sh)" >&2

@@ -44,6 +44,26 @@ remembered() {
   sed -n "s/^$1=//p" "$state_file" | tail -n 1
 }
 
+# The value of KEY that the existing etcd-0 container was created with (a cluster started before
+# its settings were remembered), or nothing.
+in_use() {
+  local id
+  id="$(container_of etcd-0)"
+  [ -n "$id" ] || return 0
+  case "$1" in
+    ETCD_CLIENT_PORT) docker inspect -f '{{range (index .HostConfig.PortBindings "2379/tcp")}}{{.HostPort}}{{end}}' "$id" 2>/dev/null ;;
+    ETCD_IMAGE) docker inspect -f '{{.Config.Image}}' "$id" 2>/dev/null ;;
+  esac
+}
+
+# What the cluster runs with: remembered by up.sh, else what etcd-0 was created with.
+kept_setting() {
+  local value
+  value="$(remembered "$1")"
+  [ -n "$value" ] || value="$(in_use "$1")"
+  echo "$value"
+}
+
 # Write the settings the cluster was started with.
 remember() {
   mkdir -p "$(dirname "$state_file")"

@@ -20,9 +20,10 @@ pick_compose up.sh
 docker info >/dev/null 2>&1 ||
   die up.sh "cannot reach the Docker daemon: is it running, and may this user use it?"
 
-export ETCD_CLIENT_PORT="${ETCD_CLIENT_PORT:-$(remembered ETCD_CLIENT_PORT)}"
+# Given now, else remembered (or what etcd-0 was created with), else the default.
+export ETCD_CLIENT_PORT="${ETCD_CLIENT_PORT:-$(kept_setting ETCD_CLIENT_PORT)}"
 export ETCD_CLIENT_PORT="${ETCD_CLIENT_PORT:-$DEFAULT_CLIENT_PORT}"
-export ETCD_IMAGE="${ETCD_IMAGE:-$(remembered ETCD_IMAGE)}"
+export ETCD_IMAGE="${ETCD_IMAGE:-$(kept_setting ETCD_IMAGE)}"
 export ETCD_IMAGE="${ETCD_IMAGE:-$DEFAULT_IMAGE}"
 case "$ETCD_CLIENT_PORT" in
   '' | *[!0-9]*) die up.sh "ETCD_CLIENT_PORT=$ETCD_CLIENT_PORT is not a port number: give one from 1 to 65535" ;;
