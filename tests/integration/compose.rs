@@ -497,6 +497,8 @@ fn compose_cluster_from_the_readme_commands() {
         version.stdout.lines().next().unwrap_or("?")
     );
     let image_var = [("ETCD_IMAGE", image.as_str())];
+    // The files are valid with every profile (compose.sh adds compose.scale.yaml with `scale`).
+    p.compose(&["--profile", "scale", "--profile", "sidecar", "config", "-q"]);
 
     // 2379 is taken (as by Debian's etcd-server): up.sh refuses with one line, naming a free port,
     // before it builds or starts anything.
@@ -662,4 +664,30 @@ fn compose_cluster_from_the_readme_commands() {
         assert!(docker(&["image", "inspect", &image]).is_err(), "image {image} left behind");
     }
     eprintln!("{} keys checked at every step; project removed, nothing left", keys.len());
+}
+
+/// Every compose command the docs give goes through the wrapper scripts (which name the project,
+/// add compose.scale.yaml and keep the remembered settings); compose run by hand on the file
+/// starts a second, separate cluster.
+#[test]
+fn docs_run_compose_through_the_wrapper() {
+    let direct = ["-p ", "-f ", "--profile", "up ", "down", "exec ", "logs", "ps", "restart ", "rm ", "stop"];
+    for file in
+        ["README.md", "docker/README.md", "docker/compose.yaml", "docker/compose.scale.yaml", "k8s/README.md"]
+    {
+        let text = std::fs::read_to_string(repo().join(file)).expect(file);
+        for (n, line) in text.lines().enumerate() {
+            for compose in ["docker-compose ", "docker compose "] {
+                for (at, _) in line.match_indices(compose) {
+                    let rest = &line[at + compose.len()..];
+                    let bad = direct.iter().find(|d| rest.starts_with(*d));
+                    assert!(
+                        bad.is_none(),
+                        "{file}:{}: compose run directly, not through docker/compose.sh: {line}",
+                        n + 1
+                    );
+                }
+            }
+        }
+    }
 }
