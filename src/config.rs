@@ -9,6 +9,7 @@ use std::ffi::OsString;
 
 use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 
+use crate::decide::JoinAs;
 use crate::duration;
 
 /// Bootstrap an etcd member in a StatefulSet pod, then exec etcd.
@@ -131,10 +132,6 @@ pub struct Common {
     #[arg(long, env = "ETCD_BOOTSTRAP_PEER_PORT", default_value_t = 2380)]
     pub peer_port: u16,
 
-    /// SRV port name of the client port on the headless service.
-    #[arg(long, env = "ETCD_BOOTSTRAP_CLIENT_PORT_NAME", default_value = "etcd-client")]
-    pub client_port_name: String,
-
     /// SRV port name of the peer port on the headless service.
     #[arg(long, env = "ETCD_BOOTSTRAP_PEER_PORT_NAME", default_value = "etcd-server")]
     pub peer_port_name: String,
@@ -171,14 +168,6 @@ pub struct Common {
     /// Log format.
     #[arg(long, env = "ETCD_BOOTSTRAP_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
-}
-
-/// How a new member joins.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum JoinAs {
-    Voter,
-    Learner,
 }
 
 /// Log output format.
@@ -246,7 +235,7 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
 }
 
 fn parse_dns_server(text: &str) -> Result<SocketAddr, String> {
-    crate::dns::parse_dns_server(text).map_err(|e| e.to_string())
+    crate::observe::dns::parse_dns_server(text).map_err(|e| e.to_string())
 }
 
 impl Common {

@@ -484,7 +484,7 @@ fn compose_cluster_from_the_readme_commands() {
         if prereq::in_ci() {
             panic!("{TEST}: prerequisite missing in CI: {why}");
         }
-        eprintln!("SKIPPED {TEST}: {why} (runs in CI, or run the README's test command)");
+        prereq::skipped(TEST, &format!("{why} (runs in CI, or run the README's test command)"));
         return;
     }
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
