@@ -2,7 +2,7 @@
 //! the data directory alone.
 //!
 //! Module map, in layers from the bottom up; a module imports only from its own layer or the
-//! layers below it (checked by the `layering` test in `tests/layering.rs` against [`LAYERS`]).
+//! layers below it (checked by the unit tests in `src/layering.rs` against [`LAYERS`]).
 //! The folders show the flow of one start: observe -> decide -> act -> exec.
 //!
 //! 1. Base: [`error`] (the one error type, exit codes), [`duration`] (`500ms`/`30s`/`5m`),

@@ -7,7 +7,7 @@ use tracing::{info, warn};
 
 use crate::context::Context;
 use crate::crash;
-use crate::decide::refusals::{self, Next};
+use crate::decide::refusals::{self, Call, Next};
 use crate::decide::{self, join_mode, AfterAdd, StartMode};
 use crate::error::Result;
 use crate::observe::cluster::{self, MemberClient};
@@ -31,7 +31,7 @@ pub(super) async fn update_peer_url(ctx: &Context, round: &mut Round, id: u64, r
         info!(member = %format!("{id:x}"), peer_url = %ctx.me.peer_url, "peer URL updated");
         return Ok(Step::Start(StartMode::Existing));
     };
-    match (refusals::on_update(e.refusal), e.refusal) {
+    match (refusals::next(Call::Update, e.refusal), e.refusal) {
         (Next::ObserveAgain, _) => {
             warn!(member = %format!("{id:x}"), "member update: {}: this member was removed since the cluster was asked; looking again", e.message);
             Ok(Step::Again)
@@ -64,7 +64,7 @@ pub(super) async fn add_member(
         }
         Err(e) => e,
     };
-    match refusals::on_add(e.refusal) {
+    match refusals::next(Call::Add, e.refusal) {
         // Someone (an earlier run of this pod) added my peer URL already: observe again and reuse it.
         Next::ObserveAgain => {
             info!("{}: looking for the entry to reuse", e.message);
@@ -112,7 +112,7 @@ async fn withdraw(
 ) -> Result<Step> {
     let withdrawn = match via.remove(my_id).await {
         Ok(()) => true,
-        Err(e) => match refusals::on_remove(e.refusal) {
+        Err(e) => match refusals::next(Call::Remove, e.refusal) {
             Next::Done => true,
             Next::ObserveAgain | Next::Retry | Next::Fail => {
                 warn!(error = %e.message, "could not withdraw my entry: starting with both entries listed");
@@ -135,7 +135,7 @@ pub(super) async fn remove_member(round: &mut Round, id: u64, reason: &str) -> R
         return Ok(Step::Wait("no member with quorum to remove the old member through".into()));
     };
     if let Err(e) = member.remove(id).await {
-        match refusals::on_remove(e.refusal) {
+        match refusals::next(Call::Remove, e.refusal) {
             // Removed already: as after a success.
             Next::Done => {}
             Next::ObserveAgain | Next::Retry => {

@@ -29,8 +29,9 @@ const MIN_OBSERVE: Duration = Duration::from_millis(500);
 const RETRY_CAP: Duration = Duration::from_secs(8);
 
 /// What to do after acting on a decision.
-pub(crate) enum Step {
+enum Step {
     Start(StartMode),
+    /// Observe again at once: the cluster changed under the decision.
     Again,
     /// Not actionable yet: look again after the poll interval.
     Wait(String),

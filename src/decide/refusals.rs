@@ -1,5 +1,6 @@
-//! What each membership call does next when etcd refuses it. One exhaustive, pure function per
-//! call: the same refusal means different things to different calls (etcd answers "member not
+//! What each membership call does next when etcd refuses it: one exhaustive, pure function of
+//! the call and the refusal, as the table in the tests shows. The same refusal means different
+//! things to different calls (etcd answers "member not
 //! found" to a remove that is done, to an add whose new ID clashed, to a promote whose learner is
 //! gone and to an update of a member that was removed). The cluster module maps etcd's errors to
 //! [`Refusal`] once; nothing else reads etcd's words.
@@ -20,68 +21,48 @@ pub enum Next {
     Fail,
 }
 
-/// `member add` of my peer URL.
-pub fn on_add(refusal: Refusal) -> Next {
-    match refusal {
-        // An earlier run of this pod added my peer URL: observe again and reuse that entry.
-        Refusal::PeerUrlExists => Next::ObserveAgain,
-        // etcd derives an added member's ID from its peer URL and the current second: an add right
-        // after a removed one clashes. Another second gives another ID.
-        Refusal::MemberNotFound => Next::Retry,
-        Refusal::TooManyLearners
-        | Refusal::Unhealthy
-        | Refusal::NoLeader
-        | Refusal::Unreachable
-        | Refusal::LearnerNotInSync => Next::Retry,
-        Refusal::NotALearner | Refusal::Other => Next::Fail,
-    }
+/// The membership calls, each with its own column of the policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Call {
+    /// `member add` of my peer URL.
+    Add,
+    /// `member remove` (a REPLACE's old member, a withdrawn entry, the sidecar's removal).
+    Remove,
+    /// `member update` of my own peer URL, before an EXISTING start.
+    Update,
+    /// `member promote` of a learner (the sidecar).
+    Promote,
 }
 
-/// `member remove` (a REPLACE's old member, a withdrawn entry, the sidecar's removal).
-pub fn on_remove(refusal: Refusal) -> Next {
-    match refusal {
-        // Removed already (by an earlier run, or another sidecar).
-        Refusal::MemberNotFound => Next::Done,
-        Refusal::TooManyLearners
-        | Refusal::Unhealthy
-        | Refusal::NoLeader
-        | Refusal::Unreachable
-        | Refusal::LearnerNotInSync => Next::Retry,
-        Refusal::PeerUrlExists | Refusal::NotALearner | Refusal::Other => Next::Fail,
-    }
-}
-
-/// `member update` of my own peer URL, before an EXISTING start.
-pub fn on_update(refusal: Refusal) -> Next {
-    match refusal {
+/// What `call` does next when etcd refused it with `refusal`. Exhaustive over both: a new
+/// refusal or call does not compile until each pair has an answer.
+pub fn next(call: Call, refusal: Refusal) -> Next {
+    use Call::*;
+    use Refusal::*;
+    match (call, refusal) {
+        // Removed already (by an earlier run, or another sidecar); for promote, the learner is
+        // gone.
+        (Remove | Promote, MemberNotFound) => Next::Done,
+        // etcd derives an added member's ID from its peer URL and the current second: an add
+        // right after a removed one clashes. Another second gives another ID.
+        (Add, MemberNotFound) => Next::Retry,
         // My member was removed since the round looked: observe again, which finds my ID not
         // listed (STALE). Starting on the data as EXISTING would start a removed member.
-        Refusal::MemberNotFound => Next::ObserveAgain,
+        (Update, MemberNotFound) => Next::ObserveAgain,
+        // An earlier run of this pod added my peer URL: observe again and reuse that entry.
+        (Add, PeerUrlExists) => Next::ObserveAgain,
         // Another member has my peer URL (a replacement added for this pod): my member cannot
         // have it too. Not a success: wait, logging why, until that member goes or the deadline
         // passes with this reason.
-        Refusal::PeerUrlExists => Next::Retry,
-        Refusal::TooManyLearners
-        | Refusal::Unhealthy
-        | Refusal::NoLeader
-        | Refusal::Unreachable
-        | Refusal::LearnerNotInSync => Next::Retry,
-        Refusal::NotALearner | Refusal::Other => Next::Fail,
-    }
-}
-
-/// `member promote` of a learner (the sidecar).
-pub fn on_promote(refusal: Refusal) -> Next {
-    match refusal {
-        // The learner was removed, or is a voter already (promoted by an earlier leader's sidecar
-        // after this member list was read).
-        Refusal::MemberNotFound | Refusal::NotALearner => Next::Done,
-        // Not caught up yet: the next interval tries again.
-        Refusal::LearnerNotInSync => Next::Retry,
-        Refusal::TooManyLearners | Refusal::Unhealthy | Refusal::NoLeader | Refusal::Unreachable => {
-            Next::Retry
-        }
-        Refusal::PeerUrlExists | Refusal::Other => Next::Fail,
+        (Update, PeerUrlExists) => Next::Retry,
+        (Remove | Promote, PeerUrlExists) => Next::Fail,
+        // Promoted by an earlier leader's sidecar after this member list was read.
+        (Promote, NotALearner) => Next::Done,
+        (Add | Remove | Update, NotALearner) => Next::Fail,
+        // Refusals that pass: a learner not caught up yet, one learner at a time, a cluster
+        // unhealthy for a moment, no leader, a timeout.
+        (_, LearnerNotInSync | TooManyLearners | Unhealthy | NoLeader | Unreachable) => Next::Retry,
+        (_, Other) => Next::Fail,
     }
 }
 
@@ -91,98 +72,44 @@ mod tests {
     use Next::*;
     use Refusal::*;
 
-    /// Every refusal, so a new one cannot be forgotten in a table below.
-    const ALL: [Refusal; 9] = [
-        MemberNotFound,
-        PeerUrlExists,
-        LearnerNotInSync,
-        NotALearner,
-        TooManyLearners,
-        Unhealthy,
-        NoLeader,
-        Unreachable,
-        Other,
+    /// One row per refusal: what `member add`, `remove`, `update` and `promote` do next.
+    #[rustfmt::skip]
+    const TABLE: [(Refusal, [Next; 4]); 9] = [
+        //                  add           remove  update        promote
+        (MemberNotFound,   [Retry,        Done,   ObserveAgain, Done]),
+        (PeerUrlExists,    [ObserveAgain, Fail,   Retry,        Fail]),
+        (LearnerNotInSync, [Retry,        Retry,  Retry,        Retry]),
+        (NotALearner,      [Fail,         Fail,   Fail,         Done]),
+        (TooManyLearners,  [Retry,        Retry,  Retry,        Retry]),
+        (Unhealthy,        [Retry,        Retry,  Retry,        Retry]),
+        (NoLeader,         [Retry,        Retry,  Retry,        Retry]),
+        (Unreachable,      [Retry,        Retry,  Retry,        Retry]),
+        (Other,            [Fail,         Fail,   Fail,         Fail]),
     ];
 
-    fn check(policy: fn(Refusal) -> Next, table: &[(Refusal, Next)]) {
-        assert_eq!(table.len(), ALL.len(), "one row per refusal");
-        for (refusal, want) in ALL.iter().zip(table) {
-            assert_eq!(*refusal, want.0, "rows in the order of ALL");
-            assert_eq!(policy(*refusal), want.1, "{refusal:?}");
+    #[test]
+    fn every_call_answers_every_refusal_as_the_table_says() {
+        for (refusal, want) in TABLE {
+            for (call, want) in [Call::Add, Call::Remove, Call::Update, Call::Promote].into_iter().zip(want) {
+                assert_eq!(next(call, refusal), want, "member {call:?} refused with {refusal:?}");
+            }
         }
     }
 
     #[test]
-    fn add() {
-        check(
-            on_add,
-            &[
-                (MemberNotFound, Retry),
-                (PeerUrlExists, ObserveAgain),
-                (LearnerNotInSync, Retry),
-                (NotALearner, Fail),
-                (TooManyLearners, Retry),
-                (Unhealthy, Retry),
-                (NoLeader, Retry),
-                (Unreachable, Retry),
-                (Other, Fail),
-            ],
-        );
-    }
-
-    #[test]
-    fn remove() {
-        check(
-            on_remove,
-            &[
-                (MemberNotFound, Done),
-                (PeerUrlExists, Fail),
-                (LearnerNotInSync, Retry),
-                (NotALearner, Fail),
-                (TooManyLearners, Retry),
-                (Unhealthy, Retry),
-                (NoLeader, Retry),
-                (Unreachable, Retry),
-                (Other, Fail),
-            ],
-        );
+    fn the_table_has_each_refusal_once() {
+        let mut seen: Vec<Refusal> = TABLE.iter().map(|(r, _)| *r).collect();
+        seen.sort();
+        seen.dedup();
+        assert_eq!(seen.len(), TABLE.len());
     }
 
     // Regression: `member update` took "member not found" and "Peer URLs already exists" as
     // success and started the member as EXISTING.
     #[test]
-    fn update() {
-        check(
-            on_update,
-            &[
-                (MemberNotFound, ObserveAgain),
-                (PeerUrlExists, Retry),
-                (LearnerNotInSync, Retry),
-                (NotALearner, Fail),
-                (TooManyLearners, Retry),
-                (Unhealthy, Retry),
-                (NoLeader, Retry),
-                (Unreachable, Retry),
-                (Other, Fail),
-            ],
-        );
-    }
-
-    #[test]
-    fn promote() {
-        check(
-            on_promote,
-            &[
-                (MemberNotFound, Done),
-                (PeerUrlExists, Fail),
-                (LearnerNotInSync, Retry),
-                (NotALearner, Done),
-                (TooManyLearners, Retry),
-                (Unhealthy, Retry),
-                (NoLeader, Retry),
-                (Unreachable, Retry),
-                (Other, Fail),
-            ],
-        );
+    fn a_refused_update_is_never_taken_as_done() {
+        assert_eq!(next(Call::Update, MemberNotFound), ObserveAgain, "removed meanwhile: look again (STALE)");
+        assert_eq!(next(Call::Update, PeerUrlExists), Retry, "another member has my URL: wait");
+        assert!(TABLE.iter().all(|(r, _)| next(Call::Update, *r) != Done));
     }
 }

@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use tracing::info;
 
-use crate::decide::refusals::{self, Next};
+use crate::decide::refusals::{self, Call, Next};
 use crate::observed::{Member, Refusal};
 
 use super::learners::{self, Learner};
@@ -57,7 +57,7 @@ impl Sidecar<'_> {
                 info!(action = "promote", member = %label, "promoted learner {label}: etcd reports it in sync with the leader");
                 return true;
             };
-            match (refusals::on_promote(e.refusal), e.refusal) {
+            match (refusals::next(Call::Promote, e.refusal), e.refusal) {
                 (Next::Done, Refusal::NotALearner) => {
                     info!(member = %label, "{label} is a voting member already: {}", e.message)
                 }
@@ -146,7 +146,7 @@ impl Sidecar<'_> {
             info!(action = "remove", member = %label, "removed member {label}: {}", removal.reason);
             return;
         };
-        match refusals::on_remove(e.refusal) {
+        match refusals::next(Call::Remove, e.refusal) {
             Next::Done => info!(member = %label, "member {label} was removed already: {}", e.message),
             Next::Retry | Next::ObserveAgain => self.removal_skipped(
                 Skip {

@@ -18,7 +18,7 @@
 //!
 //! The HTTP endpoint ([`http`]) serves `/healthz`, `/readyz` and `/metrics` ([`metrics`]).
 //! Maintenance (defragmentation, alarms, certificates) goes into `sidecar/maintenance/` beside
-//! [`membership`], called from [`Sidecar::step`] like it.
+//! `membership`, called from `Sidecar::step` like it.
 
 mod backups;
 pub mod http;
