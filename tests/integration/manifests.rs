@@ -401,7 +401,8 @@ fn manifests_render_and_validate_strictly() {
     assert!(env_value(sidecar, "ETCD_BOOTSTRAP_BACKUP_KEEP").is_some());
     let secret = find(&objs, "Secret", "etcd-backup-s3");
     for var in ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL"] {
-        let from = &env(sidecar, var).unwrap_or_else(|| panic!("sidecar: {var}"))["valueFrom"]["secretKeyRef"];
+        let from =
+            &env(sidecar, var).unwrap_or_else(|| panic!("sidecar: {var}"))["valueFrom"]["secretKeyRef"];
         assert_eq!(from["name"], "etcd-backup-s3", "{var} comes from the Secret");
         let key = from["key"].as_str().expect("key");
         assert!(secret["stringData"].get(key).is_some(), "the Secret has no {key}");
@@ -420,7 +421,10 @@ fn manifests_render_and_validate_strictly() {
         .find(|v| v["name"] == mount["name"])
         .expect("scratch volume");
     assert!(volume["emptyDir"]["medium"].is_null(), "the scratch volume is on disk, not memory");
-    assert!(env_value(container(&sts, "etcd"), "ETCD_BOOTSTRAP_BACKUP_TO").is_none(), "backups are the sidecar's");
+    assert!(
+        env_value(container(&sts, "etcd"), "ETCD_BOOTSTRAP_BACKUP_TO").is_none(),
+        "backups are the sidecar's"
+    );
 
     // etcd >= 3.5.11: the /livez and /readyz component on the base.
     let (_keep, dir) = with_component("livez-readyz");

@@ -98,17 +98,26 @@ async fn restore_another_clusters_snapshot(test: &str, etcd: PathBuf) {
     }
     let check = Checker::plain(&bed);
     check.wait_healthy(&[0, 1, 2], HEALTHY).await;
+    // Each initial member restores, except one that comes after the others formed the restored
+    // cluster: it finds its own never-started entry there and JOINs it (etcd sends it the data).
+    let mut restored = 0;
     for o in 0..3 {
-        assert!(
-            decisions(&bed, o).contains(&"RESTORE".to_string()),
-            "etcd-{o}: {:?}\n{}",
-            decisions(&bed, o),
-            bed.logs(o)
-        );
-        check.assert_keys_on(o, "k", 200).await;
+        let decided = decisions(&bed, o);
         let marker = bed.volume(o).join("etcd-bootstrap-restore.json");
-        assert!(marker.is_file(), "etcd-{o} records the restore");
+        if decided.contains(&"RESTORE".to_string()) {
+            restored += 1;
+            assert!(marker.is_file(), "etcd-{o} records the restore");
+        } else {
+            assert_eq!(
+                decided.last().map(String::as_str),
+                Some("JOIN"),
+                "etcd-{o}: {decided:?}\n{}",
+                bed.logs(o)
+            );
+        }
+        check.assert_keys_on(o, "k", 200).await;
     }
+    assert!(restored >= 2, "a quorum of the initial members restored the snapshot");
     assert_one_cluster_at_least(&bed, &[0, 1, 2], revision).await;
     // --restore-from left set: a restart keeps the data (EXISTING), nothing is restored again.
     check.put_keys(&[0, 1, 2], "after", 10).await;

@@ -26,10 +26,12 @@ fn list(url: &str, env: &[(String, String)], home: &std::path::Path) -> Vec<Valu
     serde_json::from_str::<Value>(out.stdout.trim()).expect("json").as_array().cloned().expect("array")
 }
 
-/// Restart every sidecar with `env` added to the backup settings.
+/// Restart every sidecar with `env` added to the backup settings. They are killed, not stopped:
+/// SIGTERM handling is the sidecar tests' business, and a sidecar killed at any moment is what
+/// the backups must survive anyway.
 async fn restart_sidecars(set: &Set, env: Vec<(String, String)>) {
     for o in 0..3 {
-        set.stop_sidecar(o).await;
+        set.kill_sidecar(o);
     }
     *set.sidecar_env.lock().unwrap_or_else(|p| p.into_inner()) = env;
     for o in 0..3 {
