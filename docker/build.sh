@@ -102,7 +102,7 @@ if [ ! -x "$bootstrap" ]; then
   exit 1
 fi
 for b in "$etcd_dir/etcd" "$etcd_dir/etcdctl" "$bootstrap"; do
-  if command -v file >/dev/null && ! file -L "$b" | grep -qE 'statically linked|static-pie linked'; then
+  if command -v file >/dev/null && ! file -L "$b" | grep -E 'statically linked|static-pie linked' >/dev/null; then
     say "$b is not statically linked: a FROM scratch image has no libc"
     exit 1
   fi
@@ -134,7 +134,7 @@ install -m 0755 "$etcd_dir/etcd" "$stage/bin/etcd"
 install -m 0755 "$etcd_dir/etcdctl" "$stage/bin/etcdctl"
 install -m 0755 "$bootstrap" "$stage/bin/etcd-bootstrap"
 
-say "etcd: $("$stage/bin/etcd" --version | head -1)"
+say "etcd: $("$stage/bin/etcd" --version | sed -n 1p)"
 if docker buildx version >/dev/null 2>&1; then
   export DOCKER_BUILDKIT=1
   say "building $image with BuildKit (a few seconds)"
