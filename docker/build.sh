@@ -103,7 +103,7 @@ if [ ! -x "$bootstrap" ]; then
   exit 1
 fi
 for b in "$etcd_dir/etcd" "$etcd_dir/etcdctl" "$etcd_dir/etcdutl" "$bootstrap"; do
-  if command -v file >/dev/null && ! file -L "$b" | grep -qE 'statically linked|static-pie linked'; then
+  if command -v file >/dev/null && ! file -L "$b" | grep -E 'statically linked|static-pie linked' >/dev/null; then
     say "$b is not statically linked: a FROM scratch image has no libc"
     exit 1
   fi
@@ -136,7 +136,7 @@ install -m 0755 "$etcd_dir/etcdctl" "$stage/bin/etcdctl"
 install -m 0755 "$etcd_dir/etcdutl" "$stage/bin/etcdutl"
 install -m 0755 "$bootstrap" "$stage/bin/etcd-bootstrap"
 
-say "etcd: $("$stage/bin/etcd" --version | head -1)"
+say "etcd: $("$stage/bin/etcd" --version | sed -n 1p)"
 if docker buildx version >/dev/null 2>&1; then
   export DOCKER_BUILDKIT=1
   say "building $image with BuildKit (a few seconds)"

