@@ -482,19 +482,27 @@ fn volume_exists(name: &str) -> bool {
     docker(&["volume", "inspect", name]).is_ok()
 }
 
-#[test]
-fn compose_cluster_from_the_readme_commands() {
-    const TEST: &str = "compose_cluster_from_the_readme_commands";
+/// What a compose test starts from: a runtime, the image (and whether it is the test's own) and a
+/// project; `None` when Docker or compose is missing outside CI (skipped with the reason printed;
+/// in CI that fails the test).
+fn start(test: &str) -> Option<(tokio::runtime::Runtime, String, bool, Project)> {
     if let Some(why) = missing_prerequisite() {
         if prereq::in_ci() {
-            panic!("{TEST}: prerequisite missing in CI: {why}");
+            panic!("{test}: prerequisite missing in CI: {why}");
         }
-        prereq::skipped(TEST, &format!("{why} (runs in CI, or run the README's test command)"));
-        return;
+        prereq::skipped(test, &format!("{why} (runs in CI, or run the README's test command)"));
+        return None;
     }
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     let (image, own_image) = image();
-    let mut p = Project::new(image.clone(), own_image);
+    let p = Project::new(image.clone(), own_image);
+    Some((rt, image, own_image, p))
+}
+
+#[test]
+fn compose_cluster_from_the_readme_commands() {
+    const TEST: &str = "compose_cluster_from_the_readme_commands";
+    let Some((rt, image, own_image, mut p)) = start(TEST) else { return };
     let version = p.compose(&["version"]);
     eprintln!(
         "compose project {}; the scripts use: {}",
@@ -712,16 +720,7 @@ fn free_port() -> u16 {
 #[test]
 fn compose_backup_to_a_host_directory_and_restore() {
     const TEST: &str = "compose_backup_to_a_host_directory_and_restore";
-    if let Some(why) = missing_prerequisite() {
-        if prereq::in_ci() {
-            panic!("{TEST}: prerequisite missing in CI: {why}");
-        }
-        prereq::skipped(TEST, &format!("{why} (runs in CI, or run the README's test command)"));
-        return;
-    }
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-    let (image, own_image) = image();
-    let mut p = Project::new(image.clone(), own_image);
+    let Some((rt, image, _, mut p)) = start(TEST) else { return };
     p.port = free_port();
     let port = p.port.to_string();
     let dir = std::env::temp_dir().join(format!("{}-backups", p.name));
