@@ -17,6 +17,7 @@
 //! The HTTP endpoint ([`http`]) serves `/healthz`, `/readyz` and `/metrics` ([`metrics`]).
 
 pub mod http;
+pub mod maintenance;
 pub mod metrics;
 pub mod removal;
 
