@@ -13,6 +13,8 @@ use crate::error::{Error, Result};
 use crate::etcd_args::ClientTlsFiles;
 use crate::view::{ClusterView, Member};
 
+pub mod maintenance;
+
 /// Key read (count only) to prove quorum with a linearizable read.
 const QUORUM_PROBE_KEY: &str = "/etcd-bootstrap/quorum-probe";
 

@@ -16,9 +16,9 @@ use crate::prereq;
 const START_DEADLINE: Duration = Duration::from_secs(30);
 
 /// A running etcd, killed and reaped when dropped (also when an assertion fails).
-struct EtcdProcess {
+pub struct EtcdProcess {
     child: Child,
-    client_url: String,
+    pub client_url: String,
     log: PathBuf,
 }
 
@@ -26,6 +26,11 @@ impl EtcdProcess {
     /// Start a single-member etcd on 127.0.0.1 with free ports, data in `data_dir`, its output
     /// in `log`.
     fn start(bin: &Path, data_dir: &Path, log: &Path) -> EtcdProcess {
+        Self::start_with(bin, data_dir, log, &[])
+    }
+
+    /// [`EtcdProcess::start`] with more etcd flags.
+    pub fn start_with(bin: &Path, data_dir: &Path, log: &Path, extra: &[&str]) -> EtcdProcess {
         let [client_port, peer_port] = free_ports();
         let client_url = format!("http://127.0.0.1:{client_port}");
         let peer_url = format!("http://127.0.0.1:{peer_port}");
@@ -41,6 +46,7 @@ impl EtcdProcess {
             .arg(format!("--initial-cluster=datadir-test={peer_url}"))
             .arg("--initial-cluster-state=new")
             .arg("--initial-cluster-token=datadir-wal-test")
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err);
@@ -56,7 +62,7 @@ impl EtcdProcess {
 
     /// Poll `/health` until etcd reports healthy; panics with etcd's log at the deadline or when
     /// etcd exits.
-    fn wait_healthy(&mut self) {
+    pub fn wait_healthy(&mut self) {
         let deadline = Instant::now() + START_DEADLINE;
         let addr = self.client_url.trim_start_matches("http://").to_string();
         loop {
@@ -79,7 +85,7 @@ impl EtcdProcess {
         let _ = self.child.wait();
     }
 
-    fn log_text(&self) -> String {
+    pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_else(|e| format!("(no log: {e})"))
     }
 }

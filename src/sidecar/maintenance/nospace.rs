@@ -35,6 +35,17 @@ pub enum AlarmKind {
     Other(i32),
 }
 
+impl AlarmKind {
+    /// From etcd's alarm number (`AlarmType`: 1 NOSPACE, 2 CORRUPT).
+    pub fn from_code(code: i32) -> AlarmKind {
+        match code {
+            1 => AlarmKind::Nospace,
+            2 => AlarmKind::Corrupt,
+            other => AlarmKind::Other(other),
+        }
+    }
+}
+
 /// One raised alarm: which member raised it, and what it is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Alarm {
@@ -407,6 +418,13 @@ mod tests {
             assert_eq!(episode.stale(revision, at + Duration::from_secs(secs)), stale, "{why}");
         }
         assert!(!Episode::default().stale(1, at), "an open episode is never stale");
+    }
+
+    #[test]
+    fn alarm_numbers_are_etcds() {
+        assert_eq!(AlarmKind::from_code(etcd_client::AlarmType::Nospace as i32), AlarmKind::Nospace);
+        assert_eq!(AlarmKind::from_code(etcd_client::AlarmType::Corrupt as i32), AlarmKind::Corrupt);
+        assert_eq!(AlarmKind::from_code(0), AlarmKind::Other(0), "NONE is no alarm this policy knows");
     }
 
     #[test]

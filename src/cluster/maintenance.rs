@@ -1,0 +1,250 @@
+//! The maintenance calls of the etcd API, for the sidecar: each member's status with its
+//! database sizes, defragment, the alarms, compaction. How each call's refusals are taken is a
+//! pure function here ([`maintenance_refusal`], [`compact_refusal`]).
+
+use std::time::Duration;
+
+use etcd_client::{AlarmAction, AlarmOptions, AlarmType, Client, CompactionOptions};
+
+use super::{short, within, Access, CallError, Endpoint, MemberClient};
+
+/// A defragmentation blocks its member for as long as it takes (about a second per 100 MB of
+/// a disk's worth of copying); past this the call is given up, and the member is waited for.
+/// Below the sidecar's two-minute liveness margin.
+pub const DEFRAG_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// A physical compaction returns once the backend has applied it.
+pub const COMPACT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// What one member says about itself and its database (`status`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DbReport {
+    pub member_id: u64,
+    /// The leader it knows of; 0 when it knows none.
+    pub leader: u64,
+    pub is_learner: bool,
+    /// `dbSize`: the file, as counted against the quota.
+    pub db_size: u64,
+    /// `dbSizeInUse`; 0 where etcd does not report it.
+    pub db_in_use: u64,
+    /// The key-value store's revision as this member has applied it.
+    pub revision: i64,
+}
+
+/// One raised alarm as etcd lists it: the member and etcd's alarm number (1 NOSPACE, 2 CORRUPT).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RaisedAlarm {
+    pub member: u64,
+    pub code: i32,
+}
+
+/// Ask the member at `endpoint` for its status, within `timeout` (connect and call).
+pub async fn db_report_at(
+    access: &Access,
+    endpoint: &Endpoint,
+    timeout: Duration,
+) -> Result<DbReport, String> {
+    MemberClient::connect(access, endpoint, timeout).await?.db_report(timeout).await
+}
+
+/// Defragment the member at `endpoint` (the call goes to that member only), connecting within
+/// `connect_timeout`.
+pub async fn defragment_at(
+    access: &Access,
+    endpoint: &Endpoint,
+    connect_timeout: Duration,
+) -> Result<(), CallError> {
+    let options = access.options(&endpoint.host, DEFRAG_TIMEOUT).with_connect_timeout(connect_timeout);
+    let connecting = Client::connect([endpoint.url.as_str()], Some(options));
+    let mut client = match tokio::time::timeout(connect_timeout, connecting).await {
+        Ok(Ok(client)) => client,
+        Ok(Err(e)) => return Err(maintenance_refusal(&format!("connect {}: {}", endpoint.url, short(&e)))),
+        Err(_) => return Err(CallError::Transient(format!("connect {}: timed out", endpoint.url))),
+    };
+    within(DEFRAG_TIMEOUT, "defragment", client.defragment())
+        .await
+        .map(|_| ())
+        .map_err(|m| maintenance_refusal(&m))
+}
+
+impl MemberClient {
+    /// `status` of the member the calls go to, with its database sizes.
+    pub async fn db_report(&mut self, timeout: Duration) -> Result<DbReport, String> {
+        let status = within(timeout, "status", self.client.status()).await?;
+        let header = status.header();
+        Ok(DbReport {
+            member_id: header.map(|h| h.member_id()).unwrap_or_default(),
+            leader: status.leader(),
+            is_learner: status.is_learner(),
+            db_size: u64::try_from(status.db_size()).unwrap_or_default(),
+            db_in_use: u64::try_from(status.raft_used_db_size()).unwrap_or_default(),
+            revision: header.map(|h| h.revision()).unwrap_or_default(),
+        })
+    }
+
+    /// The alarms raised in the cluster.
+    pub async fn alarms(&mut self) -> Result<Vec<RaisedAlarm>, CallError> {
+        let list = within(
+            super::MEMBERSHIP_CALL_TIMEOUT,
+            "alarm list",
+            self.client.alarm(AlarmAction::Get, AlarmType::None, None),
+        )
+        .await
+        .map_err(|m| maintenance_refusal(&m))?;
+        Ok(list
+            .alarms()
+            .iter()
+            .map(|a| RaisedAlarm { member: a.member_id(), code: a.alarm() as i32 })
+            .collect())
+    }
+
+    /// Disarm the NOSPACE alarm `member` raised.
+    pub async fn disarm_nospace(&mut self, member: u64) -> Result<(), CallError> {
+        let mut options = AlarmOptions::new();
+        options.with_member(member);
+        within(
+            super::MEMBERSHIP_CALL_TIMEOUT,
+            "alarm disarm",
+            self.client.alarm(AlarmAction::Deactivate, AlarmType::Nospace, Some(options)),
+        )
+        .await
+        .map(|_| ())
+        .map_err(|m| maintenance_refusal(&m))
+    }
+
+    /// Compact the key history up to `revision`, physically (the call returns once the backend
+    /// has dropped it, so a defragmentation after it gives the space back).
+    pub async fn compact(&mut self, revision: i64) -> Result<(), CallError> {
+        let options = CompactionOptions::new().with_physical();
+        within(COMPACT_TIMEOUT, "compact", self.client.compact(revision, Some(options)))
+            .await
+            .map(|_| ())
+            .map_err(|m| compact_refusal(&m))
+    }
+}
+
+/// Refusals that no retry fixes: the user lacks the rights (maintenance calls need the root role
+/// where auth is on), or the server has no such call.
+fn refused_for_good(m: &str) -> bool {
+    ["permission denied", "user name is empty", "authentication failed", "unimplemented"]
+        .iter()
+        .any(|p| m.contains(p))
+}
+
+/// How a failed defragmentation, alarm list or disarm is taken: refused for good, or tried again
+/// next round (after a defragmentation's timeout or dropped connection it may still run: the
+/// member is waited for before the next).
+pub fn maintenance_refusal(message: &str) -> CallError {
+    let m = message.to_ascii_lowercase();
+    if refused_for_good(&m) {
+        CallError::Fatal(message.to_string())
+    } else {
+        CallError::Transient(message.to_string())
+    }
+}
+
+/// How a failed compaction is taken: an older-or-equal compaction is already done; a future
+/// revision or a busy cluster is tried again.
+pub fn compact_refusal(message: &str) -> CallError {
+    let m = message.to_ascii_lowercase();
+    if m.contains("required revision has been compacted") {
+        CallError::AlreadyDone(message.to_string())
+    } else if refused_for_good(&m) {
+        CallError::Fatal(message.to_string())
+    } else {
+        CallError::Transient(message.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kind(e: &CallError) -> &'static str {
+        match e {
+            CallError::Transient(_) => "retry",
+            CallError::AlreadyDone(_) => "done",
+            CallError::Fatal(_) => "fatal",
+        }
+    }
+
+    #[test]
+    fn refusal_table() {
+        type Policy = fn(&str) -> CallError;
+        // (policy, etcd's message, how it is taken, why)
+        let rows: [(Policy, &str, &str, &str); 12] = [
+            (
+                maintenance_refusal,
+                "defragment: timed out after 1m30s",
+                "retry",
+                "a long defragmentation: wait for the member, try later",
+            ),
+            (
+                maintenance_refusal,
+                "defragment: Unavailable: error reading from server: EOF",
+                "retry",
+                "the member restarted meanwhile",
+            ),
+            (
+                maintenance_refusal,
+                "defragment: PermissionDenied: etcdserver: permission denied",
+                "fatal",
+                "auth on and the user is not root",
+            ),
+            (
+                maintenance_refusal,
+                "defragment: Unimplemented: unknown method Defragment",
+                "fatal",
+                "not an etcd that has it",
+            ),
+            (
+                compact_refusal,
+                "compact: OutOfRange: etcdserver: mvcc: required revision has been compacted",
+                "done",
+                "compacted already at or past it",
+            ),
+            (
+                compact_refusal,
+                "compact: OutOfRange: etcdserver: mvcc: required revision is a future revision",
+                "retry",
+                "a revision read from a member behind: read it again",
+            ),
+            (
+                compact_refusal,
+                "compact: Unavailable: etcdserver: request timed out",
+                "retry",
+                "a busy cluster",
+            ),
+            (
+                compact_refusal,
+                "compact: InvalidArgument: etcdserver: user name is empty",
+                "fatal",
+                "auth on, no user given",
+            ),
+            (
+                maintenance_refusal,
+                "alarm disarm: Unavailable: etcdserver: leader changed",
+                "retry",
+                "a leader change",
+            ),
+            (maintenance_refusal, "alarm list: timed out after 15s", "retry", "a slow cluster"),
+            (
+                maintenance_refusal,
+                "alarm disarm: PermissionDenied: etcdserver: permission denied",
+                "fatal",
+                "not root",
+            ),
+            (
+                maintenance_refusal,
+                "alarm list: Unauthenticated: etcdserver: invalid auth token",
+                "retry",
+                "an expired token: a new connection gets a new one",
+            ),
+        ];
+        for (policy, message, want, why) in rows {
+            let got = policy(message);
+            assert_eq!(kind(&got), want, "{why}");
+            assert_eq!(got.message(), message, "the message is kept whole");
+        }
+    }
+}
