@@ -80,6 +80,20 @@ pub struct SidecarArgs {
     #[arg(long, env = "ETCD_BOOTSTRAP_METRICS_PORT", default_value_t = 2381)]
     pub metrics_port: u16,
 
+    /// Defragment a member when more than this share of its database is free pages (a fraction;
+    /// 0 switches routine defragmentation off).
+    #[arg(long, env = "ETCD_BOOTSTRAP_DEFRAG_THRESHOLD", allow_hyphen_values = true, default_value_t = 0.45)]
+    pub defrag_threshold: f64,
+
+    /// Defragment only members whose database is larger than this (100MB, 1GiB, or bytes).
+    #[arg(long, env = "ETCD_BOOTSTRAP_DEFRAG_MIN_SIZE", value_parser = parse_size, allow_hyphen_values = true, default_value = "100MB")]
+    pub defrag_min_size: u64,
+
+    /// Under a NOSPACE alarm, compact the key history at the current revision before
+    /// defragmenting (never past a backup being written). Off by default: it drops old revisions.
+    #[arg(long, env = "ETCD_BOOTSTRAP_COMPACT_ON_NOSPACE")]
+    pub compact_on_nospace: bool,
+
     /// etcd's own flags, as given to `run`, so the sidecar finds TLS files and ports.
     #[arg(last = true, value_name = "ETCD_FLAGS")]
     pub etcd_flags: Vec<String>,
@@ -196,6 +210,10 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
     duration::parse(text)
 }
 
+fn parse_size(text: &str) -> Result<u64, String> {
+    crate::size::parse(text)
+}
+
 fn parse_dns_server(text: &str) -> Result<SocketAddr, String> {
     crate::dns::parse_dns_server(text).map_err(|e| e.to_string())
 }
@@ -272,6 +290,22 @@ mod tests {
         ] {
             let err = parse(args).expect_err(&format!("{args:?}"));
             assert_eq!(err.exit_code(), 2, "{args:?}");
+        }
+    }
+
+    #[test]
+    fn maintenance_options_parse_with_their_defaults() {
+        let Some(Command::Sidecar(s)) = parse(&["sidecar"]).expect("parses").command else {
+            panic!("sidecar")
+        };
+        assert_eq!((s.defrag_threshold, s.defrag_min_size, s.compact_on_nospace), (0.45, 100_000_000, false));
+        let args =
+            ["sidecar", "--defrag-threshold", "0", "--defrag-min-size", "1GiB", "--compact-on-nospace"];
+        let Some(Command::Sidecar(s)) = parse(&args).expect("parses").command else { panic!("sidecar") };
+        assert_eq!((s.defrag_threshold, s.defrag_min_size, s.compact_on_nospace), (0.0, 1 << 30, true));
+        for bad in [&["sidecar", "--defrag-min-size", "lots"][..], &["sidecar", "--defrag-threshold", "half"]]
+        {
+            assert_eq!(parse(bad).expect_err("bad").exit_code(), 2, "{bad:?}");
         }
     }
 

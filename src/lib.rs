@@ -15,7 +15,8 @@
 //! - [`sidecar`]: the second container: promote learners, remove members whose pods are gone
 //!   (pure policy in `sidecar::removal`), `/healthz`, `/readyz` and `/metrics`.
 //! - [`exec`]: execve etcd; [`signals`]: SIGTERM/SIGINT as PID 1; [`crash`]: test crash points.
-//! - [`error`]: the one error type and the exit codes; [`duration`]: `500ms`/`30s`/`5m`.
+//! - [`error`]: the one error type and the exit codes; [`duration`]: `500ms`/`30s`/`5m`;
+//!   [`size`]: `100MB`/`512MiB`.
 
 pub mod cli;
 pub mod cluster;
@@ -35,4 +36,5 @@ pub mod plan;
 pub mod run;
 pub mod sidecar;
 pub mod signals;
+pub mod size;
 pub mod view;

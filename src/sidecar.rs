@@ -17,6 +17,7 @@
 //! The HTTP endpoint ([`http`]) serves `/healthz`, `/readyz` and `/metrics` ([`metrics`]).
 
 pub mod http;
+pub mod maintain;
 pub mod maintenance;
 pub mod metrics;
 pub mod removal;
@@ -32,7 +33,7 @@ use tokio::task::JoinSet;
 use tokio::time::MissedTickBehavior;
 use tracing::{debug, info, warn};
 
-use crate::cluster::{self, CallError, Endpoint, MemberClient};
+use crate::cluster::{self, Access, CallError, Endpoint, MemberClient};
 use crate::config::SidecarArgs;
 use crate::context::Context;
 use crate::dns::Lookup;
@@ -55,6 +56,7 @@ pub struct Settings {
     pub interval: Duration,
     pub removal_delay: Duration,
     pub metrics_port: u16,
+    pub maintenance: maintain::Settings,
 }
 
 impl Settings {
@@ -83,7 +85,13 @@ impl Settings {
                 "--metrics-port {port}: etcd's --listen-metrics-urls uses that port in this pod; choose another"
             )));
         }
-        Ok(Settings { interval: args.interval, removal_delay: args.removal_delay, metrics_port: port })
+        let maintenance = maintain::Settings::new(args, ctx)?;
+        Ok(Settings {
+            interval: args.interval,
+            removal_delay: args.removal_delay,
+            metrics_port: port,
+            maintenance,
+        })
     }
 
     /// /healthz fails when no round has ended for this long: a round is bounded by its calls'
@@ -161,6 +169,9 @@ struct Sidecar<'a> {
     shared: Arc<Shared>,
     local_endpoint: Endpoint,
     local: Option<MemberClient>,
+    /// How to reach etcd: the context's, with the client TLS files as last read from disk.
+    access: Access,
+    maint: maintain::Maintainer,
     /// Ordinal -> when its name first answered "missing", in an unbroken run of such answers
     /// seen while this member leads.
     missing_since: BTreeMap<u32, Instant>,
@@ -181,6 +192,8 @@ impl<'a> Sidecar<'a> {
             shared,
             local_endpoint,
             local: None,
+            access: ctx.access.clone(),
+            maint: maintain::Maintainer::new(settings.maintenance, ctx.user.client_tls_files()),
             missing_since: BTreeMap::new(),
             last_ip: BTreeMap::new(),
             role: None,
@@ -195,6 +208,10 @@ impl<'a> Sidecar<'a> {
     }
 
     async fn step(&mut self) {
+        if let Some(access) = self.maint.certificates.check(&self.access, &self.shared) {
+            self.access = access;
+            self.local = None;
+        }
         let report = match self.local_status().await {
             Ok(report) => report,
             Err(problem) => {
@@ -216,6 +233,7 @@ impl<'a> Sidecar<'a> {
             m.leader = report.is_leader();
         }
         if !report.is_leader() {
+            self.maint.stand_by(&self.shared);
             self.missing_since.clear();
             let role = match (report.is_learner, report.leader) {
                 (true, _) => Role::Learner,
@@ -241,19 +259,62 @@ impl<'a> Sidecar<'a> {
         if self.promote(&members, &observed).await {
             return;
         }
-        self.consider_removal(report.member_id, &members, &observed).await;
+        if self.consider_removal(report.member_id, &members, &observed).await {
+            return;
+        }
+        let whom = self.whereabouts(report.member_id, &members, &observed);
+        let Some(local) = self.local.as_mut() else { return };
+        let timeout = self.ctx.probe_timeout;
+        self.maint.lead(&self.access, local, &whom, report.member_id, timeout, &self.shared).await;
+    }
+
+    /// Every member and where to reach it for maintenance: the local one at 127.0.0.1, the others
+    /// at their pod's current address, else the last one their name had, else an IP in their
+    /// client URL.
+    fn whereabouts(&self, local: u64, members: &[Member], observed: &Observed) -> Vec<maintain::Whom> {
+        let id = &self.ctx.identity;
+        members
+            .iter()
+            .map(|m| {
+                let ordinal = member_ordinal(id, m);
+                let endpoint = if m.id == local {
+                    Some(self.local_endpoint.clone())
+                } else {
+                    let url = m.client_urls.first().map(String::as_str).unwrap_or_default();
+                    ordinal
+                        .and_then(|o| observed.ips.get(&o).or_else(|| self.last_ip.get(&o)).copied())
+                        .or_else(|| url_host(url).and_then(|h| h.parse::<IpAddr>().ok()))
+                        .map(|ip| Endpoint {
+                            host: url_host(url)
+                                .map(str::to_string)
+                                .or_else(|| ordinal.map(|o| id.peer_host(o)))
+                                .unwrap_or_else(|| ip.to_string()),
+                            url: format!(
+                                "{}://{}",
+                                self.access.scheme(),
+                                SocketAddr::new(ip, url_port(url).unwrap_or(self.ctx.member.client_port))
+                            ),
+                        })
+                };
+                maintain::Whom { id: m.id, label: member_label(id, m), is_learner: m.is_learner, endpoint }
+            })
+            .collect()
     }
 
     /// Status of the local member, connecting first when needed.
     async fn local_status(&mut self) -> std::result::Result<cluster::SelfReport, String> {
         let timeout = self.ctx.probe_timeout;
         if self.local.is_none() {
-            self.local = Some(MemberClient::connect(&self.ctx.access, &self.local_endpoint, timeout).await?);
+            self.local = Some(MemberClient::connect(&self.access, &self.local_endpoint, timeout).await?);
         }
-        match self.local.as_mut() {
-            Some(local) => local.status(timeout).await,
-            None => Err("not connected".into()),
-        }
+        let report = match self.local.as_mut() {
+            Some(local) => local.db_report(timeout).await?,
+            None => return Err("not connected".into()),
+        };
+        let mut m = self.shared.lock();
+        m.maintenance.db_size = Some(report.db_size);
+        m.maintenance.db_in_use = Some(report.db_in_use);
+        Ok(report.self_report())
     }
 
     fn note_role(&mut self, role: Role) {
@@ -273,7 +334,7 @@ impl<'a> Sidecar<'a> {
                 "the local member is not the leader: standing by (only the leader's sidecar acts)"
             ),
             Role::Leader => info!(
-                "the local member is the leader: promoting learners in sync and removing members whose pods are gone"
+                "the local member is the leader: promoting learners in sync, removing members whose pods are gone, and maintaining the databases (defragmentation, NOSPACE)"
             ),
         }
         self.role = Some(role);
@@ -390,7 +451,8 @@ impl<'a> Sidecar<'a> {
         info!(action = "skip-promotion", reason = reason.as_str(), member = %label, "not promoting learner {label}: {detail}");
     }
 
-    async fn consider_removal(&mut self, leader: u64, members: &[Member], observed: &Observed) {
+    /// True when a member was removed (the one change of this round).
+    async fn consider_removal(&mut self, leader: u64, members: &[Member], observed: &Observed) -> bool {
         let id = &self.ctx.identity;
         let facts_members: Vec<MemberFacts> = members
             .iter()
@@ -409,9 +471,10 @@ impl<'a> Sidecar<'a> {
             pod_list_known: observed.pod_list_known,
             now: Instant::now(),
             delay: self.settings.removal_delay,
+            maintained: self.maint.busy_with(),
         };
         let verdict = match removal::pick(&facts) {
-            Pick::Nothing => return,
+            Pick::Nothing => return false,
             Pick::Skip(skip) => Err(skip),
             Pick::Candidate(candidate) => {
                 let answers = self.probe(leader, candidate, members, observed).await;
@@ -421,7 +484,10 @@ impl<'a> Sidecar<'a> {
         };
         match verdict {
             Ok(removal) => self.remove(removal).await,
-            Err(skip) => self.removal_skipped(skip, observed),
+            Err(skip) => {
+                self.removal_skipped(skip, observed);
+                false
+            }
         }
     }
 
@@ -468,7 +534,7 @@ impl<'a> Sidecar<'a> {
                     .unwrap_or_else(|| ip.to_string());
                 let addr = SocketAddr::new(ip, port);
                 let endpoint = Endpoint { host, url: format!("{scheme}://{addr}") };
-                let access = self.ctx.access.clone();
+                let access = self.access.clone();
                 let timeout = self.ctx.probe_timeout;
                 let member_id = m.id;
                 probes.spawn(async move {
@@ -495,13 +561,14 @@ impl<'a> Sidecar<'a> {
         answers
     }
 
-    async fn remove(&mut self, removal: Removal) {
-        let Some(local) = self.local.as_mut() else { return };
+    async fn remove(&mut self, removal: Removal) -> bool {
+        let Some(local) = self.local.as_mut() else { return false };
         let label = removal.label.clone();
         match local.remove(removal.id).await {
             Ok(()) => {
                 self.shared.lock().removals += 1;
                 info!(action = "remove", member = %label, "removed member {label}: {}", removal.reason);
+                return true;
             }
             Err(CallError::AlreadyDone(m)) => {
                 info!(member = %label, "member {label} was removed already: {m}")
@@ -516,6 +583,7 @@ impl<'a> Sidecar<'a> {
             ),
             Err(CallError::Fatal(m)) => self.failed("member remove", &m),
         }
+        false
     }
 
     fn removal_skipped(&self, skip: Skip, observed: &Observed) {

@@ -31,11 +31,30 @@ pub struct DbReport {
     pub revision: i64,
 }
 
+impl DbReport {
+    /// Who the member is, without the database figures.
+    pub fn self_report(&self) -> super::SelfReport {
+        super::SelfReport { member_id: self.member_id, leader: self.leader, is_learner: self.is_learner }
+    }
+}
+
 /// One raised alarm as etcd lists it: the member and etcd's alarm number (1 NOSPACE, 2 CORRUPT).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RaisedAlarm {
     pub member: u64,
     pub code: i32,
+}
+
+impl Access {
+    /// The same access with other client TLS material (certificate rotation): the CA and the
+    /// client certificate and key as PEM; credentials and scheme stay.
+    pub fn with_client_tls(
+        &self,
+        ca_pem: Option<Vec<u8>>,
+        identity_pem: Option<(Vec<u8>, Vec<u8>)>,
+    ) -> Access {
+        Access { https: self.https, ca_pem, identity_pem, auth: self.auth.clone() }
+    }
 }
 
 /// Ask the member at `endpoint` for its status, within `timeout` (connect and call).

@@ -157,16 +157,7 @@ pub fn choose(
     Some(Ok(Target { id: member.id, label: member.label.clone(), reason: format!("{why} ({role})") }))
 }
 
-/// `12.3 MB` (decimal units, as etcd's own logs print sizes).
-pub fn size(bytes: u64) -> String {
-    const UNITS: [(&str, f64); 3] = [("GB", 1e9), ("MB", 1e6), ("kB", 1e3)];
-    for (unit, scale) in UNITS {
-        if bytes as f64 >= scale {
-            return format!("{:.1} {unit}", bytes as f64 / scale);
-        }
-    }
-    format!("{bytes} B")
-}
+pub use crate::size::format as size;
 
 #[cfg(test)]
 mod tests {
@@ -299,14 +290,6 @@ mod tests {
         assert_eq!(t.reason, "60% free (the leader, last)");
         let s = choose(&members[..2], 100, None, all).expect("x").expect_err("quorum");
         assert!(s.detail.contains("1 of the 2 voting members would answer"), "{}", s.detail);
-    }
-
-    #[test]
-    fn sizes_read_well() {
-        assert_eq!(size(512), "512 B");
-        assert_eq!(size(2_500), "2.5 kB");
-        assert_eq!(size(104_857_600), "104.9 MB");
-        assert_eq!(size(2_147_483_648), "2.1 GB");
     }
 
     #[test]

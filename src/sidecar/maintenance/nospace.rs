@@ -8,8 +8,10 @@
 //!    [`super::choose`]), whatever their fragmentation: under NOSPACE no write commits, so the
 //!    in-use figure may still count pages a compaction freed;
 //! 3. then disarms the NOSPACE alarms if every member's database is below the quota
-//!    (`--quota-backend-bytes` of etcd; 2 GiB when unset), or else keeps them, says in the log
-//!    what would free space, and counts it.
+//!    (`--quota-backend-bytes` of etcd; 2 GiB when unset) with [`HEADROOM`] to spare, or else
+//!    keeps them, says in the log what would free space, and counts it. Without headroom the
+//!    next writes would raise the alarm again at once, and every member would be defragmented
+//!    again for nothing.
 //!
 //! A kept alarm is looked at again once the revision moves (keys were deleted), or after
 //! [`RETRY`] (a compaction by hand moves no revision).
@@ -23,6 +25,9 @@ use super::{choose, size, MemberDb, Skip, SkipReason, Target};
 
 /// etcd's quota when `--quota-backend-bytes` is unset or 0.
 pub const DEFAULT_QUOTA: u64 = 2 * 1024 * 1024 * 1024;
+
+/// The share of the quota that must be free on every member before the alarm is disarmed.
+pub const HEADROOM: f64 = 0.10;
 
 /// How long a kept alarm is left alone when nothing was deleted.
 pub const RETRY: Duration = Duration::from_secs(600);
@@ -189,6 +194,7 @@ fn verdict(settings: &Settings, facts: &Facts, raised: Vec<u64>) -> Step {
         });
     }
     let quota = settings.quota;
+    let limit = quota.saturating_sub((quota as f64 * HEADROOM) as u64);
     let sizes = |ms: &[&MemberDb]| {
         ms.iter()
             .map(|m| {
@@ -200,12 +206,14 @@ fn verdict(settings: &Settings, facts: &Facts, raised: Vec<u64>) -> Step {
     };
     let all: Vec<&MemberDb> = facts.members.iter().collect();
     let over: Vec<&MemberDb> =
-        facts.members.iter().filter(|m| m.status.is_some_and(|s| s.size >= quota)).collect();
+        facts.members.iter().filter(|m| m.status.is_some_and(|s| s.size >= limit)).collect();
     if over.is_empty() {
         return Step::Disarm {
             members: raised,
             reason: format!(
-                "every member was defragmented and its database is below the quota of {}: {}",
+                "every member was defragmented and its database is below {} ({:.0}% of the quota of {}): {}",
+                size(limit),
+                (1.0 - HEADROOM) * 100.0,
                 size(quota),
                 sizes(&all)
             ),
@@ -218,8 +226,10 @@ fn verdict(settings: &Settings, facts: &Facts, raised: Vec<u64>) -> Step {
     };
     Step::Keep {
         reason: format!(
-            "keeping the NOSPACE alarm: after defragmenting every member, {} still at or above the quota of {}: {}; to free space, {free}, or raise etcd's --quota-backend-bytes",
+            "keeping the NOSPACE alarm: after defragmenting every member, {} still at or above {} ({:.0}% of the quota of {}; below that the next writes would raise it again at once): {}; to free space, {free}, or raise etcd's --quota-backend-bytes",
             if over.len() == 1 { "one database is" } else { "databases are" },
+            size(limit),
+            (1.0 - HEADROOM) * 100.0,
             size(quota),
             sizes(&over)
         ),
@@ -375,6 +385,16 @@ mod tests {
                 "keep",
                 "exactly at the quota is not below it",
             ),
+            (
+                Case::new().done(&[100, 101, 102]).sizes(19 * MB, 19 * MB),
+                "keep",
+                "below the quota but within the 10% headroom: the next writes would raise it again",
+            ),
+            (
+                Case::new().done(&[100, 101, 102]).sizes(17 * MB, 17 * MB),
+                "disarm [101, 102]",
+                "below 90% of the quota: disarm",
+            ),
             (all_done_one_down, "skip unhealthy", "a member's size unknown: no verdict"),
             (learner, "defrag 103", "a learner is defragmented too before the verdict"),
             (kept, "unchanged", "kept before and nothing changed: quiet"),
@@ -387,7 +407,7 @@ mod tests {
     #[test]
     fn keep_says_what_would_free_space() {
         let Step::Keep { reason } = Case::new().done(&[100, 101, 102]).step() else { panic!("keep") };
-        assert!(reason.starts_with("keeping the NOSPACE alarm: after defragmenting every member, databases are still at or above the quota of 20.0 MB: etcd-0 (64) 21.0 MB (21.0 MB in use)"), "{reason}");
+        assert!(reason.starts_with("keeping the NOSPACE alarm: after defragmenting every member, databases are still at or above 18.0 MB (90% of the quota of 20.0 MB; below that the next writes would raise it again at once): etcd-0 (64) 21.0 MB (21.0 MB in use)"), "{reason}");
         assert!(
             reason.contains("--compact-on-nospace") && reason.contains("--quota-backend-bytes"),
             "{reason}"
