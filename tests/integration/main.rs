@@ -10,6 +10,7 @@ mod compose;
 mod datadir_wal;
 mod dns_lookup;
 mod etcd_check;
+mod maintenance;
 mod maintenance_calls;
 mod manifests;
 mod membership;

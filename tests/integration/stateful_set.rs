@@ -32,6 +32,24 @@ pub struct Set {
     pub sidecars: Mutex<BTreeMap<u32, Child>>,
     pub etcd: PathBuf,
     pub bed: Bed,
+    pub extra: Extra,
+}
+
+/// More settings for every pod and sidecar of a [`Set`]; `{o}` in a value is the pod's ordinal.
+#[derive(Debug, Clone, Default)]
+pub struct Extra {
+    /// Environment of every pod's entrypoint (etcd's `ETCD_*` settings, for example).
+    pub pod_env: Vec<(String, String)>,
+    /// Environment of every sidecar.
+    pub sidecar_env: Vec<(String, String)>,
+    /// Options of every sidecar, after the defaults.
+    pub sidecar_args: Vec<String>,
+}
+
+impl Extra {
+    fn for_pod(list: &[(String, String)], ordinal: u32) -> Vec<(String, String)> {
+        list.iter().map(|(k, v)| (k.clone(), v.replace("{o}", &ordinal.to_string()))).collect()
+    }
 }
 
 impl Drop for Set {
@@ -49,7 +67,12 @@ pub const STARTED: &str = concat!("etcd-bootstrap ", env!("CARGO_PKG_VERSION"), 
 
 impl Set {
     pub async fn new(name: &str, etcd: PathBuf) -> Set {
-        Set { sidecars: Mutex::new(BTreeMap::new()), etcd, bed: Bed::new(name).await }
+        Self::with(name, etcd, Extra::default()).await
+    }
+
+    /// [`Set::new`] with more settings for the pods and sidecars.
+    pub async fn with(name: &str, etcd: PathBuf, extra: Extra) -> Set {
+        Set { sidecars: Mutex::new(BTreeMap::new()), etcd, bed: Bed::new(name).await, extra }
     }
 
     pub fn sidecar_log(&self, ordinal: u32) -> PathBuf {
@@ -68,6 +91,9 @@ impl Set {
     /// [`Set::start`], the pod appearing in DNS as `publish` says.
     pub async fn start_with(&self, ordinal: u32, learner: bool, publish: Publish) {
         let mut spec: PodSpec = etcd_pod(&self.bed, ordinal, &self.etcd).publish(publish);
+        for (k, v) in Extra::for_pod(&self.extra.pod_env, ordinal) {
+            spec = spec.env(k, v);
+        }
         if learner {
             spec = spec.env("ETCD_BOOTSTRAP_JOIN_AS", "learner");
         }
@@ -103,8 +129,10 @@ impl Set {
             .arg(bootstrap_bin())
             .args(["sidecar", "--interval", INTERVAL, "--removal-delay", "5s"])
             .args(["--metrics-port", &METRICS_PORT.to_string()])
+            .args(&self.extra.sidecar_args)
             .env_clear()
             .env("PATH", crate::bed::POD_PATH)
+            .envs(Extra::for_pod(&self.extra.sidecar_env, ordinal))
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(stderr);
