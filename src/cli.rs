@@ -7,12 +7,14 @@ use std::process::ExitCode;
 use clap::Parser;
 use tracing::info;
 
+use crate::act::{self, exec};
 use crate::config::{Cli, Command, Format, LogFormat, PlanArgs, RunArgs, SidecarArgs};
 use crate::context::{Context, Surroundings};
-use crate::datadir::{self, DataDirState};
 use crate::error::{Error, Result};
+use crate::observe::{self, datadir};
+use crate::observed::DataDirState;
 use crate::signals::Shutdown;
-use crate::{etcd_args, exec, run, sidecar};
+use crate::{etcd_args, sidecar};
 
 /// Run the program with `args` (argv, program name first) and its surroundings.
 pub fn main_with(args: Vec<OsString>, surroundings: Surroundings) -> Result<ExitCode> {
@@ -61,13 +63,13 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| Error::config(format!("cannot start the async runtime: {e}")))
+        .map_err(|e| Error::Runtime(format!("cannot start the async runtime: {e}")))
 }
 
 fn start(args: &RunArgs, surroundings: &Surroundings) -> Result<ExitCode> {
     init_logging(args.common.log_format);
     let ctx = Context::resolve(&args.common, &args.etcd_flags, surroundings)?;
-    let etcd = ctx.locate_etcd()?;
+    let etcd = exec::locate(&ctx.etcd_binary, ctx.path_var.as_deref())?;
     exec::check_executable(&etcd)?;
     // etcd must write its data dir: say so now rather than let it crash-loop after a membership
     // change. A data dir that is refused anyway is left to the loop, whose REFUSE names the problem.
@@ -84,7 +86,7 @@ fn start(args: &RunArgs, surroundings: &Surroundings) -> Result<ExitCode> {
             "etcd-bootstrap {} starting",
             env!("CARGO_PKG_VERSION")
         );
-        run::bootstrap(&ctx, &mut shutdown).await
+        act::bootstrap(&ctx, &mut shutdown).await
     })?;
     drop(rt);
     let argv = etcd_args::argv(&ctx.user, &ctx.member, &mode);
@@ -96,8 +98,8 @@ fn plan_command(plan: &PlanArgs, surroundings: &Surroundings) -> Result<ExitCode
     init_logging(plan.run.common.log_format);
     let ctx = Context::resolve(&plan.run.common, &plan.run.etcd_flags, surroundings)?;
     let rt = runtime()?;
-    let round = rt.block_on(run::observe(&ctx))?;
-    let verdict = round.verdict(&ctx);
+    let round = rt.block_on(observe::round(&ctx.sources()))?;
+    let verdict = round.verdict(&ctx.me, &ctx.settings);
     match plan.format {
         Format::Text => print!("{}", crate::plan::to_text(&ctx, &round, &verdict)),
         Format::Json => println!("{}", crate::plan::to_json(&ctx, &round, &verdict)),

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::decide::JoinAs;
 use crate::duration;
 
 /// Bootstrap an etcd member in a StatefulSet pod, then exec etcd.
@@ -143,10 +144,6 @@ pub struct Common {
     #[arg(long, env = "ETCD_BOOTSTRAP_PEER_PORT", default_value_t = 2380)]
     pub peer_port: u16,
 
-    /// SRV port name of the client port on the headless service.
-    #[arg(long, env = "ETCD_BOOTSTRAP_CLIENT_PORT_NAME", default_value = "etcd-client")]
-    pub client_port_name: String,
-
     /// SRV port name of the peer port on the headless service.
     #[arg(long, env = "ETCD_BOOTSTRAP_PEER_PORT_NAME", default_value = "etcd-server")]
     pub peer_port_name: String,
@@ -184,14 +181,6 @@ pub struct Common {
     pub log_format: LogFormat,
 }
 
-/// How a new member joins.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum JoinAs {
-    Voter,
-    Learner,
-}
-
 /// Log output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
@@ -215,7 +204,7 @@ fn parse_size(text: &str) -> Result<u64, String> {
 }
 
 fn parse_dns_server(text: &str) -> Result<SocketAddr, String> {
-    crate::dns::parse_dns_server(text).map_err(|e| e.to_string())
+    crate::observe::dns::parse_dns_server(text).map_err(|e| e.to_string())
 }
 
 impl Common {

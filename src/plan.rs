@@ -3,66 +3,29 @@
 
 use serde_json::{json, Value};
 
+use crate::act::exec;
 use crate::context::Context;
-use crate::datadir::DataDirState;
-use crate::decide::{Decision, Verdict};
-use crate::etcd_args::{self, StartMode};
-use crate::run::{self, Round};
-use crate::view::{ClusterView, Member};
+use crate::decide::{start_mode, Decision, StartMode, Verdict};
+use crate::etcd_args;
+use crate::observe::Round;
+use crate::observed::{ClusterView, DataDirState, Member};
 
-/// The etcd argv `run` would exec for this verdict, where it is known without acting.
+/// The etcd argv `run` would exec for this verdict, where it is known without acting: the same
+/// pure `decide::start_mode` that `run` calls.
 pub fn predicted_mode(ctx: &Context, round: &Round, verdict: &Verdict) -> Option<StartMode> {
-    let members = match &round.observed.view {
-        ClusterView::Answer { members, .. } => members.clone(),
-        ClusterView::NoAnswer { .. } => Vec::new(),
-    };
-    match &verdict.decision {
-        Decision::New => {
-            Some(StartMode::New { initial_cluster: ctx.initial_cluster(), token: ctx.token.clone() })
-        }
-        Decision::Existing { .. } => Some(StartMode::Existing),
-        Decision::Join { reuse: Some(_), .. } => Some(run::join_mode(ctx, &members)),
-        Decision::Join { reuse: None, as_learner } => {
-            Some(run::join_mode(ctx, &with_me(ctx, members, *as_learner)))
-        }
-        Decision::Replace { remove } => {
-            let rest = members.into_iter().filter(|m| m.id != *remove).collect();
-            Some(run::join_mode(ctx, &with_me(ctx, rest, false)))
-        }
-        Decision::Stale { .. } | Decision::Wait | Decision::Refuse => None,
-    }
-}
-
-fn with_me(ctx: &Context, mut members: Vec<Member>, learner: bool) -> Vec<Member> {
-    members.push(Member {
-        id: 0,
-        name: String::new(),
-        peer_urls: vec![ctx.me.peer_url.clone()],
-        client_urls: Vec::new(),
-        is_learner: learner,
-    });
-    members
+    start_mode(&verdict.decision, round.members(), &ctx.launch())
 }
 
 /// The etcd binary `run` would exec, or the name as given when it cannot be found here.
 fn etcd_path(ctx: &Context) -> String {
-    ctx.locate_etcd().unwrap_or_else(|_| ctx.etcd_binary.clone()).display().to_string()
+    exec::locate(&ctx.etcd_binary, ctx.path_var.as_deref())
+        .unwrap_or_else(|_| ctx.etcd_binary.clone())
+        .display()
+        .to_string()
 }
 
 fn hex(id: u64) -> String {
     format!("{id:x}")
-}
-
-fn decision_name(d: &Decision) -> &'static str {
-    match d {
-        Decision::New => "NEW",
-        Decision::Existing { .. } => "EXISTING",
-        Decision::Join { .. } => "JOIN",
-        Decision::Replace { .. } => "REPLACE",
-        Decision::Stale { .. } => "STALE",
-        Decision::Wait => "WAIT",
-        Decision::Refuse => "REFUSE",
-    }
 }
 
 fn member_json(m: &Member) -> Value {
@@ -128,7 +91,7 @@ pub fn to_json(ctx: &Context, round: &Round, verdict: &Verdict) -> Value {
             "beyond_initial": round.scan.dns.beyond_initial,
         },
         "cluster": cluster,
-        "decision": decision_name(&verdict.decision),
+        "decision": verdict.decision.name(),
         "detail": detail,
         "reason": verdict.reason,
         "etcd_argv": argv,
@@ -187,7 +150,7 @@ pub fn to_text(ctx: &Context, round: &Round, verdict: &Verdict) -> String {
             }
         }
     }
-    line("decision", decision_name(&verdict.decision).to_string());
+    line("decision", verdict.decision.name().to_string());
     line("reason", verdict.reason.clone());
     if let Some(mode) = predicted_mode(ctx, round, verdict) {
         let argv = etcd_args::argv(&ctx.user, &ctx.member, &mode);

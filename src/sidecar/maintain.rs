@@ -10,12 +10,14 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use tokio::task::JoinSet;
 use tracing::{info, warn};
 
-use crate::cluster::maintenance::{self as calls, DbReport};
-use crate::cluster::{Access, CallError, Endpoint, MemberClient};
 use crate::config::SidecarArgs;
 use crate::context::Context;
+use crate::decide::refusals::{self, Call, Next};
 use crate::error::{Error, Result};
 use crate::etcd_args::ClientTlsFiles;
+use crate::observe::cluster::maintenance::{self as calls, DbReport};
+use crate::observe::cluster::{Access, Endpoint, MemberClient};
+use crate::observed::CallError;
 
 use super::maintenance::certs::{self, CertState};
 use super::maintenance::nospace::{self, Alarm, AlarmKind, Episode, Kept, Step};
@@ -113,12 +115,13 @@ impl Maintainer {
             self.awaiting = None;
         }
         let Some(revision) = reports.get(&leader).map(|r| r.revision) else { return };
-        let alarms = match local.alarms().await {
+        // Through etcd's log: without quorum it would hang; a short wait, and again next round.
+        let alarms = match local.alarms(timeout.saturating_mul(2)).await {
             Ok(raised) => raised
                 .iter()
                 .map(|a| Alarm { member: a.member, kind: AlarmKind::from_code(a.code) })
                 .collect::<Vec<_>>(),
-            Err(e) => return self.refused("alarm list", &e, shared),
+            Err(e) => return self.refused(Call::Alarm, "alarm list", &e, shared),
         };
         {
             let count = |k: AlarmKind| alarms.iter().filter(|a| a.kind == k).count() as u64;
@@ -165,11 +168,11 @@ impl Maintainer {
                     shared.lock().maintenance.compactions += 1;
                     info!(action = "compact", revision, "compacted: {reason}");
                 }
-                Err(CallError::AlreadyDone(m)) => {
+                Err(e) if refusals::next(Call::Compact, e.refusal) == Next::Done => {
                     self.episode.compacted = true;
-                    info!(revision, "compacted already at or past revision {revision}: {m}");
+                    info!(revision, "compacted already at or past revision {revision}: {}", e.message);
                 }
-                Err(e) => self.refused("compact", &e, shared),
+                Err(e) => self.refused(Call::Compact, "compact", &e, shared),
             },
             Step::Defragment(target) => {
                 let id = target.id;
@@ -181,7 +184,7 @@ impl Maintainer {
             Step::Disarm { members: raised, reason } => {
                 for member in &raised {
                     if let Err(e) = local.disarm_nospace(*member).await {
-                        return self.refused("alarm disarm", &e, shared);
+                        return self.refused(Call::Alarm, "alarm disarm", &e, shared);
                     }
                 }
                 shared.lock().maintenance.disarms += 1;
@@ -228,8 +231,8 @@ impl Maintainer {
                 true
             }
             Err(e) => {
-                warn!(action = "defragment-failed", member = %label, "defragmenting {label} failed after {took:.1}s: {}", e.message());
-                self.refused("defragment", &e, shared);
+                warn!(action = "defragment-failed", member = %label, "defragmenting {label} failed after {took:.1}s: {}", e.message);
+                self.refused(Call::Defragment, "defragment", &e, shared);
                 false
             }
         }
@@ -250,16 +253,20 @@ impl Maintainer {
         }
     }
 
-    fn refused(&mut self, call: &str, e: &CallError, shared: &Shared) {
-        match e {
-            CallError::Fatal(m) => {
+    /// A refused maintenance call, as the pure policy for `kind` takes it: a refusal that passes
+    /// is a skip (tried again next round), one that does not is an error (the round after looks
+    /// again all the same).
+    fn refused(&mut self, kind: Call, call: &str, e: &CallError, shared: &Shared) {
+        let m = &e.message;
+        match refusals::next(kind, e.refusal) {
+            Next::Fail => {
                 warn!(
                     call,
-                    "{call} refused: {m}; maintenance needs a user with the root role where auth is on"
+                    "{call} refused: {m} (where auth is on, maintenance needs a user with the root role)"
                 );
                 shared.lock().error(&format!("{call}: {m}"));
             }
-            CallError::Transient(m) | CallError::AlreadyDone(m) => {
+            Next::Retry | Next::ObserveAgain | Next::Done => {
                 let detail = format!("{call}: {m}; trying again next round");
                 self.skipped(Skip { reason: SkipReason::EtcdRefused, detail }, shared);
             }

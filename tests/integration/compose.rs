@@ -356,7 +356,7 @@ fn compose_cluster_survives_restart_kill_and_scale_up() {
         if prereq::in_ci() {
             panic!("{TEST}: prerequisite missing in CI: {why}");
         }
-        eprintln!("SKIPPED {TEST}: {why} (runs in CI, or run the README's test command)");
+        prereq::skipped(TEST, &format!("{why} (runs in CI, or run the README's test command)"));
         return;
     }
     let image = image();

@@ -1,11 +1,12 @@
-//! The sidecar's maintenance calls (`cluster::maintenance`) against a real etcd 3.5: status with
+//! The sidecar's maintenance calls (`observe::cluster::maintenance`) against a real etcd 3.5: status with
 //! database sizes, compaction, defragmentation, and a NOSPACE alarm raised by a small quota,
 //! listed, and disarmed once the space is back.
 
 use std::time::{Duration, Instant};
 
-use etcd_bootstrap::cluster::maintenance::{db_report_at, defragment_at, DbReport};
-use etcd_bootstrap::cluster::{Access, CallError, Endpoint, MemberClient};
+use etcd_bootstrap::observe::cluster::maintenance::{db_report_at, defragment_at, DbReport};
+use etcd_bootstrap::observe::cluster::{Access, Endpoint, MemberClient};
+use etcd_bootstrap::observed::Refusal;
 use etcd_client::{Client, DeleteOptions};
 
 use crate::datadir_wal::EtcdProcess;
@@ -72,10 +73,8 @@ async fn maintenance_calls_compact_defragment_and_clear_nospace_on_real_etcd() {
     assert!(written.db_size > 5_000_000, "about 10 MB written: {written:?}");
     member.compact(written.revision).await.expect("compact");
     let again = member.compact(written.revision).await;
-    assert!(
-        matches!(again, Err(CallError::AlreadyDone(_))),
-        "a second compaction at the same revision: {again:?}"
-    );
+    let refusal = again.map_err(|e| e.refusal);
+    assert_eq!(refusal, Err(Refusal::Compacted), "a second compaction at the same revision");
     let fragmented =
         write_until(&mut kv, &access, &endpoint, "in use never dropped", |r| r.db_in_use * 2 < r.db_size)
             .await;
@@ -85,7 +84,7 @@ async fn maintenance_calls_compact_defragment_and_clear_nospace_on_real_etcd() {
         compacted.db_size * 2 < fragmented.db_size,
         "defragmentation gave the space back: {fragmented:?} -> {compacted:?}"
     );
-    assert_eq!(member.alarms().await.expect("alarm list"), vec![], "no alarm yet");
+    assert_eq!(member.alarms(TIMEOUT).await.expect("alarm list"), vec![], "no alarm yet");
 
     // Fill until etcd refuses: a NOSPACE alarm, raised by this member.
     let value = "f".repeat(500_000);
@@ -98,7 +97,7 @@ async fn maintenance_calls_compact_defragment_and_clear_nospace_on_real_etcd() {
     }
     let refused = refused.expect("etcd never refused a put under a 24 MiB quota");
     assert!(refused.contains("database space exceeded"), "{refused}");
-    let alarms = member.alarms().await.expect("alarm list");
+    let alarms = member.alarms(TIMEOUT).await.expect("alarm list");
     assert!(alarms.iter().any(|a| a.member == first.member_id && a.code == 1), "NOSPACE listed: {alarms:?}");
     // Deletes pass under NOSPACE; compaction and defragmentation give the space back; disarm.
     kv.delete("fill/", Some(DeleteOptions::new().with_prefix())).await.expect("delete under NOSPACE");
@@ -108,6 +107,6 @@ async fn maintenance_calls_compact_defragment_and_clear_nospace_on_real_etcd() {
     let freed = report(&access, &endpoint).await;
     assert!(freed.db_size < QUOTA / 2, "{full:?} -> {freed:?}");
     member.disarm_nospace(first.member_id).await.expect("disarm");
-    assert_eq!(member.alarms().await.expect("alarm list"), vec![], "disarmed");
+    assert_eq!(member.alarms(TIMEOUT).await.expect("alarm list"), vec![], "disarmed");
     kv.put("after", "ok", None).await.expect("a put after the disarm");
 }

@@ -345,6 +345,20 @@ fn bad_sidecar_options_are_configuration_errors() {
     }
 }
 
+/// A `--metrics-port` already in use is a runtime failure (exit 7), not a configuration error:
+/// the setting is valid, the machine refused it. One line naming the port and the fix.
+#[test]
+fn metrics_port_in_use_exits_7_naming_the_port() {
+    let taken = std::net::TcpListener::bind("0.0.0.0:0").expect("bind a free port");
+    let port = taken.local_addr().expect("its address").port().to_string();
+    let out = sidecar_cmd(&["--metrics-port", &port]).output().expect("run the sidecar");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(7), "{stderr}");
+    assert!(stderr.contains(&format!("cannot listen on 0.0.0.0:{port}")), "{stderr}");
+    assert!(stderr.contains("choose another --metrics-port"), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+}
+
 fn sidecar_cmd(args: &[&str]) -> Command {
     let mut cmd = Command::new(bootstrap_bin());
     cmd.args(["sidecar", "--name", "etcd-0", "--dns-server", "127.0.0.1:53"])

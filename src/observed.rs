@@ -1,0 +1,154 @@
+//! What one round observed, as plain data with no I/O: the data dir, the cluster as its members
+//! describe it, which peers exist in DNS, and how etcd refused a call. The `observe` modules
+//! produce these; the pure `decide` consumes them. This is their one home.
+
+/// One member as etcd lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    pub id: u64,
+    /// Empty while the member has never started (added, not yet joined).
+    pub name: String,
+    pub peer_urls: Vec<String>,
+    pub client_urls: Vec<String>,
+    pub is_learner: bool,
+}
+
+impl Member {
+    /// etcd's own notion: a member has a name once it started, or from the start when it is
+    /// part of a static initial cluster (`--initial-cluster` names every member).
+    pub fn started(&self) -> bool {
+        !self.name.is_empty()
+    }
+
+    /// The member has run and published its client URLs: it may hold data.
+    pub fn served(&self) -> bool {
+        !self.client_urls.is_empty()
+    }
+}
+
+/// The ID etcd gives a member of a static initial cluster (and to `member add` without a
+/// time): the first 8 bytes, big-endian, of sha1(sorted peer URLs joined, then the cluster
+/// token), as in etcd's `computeMemberID`.
+pub fn static_member_id(peer_urls: &[String], token: &str) -> u64 {
+    use sha1::{Digest, Sha1};
+    let mut urls: Vec<&str> = peer_urls.iter().map(String::as_str).collect();
+    urls.sort_unstable();
+    let mut hasher = Sha1::new();
+    hasher.update(urls.concat().as_bytes());
+    hasher.update(token.as_bytes());
+    let digest = hasher.finalize();
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    u64::from_be_bytes(first)
+}
+
+/// The cluster as the peers answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClusterView {
+    /// No peer gave a member list (each entry: endpoint and why).
+    NoAnswer { tried: Vec<(String, String)> },
+    /// A member list, from `endpoint`.
+    Answer {
+        endpoint: String,
+        cluster_id: u64,
+        members: Vec<Member>,
+        /// A linearizable read succeeded on that member just before it listed the members.
+        quorum: bool,
+    },
+}
+
+impl ClusterView {
+    /// True when some member has served: the cluster has formed at least once.
+    pub fn ever_served(&self) -> bool {
+        match self {
+            ClusterView::NoAnswer { .. } => false,
+            ClusterView::Answer { members, .. } => members.iter().any(Member::served),
+        }
+    }
+}
+
+/// The pods of the StatefulSet as DNS shows them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PeerDns {
+    /// Host names of the initial set's pods (ordinal < initial size) that do not resolve yet.
+    pub unresolved_initial: Vec<String>,
+    /// Host names of pods with an ordinal >= the initial size that exist.
+    pub beyond_initial: Vec<String>,
+}
+
+/// IDs read from the first WAL file's metadata record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WalMeta {
+    pub member_id: u64,
+    pub cluster_id: u64,
+}
+
+/// What the data directory holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DataDirState {
+    /// Missing, empty, or holding only `lost+found` and our own archives (or a `member/` in which
+    /// etcd never wrote its WAL).
+    Empty,
+    /// An etcd member's data.
+    Member(WalMeta),
+    /// Something we do not understand: never start etcd on it, never delete it. `entries` are the
+    /// names we do not understand, sorted (`member`, `lost+found` and archives are not listed,
+    /// except a `member` that is not a directory).
+    Unknown { entries: Vec<String> },
+}
+
+/// Why etcd refused a call (or could not be asked), as one closed set. The cluster module maps
+/// etcd's errors to it once; what each refusal means depends on the call, which the pure
+/// policies in `decide::refusals` say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Refusal {
+    /// "member not found": gone (remove), an ID clash (add), the learner is gone (promote), this
+    /// member was removed (update).
+    MemberNotFound,
+    /// "Peer URLs already exists": some member already has the peer URL given.
+    PeerUrlExists,
+    /// "can only promote a learner member which is in sync with leader".
+    LearnerNotInSync,
+    /// "can only promote a learner member": the member is a voter already.
+    NotALearner,
+    /// "too many learner members in cluster".
+    TooManyLearners,
+    /// "unhealthy cluster", or not enough started members for the change.
+    Unhealthy,
+    /// No leader, a leader change, or a follower that cannot forward.
+    NoLeader,
+    /// Timed out, unavailable, connection lost, request cancelled.
+    Unreachable,
+    /// "required revision has been compacted": a compaction at or below the compacted revision.
+    Compacted,
+    /// Anything else (permission denied, a malformed request): retrying will not help.
+    Other,
+}
+
+/// A refused call: the typed reason, and etcd's own words for the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallError {
+    pub refusal: Refusal,
+    pub message: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::static_member_id;
+
+    #[test]
+    fn static_member_id_hashes_sorted_urls_and_token() {
+        // Order of the URLs does not matter; the token does.
+        let a = static_member_id(&["http://b:2380".into(), "http://a:2380".into()], "t");
+        let b = static_member_id(&["http://a:2380".into(), "http://b:2380".into()], "t");
+        assert_eq!(a, b);
+        assert_ne!(a, static_member_id(&["http://a:2380".into(), "http://b:2380".into()], "u"));
+        // The first 8 bytes, big-endian, of sha1("http://a:2380t") = 1a8eed7e5573a66d2ff7...
+        let one = static_member_id(&["http://a:2380".into()], "t");
+        assert_eq!(one, 0x1a8e_ed7e_5573_a66d);
+        // etcd's own well-known ID of a default single member (peer URL http://localhost:2380,
+        // token etcd-cluster), as `etcdctl member list` prints it: 8e9e05c52164694d.
+        let default = static_member_id(&["http://localhost:2380".into()], "etcd-cluster");
+        assert_eq!(format!("{default:x}"), "8e9e05c52164694d");
+    }
+}

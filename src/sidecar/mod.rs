@@ -1,0 +1,257 @@
+//! `etcd-bootstrap sidecar`: a second container in each etcd pod that promotes learners and removes
+//! members whose pods were scaled away, so `kubectl scale` works in both directions.
+//!
+//! Every interval it asks the local member (`127.0.0.1`, the pod's own name as TLS name) for its
+//! status, and acts only while that member is the leader: one actor in the cluster at a time, and
+//! always one with quorum. The leader's sidecar then
+//! - promotes one learner that etcd reports in sync ("not in sync" is retried next interval),
+//!   chosen by [`learners`];
+//! - otherwise looks every pod of the set up in DNS ([`pods`]) and removes at most one member
+//!   whose pod is gone, by the pure policy in [`removal`], after asking the members ([`probe`]);
+//!
+//! so at most one membership change is made per interval, each on a fresh member list.
+//!
+//! "Gone" is only ever a definite negative DNS answer that lasted longer than `--removal-delay`;
+//! DNS errors and timeouts are "unknown" and restart that clock ([`removal::Clock`]). The clock
+//! is kept only while this member leads: a new leader's sidecar waits a full delay before its
+//! first removal.
+//!
+//! The HTTP endpoint ([`http`]) serves `/healthz`, `/readyz` and `/metrics` ([`metrics`]).
+//!
+//! Maintenance (issue 14): when a round made no membership change, the leader's sidecar makes at
+//! most one maintenance call, as the pure policies in [`maintenance`] say ([`maintain`] does the
+//! calls): a compaction or a defragmentation under a NOSPACE alarm, its disarm, or one member's
+//! defragmentation when its database is fragmented. Every sidecar reads its client TLS files each
+//! round, so a renewed Secret is used without a restart.
+
+pub mod http;
+pub mod learners;
+pub mod maintain;
+pub mod maintenance;
+mod membership;
+pub mod metrics;
+pub mod pods;
+pub mod probe;
+pub mod removal;
+mod role;
+mod settings;
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::net::TcpListener;
+use tokio::time::MissedTickBehavior;
+use tracing::{info, warn};
+
+use crate::context::Context;
+use crate::duration;
+use crate::error::{Error, Result};
+use crate::identity::{url_host, url_port};
+use crate::observe::cluster::{Access, Endpoint, MemberClient, SelfReport};
+use crate::observed::Member;
+use crate::signals::Shutdown;
+
+use metrics::Shared;
+use role::Role;
+pub use settings::Settings;
+
+/// Run until SIGTERM or SIGINT; a signal is the normal end (exit 0).
+pub async fn run(ctx: &Context, settings: &Settings, shutdown: &mut Shutdown) -> Result<ExitCode> {
+    let shared = Arc::new(Shared::new(settings.stall_limit()));
+    let addr = SocketAddr::from(([0, 0, 0, 0], settings.metrics_port));
+    let listener = TcpListener::bind(addr).await.map_err(|e| {
+        Error::Runtime(format!(
+            "cannot listen on {addr} for /healthz, /readyz and /metrics: {e}; choose another --metrics-port"
+        ))
+    })?;
+    let server = tokio::spawn(http::serve(listener, shared.clone()));
+    let mut sidecar = Sidecar::new(ctx, settings, shared);
+    info!(
+        pod = %ctx.identity.pod_name,
+        local = %sidecar.local_endpoint.url,
+        interval = %duration::format(settings.interval),
+        removal_delay = %duration::format(settings.removal_delay),
+        http = %addr,
+        "etcd-bootstrap {} sidecar starting",
+        env!("CARGO_PKG_VERSION")
+    );
+    let mut ticker = tokio::time::interval(settings.interval);
+    // A round that overran (DNS timeouts) skips the ticks it missed: rounds stay on the grid.
+    ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);
+    let stop = loop {
+        tokio::select! {
+            _ = async { ticker.tick().await; sidecar.round().await } => {}
+            stop = shutdown.received("running the sidecar") => break stop,
+        }
+    };
+    server.abort();
+    info!("{stop}: sidecar exiting");
+    Ok(ExitCode::SUCCESS)
+}
+
+struct Sidecar<'a> {
+    ctx: &'a Context,
+    settings: Settings,
+    shared: Arc<Shared>,
+    local_endpoint: Endpoint,
+    local: Option<MemberClient>,
+    /// How to reach etcd: the context's, with the client TLS files as last read from disk.
+    access: Access,
+    maint: maintain::Maintainer,
+    clock: removal::Clock,
+    /// Ordinal -> the last address its name had: where to look for a member whose name is gone.
+    last_ip: BTreeMap<u32, IpAddr>,
+    role: Option<Role>,
+}
+
+impl<'a> Sidecar<'a> {
+    fn new(ctx: &'a Context, settings: &Settings, shared: Arc<Shared>) -> Self {
+        let local_endpoint = Endpoint {
+            host: ctx.identity.own_host(),
+            url: format!("{}://127.0.0.1:{}", ctx.access.scheme(), ctx.member.client_port),
+        };
+        let settings = settings.clone();
+        let clock = removal::Clock::default();
+        let maint = maintain::Maintainer::new(settings.maintenance, ctx.user.client_tls_files());
+        Sidecar {
+            ctx,
+            settings,
+            shared,
+            local_endpoint,
+            local: None,
+            access: ctx.access.clone(),
+            maint,
+            clock,
+            last_ip: BTreeMap::new(),
+            role: None,
+        }
+    }
+
+    async fn round(&mut self) {
+        self.step().await;
+        let mut m = self.shared.lock();
+        m.rounds += 1;
+        m.last_round = Instant::now();
+    }
+
+    /// One round: who is the local member; if the leader, one membership change at most.
+    async fn step(&mut self) {
+        if let Some(access) = self.maint.certificates.check(&self.access, &self.shared) {
+            self.access = access;
+            self.local = None;
+        }
+        let report = match self.local_status().await {
+            Ok(report) => report,
+            Err(problem) => {
+                self.local = None;
+                self.clock.restart();
+                self.shared
+                    .lock()
+                    .local_down(&format!("local member {}: {problem}", self.local_endpoint.url));
+                return self.note_role(Role::Down(problem));
+            }
+        };
+        self.shared.lock().local_up(report.is_leader());
+        self.note_role(Role::of(&report));
+        if !report.is_leader() {
+            self.maint.stand_by(&self.shared);
+            return self.clock.restart();
+        }
+        let Some(local) = self.local.as_mut() else { return };
+        let members = match local.members().await {
+            Ok(members) => members,
+            Err(e) => {
+                // No lookups this round: no unbroken run of answers either.
+                self.local = None;
+                self.clock.restart();
+                return self.failed("member list", &e.message);
+            }
+        };
+        let pods =
+            pods::look_up(&self.ctx.resolver, &self.ctx.identity, &self.ctx.scan.peer_port_name, &members)
+                .await;
+        self.last_ip.extend(pods.ips.iter().map(|(o, ip)| (*o, *ip)));
+        self.clock.record(&pods.answers, Instant::now());
+        let facts = self.facts(&members);
+        if self.promote(&facts, &pods).await
+            || self.consider_removal(report.member_id, &members, &facts, &pods).await
+        {
+            return;
+        }
+        let whom = self.whereabouts(report.member_id, &members, &pods.ips);
+        let Some(local) = self.local.as_mut() else { return };
+        let timeout = self.ctx.probe_timeout;
+        self.maint.lead(&self.access, local, &whom, report.member_id, timeout, &self.shared).await;
+    }
+
+    /// Every member and where to reach it for maintenance: the local one at 127.0.0.1, the others
+    /// at their pod's current address, else the last one their name had, else an IP in their
+    /// client URL.
+    fn whereabouts(
+        &self,
+        local: u64,
+        members: &[Member],
+        ips: &BTreeMap<u32, IpAddr>,
+    ) -> Vec<maintain::Whom> {
+        let id = &self.ctx.identity;
+        members
+            .iter()
+            .map(|m| {
+                let ordinal = pods::member_ordinal(id, m);
+                let url = m.client_urls.first().map(String::as_str).unwrap_or_default();
+                let ip = ordinal
+                    .and_then(|o| ips.get(&o).or_else(|| self.last_ip.get(&o)).copied())
+                    .or_else(|| url_host(url).and_then(|h| h.parse::<IpAddr>().ok()));
+                let endpoint = match ip {
+                    _ if m.id == local => Some(self.local_endpoint.clone()),
+                    None => None,
+                    Some(ip) => {
+                        let host =
+                            url_host(url).map(str::to_string).or_else(|| ordinal.map(|o| id.peer_host(o)));
+                        let addr = SocketAddr::new(ip, url_port(url).unwrap_or(self.ctx.member.client_port));
+                        Some(Endpoint {
+                            host: host.unwrap_or_else(|| ip.to_string()),
+                            url: format!("{}://{addr}", self.access.scheme()),
+                        })
+                    }
+                };
+                maintain::Whom {
+                    id: m.id,
+                    label: pods::member_label(id, m),
+                    is_learner: m.is_learner,
+                    endpoint,
+                }
+            })
+            .collect()
+    }
+
+    /// Status of the local member, connecting first when needed.
+    async fn local_status(&mut self) -> std::result::Result<SelfReport, String> {
+        let timeout = self.ctx.probe_timeout;
+        if self.local.is_none() {
+            self.local = Some(MemberClient::connect(&self.access, &self.local_endpoint, timeout).await?);
+        }
+        let report = match self.local.as_mut() {
+            Some(local) => local.db_report(timeout).await?,
+            None => return Err("not connected".into()),
+        };
+        let mut m = self.shared.lock();
+        (m.maintenance.db_size, m.maintenance.db_in_use) = (Some(report.db_size), Some(report.db_in_use));
+        Ok(report.self_report())
+    }
+
+    fn note_role(&mut self, role: Role) {
+        if self.role.as_ref() != Some(&role) {
+            role.log(&self.local_endpoint.url, &duration::format(self.settings.interval));
+            self.role = Some(role);
+        }
+    }
+
+    fn failed(&self, call: &str, message: &str) {
+        warn!(call, "{call} failed: {message}");
+        self.shared.lock().error(&format!("{call}: {message}"));
+    }
+}
