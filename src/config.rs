@@ -37,7 +37,8 @@ pub enum Command {
     Run(RunArgs),
     /// Observe and decide; print the decision, the reasons and the etcd argv; change nothing.
     Plan(PlanArgs),
-    /// Run beside etcd: promote learners, remove members whose pods were scaled away.
+    /// Run beside etcd: promote learners, remove members whose pods were scaled away,
+    /// defragment, clear a NOSPACE alarm once space is free, follow renewed TLS files.
     Sidecar(SidecarArgs),
 }
 

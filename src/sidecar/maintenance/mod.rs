@@ -74,18 +74,11 @@ pub enum SkipReason {
     Quorum,
     /// etcd refused or failed the call (retried next round).
     EtcdRefused,
-    /// Another action (a membership change) was made this round.
-    Busy,
 }
 
 impl SkipReason {
-    pub const ALL: [SkipReason; 5] = [
-        SkipReason::Waiting,
-        SkipReason::Unhealthy,
-        SkipReason::Quorum,
-        SkipReason::EtcdRefused,
-        SkipReason::Busy,
-    ];
+    pub const ALL: [SkipReason; 4] =
+        [SkipReason::Waiting, SkipReason::Unhealthy, SkipReason::Quorum, SkipReason::EtcdRefused];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -93,7 +86,6 @@ impl SkipReason {
             SkipReason::Unhealthy => "unhealthy",
             SkipReason::Quorum => "quorum",
             SkipReason::EtcdRefused => "etcd_refused",
-            SkipReason::Busy => "busy",
         }
     }
 }
@@ -295,6 +287,6 @@ mod tests {
     #[test]
     fn skip_reasons_have_stable_labels() {
         let labels: Vec<&str> = SkipReason::ALL.iter().map(|r| r.as_str()).collect();
-        assert_eq!(labels, ["waiting", "unhealthy", "quorum", "etcd_refused", "busy"]);
+        assert_eq!(labels, ["waiting", "unhealthy", "quorum", "etcd_refused"]);
     }
 }
