@@ -436,15 +436,9 @@ async fn sidecars_follow_certificates_swapped_on_disk_and_report_expired_ones() 
     let (cert, key) = ca.issue(1, -40, -2);
     secrets[1].update(&[("tls.crt", cert.as_str()), ("tls.key", key.as_str()), ("ca.crt", ca.pem.as_str())]);
     wait_metric(&set, 1, EXPIRY, "expired two days ago", |v| v < -DAY).await;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let body = loop {
-        match set.get(1, "/readyz").await {
-            Some((503, body)) => break body,
-            other => assert!(Instant::now() < deadline, "/readyz: {other:?}\n{}", set.logs(&[1])),
-        }
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    };
-    assert!(body.contains("expired"), "{body}");
+    wait_ready(&set, 1, 503).await;
+    let body = set.get(1, "/readyz").await.map(|r| r.1).unwrap_or_default();
+    assert!(body.contains("expired 2d"), "/readyz says why: {body}");
     let rounds = metric(&set, 1, "etcd_bootstrap_sidecar_rounds_total").await.expect("rounds");
     wait_metric(&set, 1, "etcd_bootstrap_sidecar_rounds_total", "rounds go on", |v| v >= rounds + 3.0).await;
     let lines = set.log_count(&[1], "expired 2d");
@@ -457,9 +451,37 @@ async fn sidecars_follow_certificates_swapped_on_disk_and_report_expired_ones() 
     let (cert, key) = ca.issue(1, -1, 90);
     secrets[1].update(&[("tls.crt", cert.as_str()), ("tls.key", key.as_str()), ("ca.crt", ca.pem.as_str())]);
     wait_metric(&set, 1, EXPIRY, "renewed", |v| v > 89.0 * DAY).await;
+    wait_ready(&set, 1, 200).await;
+
+    // The files on disk are what the connection presents, not a copy read at the start: a valid
+    // certificate from a CA etcd does not trust takes pod 2's sidecar off its member; the right
+    // one brings it back.
+    let (cert, key) = Ca::new().issue(2, -1, 90);
+    secrets[2].update(&[("tls.crt", cert.as_str()), ("tls.key", key.as_str()), ("ca.crt", ca.pem.as_str())]);
+    wait_metric(&set, 2, "etcd_bootstrap_sidecar_local_member_up", "etcd refuses the stranger", |v| v == 0.0)
+        .await;
+    wait_ready(&set, 2, 503).await;
+    let (cert, key) = ca.issue(2, -1, 90);
+    secrets[2].update(&[("tls.crt", cert.as_str()), ("tls.key", key.as_str()), ("ca.crt", ca.pem.as_str())]);
+    wait_metric(&set, 2, "etcd_bootstrap_sidecar_local_member_up", "back with the right CA", |v| v == 1.0)
+        .await;
+    wait_ready(&set, 2, 200).await;
+    assert!(set.ended_sidecars().is_empty(), "no sidecar ended");
+}
+
+/// Poll pod `ordinal`'s `/readyz` until it answers `status`.
+async fn wait_ready(set: &Set, ordinal: u32, status: u16) {
     let deadline = Instant::now() + Duration::from_secs(20);
-    while set.get(1, "/readyz").await.map(|r| r.0) != Some(200) {
-        assert!(Instant::now() < deadline, "not ready after the renewal\n{}", set.logs(&[1]));
+    loop {
+        let got = set.get(ordinal, "/readyz").await;
+        if got.as_ref().map(|r| r.0) == Some(status) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "etcd-{ordinal} /readyz: {got:?}, want {status}\n{}",
+            set.logs(&[ordinal])
+        );
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
 }
