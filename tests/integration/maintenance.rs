@@ -337,21 +337,35 @@ async fn metric(set: &Set, ordinal: u32, name: &str) -> Option<f64> {
     set.scrape(ordinal).await?.get(name).copied()
 }
 
-/// Poll pod `ordinal`'s sidecar until `check` holds for its metrics; panics at the deadline.
-async fn wait_metric(set: &Set, ordinal: u32, name: &str, what: &str, check: impl Fn(f64) -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
+/// Poll `check` every 300 ms until it holds; at the deadline, panic with its last answer and
+/// pod `ordinal`'s logs.
+async fn eventually(set: &Set, ordinal: u32, secs: u64, mut check: impl AsyncFnMut() -> Result<(), String>) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
     loop {
-        let value = metric(set, ordinal, name).await;
-        if value.is_some_and(&check) {
-            return;
+        match check().await {
+            Ok(()) => return,
+            Err(why) => assert!(Instant::now() < deadline, "etcd-{ordinal}: {why}\n{}", set.logs(&[ordinal])),
         }
-        assert!(
-            Instant::now() < deadline,
-            "etcd-{ordinal}: {what}: {name} is {value:?}\n{}",
-            set.logs(&[ordinal])
-        );
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
+}
+
+/// Poll pod `ordinal`'s sidecar until `check` holds for its metric `name`.
+async fn wait_metric(set: &Set, ordinal: u32, name: &str, what: &str, check: impl Fn(f64) -> bool) {
+    eventually(set, ordinal, 30, async || match metric(set, ordinal, name).await {
+        Some(v) if check(v) => Ok(()),
+        value => Err(format!("{what}: {name} is {value:?}")),
+    })
+    .await
+}
+
+/// Poll pod `ordinal`'s `/readyz` until it answers `status`.
+async fn wait_ready(set: &Set, ordinal: u32, status: u16) {
+    eventually(set, ordinal, 20, async || match set.get(ordinal, "/readyz").await {
+        Some((got, _)) if got == status => Ok(()),
+        got => Err(format!("/readyz: {got:?}, want {status}")),
+    })
+    .await
 }
 
 /// etcd's TLS variables (`ETCD_<prefix>CERT_FILE`, ...) with client certificate checks on.
@@ -467,21 +481,4 @@ async fn sidecars_follow_certificates_swapped_on_disk_and_report_expired_ones() 
         .await;
     wait_ready(&set, 2, 200).await;
     assert!(set.ended_sidecars().is_empty(), "no sidecar ended");
-}
-
-/// Poll pod `ordinal`'s `/readyz` until it answers `status`.
-async fn wait_ready(set: &Set, ordinal: u32, status: u16) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let got = set.get(ordinal, "/readyz").await;
-        if got.as_ref().map(|r| r.0) == Some(status) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "etcd-{ordinal} /readyz: {got:?}, want {status}\n{}",
-            set.logs(&[ordinal])
-        );
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
 }
