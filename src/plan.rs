@@ -98,6 +98,27 @@ pub fn to_json(ctx: &Context, round: &Round, verdict: &Verdict) -> Value {
     })
 }
 
+/// The `dns` line of the text plan: how pods were looked for, which ordinals resolve, and which
+/// initial pods do not. Says so in words where there is nothing to list.
+fn dns_summary(source: &str, resolved: &std::collections::BTreeSet<u32>, unresolved: &[String]) -> String {
+    let how = match source {
+        "" => return "not looked up".to_string(),
+        "srv" => "by SRV record",
+        "enumerated" => "by ordinal",
+        other => other,
+    };
+    let mut text = if resolved.is_empty() {
+        format!("no pod found ({how})")
+    } else {
+        let ordinals: Vec<String> = resolved.iter().map(u32::to_string).collect();
+        format!("pods found ({how}): ordinals {}", ordinals.join(","))
+    };
+    if !unresolved.is_empty() {
+        text.push_str(&format!("; not resolving yet: {}", unresolved.join(", ")));
+    }
+    text
+}
+
 /// The plan as text for a person.
 pub fn to_text(ctx: &Context, round: &Round, verdict: &Verdict) -> String {
     let mut out = String::new();
@@ -114,13 +135,11 @@ pub fn to_text(ctx: &Context, round: &Round, verdict: &Verdict) -> String {
         DataDirState::Unknown { entries } => format!("not etcd data: {}", entries.join(", ")),
     };
     line("data dir", format!("{}: {data}", ctx.member.data_dir.display()));
-    let resolved: Vec<String> = round.scan.resolved.iter().map(u32::to_string).collect();
-    let mut dns = format!("pods found ({}): {}", round.scan.source, resolved.join(","));
-    if !round.scan.dns.unresolved_initial.is_empty() {
-        dns.push_str(&format!("; unresolved: {}", round.scan.dns.unresolved_initial.join(",")));
-    }
-    line("dns", dns);
+    let looked_up = !round.scan.source.is_empty();
+    line("dns", dns_summary(round.scan.source, &round.scan.resolved, &round.scan.dns.unresolved_initial));
     match &round.observed.view {
+        // A refused data dir: neither DNS nor the cluster is asked.
+        ClusterView::NoAnswer { .. } if !looked_up => line("cluster", "not asked".into()),
         ClusterView::NoAnswer { tried } if tried.is_empty() => line("cluster", "no peer to ask".into()),
         ClusterView::NoAnswer { tried } => {
             let why: Vec<String> = tried.iter().map(|(e, w)| format!("{e}: {w}")).collect();
@@ -157,4 +176,36 @@ pub fn to_text(ctx: &Context, round: &Round, verdict: &Verdict) -> String {
         line("etcd argv", format!("{} {}", etcd_path(ctx), argv.join(" ")));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::dns_summary;
+    use std::collections::BTreeSet;
+
+    #[test]
+    fn dns_line_never_prints_empty_lists() {
+        let none = BTreeSet::new();
+        let some: BTreeSet<u32> = [0, 2].into();
+        let pod1 = vec!["etcd-1.etcd".to_string()];
+        let two = vec!["etcd-1.etcd".to_string(), "etcd-2.etcd".to_string()];
+        for (source, resolved, unresolved, want) in [
+            ("", &none, &vec![], "not looked up"),
+            ("enumerated", &none, &vec![], "no pod found (by ordinal)"),
+            ("srv", &none, &two, "no pod found (by SRV record); not resolving yet: etcd-1.etcd, etcd-2.etcd"),
+            ("srv", &some, &vec![], "pods found (by SRV record): ordinals 0,2"),
+            (
+                "enumerated",
+                &some,
+                &pod1,
+                "pods found (by ordinal): ordinals 0,2; not resolving yet: etcd-1.etcd",
+            ),
+        ] {
+            assert_eq!(
+                dns_summary(source, resolved, unresolved),
+                want,
+                "{source:?} {resolved:?} {unresolved:?}"
+            );
+        }
+    }
 }
