@@ -130,11 +130,20 @@ async fn sidecars_defragment_every_member_one_at_a_time_leader_last_without_losi
     for i in 0..300 {
         c.put(format!("bulk/{i:04}"), value.as_str(), None).await.expect("bulk put");
     }
+    // Measured before the delete: nothing is fragmented yet, so no sidecar can have shrunk a file
+    // (followers apply and commit a moment later: polled).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let before = loop {
+        let sizes = db_sizes(&set.bed, &all).await;
+        if sizes.iter().all(|s| *s > 20_000_000) {
+            break sizes;
+        }
+        assert!(Instant::now() < deadline, "tens of MB on every member: {sizes:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
     let deleted = c.delete("bulk/", Some(DeleteOptions::new().with_prefix())).await.expect("delete");
     let revision = deleted.header().expect("header").revision();
     c.compact(revision, None).await.expect("compact");
-    let before = db_sizes(&set.bed, &all).await;
-    assert!(before.iter().all(|s| *s > 20_000_000), "tens of MB on every member: {before:?}");
 
     // Every member is defragmented once its free pages count (the writer's puts commit them).
     set.wait_sum(&all, DEFRAGS, 3.0, Duration::from_secs(120)).await;
