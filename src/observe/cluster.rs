@@ -173,6 +173,11 @@ pub async fn observe(access: &Access, endpoints: &[Endpoint], timeout: Duration)
     }
 }
 
+/// A client of one member at `endpoint` (for calls this module does not wrap: snapshots).
+pub async fn client_of(access: &Access, endpoint: &Endpoint, timeout: Duration) -> Result<Client, String> {
+    connect(access, endpoint, timeout).await
+}
+
 async fn connect(access: &Access, endpoint: &Endpoint, timeout: Duration) -> Result<Client, String> {
     let connecting = Client::connect([endpoint.url.as_str()], Some(access.options(&endpoint.host, timeout)));
     match tokio::time::timeout(timeout, connecting).await {

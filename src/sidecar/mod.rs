@@ -24,6 +24,7 @@
 //! defragmentation when its database is fragmented. Every sidecar reads its client TLS files each
 //! round, so a renewed Secret is used without a restart.
 
+mod backups;
 pub mod http;
 pub mod learners;
 pub mod maintain;
@@ -78,6 +79,9 @@ pub async fn run(ctx: &Context, settings: &Settings, shutdown: &mut Shutdown) ->
         "etcd-bootstrap {} sidecar starting",
         env!("CARGO_PKG_VERSION")
     );
+    if let Some(b) = &settings.backups {
+        info!(to = %b.to, every = %duration::format(b.interval), keep = b.keep, "scheduled backups (beside the leader only)");
+    }
     let mut ticker = tokio::time::interval(settings.interval);
     // A round that overran (DNS timeouts) skips the ticks it missed: rounds stay on the grid.
     ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);
@@ -105,6 +109,7 @@ struct Sidecar<'a> {
     /// Ordinal -> the last address its name had: where to look for a member whose name is gone.
     last_ip: BTreeMap<u32, IpAddr>,
     role: Option<Role>,
+    backups: Option<backups::Scheduler>,
 }
 
 impl<'a> Sidecar<'a> {
@@ -113,6 +118,7 @@ impl<'a> Sidecar<'a> {
             host: ctx.identity.own_host(),
             url: format!("{}://127.0.0.1:{}", ctx.access.scheme(), ctx.member.client_port),
         };
+        let backups = settings.backups.clone().map(backups::Scheduler::new);
         let settings = settings.clone();
         let clock = removal::Clock::default();
         let maint = maintain::Maintainer::new(settings.maintenance, ctx.user.client_tls_files());
@@ -127,6 +133,7 @@ impl<'a> Sidecar<'a> {
             clock,
             last_ip: BTreeMap::new(),
             role: None,
+            backups,
         }
     }
 
@@ -158,7 +165,15 @@ impl<'a> Sidecar<'a> {
         self.note_role(Role::of(&report));
         if !report.is_leader() {
             self.maint.stand_by(&self.shared);
+            if let Some(backups) = self.backups.as_mut() {
+                backups.leadership_lost();
+            }
             return self.clock.restart();
+        }
+        if let Some(backups) = self.backups.as_mut() {
+            backups
+                .round(self.ctx, &self.access, &self.local_endpoint, &self.shared, self.settings.interval)
+                .await;
         }
         let Some(local) = self.local.as_mut() else { return };
         let members = match local.members().await {

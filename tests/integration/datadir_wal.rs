@@ -26,7 +26,7 @@ pub struct EtcdProcess {
 impl EtcdProcess {
     /// Start a single-member etcd on 127.0.0.1 with free ports, data in `data_dir`, its output
     /// in `log`.
-    fn start(bin: &Path, data_dir: &Path, log: &Path) -> EtcdProcess {
+    pub fn start(bin: &Path, data_dir: &Path, log: &Path) -> EtcdProcess {
         Self::start_with(bin, data_dir, log, &[])
     }
 
@@ -81,7 +81,7 @@ impl EtcdProcess {
     }
 
     /// Kill etcd and wait for it to exit.
-    fn stop(&mut self) {
+    pub fn stop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

@@ -12,7 +12,7 @@ use crate::prereq;
 const HEALTHY: Duration = Duration::from_secs(120);
 
 /// Skip unless root and etcd 3.4 (Debian's etcd-server) are here.
-fn setup34(test: &str) -> Option<PathBuf> {
+pub fn setup34(test: &str) -> Option<PathBuf> {
     if !prereq::need_root(test) {
         return None;
     }
@@ -26,7 +26,7 @@ fn setup34(test: &str) -> Option<PathBuf> {
 }
 
 /// Crash points exist only in builds with the `crash-points` feature (the test command's).
-fn crash_points_built(test: &str) -> bool {
+pub fn crash_points_built(test: &str) -> bool {
     if cfg!(feature = "crash-points") {
         return true;
     }
