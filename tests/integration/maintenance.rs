@@ -190,10 +190,12 @@ async fn sidecars_defragment_every_member_one_at_a_time_leader_last_without_losi
 }
 
 /// Put large values until etcd refuses with NOSPACE; returns how many were acknowledged.
-async fn fill(c: &mut Client) -> usize {
+/// Put new 50 kB keys, numbered from `from`, until etcd refuses one for space; returns the number
+/// of the refused key (the next to write).
+async fn fill(c: &mut Client, from: usize) -> usize {
     let value = "n".repeat(50_000);
-    for i in 0..2000 {
-        match c.put(format!("fill/{i:04}"), value.as_str(), None).await {
+    for i in from..from + 2000 {
+        match c.put(format!("fill/{i:05}"), value.as_str(), None).await {
             Ok(_) => {}
             Err(e) if e.to_string().contains("database space exceeded") => return i,
             Err(e) => panic!("put {i}: {e}"),
@@ -227,12 +229,40 @@ async fn sidecars_keep_a_nospace_alarm_while_space_is_short_and_clear_it_after_d
     let all = [0, 1, 2];
     set.healthy(&all).await;
     let mut c = crate::stateful_set::client(&set.bed, &all).await.expect("connect");
-    let written = fill(&mut c).await;
-    assert!(nospace_raised(&mut c).await, "NOSPACE raised after {written} puts");
 
-    // Nothing deleted: every member is defragmented, the alarm stays, and the log says why.
+    // Nothing deleted: every member is defragmented, the alarm stays, and the log says why. How
+    // much of the database a defragmentation frees depends on bbolt's free pages at the moment
+    // of the refusal; where it frees enough to be below the headroom, disarming is right, and
+    // filling again leaves less slack each time. So fill until the sidecars keep an alarm
+    // (at most five fills).
     let kept = "etcd_bootstrap_sidecar_nospace_kept_total";
-    set.wait_sum(&all, kept, 1.0, Duration::from_secs(90)).await;
+    let disarmed = "disarmed the NOSPACE alarm";
+    let mut next_key = 0;
+    for round in 1..=5 {
+        next_key = fill(&mut c, next_key).await;
+        assert!(nospace_raised(&mut c).await, "NOSPACE raised after {next_key} puts");
+        let disarms_before = set.log_count(&all, disarmed);
+        let deadline = Instant::now() + Duration::from_secs(90);
+        let outcome = loop {
+            let mut kept_total = 0.0;
+            for o in all {
+                kept_total += set.scrape(o).await.and_then(|m| m.get(kept).copied()).unwrap_or(0.0);
+            }
+            if kept_total >= 1.0 {
+                break "kept";
+            }
+            if set.log_count(&all, disarmed) > disarms_before {
+                break "disarmed";
+            }
+            assert!(Instant::now() < deadline, "no sidecar kept or disarmed NOSPACE\n{}", set.logs(&all));
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        };
+        eprintln!("fill round {round}: {next_key} keys written, the sidecars {outcome} the alarm");
+        if outcome == "kept" {
+            break;
+        }
+        assert!(round < 5, "every fill was disarmed: the sidecars never kept the alarm\n{}", set.logs(&all));
+    }
     assert!(nospace_raised(&mut c).await, "the alarm stays while the space is short");
     assert!(c.put("blocked", "x", None).await.is_err(), "puts are still refused");
     let why = set.log_count(&all, "keeping the NOSPACE alarm");
@@ -244,6 +274,7 @@ async fn sidecars_keep_a_nospace_alarm_while_space_is_short_and_clear_it_after_d
     set.wait_sum(&all, alarm_gauge, 1.0, Duration::from_secs(10)).await;
 
     // Deletes pass under NOSPACE; then the sidecars compact, defragment and disarm by themselves.
+    let disarms_before_delete = set.log_count(&all, disarmed);
     c.delete("fill/", Some(DeleteOptions::new().with_prefix())).await.expect("delete under NOSPACE");
     let deadline = Instant::now() + Duration::from_secs(90);
     while nospace_raised(&mut c).await {
@@ -251,7 +282,7 @@ async fn sidecars_keep_a_nospace_alarm_while_space_is_short_and_clear_it_after_d
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     c.put("after", "ok", None).await.expect("writes succeed again");
-    assert!(set.log_count(&all, "disarmed the NOSPACE alarm") >= 1, "{}", set.logs(&all));
+    assert!(set.log_count(&all, disarmed) > disarms_before_delete, "{}", set.logs(&all));
     let sizes = db_sizes(&set.bed, &all).await;
     assert!(sizes.iter().all(|s| *s < 8 * 1024 * 1024), "every member below the quota: {sizes:?}");
     print_actions(&set, &all);
