@@ -22,6 +22,7 @@ install_debian_packages() {
     command -v "$tool" >/dev/null || { missing+=(util-linux); break; }
   done
   [ -x /usr/bin/etcd ] || missing+=(etcd-server)                  # etcd 3.4 for the 3.4 tests
+  command -v iptables >/dev/null || missing+=(iptables)           # blocks a pod's client port
   if [ "${#missing[@]}" -gt 0 ]; then
     log "installing Debian packages: ${missing[*]}"
     apt-get update -qq

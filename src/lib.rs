@@ -8,6 +8,7 @@
 //! - [`identity`]: pod name, set name, ordinal, peer host names.
 //! - [`etcd_args`]: etcd's own settings (flags after `--`, `ETCD_*`) and the argv to exec.
 //! - [`dns`]: uncached A/AAAA/SRV lookups; [`peers`]: which pods exist.
+//! - [`peer_members`]: `GET /members` on a peer's peer port (answers before quorum).
 //! - [`datadir`]: classify the data dir, read IDs from the WAL, archive stale data.
 //! - [`cluster`]: the etcd API: member list with quorum, add, remove, update, promote.
 //! - [`view`]: observed state as plain data; [`decide`]: the pure decision.
@@ -30,6 +31,7 @@ pub mod error;
 pub mod etcd_args;
 pub mod exec;
 pub mod identity;
+pub mod peer_members;
 pub mod peers;
 pub mod plan;
 pub mod run;

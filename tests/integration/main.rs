@@ -12,6 +12,7 @@ mod dns_lookup;
 mod etcd_check;
 mod manifests;
 mod membership;
+mod peer_port;
 mod prereq;
 mod sidecar;
 mod stateful_set;

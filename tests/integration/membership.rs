@@ -12,7 +12,7 @@ use crate::prereq;
 const HEALTHY: Duration = Duration::from_secs(120);
 
 /// Skip unless root and etcd 3.4 (Debian's etcd-server) are here.
-fn setup34(test: &str) -> Option<PathBuf> {
+pub fn setup34(test: &str) -> Option<PathBuf> {
     if !prereq::need_root(test) {
         return None;
     }
@@ -436,14 +436,15 @@ async fn joining_while_a_voting_member_is_down_waits_or_joins_and_never_breaks_t
 
 // ----- TLS and auth ---------------------------------------------------------------------------
 
-struct Pki {
-    dir: PathBuf,
+pub struct Pki {
+    pub dir: PathBuf,
     ca_pem: String,
+    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
 }
 
 impl Pki {
     /// A CA and, per pod, a certificate for its DNS name used as server, peer and client cert.
-    fn new(dir: PathBuf, ordinals: &[u32]) -> Pki {
+    pub fn new(dir: PathBuf, ordinals: &[u32]) -> Pki {
         use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
         std::fs::create_dir_all(&dir).expect("tls dir");
         let ca_key = KeyPair::generate().expect("ca key");
@@ -459,10 +460,23 @@ impl Pki {
             std::fs::write(dir.join(format!("etcd-{o}.pem")), cert.pem()).expect("write cert");
             std::fs::write(dir.join(format!("etcd-{o}-key.pem")), key.serialize_pem()).expect("write key");
         }
-        Pki { ca_pem: ca_cert.pem(), dir }
+        Pki { ca_pem: ca_cert.pem(), dir, issuer }
     }
 
-    fn env(&self, ordinal: u32) -> Vec<(String, String)> {
+    /// A certificate for `name` valid from address `ip` (etcd checks the SANs of a peer's client
+    /// certificate against the address the connection comes from); its cert and key files.
+    pub fn issue_for_ip(&self, name: &str, ip: std::net::IpAddr) -> (PathBuf, PathBuf) {
+        let key = rcgen::KeyPair::generate().expect("key");
+        let params = rcgen::CertificateParams::new(vec![ip.to_string()]).expect("params");
+        let cert = params.signed_by(&key, &self.issuer).expect("sign");
+        let (cert_path, key_path) =
+            (self.dir.join(format!("{name}.pem")), self.dir.join(format!("{name}-key.pem")));
+        std::fs::write(&cert_path, cert.pem()).expect("write cert");
+        std::fs::write(&key_path, key.serialize_pem()).expect("write key");
+        (cert_path, key_path)
+    }
+
+    pub fn env(&self, ordinal: u32) -> Vec<(String, String)> {
         let cert = self.dir.join(format!("etcd-{ordinal}.pem")).display().to_string();
         let key = self.dir.join(format!("etcd-{ordinal}-key.pem")).display().to_string();
         let ca = self.dir.join("ca.pem").display().to_string();
@@ -486,7 +500,7 @@ impl Pki {
     }
 
     /// The checker presents pod 0's certificate as its client certificate.
-    fn security(&self) -> Security {
+    pub fn security(&self) -> Security {
         let read = |name: &str| std::fs::read_to_string(self.dir.join(name)).expect("read pem");
         Security { tls: Some((self.ca_pem.clone(), read("etcd-0.pem"), read("etcd-0-key.pem"))), auth: None }
     }
