@@ -1,9 +1,13 @@
 //! The decision: a pure function of what this pod is, what its data dir holds, what the cluster
 //! says and which peers exist. No I/O. Every row of the table in DESIGN.md is a test below.
 
+pub mod answers;
+
 use crate::config::JoinAs;
 use crate::datadir::{DataDirState, WalMeta};
-use crate::view::{ClusterView, Member, PeerDns};
+use crate::view::{ClusterView, Heard, Member, PeerDns};
+
+use answers::Owner;
 
 /// What this pod is, as far as the decision needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,7 +33,10 @@ pub struct Settings {
 pub struct Observation<'a> {
     pub me: &'a Me,
     pub data: &'a DataDirState,
+    /// The client port's best answer.
     pub cluster: &'a ClusterView,
+    /// Every other answer: the client answers' cluster IDs, the peer ports' member lists.
+    pub heard: &'a Heard,
     pub peers: &'a PeerDns,
 }
 
@@ -75,13 +82,37 @@ pub fn decide(obs: &Observation<'_>, settings: &Settings) -> Verdict {
                 entries.join(", ")
             ),
         ),
-        DataDirState::Member(meta) => decide_with_data(obs, meta),
-        DataDirState::Empty => decide_empty(obs, settings),
+        DataDirState::Member(meta) => match answers::owner(meta.cluster_id, obs.cluster, obs.heard) {
+            Owner::Foreign { heard } => verdict(
+                Decision::Refuse,
+                format!(
+                    "the data dir belongs to cluster {:x} but every peer that answers is of another cluster: {}; this volume comes from another cluster (its ID never changes, with or without quorum); attach the right volume, or move its member/ directory away to join empty",
+                    meta.cluster_id,
+                    heard.join(", ")
+                ),
+            ),
+            Owner::Nobody => decide_with_data(obs.me, meta, obs.cluster),
+            Owner::Mine { others } => {
+                let view = answers::merged(obs.cluster, obs.heard, Some(meta.cluster_id));
+                let mut v = decide_with_data(obs.me, meta, &view);
+                if !others.is_empty() {
+                    v.reason.push_str(&format!(
+                        " (answers for another cluster ignored: {})",
+                        others.join(", ")
+                    ));
+                }
+                v
+            }
+        },
+        DataDirState::Empty => {
+            let view = answers::merged(obs.cluster, obs.heard, None);
+            decide_empty(&Observation { cluster: &view, ..obs.clone() }, settings)
+        }
     }
 }
 
-fn decide_with_data(obs: &Observation<'_>, meta: &WalMeta) -> Verdict {
-    match obs.cluster {
+fn decide_with_data(me: &Me, meta: &WalMeta, cluster: &ClusterView) -> Verdict {
+    match cluster {
         ClusterView::NoAnswer { .. } => verdict(
             Decision::Existing { update_peer_urls: None },
             format!(
@@ -103,7 +134,7 @@ fn decide_with_data(obs: &Observation<'_>, meta: &WalMeta) -> Verdict {
                 meta.cluster_id, cluster_id
             ),
         ),
-        ClusterView::Answer { members, .. } => existing_or_stale(obs.me, meta, members),
+        ClusterView::Answer { members, .. } => existing_or_stale(me, meta, members),
     }
 }
 

@@ -25,7 +25,7 @@ use tokio_rustls::TlsConnector;
 
 use crate::error::{Error, Result};
 use crate::etcd_args::UserSettings;
-use crate::view::Member;
+use crate::view::{Member, PeerList};
 
 /// The largest response read: a member list of a few hundred members fits many times over.
 const MAX_RESPONSE: usize = 1 << 20;
@@ -138,22 +138,6 @@ fn pem_error(path: &std::path::Path, problem: &str) -> Error {
 pub struct PeerEndpoint {
     pub host: String,
     pub addr: SocketAddr,
-}
-
-/// What one peer port answered.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct PeerList {
-    /// The host name of the peer that answered.
-    pub host: String,
-    pub cluster_id: u64,
-    pub members: Vec<Member>,
-}
-
-impl PeerList {
-    /// Some member has published its client URLs: the cluster has formed and served.
-    pub fn served(&self) -> bool {
-        self.members.iter().any(Member::served)
-    }
 }
 
 /// Ask every endpoint's peer port concurrently, each within `timeout`; results in the order of
@@ -318,20 +302,6 @@ fn dechunk(mut body: &[u8]) -> std::result::Result<Vec<u8>, String> {
     }
 }
 
-/// One member as etcd's peer port lists it (etcd's `membership.Member` in JSON).
-#[derive(serde::Deserialize)]
-struct ListedMember {
-    id: u64,
-    #[serde(default)]
-    name: String,
-    #[serde(rename = "peerURLs", default)]
-    peer_urls: Vec<String>,
-    #[serde(rename = "clientURLs", default)]
-    client_urls: Vec<String>,
-    #[serde(rename = "isLearner", default)]
-    is_learner: bool,
-}
-
 /// A whole `GET /members` response: the cluster ID from `X-Etcd-Cluster-ID` and the members.
 pub fn parse_response(bytes: &[u8]) -> std::result::Result<(u64, Vec<Member>), String> {
     let head = split_head(bytes)?.ok_or_else(|| "the response ended before its head".to_string())?;
@@ -349,19 +319,36 @@ pub fn parse_response(bytes: &[u8]) -> std::result::Result<(u64, Vec<Member>), S
         let n = head.content_length().unwrap_or(head.body.len());
         head.body.get(..n).ok_or_else(|| "GET /members: body cut short".to_string())?.to_vec()
     };
-    let listed: Vec<ListedMember> =
+    let listed: serde_json::Value =
         serde_json::from_slice(&body).map_err(|e| format!("GET /members: not a member list: {e}"))?;
     let members = listed
-        .into_iter()
-        .map(|m| Member {
-            id: m.id,
-            name: m.name,
-            peer_urls: m.peer_urls,
-            client_urls: m.client_urls,
-            is_learner: m.is_learner,
-        })
-        .collect();
+        .as_array()
+        .ok_or_else(|| "GET /members: not a member list: not a JSON array".to_string())?
+        .iter()
+        .map(listed_member)
+        .collect::<std::result::Result<_, _>>()?;
     Ok((cluster_id, members))
+}
+
+/// One member as etcd's peer port lists it (etcd's `membership.Member` in JSON: `id`, `name`,
+/// `peerURLs`, `clientURLs`, `isLearner`; empty ones left out).
+fn listed_member(m: &serde_json::Value) -> std::result::Result<Member, String> {
+    let id = m.get("id").and_then(serde_json::Value::as_u64);
+    let id = id.ok_or_else(|| {
+        format!("GET /members: a member without a numeric id: {}", truncate(&m.to_string()))
+    })?;
+    let text = |key: &str| m.get(key).and_then(serde_json::Value::as_str).unwrap_or_default().to_string();
+    let urls = |key: &str| -> Vec<String> {
+        let list = m.get(key).and_then(serde_json::Value::as_array);
+        list.map(|l| l.iter().filter_map(|u| u.as_str().map(str::to_string)).collect()).unwrap_or_default()
+    };
+    Ok(Member {
+        id,
+        name: text("name"),
+        peer_urls: urls("peerURLs"),
+        client_urls: urls("clientURLs"),
+        is_learner: m.get("isLearner").and_then(serde_json::Value::as_bool).unwrap_or(false),
+    })
 }
 
 #[cfg(test)]
@@ -424,6 +411,8 @@ mod tests {
         let bad_id = "HTTP/1.1 200 OK\r\nX-Etcd-Cluster-Id: zz\r\nContent-Length: 2\r\n\r\n[]";
         assert!(parse_response(bad_id.as_bytes()).unwrap_err().contains("hex"));
         assert!(parse_response(b"SSH-2.0-OpenSSH\r\n\r\n").unwrap_err().contains("HTTP/1"));
+        let no_id = "HTTP/1.1 200 OK\r\nX-Etcd-Cluster-Id: 1\r\nContent-Length: 14\r\n\r\n[{\"name\":\"a\"}]";
+        assert!(parse_response(no_id.as_bytes()).unwrap_err().contains("numeric id"));
         let html = "HTTP/1.1 200 OK\r\nX-Etcd-Cluster-Id: 1\r\nContent-Length: 6\r\n\r\n<html>";
         assert!(parse_response(html.as_bytes()).unwrap_err().contains("not a member list"));
     }

@@ -15,7 +15,7 @@ use crate::etcd_args::StartMode;
 use crate::identity;
 use crate::peers::{self, PeerScan};
 use crate::signals::Shutdown;
-use crate::view::{ClusterView, Member};
+use crate::view::{ClusterView, Heard, Member};
 
 /// Pause between two observations while waiting (a round against DNS alone takes milliseconds,
 /// so a short pause lets a new cluster start as soon as its last peer appears).
@@ -47,6 +47,7 @@ impl Round {
             me: &ctx.me,
             data: &self.data,
             cluster: &self.observed.view,
+            heard: &Heard::default(),
             peers: &self.scan.dns,
         };
         decide(&obs, &ctx.settings)

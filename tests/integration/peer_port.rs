@@ -8,7 +8,8 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use etcd_bootstrap::peer_members::{self, PeerAccess, PeerEndpoint, PeerList, PeerTlsFiles};
+use etcd_bootstrap::peer_members::{self, PeerAccess, PeerEndpoint, PeerTlsFiles};
+use etcd_bootstrap::view::PeerList;
 
 use crate::bed::{pod_fqdn, pod_name, Bed, PodSpec};
 use crate::bootstrap::setup;
