@@ -13,6 +13,7 @@ use crate::dns::Resolver;
 use crate::error::{Error, Result};
 use crate::etcd_args::{MemberSpec, UserSettings};
 use crate::identity::{self, Identity};
+use crate::peer_members::{PeerAccess, PeerTlsFiles};
 use crate::peers::ScanSettings;
 
 /// What the process sees of its surroundings, gathered by `main`.
@@ -35,6 +36,8 @@ pub struct Context {
     pub member: MemberSpec,
     pub token: String,
     pub access: Access,
+    /// How to reach peers' peer ports (`GET /members`), with etcd's peer TLS files.
+    pub peer_access: PeerAccess,
     pub resolver: Arc<Resolver>,
     pub scan: ScanSettings,
     pub wait_timeout: Duration,
@@ -74,6 +77,7 @@ impl Context {
             common.auth_user.as_deref(),
             common.auth_password_file.as_deref(),
         )?;
+        let peer_access = PeerAccess::load(user.peer_tls(), &PeerTlsFiles::from_etcd(&user))?;
         let resolver = Arc::new(resolver(common, env)?);
         let token = common
             .initial_cluster_token
@@ -111,6 +115,7 @@ impl Context {
             user,
             token,
             access,
+            peer_access,
             resolver,
             wait_timeout: common.wait_timeout,
             probe_timeout: common.probe_timeout,

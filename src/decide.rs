@@ -82,30 +82,27 @@ pub fn decide(obs: &Observation<'_>, settings: &Settings) -> Verdict {
                 entries.join(", ")
             ),
         ),
-        DataDirState::Member(meta) => match answers::owner(meta.cluster_id, obs.cluster, obs.heard) {
-            Owner::Foreign { heard } => verdict(
-                Decision::Refuse,
-                format!(
-                    "the data dir belongs to cluster {:x} but every peer that answers is of another cluster: {}; this volume comes from another cluster (its ID never changes, with or without quorum); attach the right volume, or move its member/ directory away to join empty",
-                    meta.cluster_id,
-                    heard.join(", ")
+        DataDirState::Member(meta) => {
+            let view = answers::decision_view(obs.data, obs.cluster, obs.heard);
+            match answers::owner(meta.cluster_id, obs.cluster, obs.heard) {
+                Owner::Foreign { heard } => verdict(
+                    Decision::Refuse,
+                    format!(
+                        "the data dir belongs to cluster {:x} but every peer that answers is of another cluster: {}; this volume comes from another cluster (its ID never changes, with or without quorum); attach the right volume, or move its member/ directory away to join empty",
+                        meta.cluster_id,
+                        heard.join(", ")
+                    ),
                 ),
-            ),
-            Owner::Nobody => decide_with_data(obs.me, meta, obs.cluster),
-            Owner::Mine { others } => {
-                let view = answers::merged(obs.cluster, obs.heard, Some(meta.cluster_id));
-                let mut v = decide_with_data(obs.me, meta, &view);
-                if !others.is_empty() {
-                    v.reason.push_str(&format!(
-                        " (answers for another cluster ignored: {})",
-                        others.join(", ")
-                    ));
+                Owner::Mine { others } if !others.is_empty() => {
+                    let mut v = decide_with_data(obs.me, meta, &view);
+                    v.reason.push_str(&format!(" (answers for another cluster ignored: {})", others.join(", ")));
+                    v
                 }
-                v
+                Owner::Mine { .. } | Owner::Nobody => decide_with_data(obs.me, meta, &view),
             }
-        },
+        }
         DataDirState::Empty => {
-            let view = answers::merged(obs.cluster, obs.heard, None);
+            let view = answers::decision_view(obs.data, obs.cluster, obs.heard);
             decide_empty(&Observation { cluster: &view, ..obs.clone() }, settings)
         }
     }

@@ -8,7 +8,8 @@
 //! - [`identity`]: pod name, set name, ordinal, peer host names.
 //! - [`etcd_args`]: etcd's own settings (flags after `--`, `ETCD_*`) and the argv to exec.
 //! - [`dns`]: uncached A/AAAA/SRV lookups; [`peers`]: which pods exist.
-//! - [`peer_members`]: `GET /members` on a peer's peer port (answers before quorum).
+//! - [`peer_members`]: `GET /members` on a peer's peer port (answers before quorum);
+//!   [`both_ports`]: ask every peer on its client and peer ports at once.
 //! - [`datadir`]: classify the data dir, read IDs from the WAL, archive stale data.
 //! - [`cluster`]: the etcd API: member list with quorum, add, remove, update, promote.
 //! - [`view`]: observed state as plain data; [`decide`]: the pure decision.
@@ -18,6 +19,7 @@
 //! - [`exec`]: execve etcd; [`signals`]: SIGTERM/SIGINT as PID 1; [`crash`]: test crash points.
 //! - [`error`]: the one error type and the exit codes; [`duration`]: `500ms`/`30s`/`5m`.
 
+pub mod both_ports;
 pub mod cli;
 pub mod cluster;
 pub mod config;

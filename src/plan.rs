@@ -12,8 +12,8 @@ use crate::view::{ClusterView, Member};
 
 /// The etcd argv `run` would exec for this verdict, where it is known without acting.
 pub fn predicted_mode(ctx: &Context, round: &Round, verdict: &Verdict) -> Option<StartMode> {
-    let members = match &round.observed.view {
-        ClusterView::Answer { members, .. } => members.clone(),
+    let members = match round.view() {
+        ClusterView::Answer { members, .. } => members,
         ClusterView::NoAnswer { .. } => Vec::new(),
     };
     match &verdict.decision {
@@ -128,6 +128,12 @@ pub fn to_json(ctx: &Context, round: &Round, verdict: &Verdict) -> Value {
             "beyond_initial": round.scan.dns.beyond_initial,
         },
         "cluster": cluster,
+        "peer_ports": round.heard.peer_lists.iter().map(|l| json!({
+            "endpoint": l.host,
+            "cluster_id": hex(l.cluster_id),
+            "served": l.served(),
+            "members": l.members.iter().map(member_json).collect::<Vec<_>>(),
+        })).collect::<Vec<_>>(),
         "decision": decision_name(&verdict.decision),
         "detail": detail,
         "reason": verdict.reason,
@@ -157,7 +163,7 @@ pub fn to_text(ctx: &Context, round: &Round, verdict: &Verdict) -> String {
         dns.push_str(&format!("; unresolved: {}", round.scan.dns.unresolved_initial.join(",")));
     }
     line("dns", dns);
-    match &round.observed.view {
+    match &round.view() {
         ClusterView::NoAnswer { tried } if tried.is_empty() => line("cluster", "no peer to ask".into()),
         ClusterView::NoAnswer { tried } => {
             let why: Vec<String> = tried.iter().map(|(e, w)| format!("{e}: {w}")).collect();

@@ -5,6 +5,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tracing::{error, info, warn};
 
+use crate::both_ports;
 use crate::cluster::{self, CallError, MemberClient, Observed};
 use crate::context::Context;
 use crate::crash;
@@ -38,6 +39,8 @@ pub struct Round {
     pub data: DataDirState,
     pub scan: PeerScan,
     pub observed: Observed,
+    /// Every answer beyond the client port's best one (other client answers, peer ports).
+    pub heard: Heard,
 }
 
 impl Round {
@@ -47,10 +50,16 @@ impl Round {
             me: &ctx.me,
             data: &self.data,
             cluster: &self.observed.view,
-            heard: &Heard::default(),
+            heard: &self.heard,
             peers: &self.scan.dns,
         };
         decide(&obs, &ctx.settings)
+    }
+
+    /// The cluster as the decision read it (the peer ports' lists standing in for a client
+    /// answer with quorum where there is none).
+    pub fn view(&self) -> ClusterView {
+        decide::answers::decision_view(&self.data, &self.observed.view, &self.heard)
     }
 }
 
@@ -61,11 +70,19 @@ pub async fn observe(ctx: &Context) -> Result<Round> {
         // REFUSE whatever the cluster says: do not touch the network for it.
         let view = ClusterView::NoAnswer { tried: Vec::new() };
         let observed = Observed { view, quorum_member: None };
-        return Ok(Round { data, scan: PeerScan::default(), observed });
+        return Ok(Round { data, scan: PeerScan::default(), observed, heard: Heard::default() });
     }
     let scan = peers::scan(&ctx.resolver, &ctx.identity, &ctx.scan).await;
-    let observed = cluster::observe(&ctx.access, &scan.endpoints, ctx.probe_timeout).await;
-    Ok(Round { data, scan, observed })
+    let ask = both_ports::Ask {
+        access: &ctx.access,
+        peer_access: &ctx.peer_access,
+        peer_port: ctx.member.peer_port,
+        timeout: ctx.probe_timeout,
+        data: &data,
+        me: &ctx.me,
+    };
+    let (observed, heard) = both_ports::observe(&ask, &scan.endpoints).await;
+    Ok(Round { data, scan, observed, heard })
 }
 
 /// What to do after acting on a decision.
@@ -174,7 +191,7 @@ async fn act(ctx: &Context, round: &mut Round, verdict: Verdict) -> Result<Step>
         Decision::Existing { update_peer_urls: Some(id) } => update_peer_url(ctx, round, id, &reason).await,
         Decision::Join { reuse: Some(id), .. } => {
             info!(decision = "JOIN", member = %format!("{id:x}"), "{reason}");
-            let members = listed_members(&round.observed.view);
+            let members = listed_members(&round.view());
             Ok(Step::Start(join_mode(ctx, &members)))
         }
         Decision::Join { reuse: None, as_learner } => add_member(ctx, round, as_learner, &reason).await,

@@ -82,6 +82,20 @@ pub fn merged(client: &ClusterView, heard: &Heard, only: Option<u64>) -> Cluster
     }
 }
 
+/// The view the decision (and whatever acts on it) reads for this data dir: the merged view of
+/// my cluster's answers where some answer names my cluster, of every answer for an empty data
+/// dir, and the client view as it is otherwise (no answer, or a foreign volume: REFUSE).
+pub fn decision_view(data: &DataDirState, client: &ClusterView, heard: &Heard) -> ClusterView {
+    match data {
+        DataDirState::Empty => merged(client, heard, None),
+        DataDirState::Member(meta) => match owner(meta.cluster_id, client, heard) {
+            Owner::Mine { .. } => merged(client, heard, Some(meta.cluster_id)),
+            Owner::Nobody | Owner::Foreign { .. } => client.clone(),
+        },
+        DataDirState::Unknown { .. } => client.clone(),
+    }
+}
+
 /// A peer port's list as an answer without quorum (the peer port cannot tell quorum).
 fn as_view(list: &PeerList) -> ClusterView {
     ClusterView::Answer {

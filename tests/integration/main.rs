@@ -13,6 +13,7 @@ mod etcd_check;
 mod manifests;
 mod membership;
 mod peer_port;
+mod peer_port_safety;
 mod prereq;
 mod sidecar;
 mod stateful_set;

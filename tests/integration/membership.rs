@@ -36,11 +36,11 @@ fn crash_points_built(test: &str) -> bool {
     false
 }
 
-fn pod_with(bed: &Bed, ordinal: u32, etcd: &Path, env: &[(&str, &str)]) -> PodSpec {
+pub fn pod_with(bed: &Bed, ordinal: u32, etcd: &Path, env: &[(&str, &str)]) -> PodSpec {
     env.iter().fold(etcd_pod(bed, ordinal, etcd), |spec, (k, v)| spec.env(*k, *v))
 }
 
-fn assert_last_decision(bed: &Bed, ordinal: u32, want: &str) {
+pub fn assert_last_decision(bed: &Bed, ordinal: u32, want: &str) {
     let got = decisions(bed, ordinal);
     assert_eq!(got.last().map(String::as_str), Some(want), "etcd-{ordinal}: {got:?}\n{}", bed.logs(ordinal));
 }
@@ -54,7 +54,7 @@ fn id_of(members: &[SeenMember], name: &str) -> u64 {
 }
 
 /// No duplicate peer URL and no unstarted member left behind.
-fn assert_clean_member_list(members: &[SeenMember]) {
+pub fn assert_clean_member_list(members: &[SeenMember]) {
     let mut urls: Vec<&String> = members.iter().flat_map(|m| &m.peer_urls).collect();
     urls.sort();
     let before = urls.len();
@@ -63,7 +63,7 @@ fn assert_clean_member_list(members: &[SeenMember]) {
     assert!(members.iter().all(|m| !m.name.is_empty()), "stray unstarted member: {members:?}");
 }
 
-async fn wait_exit_code(bed: &Bed, ordinal: u32, code: i32) {
+pub async fn wait_exit_code(bed: &Bed, ordinal: u32, code: i32) {
     let exit = bed.wait_exit(ordinal, Duration::from_secs(60)).await;
     assert_eq!(exit, Some(PodExit::Code(code)), "etcd-{ordinal}:\n{}", bed.logs(ordinal));
 }
@@ -249,7 +249,7 @@ async fn removed_member_returning_with_its_volume_is_stale_archived_and_rejoins_
     removed_member_volume_is_archived("stale-34", etcd).await;
 }
 
-fn tree(dir: &Path) -> Vec<(PathBuf, u64)> {
+pub fn tree(dir: &Path) -> Vec<(PathBuf, u64)> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
@@ -265,21 +265,26 @@ fn tree(dir: &Path) -> Vec<(PathBuf, u64)> {
     out
 }
 
-fn copy_tree(from: &Path, to: &Path) {
+pub fn copy_tree(from: &Path, to: &Path) {
     let status =
         std::process::Command::new("cp").arg("-a").arg(format!("{}/.", from.display())).arg(to).status();
     assert!(status.is_ok_and(|s| s.success()), "cp -a {} {}", from.display(), to.display());
 }
 
+/// The other cluster: a one-member cluster on its own bed, stopped; its pod 0's volume holds it.
+pub async fn another_clusters_volume(etcd: &Path) -> Bed {
+    let other = Bed::new("foreign-src").await;
+    let single = [("ETCD_BOOTSTRAP_INITIAL_CLUSTER_SIZE", "1")];
+    other.start_pod(0, pod_with(&other, 0, etcd, &single)).await;
+    Checker::plain(&other).wait_healthy(&[0], HEALTHY).await;
+    other.delete_pod(0).await;
+    other
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn volume_from_another_cluster_is_refused_and_left_untouched() {
     let Some(etcd) = setup("volume_from_another_cluster_is_refused_and_left_untouched") else { return };
-    // The other cluster: a one-member cluster on its own bed.
-    let other = Bed::new("foreign-src").await;
-    let single = [("ETCD_BOOTSTRAP_INITIAL_CLUSTER_SIZE", "1")];
-    other.start_pod(0, pod_with(&other, 0, &etcd, &single)).await;
-    Checker::plain(&other).wait_healthy(&[0], HEALTHY).await;
-    other.delete_pod(0).await;
+    let other = another_clusters_volume(&etcd).await;
 
     let bed = Bed::new("foreign").await;
     form_cluster(&bed, &etcd, &[0, 1, 2]).await;

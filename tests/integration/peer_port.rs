@@ -89,9 +89,18 @@ async fn ask_until(
 }
 
 /// Drop every packet to the client port inside pod `ordinal`: it then answers nothing at all.
-fn block_client_port(bed: &Bed, ordinal: u32) {
+pub fn block_client_port(bed: &Bed, ordinal: u32) {
+    client_port_rule(bed, ordinal, "-I");
+}
+
+/// Undo [`block_client_port`].
+pub fn unblock_client_port(bed: &Bed, ordinal: u32) {
+    client_port_rule(bed, ordinal, "-D");
+}
+
+fn client_port_rule(bed: &Bed, ordinal: u32, action: &str) {
     let out = Command::new("ip")
-        .args(["netns", "exec", &bed.netns(ordinal), "iptables", "-I", "INPUT", "-p", "tcp"])
+        .args(["netns", "exec", &bed.netns(ordinal), "iptables", action, "INPUT", "-p", "tcp"])
         .args(["--dport", "2379", "-j", "DROP"])
         .output()
         .expect("run iptables");
