@@ -25,6 +25,9 @@ pub struct Ask<'a> {
     pub timeout: Duration,
     pub data: &'a DataDirState,
     pub me: &'a Me,
+    /// Wait for every client port's answer (or timeout) even where a peer port's list settles
+    /// the decision: `plan` shows the whole picture; `run` does not wait for it.
+    pub every_client_answer: bool,
 }
 
 enum Event {
@@ -106,7 +109,9 @@ pub async fn observe(ask: &Ask<'_>, endpoints: &[Endpoint]) -> (Observed, Heard)
 
 fn settled(ask: &Ask<'_>, state: &[PeerState]) -> bool {
     state.iter().all(|s| {
-        s.client_done || matches!(&s.peer, Some(Ok(list)) if !client_answer_needed(ask.data, ask.me, list))
+        s.client_done
+            || (!ask.every_client_answer
+                && matches!(&s.peer, Some(Ok(list)) if !client_answer_needed(ask.data, ask.me, list)))
     })
 }
 

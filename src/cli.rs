@@ -96,7 +96,7 @@ fn plan_command(plan: &PlanArgs, surroundings: &Surroundings) -> Result<ExitCode
     init_logging(plan.run.common.log_format);
     let ctx = Context::resolve(&plan.run.common, &plan.run.etcd_flags, surroundings)?;
     let rt = runtime()?;
-    let round = rt.block_on(run::observe(&ctx))?;
+    let round = rt.block_on(run::observe(&ctx, true))?;
     let verdict = round.verdict(&ctx);
     match plan.format {
         Format::Text => print!("{}", crate::plan::to_text(&ctx, &round, &verdict)),

@@ -63,8 +63,9 @@ impl Round {
     }
 }
 
-/// Look at the data dir, DNS and the cluster once.
-pub async fn observe(ctx: &Context) -> Result<Round> {
+/// Look at the data dir, DNS and the cluster once; `every_client_answer` waits for each client
+/// port even where a peer port settled the decision (for `plan`).
+pub async fn observe(ctx: &Context, every_client_answer: bool) -> Result<Round> {
     let data = datadir::inspect(&ctx.member.data_dir)?;
     if let DataDirState::Unknown { .. } = data {
         // REFUSE whatever the cluster says: do not touch the network for it.
@@ -80,6 +81,7 @@ pub async fn observe(ctx: &Context) -> Result<Round> {
         timeout: ctx.probe_timeout,
         data: &data,
         me: &ctx.me,
+        every_client_answer,
     };
     let (observed, heard) = both_ports::observe(&ask, &scan.endpoints).await;
     Ok(Round { data, scan, observed, heard })
@@ -153,7 +155,7 @@ pub async fn bootstrap(ctx: &Context, shutdown: &mut Shutdown) -> Result<StartMo
 /// started, runs to its own timeout so its outcome is known.
 async fn round(ctx: &Context, deadline: Instant, last_reason: Option<&str>) -> Result<Step> {
     let left = deadline.saturating_duration_since(Instant::now()).max(MIN_OBSERVE);
-    let Ok(observed) = tokio::time::timeout(left, observe(ctx)).await else {
+    let Ok(observed) = tokio::time::timeout(left, observe(ctx, false)).await else {
         let reason = match last_reason {
             Some(reason) => reason.to_string(),
             None => {
