@@ -2,6 +2,7 @@
 //! says and which peers exist. No I/O. Every row of the table in DESIGN.md is a test below.
 
 pub mod answers;
+pub mod joiners;
 
 use crate::config::JoinAs;
 use crate::datadir::{DataDirState, WalMeta};

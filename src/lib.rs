@@ -33,6 +33,7 @@ pub mod error;
 pub mod etcd_args;
 pub mod exec;
 pub mod identity;
+pub mod pacing;
 pub mod peer_members;
 pub mod peers;
 pub mod plan;

@@ -10,19 +10,15 @@ use crate::cluster::{self, CallError, MemberClient, Observed};
 use crate::context::Context;
 use crate::crash;
 use crate::datadir::{self, DataDirState};
-use crate::decide::{self, decide, AfterAdd, Decision, Observation, Verdict};
+use crate::decide::{self, decide, joiners, AfterAdd, Decision, Observation, Verdict};
 use crate::error::{Error, Result};
 use crate::etcd_args::StartMode;
 use crate::identity;
+use crate::pacing;
 use crate::peers::{self, PeerScan};
 use crate::signals::Shutdown;
 use crate::view::{ClusterView, Heard, Member};
 
-/// Pause between two observations while waiting (a round against DNS alone takes milliseconds,
-/// so a short pause lets a new cluster start as soon as its last peer appears).
-const POLL_INTERVAL: Duration = Duration::from_millis(250);
-/// First backoff after a refused membership call.
-const RETRY_BASE: Duration = Duration::from_secs(1);
 /// A WAIT with an unchanged reason is logged this often.
 const WAIT_LOG_EVERY: Duration = Duration::from_secs(5);
 /// Pause before looking again for a concurrent joiner after my add.
@@ -31,8 +27,6 @@ const SETTLE_PAUSE: Duration = Duration::from_millis(500);
 const SETTLE_LIMIT: Duration = Duration::from_secs(10);
 /// The least time one observation gets, even when the deadline has nearly passed.
 const MIN_OBSERVE: Duration = Duration::from_millis(500);
-/// Backoff after a refused membership call: doubles from the poll interval up to this cap.
-const RETRY_CAP: Duration = Duration::from_secs(8);
 
 /// Everything observed in one round.
 pub struct Round {
@@ -91,16 +85,14 @@ pub async fn observe(ctx: &Context, every_client_answer: bool) -> Result<Round> 
 enum Step {
     Start(StartMode),
     Again,
-    /// Not actionable yet: look again after the poll interval.
-    Wait(String),
+    /// Not actionable yet: look again after a pause (`pacing`); `dns` when initial peers were
+    /// missing from DNS.
+    Wait {
+        reason: String,
+        dns: bool,
+    },
     /// A membership call was refused for a reason that passes: retry with backoff.
     Retry(String),
-}
-
-/// The pause before the `attempt`-th retry (1-based): 1 s, 2 s, 4 s, 8 s, 8 s, ...
-pub fn retry_delay(attempt: u32) -> Duration {
-    let factor = 1u32.checked_shl(attempt.saturating_sub(1)).unwrap_or(u32::MAX);
-    RETRY_BASE.saturating_mul(factor).min(RETRY_CAP)
 }
 
 /// `delay` stretched by a random 0-50 %, so pods started together do not retry in lockstep.
@@ -116,6 +108,7 @@ pub async fn bootstrap(ctx: &Context, shutdown: &mut Shutdown) -> Result<StartMo
     let deadline = started + ctx.wait_timeout;
     let mut waits = WaitLog::default();
     let mut retries = 0u32;
+    let mut same_reason = 0u32;
     let mut last_reason: Option<String> = None;
     loop {
         let step = tokio::select! {
@@ -125,14 +118,16 @@ pub async fn bootstrap(ctx: &Context, shutdown: &mut Shutdown) -> Result<StartMo
         let (reason, pause) = match step {
             Step::Start(mode) => return Ok(mode),
             Step::Again => continue,
-            Step::Wait(reason) => {
+            Step::Wait { reason, dns } => {
                 retries = 0;
+                same_reason =
+                    if last_reason.as_deref() == Some(reason.as_str()) { same_reason + 1 } else { 1 };
                 waits.log(&reason, started.elapsed());
-                (reason, POLL_INTERVAL)
+                (reason, pacing::wait_pause(dns, same_reason))
             }
             Step::Retry(reason) => {
                 retries = retries.saturating_add(1);
-                let pause = jittered(retry_delay(retries));
+                let pause = jittered(pacing::retry_delay(retries));
                 warn!(decision = "WAIT", retry = retries, backoff = %crate::duration::format(pause), "{reason}");
                 (reason, pause)
             }
@@ -164,7 +159,7 @@ async fn round(ctx: &Context, deadline: Instant, last_reason: Option<&str>) -> R
                 format!("DNS did not answer in time; waiting for DNS of {}", hosts.join(", "))
             }
         };
-        return Ok(Step::Wait(reason));
+        return Ok(Step::Wait { reason, dns: true });
     };
     let mut round = observed?;
     let verdict = round.verdict(ctx);
@@ -174,7 +169,7 @@ async fn round(ctx: &Context, deadline: Instant, last_reason: Option<&str>) -> R
 async fn act(ctx: &Context, round: &mut Round, verdict: Verdict) -> Result<Step> {
     let reason = verdict.reason;
     match verdict.decision {
-        Decision::Wait => Ok(Step::Wait(reason)),
+        Decision::Wait => Ok(Step::Wait { reason, dns: !round.scan.dns.unresolved_initial.is_empty() }),
         Decision::Refuse => {
             error!(decision = "REFUSE", "{reason}");
             Err(Error::Refused(reason))
@@ -205,7 +200,10 @@ async fn act(ctx: &Context, round: &mut Round, verdict: Verdict) -> Result<Step>
 async fn update_peer_url(ctx: &Context, round: &mut Round, id: u64, reason: &str) -> Result<Step> {
     info!(decision = "EXISTING", action = "member update", "{reason}");
     let Some(member) = round.observed.quorum_member.as_mut() else {
-        return Ok(Step::Wait("no member with quorum to update the peer URL through".into()));
+        return Ok(Step::Wait {
+            reason: "no member with quorum to update the peer URL through".into(),
+            dns: false,
+        });
     };
     match member.update(id, vec![ctx.me.peer_url.clone()]).await {
         Ok(()) | Err(CallError::AlreadyDone(_)) => {
@@ -221,13 +219,19 @@ async fn update_peer_url(ctx: &Context, round: &mut Round, id: u64, reason: &str
 async fn add_member(ctx: &Context, round: &mut Round, learner: bool, reason: &str) -> Result<Step> {
     info!(decision = "JOIN", action = "member add", learner, "{reason}");
     let Some(member) = round.observed.quorum_member.as_mut() else {
-        return Ok(Step::Wait("no member with quorum to add this member through".into()));
+        return Ok(Step::Wait {
+            reason: "no member with quorum to add this member through".into(),
+            dns: false,
+        });
     };
     match member.add(&ctx.me.peer_url, learner).await {
         Ok((added, all)) => {
             crash::point("after-add");
             info!(member = %format!("{:x}", added.id), via = member.host(), "member added");
-            settle_join(ctx, member, added.id, all).await
+            let alone = !joiners::other_joiner_possible(ctx.me.ordinal, &round.scan.resolved, &all, |m| {
+                member_ordinal(ctx, m)
+            });
+            settle_join(ctx, member, added.id, all, alone).await
         }
         // Someone (an earlier run of this pod) added my peer URL already: observe again and reuse it.
         Err(CallError::AlreadyDone(m)) if m.to_ascii_lowercase().contains("already exists") => {
@@ -249,7 +253,12 @@ async fn settle_join(
     via: &mut MemberClient,
     my_id: u64,
     mut members: Vec<Member>,
+    alone: bool,
 ) -> Result<Step> {
+    // With no other pod that could be joining (DNS), the list the add returned is complete.
+    if alone && decide::after_add(my_id, &members, |m| member_ordinal(ctx, m)) == AfterAdd::Start {
+        return Ok(Step::Start(join_mode(ctx, &members)));
+    }
     let deadline = Instant::now() + SETTLE_LIMIT;
     loop {
         tokio::time::sleep(SETTLE_PAUSE).await;
@@ -296,7 +305,10 @@ fn member_ordinal(ctx: &Context, m: &Member) -> Option<u32> {
 async fn remove_member(round: &mut Round, id: u64, reason: &str) -> Result<Step> {
     info!(decision = "REPLACE", action = "member remove", member = %format!("{id:x}"), "{reason}");
     let Some(member) = round.observed.quorum_member.as_mut() else {
-        return Ok(Step::Wait("no member with quorum to remove the old member through".into()));
+        return Ok(Step::Wait {
+            reason: "no member with quorum to remove the old member through".into(),
+            dns: false,
+        });
     };
     match member.remove(id).await {
         Ok(()) | Err(CallError::AlreadyDone(_)) => {
@@ -382,15 +394,7 @@ impl WaitLog {
 
 #[cfg(test)]
 mod tests {
-    use super::{retry_delay, url_host};
-    use std::time::Duration;
-
-    #[test]
-    fn retry_backoff_doubles_and_is_capped() {
-        let secs: Vec<u64> = (1..=7).map(|n| retry_delay(n).as_secs()).collect();
-        assert_eq!(secs, [1, 2, 4, 8, 8, 8, 8]);
-        assert_eq!(retry_delay(u32::MAX), Duration::from_secs(8));
-    }
+    use super::url_host;
 
     #[test]
     fn url_host_handles_names_ips_and_v6() {

@@ -123,8 +123,22 @@ pub async fn run(ctx: &Context, settings: &Settings, shutdown: &mut Shutdown) ->
     // A round that overran (DNS timeouts) skips the ticks it missed: rounds stay on the grid.
     ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);
     let stop = loop {
+        // A removal falls due between two ticks: look then, not at the next tick.
+        let due = sidecar.removal_due();
+        let ticker = &mut ticker;
+        let wake = async move {
+            match due {
+                Some(due) => tokio::select! {
+                    _ = ticker.tick() => {}
+                    _ = tokio::time::sleep_until(due.into()) => {}
+                },
+                None => {
+                    ticker.tick().await;
+                }
+            }
+        };
         tokio::select! {
-            _ = async { ticker.tick().await; sidecar.round().await } => {}
+            _ = async { wake.await; sidecar.round().await } => {}
             stop = shutdown.received("running the sidecar") => break stop,
         }
     };
@@ -184,6 +198,15 @@ impl<'a> Sidecar<'a> {
             last_ip: BTreeMap::new(),
             role: None,
         }
+    }
+
+    /// When the earliest pod name missing from DNS will have been missing for longer than the
+    /// removal delay (still ahead; none while this member does not lead).
+    fn removal_due(&self) -> Option<Instant> {
+        let now = Instant::now();
+        let since = self.missing_since.values().min()?;
+        let due = *since + self.settings.removal_delay + Duration::from_millis(1);
+        (due > now).then_some(due)
     }
 
     async fn round(&mut self) {
@@ -425,8 +448,9 @@ impl<'a> Sidecar<'a> {
     }
 
     /// Which members answer as themselves: the candidate and every voter but the leader, each at
-    /// its current address, else the last address its name had, else an IP in its client URL.
-    /// A member with no address does not answer.
+    /// its current address, else the last address its name had (unless its name is now absent
+    /// from DNS), else an IP in its client URL; the candidate also at every connected peer. A
+    /// member with no address does not answer; a refused connection is an answer at once.
     async fn probe(
         &self,
         leader: u64,
@@ -445,7 +469,13 @@ impl<'a> Sidecar<'a> {
             let ordinal = member_ordinal(id, m);
             let url = m.client_urls.first().map(String::as_str).unwrap_or_default();
             let ip = ordinal
-                .and_then(|o| observed.ips.get(&o).or_else(|| self.last_ip.get(&o)).copied())
+                .and_then(|o| match observed.answers.get(&o) {
+                    // A pod absent from DNS has no address to wait for: the last one it had
+                    // belongs to no one (a probe there only times out), and where its member
+                    // still runs it is connected to the local member's peer port (below).
+                    Some(Answer::Missing) => None,
+                    _ => observed.ips.get(&o).or_else(|| self.last_ip.get(&o)).copied(),
+                })
                 .or_else(|| url_host(url).and_then(|h| h.parse::<IpAddr>().ok()));
             let mut ips: BTreeSet<IpAddr> = ip.into_iter().collect();
             if m.id == candidate {

@@ -11,7 +11,8 @@
 //! 4. its name has been missing for longer than the removal delay, with no other answer in between
 //!    (any found or unknown answer restarts the clock);
 //! 5. it does not answer as itself at any address we know for it (its name's, the last one its
-//!    name had, and every peer connected to the local member's peer port);
+//!    name had while the name is not absent from DNS, and every peer connected to the local
+//!    member's peer port);
 //! 6. the voting members that answer (the leader included) are a quorum of the voting members now,
 //!    so the removal can be committed, and so of those left after it.
 //!
