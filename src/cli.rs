@@ -4,19 +4,20 @@
 use std::ffi::OsString;
 use std::process::ExitCode;
 
-use clap::Parser;
 use tracing::info;
 
+use crate::act::{self, exec};
 use crate::config::{Cli, Command, Format, LogFormat, PlanArgs, RunArgs, SidecarArgs};
 use crate::context::{Context, Surroundings};
-use crate::datadir::{self, DataDirState};
 use crate::error::{Error, Result};
+use crate::observe::{self, datadir};
+use crate::observed::DataDirState;
 use crate::signals::Shutdown;
-use crate::{etcd_args, exec, run, sidecar};
+use crate::{etcd_args, sidecar};
 
 /// Run the program with `args` (argv, program name first) and its surroundings.
 pub fn main_with(args: Vec<OsString>, surroundings: Surroundings) -> Result<ExitCode> {
-    let cli = match Cli::try_parse_from(args) {
+    let cli = match Cli::parse_any_order(args) {
         Ok(cli) => cli,
         Err(e) => return usage_error(e),
     };
@@ -38,12 +39,19 @@ fn usage_error(e: clap::Error) -> Result<ExitCode> {
             print!("{e}");
             Ok(ExitCode::SUCCESS)
         }
-        _ => {
-            let rendered = e.render().to_string();
-            let first = rendered.lines().next().unwrap_or("invalid arguments");
-            let first = first.strip_prefix("error: ").unwrap_or(first);
-            Err(Error::config(format!("{first} (see --help)")))
-        }
+        _ => Err(Error::config(usage_line(&e.render().to_string()))),
+    }
+}
+
+/// clap's rendered error as one line: its first line, the valid values where it lists them
+/// (`[possible values: text, json]`), and a pointer to --help.
+fn usage_line(rendered: &str) -> String {
+    let first = rendered.lines().next().unwrap_or("invalid arguments");
+    let first = first.strip_prefix("error: ").unwrap_or(first);
+    let possible = rendered.lines().map(str::trim).find(|l| l.starts_with("[possible values:"));
+    match possible {
+        Some(values) => format!("{first} {values} (see --help)"),
+        None => format!("{first} (see --help)"),
     }
 }
 
@@ -61,13 +69,13 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| Error::config(format!("cannot start the async runtime: {e}")))
+        .map_err(|e| Error::Runtime(format!("cannot start the async runtime: {e}")))
 }
 
 fn start(args: &RunArgs, surroundings: &Surroundings) -> Result<ExitCode> {
     init_logging(args.common.log_format);
     let ctx = Context::resolve(&args.common, &args.etcd_flags, surroundings)?;
-    let etcd = ctx.locate_etcd()?;
+    let etcd = exec::locate(&ctx.etcd_binary, ctx.path_var.as_deref())?;
     exec::check_executable(&etcd)?;
     // etcd must write its data dir: say so now rather than let it crash-loop after a membership
     // change. A data dir that is refused anyway is left to the loop, whose REFUSE names the problem.
@@ -84,7 +92,7 @@ fn start(args: &RunArgs, surroundings: &Surroundings) -> Result<ExitCode> {
             "etcd-bootstrap {} starting",
             env!("CARGO_PKG_VERSION")
         );
-        run::bootstrap(&ctx, &mut shutdown).await
+        act::bootstrap(&ctx, &mut shutdown).await
     })?;
     drop(rt);
     let argv = etcd_args::argv(&ctx.user, &ctx.member, &mode);
@@ -96,8 +104,9 @@ fn plan_command(plan: &PlanArgs, surroundings: &Surroundings) -> Result<ExitCode
     init_logging(plan.run.common.log_format);
     let ctx = Context::resolve(&plan.run.common, &plan.run.etcd_flags, surroundings)?;
     let rt = runtime()?;
-    let round = rt.block_on(run::observe(&ctx, true))?;
-    let verdict = round.verdict(&ctx);
+    let sources = observe::Sources { every_client_answer: true, ..ctx.sources() };
+    let round = rt.block_on(observe::round(&sources))?;
+    let verdict = round.verdict(&ctx.me, &ctx.settings);
     match plan.format {
         Format::Text => print!("{}", crate::plan::to_text(&ctx, &round, &verdict)),
         Format::Json => println!("{}", crate::plan::to_json(&ctx, &round, &verdict)),
@@ -117,4 +126,31 @@ fn sidecar_command(args: &SidecarArgs, surroundings: &Surroundings) -> Result<Ex
     // Leave at once on a signal: nothing in flight needs finishing (every step is idempotent).
     rt.shutdown_background();
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn usage_error_line(args: &[&str]) -> String {
+        let argv = std::iter::once("etcd-bootstrap").chain(args.iter().copied());
+        let err = Cli::parse_any_order(argv).expect_err("a usage error");
+        usage_line(&err.render().to_string())
+    }
+
+    #[test]
+    fn a_bad_value_names_the_valid_ones() {
+        let line = usage_error_line(&["plan", "--format", "yaml"]);
+        assert!(line.contains("'yaml'") && line.contains("[possible values: text, json]"), "{line}");
+        assert!(!line.contains('\n'), "{line}");
+        let line = usage_error_line(&["--join-as", "observer"]);
+        assert!(line.contains("[possible values: voter, learner]"), "{line}");
+    }
+
+    #[test]
+    fn other_usage_errors_stay_one_line() {
+        let line = usage_error_line(&["--no-such-flag"]);
+        assert!(line.contains("--no-such-flag") && line.ends_with("(see --help)"), "{line}");
+        assert!(!line.contains('\n'), "{line}");
+    }
 }

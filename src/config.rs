@@ -5,8 +5,11 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::ffi::OsString;
 
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
+
+use crate::decide::JoinAs;
 use crate::duration;
 
 /// Bootstrap an etcd member in a StatefulSet pod, then exec etcd.
@@ -129,10 +132,6 @@ pub struct Common {
     #[arg(long, env = "ETCD_BOOTSTRAP_PEER_PORT", default_value_t = 2380)]
     pub peer_port: u16,
 
-    /// SRV port name of the client port on the headless service.
-    #[arg(long, env = "ETCD_BOOTSTRAP_CLIENT_PORT_NAME", default_value = "etcd-client")]
-    pub client_port_name: String,
-
     /// SRV port name of the peer port on the headless service.
     #[arg(long, env = "ETCD_BOOTSTRAP_PEER_PORT_NAME", default_value = "etcd-server")]
     pub peer_port_name: String,
@@ -149,8 +148,9 @@ pub struct Common {
     #[arg(long, env = "ETCD_BOOTSTRAP_PROBE_TIMEOUT", value_parser = parse_duration, allow_hyphen_values = true, default_value = "2s")]
     pub probe_timeout: Duration,
 
-    /// DNS server `host:port`; default: resolv.conf's nameservers.
-    #[arg(long, env = "ETCD_BOOTSTRAP_DNS_SERVER", value_parser = parse_dns_server)]
+    /// DNS server: `ip:port`, `[ipv6]:port` or a bare IP (port 53); not a host name. Default:
+    /// resolv.conf's nameservers.
+    #[arg(long, env = "ETCD_BOOTSTRAP_DNS_SERVER", value_name = "IP:PORT", value_parser = parse_dns_server)]
     pub dns_server: Option<SocketAddr>,
 
     /// etcd binary; default `etcd` on PATH.
@@ -170,14 +170,6 @@ pub struct Common {
     pub log_format: LogFormat,
 }
 
-/// How a new member joins.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum JoinAs {
-    Voter,
-    Learner,
-}
-
 /// Log output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
@@ -192,12 +184,58 @@ pub enum Format {
     Json,
 }
 
+impl Cli {
+    /// Parse argv (program name first). Options may also come before the subcommand
+    /// (`etcd-bootstrap --name etcd-0 plan`): the subcommand is moved in front of them.
+    pub fn parse_any_order<I, T>(args: I) -> Result<Cli, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<OsString> + Clone,
+    {
+        let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
+        Cli::try_parse_from(subcommand_first(&Cli::command(), args))
+    }
+}
+
+/// Move a subcommand that follows options (before any `--`) to the front of them. The first word
+/// that is neither an option nor an option's value is the subcommand, if it names one; anything
+/// else is left for clap to judge.
+fn subcommand_first(cmd: &clap::Command, mut args: Vec<OsString>) -> Vec<OsString> {
+    let commands: Vec<&clap::Command> = std::iter::once(cmd).chain(cmd.get_subcommands()).collect();
+    let takes_value = |word: &str| {
+        commands.iter().flat_map(|c| c.get_arguments()).any(|a| {
+            let named = match word.strip_prefix("--") {
+                Some(long) => a.get_long() == Some(long),
+                None => word.len() == 2 && a.get_short().map(|c| format!("-{c}")).as_deref() == Some(word),
+            };
+            named && a.get_action().takes_values()
+        })
+    };
+    let mut i = 1;
+    while i < args.len() {
+        let Some(word) = args[i].to_str() else { return args };
+        if word == "--" {
+            return args;
+        }
+        if !word.starts_with('-') {
+            if i > 1 && cmd.find_subcommand(word).is_some() {
+                let sub = args.remove(i);
+                args.insert(1, sub);
+            }
+            return args;
+        }
+        // `--name etcd-0`: skip the value too (not for `--name=etcd-0`).
+        i += if !word.contains('=') && takes_value(word) { 2 } else { 1 };
+    }
+    args
+}
+
 fn parse_duration(text: &str) -> Result<Duration, String> {
     duration::parse(text)
 }
 
 fn parse_dns_server(text: &str) -> Result<SocketAddr, String> {
-    crate::dns::parse_dns_server(text).map_err(|e| e.to_string())
+    crate::observe::dns::parse_dns_server(text).map_err(|e| e.to_string())
 }
 
 impl Common {
@@ -259,6 +297,53 @@ mod tests {
         let Some(Command::Run(run)) = cli.command else { panic!("expected run") };
         assert_eq!(run.common.wait_timeout, Duration::from_secs(30));
         assert_eq!(run.common.join_as, JoinAs::Learner);
+    }
+
+    #[test]
+    fn options_before_the_subcommand() {
+        let any = |args: &[&str]| {
+            Cli::parse_any_order(std::iter::once("etcd-bootstrap").chain(args.iter().copied()))
+        };
+        let cli = any(&["--name", "etcd-0", "plan", "--format", "json"]).expect("parses");
+        let Some(Command::Plan(plan)) = cli.command else { panic!("expected plan") };
+        assert_eq!(plan.run.common.name.as_deref(), Some("etcd-0"));
+        assert_eq!(plan.format, Format::Json);
+
+        let cli = any(&["--name=etcd-1", "--wait-timeout", "30s", "run", "--", "plan"]).expect("parses");
+        let Some(Command::Run(run)) = cli.command else { panic!("expected run") };
+        assert_eq!(run.common.name.as_deref(), Some("etcd-1"));
+        assert_eq!(run.common.wait_timeout, Duration::from_secs(30));
+        assert_eq!(run.etcd_flags, ["plan"], "after --, a word is etcd's");
+
+        let cli = any(&["--format", "json", "plan"]).expect("a plan option before plan");
+        let Some(Command::Plan(plan)) = cli.command else { panic!("expected plan") };
+        assert_eq!(plan.format, Format::Json);
+
+        let cli = any(&["--interval", "5s", "--name", "etcd-2", "sidecar"]).expect("parses");
+        let Some(Command::Sidecar(sidecar)) = cli.command else { panic!("expected sidecar") };
+        assert_eq!(
+            (sidecar.interval, sidecar.common.name.as_deref()),
+            (Duration::from_secs(5), Some("etcd-2"))
+        );
+
+        // An option's value that happens to be a command's name stays a value.
+        let cli = any(&["--name", "plan"]).expect("parses");
+        assert!(cli.command.is_none());
+        assert_eq!(cli.run.common.name.as_deref(), Some("plan"));
+        // The usual order is unchanged, and a stray word is still an error.
+        assert!(matches!(
+            any(&["plan", "--name", "etcd-0"]).expect("parses").command,
+            Some(Command::Plan(_))
+        ));
+        assert!(any(&["--name", "etcd-0", "planx"]).is_err());
+    }
+
+    #[test]
+    fn dns_server_help_says_what_is_accepted() {
+        let help = Cli::command().render_long_help().to_string();
+        let at = help.find("--dns-server <IP:PORT>").expect("--dns-server takes IP:PORT");
+        let text: String = help[at..].split_whitespace().take(20).collect::<Vec<_>>().join(" ");
+        assert!(text.contains("not a host name") && !text.contains("host:port"), "{text}");
     }
 
     #[test]

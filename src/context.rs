@@ -6,15 +6,17 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::cluster::Access;
 use crate::config::Common;
-use crate::decide::{Me, Settings};
-use crate::dns::Resolver;
+use crate::decide::{Launch, Me, Settings};
 use crate::error::{Error, Result};
 use crate::etcd_args::{MemberSpec, UserSettings};
 use crate::identity::{self, Identity};
-use crate::peer_members::{PeerAccess, PeerTlsFiles};
-use crate::peers::ScanSettings;
+use crate::observe::cluster::Access;
+use crate::observe::dns::Resolver;
+use crate::observe::peer_members::{PeerAccess, PeerTlsFiles};
+use crate::observe::peers::ScanSettings;
+use crate::observe::Sources;
+use crate::observed::static_member_id;
 
 /// What the process sees of its surroundings, gathered by `main`.
 #[derive(Debug, Clone, Default)]
@@ -42,8 +44,10 @@ pub struct Context {
     pub scan: ScanSettings,
     pub wait_timeout: Duration,
     pub probe_timeout: Duration,
-    /// The etcd binary as given (`--etcd-binary`, else `etcd`); see [`Context::locate_etcd`].
+    /// The etcd binary as given (`--etcd-binary`, else `etcd`); `act::exec::locate` finds it.
     pub etcd_binary: PathBuf,
+    /// The static initial cluster of a NEW start: every initial pod by name and peer URL.
+    pub initial_cluster: Vec<(String, String)>,
     /// `PATH`, to find a bare `etcd`.
     pub path_var: Option<String>,
 }
@@ -71,13 +75,13 @@ impl Context {
             .unwrap_or_else(|| format!("{peer_scheme}://{own_host}:{}", common.peer_port));
         let client_url = first_url(&user, "advertise-client-urls")
             .unwrap_or_else(|| format!("{client_scheme}://{own_host}:{}", common.client_port));
+        let peer_access = PeerAccess::load(user.peer_tls(), &PeerTlsFiles::from_etcd(&user))?;
         let access = Access::load(
             user.client_tls(),
             &user.client_tls_files(),
             common.auth_user.as_deref(),
             common.auth_password_file.as_deref(),
         )?;
-        let peer_access = PeerAccess::load(user.peer_tls(), &PeerTlsFiles::from_etcd(&user))?;
         let resolver = Arc::new(resolver(common, env)?);
         let token = common
             .initial_cluster_token
@@ -87,11 +91,13 @@ impl Context {
                 format!("etcd-bootstrap-{}-{}", identity_parts.namespace, identity_parts.service)
             });
         let etcd_binary = common.etcd_binary.clone().unwrap_or_else(|| PathBuf::from("etcd"));
+        let initial_cluster =
+            initial_cluster(&identity, common.initial_cluster_size, peer_scheme, common.peer_port);
         Ok(Context {
             me: Me {
                 name: identity.pod_name.clone(),
                 ordinal: identity.ordinal,
-                static_id: crate::view::static_member_id(std::slice::from_ref(&peer_url), &token),
+                static_id: static_member_id(std::slice::from_ref(&peer_url), &token),
                 peer_url: peer_url.clone(),
             },
             settings: Settings { initial_cluster_size: common.initial_cluster_size, join_as: common.join_as },
@@ -120,26 +126,46 @@ impl Context {
             wait_timeout: common.wait_timeout,
             probe_timeout: common.probe_timeout,
             etcd_binary,
+            initial_cluster,
             path_var: env.env.get("PATH").cloned(),
         })
     }
 
-    /// The etcd binary to exec: as given when it is a path, else found on `PATH`.
-    pub fn locate_etcd(&self) -> Result<PathBuf> {
-        crate::exec::locate(&self.etcd_binary, self.path_var.as_deref())
+    /// Where one round looks.
+    pub fn sources(&self) -> Sources<'_> {
+        Sources {
+            data_dir: &self.member.data_dir,
+            resolver: &self.resolver,
+            identity: &self.identity,
+            scan: &self.scan,
+            access: &self.access,
+            peer_access: &self.peer_access,
+            peer_port: self.member.peer_port,
+            me: &self.me,
+            probe_timeout: self.probe_timeout,
+            every_client_answer: false,
+        }
     }
 
-    /// The static initial cluster of a NEW start: every initial pod by name and peer URL.
-    pub fn initial_cluster(&self) -> Vec<(String, String)> {
-        (0..self.settings.initial_cluster_size)
-            .map(|ordinal| {
-                let name = identity::host_name(&self.identity.set_name, ordinal, "");
-                let host = self.identity.peer_host(ordinal);
-                let scheme = if self.user.peer_tls() { "https" } else { "http" };
-                (name, format!("{scheme}://{host}:{}", self.member.peer_port))
-            })
-            .collect()
+    /// What a start mode depends on besides the decision (see `decide::start_mode`).
+    pub fn launch(&self) -> Launch<'_> {
+        Launch {
+            me: &self.me,
+            identity: &self.identity,
+            initial_cluster: &self.initial_cluster,
+            token: &self.token,
+        }
     }
+}
+
+/// The static initial cluster of a NEW start: every initial pod by name and peer URL.
+fn initial_cluster(identity: &Identity, size: u32, scheme: &str, peer_port: u16) -> Vec<(String, String)> {
+    (0..size)
+        .map(|ordinal| {
+            let name = identity::host_name(&identity.set_name, ordinal, "");
+            (name, format!("{scheme}://{}:{peer_port}", identity.peer_host(ordinal)))
+        })
+        .collect()
 }
 
 fn first_url(user: &UserSettings, name: &str) -> Option<String> {

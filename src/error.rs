@@ -16,6 +16,9 @@ pub mod exit {
     pub const WAIT_TIMEOUT: u8 = 5;
     /// A membership call to etcd failed in a way that retrying inside the deadline did not fix.
     pub const CLUSTER: u8 = 6;
+    /// The process could not set itself up: the async runtime, the signal handlers, or the
+    /// sidecar's listening socket (a port in use).
+    pub const RUNTIME: u8 = 7;
     /// The etcd binary exists but could not be executed.
     pub const EXEC_NOT_EXECUTABLE: u8 = 126;
     /// The etcd binary was not found.
@@ -73,6 +76,10 @@ pub enum Error {
     #[error("cannot exec {path}: {problem}")]
     Exec { path: PathBuf, problem: String, code: u8 },
 
+    /// The process could not set itself up (runtime, signal handlers, a listening socket).
+    #[error("{0}")]
+    Runtime(String),
+
     /// A termination signal arrived while waiting.
     #[error("stopped by {name} while {doing}")]
     Signalled { name: &'static str, code: u8, doing: String },
@@ -90,6 +97,7 @@ impl Error {
             Error::Refused(_) => exit::REFUSED,
             Error::WaitTimeout { .. } => exit::WAIT_TIMEOUT,
             Error::Cluster { .. } => exit::CLUSTER,
+            Error::Runtime(_) => exit::RUNTIME,
             Error::Exec { code, .. } => *code,
             Error::Signalled { code, .. } => *code,
         }
@@ -107,7 +115,7 @@ impl Error {
 }
 
 /// `text` with its first letter lowercased (io errors read "No such file or directory").
-fn lowercase_first(text: &str) -> String {
+pub fn lowercase_first(text: &str) -> String {
     let mut chars = text.chars();
     match chars.next() {
         Some(first) => first.to_lowercase().chain(chars).collect(),

@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use crate::decide::StartMode;
 use crate::error::{Error, Result};
 
 /// Prefix of the bootstrap's own variables, stripped before exec.
@@ -204,18 +205,6 @@ pub struct ClientTlsFiles {
     pub ca: Option<PathBuf>,
     pub cert: Option<PathBuf>,
     pub key: Option<PathBuf>,
-}
-
-/// How etcd must start: the flags the decision adds.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-#[serde(tag = "state", rename_all = "snake_case")]
-pub enum StartMode {
-    /// Restart on existing data: etcd finds its peers in its WAL.
-    Existing,
-    /// Part of a new static cluster.
-    New { initial_cluster: Vec<(String, String)>, token: String },
-    /// Joining a running cluster after `member add`.
-    Join { initial_cluster: Vec<(String, String)>, token: String },
 }
 
 /// What the argv builder needs about this member.

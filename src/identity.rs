@@ -4,7 +4,7 @@
 use crate::error::{Error, Result};
 
 /// The identity of this pod within its StatefulSet.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {
     /// Pod name, e.g. `etcd-2`; also the etcd member name.
     pub pod_name: String,
@@ -35,6 +35,28 @@ impl Identity {
         let (set, ordinal) = split_pod_name(pod).ok()?;
         (set == self.set_name).then_some(ordinal)
     }
+
+    /// The ordinal of the pod a member's peer URLs name, if one of them is a pod of this set.
+    pub fn ordinal_of_urls(&self, urls: &[String]) -> Option<u32> {
+        urls.iter().filter_map(|u| url_host(u)).find_map(|host| self.ordinal_of_host(host))
+    }
+}
+
+/// Host part of `scheme://host:port`.
+pub fn url_host(url: &str) -> Option<&str> {
+    let rest = url.split_once("://")?.1;
+    let host_port = rest.split('/').next()?;
+    if let Some(v6) = host_port.strip_prefix('[') {
+        return v6.split_once(']').map(|(h, _)| h);
+    }
+    Some(host_port.rsplit_once(':').map_or(host_port, |(h, _)| h))
+}
+
+/// The port of `scheme://host:port[/...]`.
+pub fn url_port(url: &str) -> Option<u16> {
+    let rest = url.split_once("://")?.1;
+    let host_port = rest.split('/').next()?;
+    host_port.rsplit_once(':')?.1.parse().ok()
 }
 
 /// `<set>-<ordinal>[.<domain>]`.
@@ -91,6 +113,22 @@ pub fn from_search_list(resolv_conf: &str) -> Option<(String, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn url_host_handles_names_ips_and_v6() {
+        assert_eq!(url_host("http://etcd-0.etcd:2380"), Some("etcd-0.etcd"));
+        assert_eq!(url_host("https://10.0.0.1:2380/"), Some("10.0.0.1"));
+        assert_eq!(url_host("http://[fd00::1]:2380"), Some("fd00::1"));
+        assert_eq!(url_host("etcd-0:2380"), None);
+    }
+
+    #[test]
+    fn url_ports() {
+        assert_eq!(url_port("http://127.0.0.1:2381"), Some(2381));
+        assert_eq!(url_port("https://[::1]:2381/metrics"), Some(2381));
+        assert_eq!(url_port("http://host"), None);
+        assert_eq!(url_port(""), None);
+    }
 
     #[test]
     fn splits_statefulset_pod_names() {

@@ -1,43 +1,72 @@
 //! etcd-bootstrap: start etcd correctly in a Kubernetes StatefulSet pod from DNS, the etcd API and
 //! the data directory alone.
 //!
-//! Module map (observe -> decide -> act -> exec):
-//! - [`cli`]: commands wired together; `main` only gathers surroundings and maps exit codes.
-//! - [`config`]: the command line (clap, every option also `ETCD_BOOTSTRAP_<NAME>`).
-//! - [`context`]: settings resolved once from flags, environment, hostname and resolv.conf.
-//! - [`identity`]: pod name, set name, ordinal, peer host names.
-//! - [`etcd_args`]: etcd's own settings (flags after `--`, `ETCD_*`) and the argv to exec.
-//! - [`dns`]: uncached A/AAAA/SRV lookups; [`peers`]: which pods exist.
-//! - [`peer_members`]: `GET /members` on a peer's peer port (answers before quorum);
-//!   [`both_ports`]: ask every peer on its client and peer ports at once.
-//! - [`datadir`]: classify the data dir, read IDs from the WAL, archive stale data.
-//! - [`cluster`]: the etcd API: member list with quorum, add, remove, update, promote.
-//! - [`view`]: observed state as plain data; [`decide`]: the pure decision.
-//! - [`run`]: the observe/decide/act loop; [`plan`]: print it without acting.
-//! - [`sidecar`]: the second container: promote learners, remove members whose pods are gone
-//!   (pure policy in `sidecar::removal`), `/healthz`, `/readyz` and `/metrics`.
-//! - [`exec`]: execve etcd; [`signals`]: SIGTERM/SIGINT as PID 1; [`crash`]: test crash points.
-//! - [`error`]: the one error type and the exit codes; [`duration`]: `500ms`/`30s`/`5m`.
+//! Module map, in layers from the bottom up; a module imports only from its own layer or the
+//! layers below it (checked by the unit tests in `src/layering.rs` against [`LAYERS`]).
+//! The folders show the flow of one start: observe -> decide -> act -> exec.
+//!
+//! 1. Base: [`error`] (the one error type, exit codes), [`duration`] (`500ms`/`30s`/`5m`),
+//!    [`signals`] (SIGTERM/SIGINT as PID 1), [`crash`] (test crash points), [`identity`] (pod
+//!    name, set, ordinal, peer host names, URL host and port helpers).
+//! 2. [`observed`]: what a round observed, as plain data: the data dir's state, the cluster view
+//!    and its members, the peers in DNS, and etcd's refusals as the closed enum `Refusal`.
+//! 3. [`decide`]: pure. The decision table (`decide`), `JoinAs`, `StartMode` and the one
+//!    `start_mode` that `run` and `plan` both call, `after_add`, `decide::answers` (every answer
+//!    merged into the view the table reads; a volume no answer claims is foreign),
+//!    `decide::joiners` (can another pod be joining now), and `decide::refusals`: per
+//!    membership call, what etcd's refusal means next (table-tested).
+//! 4. [`etcd_args`]: etcd's own settings (flags after `--`, `ETCD_*`) and the argv to exec. Pure;
+//!    below `observe` because the etcd client reads etcd's client TLS files from it.
+//! 5. [`observe`]: what looks: `dns` (uncached hickory lookups), `peers` (which pods exist),
+//!    `datadir` (classify, archive; `datadir/wal.rs` decodes the WAL), `cluster` (the etcd API;
+//!    the one place that reads etcd's error text), `peer_members` (`GET /members` on etcd's peer
+//!    port, answered before quorum), `both_ports` (every peer on both ports at once), and
+//!    `observe::round` that looks once.
+//! 6. Settings: [`config`] (clap, every option also `ETCD_BOOTSTRAP_<NAME>`) and [`context`]
+//!    (resolved once from flags, environment, hostname and resolv.conf). They sit here, not at
+//!    the top, because `act` and the sidecar take a `&Context`.
+//! 7. `backup/` goes here (issue 13): snapshots and restore use `observe` and `context`, and
+//!    both `act` (`--restore-from`) and the sidecar (scheduled backups) call it.
+//! 8. [`act`]: the observe/decide/act loop (`act::bootstrap`), `act::pacing` (its pauses, pure),
+//!    `act::membership` (update, add, remove, withdraw, archive), `act::exec` (execve etcd).
+//! 9. [`sidecar`]: the second container. `mod.rs` is its loop; `learners` (pure learner choice),
+//!    `removal` (pure removal policy and its clock), `probe` (who answers, `/proc/net/tcp`),
+//!    `pods` (pod lookup through `observe::peers`), `membership`, `http`, `metrics`. Maintenance
+//!    (issue 14) goes into `sidecar/maintenance/`.
+//! 10. Top: [`plan`] (print a round without acting; it never imports `act`'s loop) and [`cli`]
+//!     (the commands wired; `main` only gathers surroundings and maps exit codes).
 
-pub mod both_ports;
+pub mod act;
 pub mod cli;
-pub mod cluster;
 pub mod config;
 pub mod context;
 pub mod crash;
-pub mod datadir;
 pub mod decide;
-pub mod dns;
 pub mod duration;
 pub mod error;
 pub mod etcd_args;
-pub mod exec;
 pub mod identity;
-pub mod pacing;
-pub mod peer_members;
-pub mod peers;
+pub mod observe;
+pub mod observed;
 pub mod plan;
-pub mod run;
 pub mod sidecar;
 pub mod signals;
-pub mod view;
+
+/// The layers of the module map, bottom first: a module may import from its own layer and the
+/// layers before it, never from a later one. `backup` and `maintenance` have their places
+/// reserved. `plan` may use `act::exec` (to find the etcd binary) but not `act`'s loop.
+pub const LAYERS: &[&[&str]] = &[
+    &["error", "duration", "signals", "crash", "identity"],
+    &["observed"],
+    &["decide"],
+    &["etcd_args"],
+    &["observe"],
+    &["config", "context"],
+    &["backup"],
+    &["act"],
+    &["sidecar"],
+    &["plan", "cli"],
+];
+
+#[cfg(test)]
+mod layering;

@@ -3,66 +3,29 @@
 
 use serde_json::{json, Value};
 
+use crate::act::exec;
 use crate::context::Context;
-use crate::datadir::DataDirState;
-use crate::decide::{Decision, Verdict};
-use crate::etcd_args::{self, StartMode};
-use crate::run::{self, Round};
-use crate::view::{ClusterView, Member};
+use crate::decide::{start_mode, Decision, StartMode, Verdict};
+use crate::etcd_args;
+use crate::observe::Round;
+use crate::observed::{ClusterView, DataDirState, Member};
 
-/// The etcd argv `run` would exec for this verdict, where it is known without acting.
+/// The etcd argv `run` would exec for this verdict, where it is known without acting: the same
+/// pure `decide::start_mode` that `run` calls.
 pub fn predicted_mode(ctx: &Context, round: &Round, verdict: &Verdict) -> Option<StartMode> {
-    let members = match round.view() {
-        ClusterView::Answer { members, .. } => members,
-        ClusterView::NoAnswer { .. } => Vec::new(),
-    };
-    match &verdict.decision {
-        Decision::New => {
-            Some(StartMode::New { initial_cluster: ctx.initial_cluster(), token: ctx.token.clone() })
-        }
-        Decision::Existing { .. } => Some(StartMode::Existing),
-        Decision::Join { reuse: Some(_), .. } => Some(run::join_mode(ctx, &members)),
-        Decision::Join { reuse: None, as_learner } => {
-            Some(run::join_mode(ctx, &with_me(ctx, members, *as_learner)))
-        }
-        Decision::Replace { remove } => {
-            let rest = members.into_iter().filter(|m| m.id != *remove).collect();
-            Some(run::join_mode(ctx, &with_me(ctx, rest, false)))
-        }
-        Decision::Stale { .. } | Decision::Wait | Decision::Refuse => None,
-    }
-}
-
-fn with_me(ctx: &Context, mut members: Vec<Member>, learner: bool) -> Vec<Member> {
-    members.push(Member {
-        id: 0,
-        name: String::new(),
-        peer_urls: vec![ctx.me.peer_url.clone()],
-        client_urls: Vec::new(),
-        is_learner: learner,
-    });
-    members
+    start_mode(&verdict.decision, round.members(), &ctx.launch())
 }
 
 /// The etcd binary `run` would exec, or the name as given when it cannot be found here.
 fn etcd_path(ctx: &Context) -> String {
-    ctx.locate_etcd().unwrap_or_else(|_| ctx.etcd_binary.clone()).display().to_string()
+    exec::locate(&ctx.etcd_binary, ctx.path_var.as_deref())
+        .unwrap_or_else(|_| ctx.etcd_binary.clone())
+        .display()
+        .to_string()
 }
 
 fn hex(id: u64) -> String {
     format!("{id:x}")
-}
-
-fn decision_name(d: &Decision) -> &'static str {
-    match d {
-        Decision::New => "NEW",
-        Decision::Existing { .. } => "EXISTING",
-        Decision::Join { .. } => "JOIN",
-        Decision::Replace { .. } => "REPLACE",
-        Decision::Stale { .. } => "STALE",
-        Decision::Wait => "WAIT",
-        Decision::Refuse => "REFUSE",
-    }
 }
 
 fn member_json(m: &Member) -> Value {
@@ -134,11 +97,32 @@ pub fn to_json(ctx: &Context, round: &Round, verdict: &Verdict) -> Value {
             "served": l.served(),
             "members": l.members.iter().map(member_json).collect::<Vec<_>>(),
         })).collect::<Vec<_>>(),
-        "decision": decision_name(&verdict.decision),
+        "decision": verdict.decision.name(),
         "detail": detail,
         "reason": verdict.reason,
         "etcd_argv": argv,
     })
+}
+
+/// The `dns` line of the text plan: how pods were looked for, which ordinals resolve, and which
+/// initial pods do not. Says so in words where there is nothing to list.
+fn dns_summary(source: &str, resolved: &std::collections::BTreeSet<u32>, unresolved: &[String]) -> String {
+    let how = match source {
+        "" => return "not looked up".to_string(),
+        "srv" => "by SRV record",
+        "enumerated" => "by ordinal",
+        other => other,
+    };
+    let mut text = if resolved.is_empty() {
+        format!("no pod found ({how})")
+    } else {
+        let ordinals: Vec<String> = resolved.iter().map(u32::to_string).collect();
+        format!("pods found ({how}): ordinals {}", ordinals.join(","))
+    };
+    if !unresolved.is_empty() {
+        text.push_str(&format!("; not resolving yet: {}", unresolved.join(", ")));
+    }
+    text
 }
 
 /// The plan as text for a person.
@@ -157,13 +141,11 @@ pub fn to_text(ctx: &Context, round: &Round, verdict: &Verdict) -> String {
         DataDirState::Unknown { entries } => format!("not etcd data: {}", entries.join(", ")),
     };
     line("data dir", format!("{}: {data}", ctx.member.data_dir.display()));
-    let resolved: Vec<String> = round.scan.resolved.iter().map(u32::to_string).collect();
-    let mut dns = format!("pods found ({}): {}", round.scan.source, resolved.join(","));
-    if !round.scan.dns.unresolved_initial.is_empty() {
-        dns.push_str(&format!("; unresolved: {}", round.scan.dns.unresolved_initial.join(",")));
-    }
-    line("dns", dns);
-    match &round.view() {
+    let looked_up = !round.scan.source.is_empty();
+    line("dns", dns_summary(round.scan.source, &round.scan.resolved, &round.scan.dns.unresolved_initial));
+    match &round.view {
+        // A refused data dir: neither DNS nor the cluster is asked.
+        ClusterView::NoAnswer { .. } if !looked_up => line("cluster", "not asked".into()),
         ClusterView::NoAnswer { tried } if tried.is_empty() => line("cluster", "no peer to ask".into()),
         ClusterView::NoAnswer { tried } => {
             let why: Vec<String> = tried.iter().map(|(e, w)| format!("{e}: {w}")).collect();
@@ -193,11 +175,43 @@ pub fn to_text(ctx: &Context, round: &Round, verdict: &Verdict) -> String {
             }
         }
     }
-    line("decision", decision_name(&verdict.decision).to_string());
+    line("decision", verdict.decision.name().to_string());
     line("reason", verdict.reason.clone());
     if let Some(mode) = predicted_mode(ctx, round, verdict) {
         let argv = etcd_args::argv(&ctx.user, &ctx.member, &mode);
         line("etcd argv", format!("{} {}", etcd_path(ctx), argv.join(" ")));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::dns_summary;
+    use std::collections::BTreeSet;
+
+    #[test]
+    fn dns_line_never_prints_empty_lists() {
+        let none = BTreeSet::new();
+        let some: BTreeSet<u32> = [0, 2].into();
+        let pod1 = vec!["etcd-1.etcd".to_string()];
+        let two = vec!["etcd-1.etcd".to_string(), "etcd-2.etcd".to_string()];
+        for (source, resolved, unresolved, want) in [
+            ("", &none, &vec![], "not looked up"),
+            ("enumerated", &none, &vec![], "no pod found (by ordinal)"),
+            ("srv", &none, &two, "no pod found (by SRV record); not resolving yet: etcd-1.etcd, etcd-2.etcd"),
+            ("srv", &some, &vec![], "pods found (by SRV record): ordinals 0,2"),
+            (
+                "enumerated",
+                &some,
+                &pod1,
+                "pods found (by ordinal): ordinals 0,2; not resolving yet: etcd-1.etcd",
+            ),
+        ] {
+            assert_eq!(
+                dns_summary(source, resolved, unresolved),
+                want,
+                "{source:?} {resolved:?} {unresolved:?}"
+            );
+        }
+    }
 }

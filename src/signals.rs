@@ -15,9 +15,9 @@ impl Shutdown {
     /// Install the handlers (needs a tokio runtime).
     pub fn install() -> Result<Self> {
         let term = signal(SignalKind::terminate())
-            .map_err(|e| Error::config(format!("cannot handle SIGTERM: {e}")))?;
+            .map_err(|e| Error::Runtime(format!("cannot handle SIGTERM: {e}")))?;
         let int = signal(SignalKind::interrupt())
-            .map_err(|e| Error::config(format!("cannot handle SIGINT: {e}")))?;
+            .map_err(|e| Error::Runtime(format!("cannot handle SIGINT: {e}")))?;
         Ok(Shutdown { term, int })
     }
 

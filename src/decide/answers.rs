@@ -10,9 +10,8 @@
 //! lists stand in as an answer without quorum, one that has served first. So "never started" is
 //! read from lists with no client URLs, and "this cluster has served" from any client URL.
 
-use crate::datadir::DataDirState;
 use crate::decide::Me;
-use crate::view::{ClusterView, Heard, PeerList};
+use crate::observed::{ClusterView, DataDirState, Heard, PeerList};
 
 /// Whose answers these are, for a data dir of cluster `mine`.
 #[derive(Debug, Clone, PartialEq, Eq)]

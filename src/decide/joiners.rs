@@ -7,7 +7,7 @@
 
 use std::collections::BTreeSet;
 
-use crate::view::Member;
+use crate::observed::Member;
 
 /// True when a pod other than `me` resolves and no started member is that pod.
 pub fn other_joiner_possible(

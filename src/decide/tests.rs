@@ -1,7 +1,10 @@
-//! The decision table of DESIGN.md, one test per row (and the edges around each row).
+//! The decision table of the README ("How it decides"), one section per row, named and
+//! introduced with the row's own words, holding the row's case and the edges around it. The
+//! static bootstrap detail: etcd names every initial member before it runs, so a late initial
+//! member must not mistake its own never-served entry for a lost volume.
 
 use super::*;
-use crate::view::{Heard, PeerList};
+use crate::observed::{Heard, PeerList};
 
 const MY_URL: &str = "http://etcd-1.etcd.default.svc.cluster.local:2380";
 const CLUSTER: u64 = 0xc1;
@@ -10,7 +13,7 @@ const ME_ID: u64 = 0x11;
 const TOKEN: &str = "etcd-bootstrap-default-etcd";
 
 fn static_id(url: &str) -> u64 {
-    crate::view::static_member_id(&[url.to_string()], TOKEN)
+    crate::observed::static_member_id(&[url.to_string()], TOKEN)
 }
 
 fn me() -> Me {
@@ -73,336 +76,388 @@ fn all_resolve() -> PeerDns {
     PeerDns::default()
 }
 
-// Row: has data | nobody answers, or no quorum | EXISTING
-#[test]
-fn data_and_nobody_answers_is_existing() {
-    let v = run(has_data(ME_ID), no_answer(), all_resolve());
-    assert_eq!(v.decision, Decision::Existing { update_peer_urls: None }, "{}", v.reason);
+/// Row: anything else (not etcd data) | - | - | REFUSE: never start etcd on it, never delete it
+mod anything_else_not_etcd_data_refuse {
+    use super::*;
+
+    #[test]
+    fn unknown_data_dir_is_refused_naming_entries() {
+        let data = DataDirState::Unknown { entries: vec!["notes.txt".into()] };
+        let v = run(data, answer(three_started(), true), all_resolve());
+        assert_eq!(v.decision, Decision::Refuse);
+        assert!(v.reason.contains("notes.txt"));
+    }
 }
 
-#[test]
-fn data_and_no_quorum_is_existing_even_if_not_listed() {
-    // Without quorum the list may be stale: never archive on it.
-    let members = vec![member(0x10, "etcd-0", &peer(0))];
-    let v = run(has_data(ME_ID), answer(members, false), all_resolve());
-    assert_eq!(v.decision, Decision::Existing { update_peer_urls: None }, "{}", v.reason);
+/// Row: has data | nobody answers, or no quorum | - | EXISTING: exec etcd; it finds its peers in its WAL
+mod has_data_nobody_answers_or_no_quorum_existing {
+    use super::*;
+
+    #[test]
+    fn data_and_nobody_answers_is_existing() {
+        let v = run(has_data(ME_ID), no_answer(), all_resolve());
+        assert_eq!(v.decision, Decision::Existing { update_peer_urls: None }, "{}", v.reason);
+    }
+
+    #[test]
+    fn data_and_no_quorum_is_existing_even_if_not_listed() {
+        // Without quorum the list may be stale: never archive on it.
+        let members = vec![member(0x10, "etcd-0", &peer(0))];
+        let v = run(has_data(ME_ID), answer(members, false), all_resolve());
+        assert_eq!(v.decision, Decision::Existing { update_peer_urls: None }, "{}", v.reason);
+    }
+
+    #[test]
+    fn data_and_never_started_cluster_is_existing() {
+        // A restart during the initial bootstrap: the others answer serializably, no quorum yet.
+        let members = vec![member(0x10, "", &peer(0)), member(ME_ID, "", MY_URL)];
+        let v = run(has_data(ME_ID), answer(members, false), all_resolve());
+        assert_eq!(v.decision, Decision::Existing { update_peer_urls: None });
+    }
 }
 
-#[test]
-fn data_and_never_started_cluster_is_existing() {
-    // A restart during the initial bootstrap: the others answer serializably, no quorum yet.
-    let members = vec![member(0x10, "", &peer(0)), member(ME_ID, "", MY_URL)];
-    let v = run(has_data(ME_ID), answer(members, false), all_resolve());
-    assert_eq!(v.decision, Decision::Existing { update_peer_urls: None });
+/// Row: has data | quorum, same cluster ID | my member ID is listed | EXISTING (`member update` first if my peer URL changed)
+mod has_data_quorum_my_member_id_is_listed_existing {
+    use super::*;
+
+    #[test]
+    fn data_and_listed_is_existing() {
+        let v = run(has_data(ME_ID), answer(three_started(), true), all_resolve());
+        assert_eq!(v.decision, Decision::Existing { update_peer_urls: None });
+    }
+
+    #[test]
+    fn data_listed_with_old_peer_url_is_existing_with_update() {
+        let mut members = three_started();
+        members[1].peer_urls = vec!["http://10.0.0.9:2380".into()];
+        let v = run(has_data(ME_ID), answer(members, true), all_resolve());
+        assert_eq!(v.decision, Decision::Existing { update_peer_urls: Some(ME_ID) });
+        assert!(v.reason.contains("10.0.0.9"), "{}", v.reason);
+    }
 }
 
-// Row: has data | quorum, same cluster ID | listed | EXISTING
-#[test]
-fn data_and_listed_is_existing() {
-    let v = run(has_data(ME_ID), answer(three_started(), true), all_resolve());
-    assert_eq!(v.decision, Decision::Existing { update_peer_urls: None });
+/// Row: has data | quorum, same cluster ID | my member ID is not listed | STALE: move `member/` to `member.removed-<unix-time>` in the data dir, decide again as empty
+mod has_data_quorum_my_member_id_is_not_listed_stale {
+    use super::*;
+
+    #[test]
+    fn data_not_listed_with_quorum_is_stale() {
+        let members = vec![member(0x10, "etcd-0", &peer(0)), member(0x12, "etcd-2", &peer(2))];
+        let v = run(has_data(ME_ID), answer(members, true), all_resolve());
+        assert_eq!(v.decision, Decision::Stale { member_id: ME_ID });
+    }
+
+    #[test]
+    fn data_replaced_by_a_new_member_with_my_name_is_stale() {
+        // My pod was replaced (new member ID, same name): my old data is stale.
+        let mut members = three_started();
+        members[1].id = 0x99;
+        let v = run(has_data(ME_ID), answer(members, true), all_resolve());
+        assert_eq!(v.decision, Decision::Stale { member_id: ME_ID });
+    }
 }
 
-#[test]
-fn data_listed_with_old_peer_url_is_existing_with_update() {
-    let mut members = three_started();
-    members[1].peer_urls = vec!["http://10.0.0.9:2380".into()];
-    let v = run(has_data(ME_ID), answer(members, true), all_resolve());
-    assert_eq!(v.decision, Decision::Existing { update_peer_urls: Some(ME_ID) });
-    assert!(v.reason.contains("10.0.0.9"), "{}", v.reason);
+/// Row: has data | quorum, another cluster ID | - | REFUSE: a volume from another cluster; both IDs are named
+mod has_data_quorum_another_cluster_id_refuse {
+    use super::*;
+
+    #[test]
+    fn data_from_another_cluster_is_refused_naming_both_ids() {
+        let data = DataDirState::Member(WalMeta { member_id: ME_ID, cluster_id: 0xdead });
+        let v = run(data, answer(three_started(), true), all_resolve());
+        assert_eq!(v.decision, Decision::Refuse);
+        assert!(v.reason.contains("dead") && v.reason.contains("c1"), "{}", v.reason);
+    }
 }
 
-// Row: has data | quorum, same cluster ID | not listed | STALE
-#[test]
-fn data_not_listed_with_quorum_is_stale() {
-    let members = vec![member(0x10, "etcd-0", &peer(0)), member(0x12, "etcd-2", &peer(2))];
-    let v = run(has_data(ME_ID), answer(members, true), all_resolve());
-    assert_eq!(v.decision, Decision::Stale { member_id: ME_ID });
+/// Row: empty | nobody answers, or never started | - | NEW once every initial peer resolves, if ordinal < initial size and no pod beyond the initial set exists; otherwise WAIT
+mod empty_nobody_answers_or_never_started_new {
+    use super::*;
+
+    #[test]
+    fn empty_nobody_answers_all_resolve_is_new() {
+        assert_eq!(run(DataDirState::Empty, no_answer(), all_resolve()).decision, Decision::New);
+    }
+
+    #[test]
+    fn empty_never_started_cluster_is_new() {
+        // Pod 0 started first and waits for its first quorum: pods 1 and 2 must not wait for it.
+        let members = vec![member(0x10, "", &peer(0)), member(ME_ID, "", MY_URL), member(0x12, "", &peer(2))];
+        assert_eq!(run(DataDirState::Empty, answer(members, false), all_resolve()).decision, Decision::New);
+    }
+
+    #[test]
+    fn empty_waits_for_dns_of_initial_peers() {
+        let peers = PeerDns {
+            unresolved_initial: vec!["etcd-2.etcd.default.svc.cluster.local".into()],
+            ..Default::default()
+        };
+        let v = run(DataDirState::Empty, no_answer(), peers);
+        assert_eq!(v.decision, Decision::Wait);
+        assert!(v.reason.contains("etcd-2.etcd"), "{}", v.reason);
+    }
+
+    #[test]
+    fn empty_waits_when_pods_beyond_initial_set_exist() {
+        let peers = PeerDns {
+            beyond_initial: vec!["etcd-3.etcd.default.svc.cluster.local".into()],
+            ..Default::default()
+        };
+        let v = run(DataDirState::Empty, no_answer(), peers);
+        assert_eq!(v.decision, Decision::Wait);
+        assert!(v.reason.contains("etcd-3"), "{}", v.reason);
+    }
+
+    #[test]
+    fn empty_beyond_initial_size_waits_when_nobody_answers() {
+        let me = Me { name: "etcd-3".into(), ordinal: 3, peer_url: peer(3), static_id: static_id(&peer(3)) };
+        let v = run_as(&me, DataDirState::Empty, no_answer(), all_resolve(), settings());
+        assert_eq!(v.decision, Decision::Wait);
+    }
 }
 
-#[test]
-fn data_replaced_by_a_new_member_with_my_name_is_stale() {
-    // My pod was replaced (new member ID, same name): my old data is stale.
-    let mut members = three_started();
-    members[1].id = 0x99;
-    let v = run(has_data(ME_ID), answer(members, true), all_resolve());
-    assert_eq!(v.decision, Decision::Stale { member_id: ME_ID });
+/// Row: empty | any answer | my own static entry, never served (same peer URL and ID) | NEW, once every initial peer resolves
+mod empty_any_answer_my_own_static_entry_new {
+    use super::*;
+
+    #[test]
+    fn empty_with_my_never_served_static_entry_and_quorum_is_new() {
+        let members = vec![
+            member(0x10, "etcd-0", &peer(0)),
+            static_entry("etcd-1", MY_URL),
+            member(0x12, "etcd-2", &peer(2)),
+        ];
+        let v = run(DataDirState::Empty, answer(members, true), all_resolve());
+        assert_eq!(v.decision, Decision::New, "{}", v.reason);
+    }
+
+    #[test]
+    fn empty_with_my_never_served_static_entry_without_quorum_is_new() {
+        let members = vec![
+            member(0x10, "etcd-0", &peer(0)),
+            static_entry("etcd-1", MY_URL),
+            static_entry("etcd-2", &peer(2)),
+        ];
+        let v = run(DataDirState::Empty, answer(members, false), all_resolve());
+        assert_eq!(v.decision, Decision::New, "{}", v.reason);
+    }
+
+    #[test]
+    fn my_static_entry_still_waits_for_dns_of_initial_peers() {
+        let members = vec![
+            member(0x10, "etcd-0", &peer(0)),
+            static_entry("etcd-1", MY_URL),
+            member(0x12, "etcd-2", &peer(2)),
+        ];
+        let peers = PeerDns {
+            unresolved_initial: vec!["etcd-2.etcd.default.svc.cluster.local".into()],
+            ..Default::default()
+        };
+        assert_eq!(run(DataDirState::Empty, answer(members, true), peers).decision, Decision::Wait);
+    }
+
+    #[test]
+    fn static_entry_of_a_pod_beyond_the_initial_size_is_not_new() {
+        let me = Me { name: "etcd-3".into(), ordinal: 3, peer_url: peer(3), static_id: static_id(&peer(3)) };
+        let members = vec![member(0x10, "etcd-0", &peer(0)), static_entry("etcd-3", &peer(3))];
+        let v = run_as(&me, DataDirState::Empty, answer(members, true), all_resolve(), settings());
+        assert!(matches!(v.decision, Decision::Join { reuse: Some(_), .. }), "{v:?}");
+    }
 }
 
-// Row: has data | quorum, another cluster ID | REFUSE
-#[test]
-fn data_from_another_cluster_is_refused_naming_both_ids() {
-    let data = DataDirState::Member(WalMeta { member_id: ME_ID, cluster_id: 0xdead });
-    let v = run(data, answer(three_started(), true), all_resolve());
-    assert_eq!(v.decision, Decision::Refuse);
-    assert!(v.reason.contains("dead") && v.reason.contains("c1"), "{}", v.reason);
+/// Row: empty | started members, quorum or not | another never-served entry with my peer URL | JOIN reusing that entry (never add twice; without quorum too, since quorum may need this member: a 1 -> 2 scale-up killed between its add and etcd's start)
+mod empty_another_never_served_entry_with_my_peer_url_join_reusing_it {
+    use super::*;
+
+    #[test]
+    fn empty_with_my_unstarted_entry_reuses_it() {
+        let mut members = three_started();
+        members[1] = member(0x77, "", MY_URL);
+        let v = run(DataDirState::Empty, answer(members, true), all_resolve());
+        assert_eq!(v.decision, Decision::Join { reuse: Some(0x77), as_learner: false });
+    }
+
+    // Found by the chaos run (seed 5304): a 1 -> 2 scale-up whose new pod was killed right after its
+    // `member add`. The second voter is needed for quorum from the moment it is added, so waiting for
+    // quorum before reusing the entry waited forever.
+    #[test]
+    fn my_unstarted_entry_is_reused_without_quorum_after_a_kill_between_add_and_start() {
+        let members = vec![member(0x10, "etcd-0", &peer(0)), member(0x77, "", MY_URL)];
+        let v = run(DataDirState::Empty, answer(members, false), all_resolve());
+        assert_eq!(v.decision, Decision::Join { reuse: Some(0x77), as_learner: false }, "{}", v.reason);
+        assert!(v.reason.contains("no quorum"), "{}", v.reason);
+    }
+
+    #[test]
+    fn reused_learner_entry_joins_as_learner() {
+        let mut members = three_started();
+        members[1] = Member { is_learner: true, ..member(0x77, "", MY_URL) };
+        let v = run(DataDirState::Empty, answer(members, true), all_resolve());
+        assert_eq!(v.decision, Decision::Join { reuse: Some(0x77), as_learner: true });
+    }
+
+    #[test]
+    fn never_served_entry_with_my_url_but_another_id_is_reused_by_join() {
+        // Same URL, different ID (another token, or added by `member add`): JOIN as that member.
+        let mut entry = static_entry("etcd-1", MY_URL);
+        entry.id = 0x5151;
+        let members = vec![member(0x10, "etcd-0", &peer(0)), entry, member(0x12, "etcd-2", &peer(2))];
+        let v = run(DataDirState::Empty, answer(members, true), all_resolve());
+        assert_eq!(v.decision, Decision::Join { reuse: Some(0x5151), as_learner: false });
+    }
 }
 
-#[test]
-fn unknown_data_dir_is_refused_naming_entries() {
-    let data = DataDirState::Unknown { entries: vec!["notes.txt".into()] };
-    let v = run(data, answer(three_started(), true), all_resolve());
-    assert_eq!(v.decision, Decision::Refuse);
-    assert!(v.reason.contains("notes.txt"));
+/// Row: empty | started members, no quorum | - | WAIT: quorum can only come back from members with data
+mod empty_started_members_no_quorum_wait {
+    use super::*;
+
+    #[test]
+    fn empty_with_started_members_without_quorum_waits() {
+        let members = vec![member(0x10, "etcd-0", &peer(0)), member(0x12, "etcd-2", &peer(2))];
+        let v = run(DataDirState::Empty, answer(members, false), all_resolve());
+        assert_eq!(v.decision, Decision::Wait);
+        assert!(v.reason.contains("quorum"), "{}", v.reason);
+    }
+
+    #[test]
+    fn two_members_one_lost_volume_names_the_recovery() {
+        let members = vec![member(0x10, "etcd-0", &peer(0)), member(ME_ID, "etcd-1", MY_URL)];
+        let v = run(DataDirState::Empty, answer(members, false), all_resolve());
+        assert_eq!(v.decision, Decision::Wait);
+        assert!(v.reason.contains("cannot return") && v.reason.contains("snapshot"), "{}", v.reason);
+    }
 }
 
-// Row: empty | nobody answers, or never started | NEW once every initial peer resolves, else WAIT
-#[test]
-fn empty_nobody_answers_all_resolve_is_new() {
-    assert_eq!(run(DataDirState::Empty, no_answer(), all_resolve()).decision, Decision::New);
+/// Row: empty | quorum | a served entry with my name or peer URL | REPLACE: remove it, then JOIN
+mod empty_quorum_a_served_entry_with_my_name_or_peer_url_replace {
+    use super::*;
+
+    #[test]
+    fn empty_with_my_started_entry_is_replace() {
+        let v = run(DataDirState::Empty, answer(three_started(), true), all_resolve());
+        assert_eq!(v.decision, Decision::Replace { remove: ME_ID });
+    }
+
+    #[test]
+    fn replace_matches_by_peer_url_too() {
+        let mut members = three_started();
+        members[1].name = "renamed".into();
+        let v = run(DataDirState::Empty, answer(members, true), all_resolve());
+        assert_eq!(v.decision, Decision::Replace { remove: ME_ID });
+    }
 }
 
-#[test]
-fn empty_never_started_cluster_is_new() {
-    // Pod 0 started first and waits for its first quorum: pods 1 and 2 must not wait for it.
-    let members = vec![member(0x10, "", &peer(0)), member(ME_ID, "", MY_URL), member(0x12, "", &peer(2))];
-    assert_eq!(run(DataDirState::Empty, answer(members, false), all_resolve()).decision, Decision::New);
+/// Row: empty | quorum | another member never served or a learner | WAIT: one member joins at a time
+mod empty_quorum_another_member_never_served_or_a_learner_wait {
+    use super::*;
+
+    #[test]
+    fn empty_waits_while_another_member_is_unstarted() {
+        let mut members = three_started();
+        members.remove(1);
+        members.push(member(0x33, "", &peer(3)));
+        let v = run(DataDirState::Empty, answer(members, true), all_resolve());
+        assert_eq!(v.decision, Decision::Wait);
+        assert!(v.reason.contains("one at a time"), "{}", v.reason);
+    }
+
+    #[test]
+    fn empty_waits_while_another_member_is_a_learner() {
+        let mut members = three_started();
+        members.remove(1);
+        members.push(Member { is_learner: true, ..member(0x33, "etcd-3", &peer(3)) });
+        let v = run(DataDirState::Empty, answer(members, true), all_resolve());
+        assert_eq!(v.decision, Decision::Wait);
+        assert!(v.reason.contains("learner"), "{}", v.reason);
+    }
+
+    #[test]
+    fn another_never_served_static_entry_makes_a_joiner_wait() {
+        let me = Me { name: "etcd-3".into(), ordinal: 3, peer_url: peer(3), static_id: static_id(&peer(3)) };
+        let members = vec![
+            member(0x10, "etcd-0", &peer(0)),
+            member(0x11, "etcd-1", &peer(1)),
+            static_entry("etcd-2", &peer(2)),
+        ];
+        let v = run_as(&me, DataDirState::Empty, answer(members, true), all_resolve(), settings());
+        assert_eq!(v.decision, Decision::Wait, "{}", v.reason);
+    }
 }
 
-#[test]
-fn empty_waits_for_dns_of_initial_peers() {
-    let peers = PeerDns {
-        unresolved_initial: vec!["etcd-2.etcd.default.svc.cluster.local".into()],
-        ..Default::default()
-    };
-    let v = run(DataDirState::Empty, no_answer(), peers);
-    assert_eq!(v.decision, Decision::Wait);
-    assert!(v.reason.contains("etcd-2.etcd"), "{}", v.reason);
+/// Row: empty | quorum | none of the above | JOIN: `member add` (voter, or learner with `--join-as learner`)
+mod empty_quorum_none_of_the_above_join {
+    use super::*;
+
+    #[test]
+    fn empty_unknown_to_cluster_with_quorum_joins_as_voter() {
+        let mut members = three_started();
+        members.remove(1);
+        let v = run(DataDirState::Empty, answer(members, true), all_resolve());
+        assert_eq!(v.decision, Decision::Join { reuse: None, as_learner: false });
+    }
+
+    #[test]
+    fn join_as_learner_setting_is_honoured() {
+        let mut members = three_started();
+        members.remove(1);
+        let learner = Settings { join_as: JoinAs::Learner, ..settings() };
+        let v = run_as(&me(), DataDirState::Empty, answer(members, true), all_resolve(), learner);
+        assert_eq!(v.decision, Decision::Join { reuse: None, as_learner: true });
+    }
+
+    #[test]
+    fn scale_up_pod_joins_even_beyond_initial_size() {
+        let me = Me { name: "etcd-3".into(), ordinal: 3, peer_url: peer(3), static_id: static_id(&peer(3)) };
+        let mut members = three_started();
+        members[1] = member(ME_ID, "etcd-1", &peer(1));
+        let peers = PeerDns {
+            beyond_initial: vec!["etcd-3.etcd.default.svc.cluster.local".into()],
+            ..Default::default()
+        };
+        let v = run_as(&me, DataDirState::Empty, answer(members, true), peers, settings());
+        assert_eq!(v.decision, Decision::Join { reuse: None, as_learner: false });
+    }
 }
 
-#[test]
-fn empty_waits_when_pods_beyond_initial_set_exist() {
-    let peers = PeerDns {
-        beyond_initial: vec!["etcd-3.etcd.default.svc.cluster.local".into()],
-        ..Default::default()
-    };
-    let v = run(DataDirState::Empty, no_answer(), peers);
-    assert_eq!(v.decision, Decision::Wait);
-    assert!(v.reason.contains("etcd-3"), "{}", v.reason);
-}
+/// Not a row: after my own `member add`, another never-started member: exactly one of two concurrent joiners withdraws.
+mod after_my_add {
+    use super::*;
 
-#[test]
-fn empty_beyond_initial_size_waits_when_nobody_answers() {
-    let me = Me { name: "etcd-3".into(), ordinal: 3, peer_url: peer(3), static_id: static_id(&peer(3)) };
-    let v = run_as(&me, DataDirState::Empty, no_answer(), all_resolve(), settings());
-    assert_eq!(v.decision, Decision::Wait);
-}
+    fn ordinal_of(m: &Member) -> Option<u32> {
+        let host = m.peer_urls.first()?.split("://").nth(1)?.split('.').next()?;
+        host.strip_prefix("etcd-")?.parse().ok()
+    }
 
-// Row: empty | started members, no quorum | WAIT
-#[test]
-fn empty_with_started_members_without_quorum_waits() {
-    let members = vec![member(0x10, "etcd-0", &peer(0)), member(0x12, "etcd-2", &peer(2))];
-    let v = run(DataDirState::Empty, answer(members, false), all_resolve());
-    assert_eq!(v.decision, Decision::Wait);
-    assert!(v.reason.contains("quorum"), "{}", v.reason);
-}
+    #[test]
+    fn after_add_alone_starts() {
+        let mut members = three_started();
+        members.push(member(0x33, "", &peer(3)));
+        assert_eq!(after_add(0x33, &members, ordinal_of), AfterAdd::Start);
+    }
 
-#[test]
-fn two_members_one_lost_volume_names_the_recovery() {
-    let members = vec![member(0x10, "etcd-0", &peer(0)), member(ME_ID, "etcd-1", MY_URL)];
-    let v = run(DataDirState::Empty, answer(members, false), all_resolve());
-    assert_eq!(v.decision, Decision::Wait);
-    assert!(v.reason.contains("cannot return") && v.reason.contains("snapshot"), "{}", v.reason);
-}
+    #[test]
+    fn after_add_with_a_lower_concurrent_joiner_withdraws() {
+        let mut members = three_started();
+        members.push(member(0x44, "", &peer(4)));
+        members.push(member(0x33, "", &peer(3)));
+        assert_eq!(after_add(0x44, &members, ordinal_of), AfterAdd::Withdraw { other: 0x33 });
+        assert_eq!(after_add(0x33, &members, ordinal_of), AfterAdd::Hold { other: 0x44 });
+    }
 
-// Row: empty | quorum | unstarted entry with my peer URL | JOIN reusing it
-#[test]
-fn empty_with_my_unstarted_entry_reuses_it() {
-    let mut members = three_started();
-    members[1] = member(0x77, "", MY_URL);
-    let v = run(DataDirState::Empty, answer(members, true), all_resolve());
-    assert_eq!(v.decision, Decision::Join { reuse: Some(0x77), as_learner: false });
-}
+    #[test]
+    fn after_add_ignores_learners_that_served_and_ranks_foreign_members_last() {
+        let mut members = three_started();
+        members.push(Member { is_learner: true, ..member(0x55, "etcd-5", &peer(5)) });
+        members.push(member(0x99, "", "http://elsewhere:2380"));
+        members.push(member(0x33, "", &peer(3)));
+        assert_eq!(after_add(0x33, &members, ordinal_of), AfterAdd::Hold { other: 0x99 });
+        assert_eq!(after_add(0x99, &members, ordinal_of), AfterAdd::Withdraw { other: 0x33 });
+    }
 
-// Found by the chaos run (seed 5304): a 1 -> 2 scale-up whose new pod was killed right after its
-// `member add`. The second voter is needed for quorum from the moment it is added, so waiting for
-// quorum before reusing the entry waited forever.
-#[test]
-fn my_unstarted_entry_is_reused_without_quorum_after_a_kill_between_add_and_start() {
-    let members = vec![member(0x10, "etcd-0", &peer(0)), member(0x77, "", MY_URL)];
-    let v = run(DataDirState::Empty, answer(members, false), all_resolve());
-    assert_eq!(v.decision, Decision::Join { reuse: Some(0x77), as_learner: false }, "{}", v.reason);
-    assert!(v.reason.contains("no quorum"), "{}", v.reason);
-}
-
-#[test]
-fn reused_learner_entry_joins_as_learner() {
-    let mut members = three_started();
-    members[1] = Member { is_learner: true, ..member(0x77, "", MY_URL) };
-    let v = run(DataDirState::Empty, answer(members, true), all_resolve());
-    assert_eq!(v.decision, Decision::Join { reuse: Some(0x77), as_learner: true });
-}
-
-// Row: empty | quorum | started entry with my name or peer URL | REPLACE
-#[test]
-fn empty_with_my_started_entry_is_replace() {
-    let v = run(DataDirState::Empty, answer(three_started(), true), all_resolve());
-    assert_eq!(v.decision, Decision::Replace { remove: ME_ID });
-}
-
-#[test]
-fn replace_matches_by_peer_url_too() {
-    let mut members = three_started();
-    members[1].name = "renamed".into();
-    let v = run(DataDirState::Empty, answer(members, true), all_resolve());
-    assert_eq!(v.decision, Decision::Replace { remove: ME_ID });
-}
-
-// Row: empty | quorum | another member unstarted or learner | WAIT
-#[test]
-fn empty_waits_while_another_member_is_unstarted() {
-    let mut members = three_started();
-    members.remove(1);
-    members.push(member(0x33, "", &peer(3)));
-    let v = run(DataDirState::Empty, answer(members, true), all_resolve());
-    assert_eq!(v.decision, Decision::Wait);
-    assert!(v.reason.contains("one at a time"), "{}", v.reason);
-}
-
-#[test]
-fn empty_waits_while_another_member_is_a_learner() {
-    let mut members = three_started();
-    members.remove(1);
-    members.push(Member { is_learner: true, ..member(0x33, "etcd-3", &peer(3)) });
-    let v = run(DataDirState::Empty, answer(members, true), all_resolve());
-    assert_eq!(v.decision, Decision::Wait);
-    assert!(v.reason.contains("learner"), "{}", v.reason);
-}
-
-// Row: empty | quorum | none of the above | JOIN with member add
-#[test]
-fn empty_unknown_to_cluster_with_quorum_joins_as_voter() {
-    let mut members = three_started();
-    members.remove(1);
-    let v = run(DataDirState::Empty, answer(members, true), all_resolve());
-    assert_eq!(v.decision, Decision::Join { reuse: None, as_learner: false });
-}
-
-#[test]
-fn join_as_learner_setting_is_honoured() {
-    let mut members = three_started();
-    members.remove(1);
-    let learner = Settings { join_as: JoinAs::Learner, ..settings() };
-    let v = run_as(&me(), DataDirState::Empty, answer(members, true), all_resolve(), learner);
-    assert_eq!(v.decision, Decision::Join { reuse: None, as_learner: true });
-}
-
-#[test]
-fn scale_up_pod_joins_even_beyond_initial_size() {
-    let me = Me { name: "etcd-3".into(), ordinal: 3, peer_url: peer(3), static_id: static_id(&peer(3)) };
-    let mut members = three_started();
-    members[1] = member(ME_ID, "etcd-1", &peer(1));
-    let peers = PeerDns {
-        beyond_initial: vec!["etcd-3.etcd.default.svc.cluster.local".into()],
-        ..Default::default()
-    };
-    let v = run_as(&me, DataDirState::Empty, answer(members, true), peers, settings());
-    assert_eq!(v.decision, Decision::Join { reuse: None, as_learner: false });
-}
-
-// Static bootstrap: etcd names every initial member before it runs. A late initial member must
-// not mistake its own never-served entry for a lost volume.
-#[test]
-fn empty_with_my_never_served_static_entry_and_quorum_is_new() {
-    let members = vec![
-        member(0x10, "etcd-0", &peer(0)),
-        static_entry("etcd-1", MY_URL),
-        member(0x12, "etcd-2", &peer(2)),
-    ];
-    let v = run(DataDirState::Empty, answer(members, true), all_resolve());
-    assert_eq!(v.decision, Decision::New, "{}", v.reason);
-}
-
-#[test]
-fn empty_with_my_never_served_static_entry_without_quorum_is_new() {
-    let members = vec![
-        member(0x10, "etcd-0", &peer(0)),
-        static_entry("etcd-1", MY_URL),
-        static_entry("etcd-2", &peer(2)),
-    ];
-    let v = run(DataDirState::Empty, answer(members, false), all_resolve());
-    assert_eq!(v.decision, Decision::New, "{}", v.reason);
-}
-
-#[test]
-fn my_static_entry_still_waits_for_dns_of_initial_peers() {
-    let members = vec![
-        member(0x10, "etcd-0", &peer(0)),
-        static_entry("etcd-1", MY_URL),
-        member(0x12, "etcd-2", &peer(2)),
-    ];
-    let peers = PeerDns {
-        unresolved_initial: vec!["etcd-2.etcd.default.svc.cluster.local".into()],
-        ..Default::default()
-    };
-    assert_eq!(run(DataDirState::Empty, answer(members, true), peers).decision, Decision::Wait);
-}
-
-#[test]
-fn never_served_entry_with_my_url_but_another_id_is_reused_by_join() {
-    // Same URL, different ID (another token, or added by `member add`): JOIN as that member.
-    let mut entry = static_entry("etcd-1", MY_URL);
-    entry.id = 0x5151;
-    let members = vec![member(0x10, "etcd-0", &peer(0)), entry, member(0x12, "etcd-2", &peer(2))];
-    let v = run(DataDirState::Empty, answer(members, true), all_resolve());
-    assert_eq!(v.decision, Decision::Join { reuse: Some(0x5151), as_learner: false });
-}
-
-#[test]
-fn another_never_served_static_entry_makes_a_joiner_wait() {
-    let me = Me { name: "etcd-3".into(), ordinal: 3, peer_url: peer(3), static_id: static_id(&peer(3)) };
-    let members = vec![
-        member(0x10, "etcd-0", &peer(0)),
-        member(0x11, "etcd-1", &peer(1)),
-        static_entry("etcd-2", &peer(2)),
-    ];
-    let v = run_as(&me, DataDirState::Empty, answer(members, true), all_resolve(), settings());
-    assert_eq!(v.decision, Decision::Wait, "{}", v.reason);
-}
-
-#[test]
-fn static_entry_of_a_pod_beyond_the_initial_size_is_not_new() {
-    let me = Me { name: "etcd-3".into(), ordinal: 3, peer_url: peer(3), static_id: static_id(&peer(3)) };
-    let members = vec![member(0x10, "etcd-0", &peer(0)), static_entry("etcd-3", &peer(3))];
-    let v = run_as(&me, DataDirState::Empty, answer(members, true), all_resolve(), settings());
-    assert!(matches!(v.decision, Decision::Join { reuse: Some(_), .. }), "{v:?}");
-}
-
-// After my add, another never-started member: exactly one of two concurrent joiners withdraws.
-fn ordinal_of(m: &Member) -> Option<u32> {
-    let host = m.peer_urls.first()?.split("://").nth(1)?.split('.').next()?;
-    host.strip_prefix("etcd-")?.parse().ok()
-}
-
-#[test]
-fn after_add_alone_starts() {
-    let mut members = three_started();
-    members.push(member(0x33, "", &peer(3)));
-    assert_eq!(after_add(0x33, &members, ordinal_of), AfterAdd::Start);
-}
-
-#[test]
-fn after_add_with_a_lower_concurrent_joiner_withdraws() {
-    let mut members = three_started();
-    members.push(member(0x44, "", &peer(4)));
-    members.push(member(0x33, "", &peer(3)));
-    assert_eq!(after_add(0x44, &members, ordinal_of), AfterAdd::Withdraw { other: 0x33 });
-    assert_eq!(after_add(0x33, &members, ordinal_of), AfterAdd::Hold { other: 0x44 });
-}
-
-#[test]
-fn after_add_ignores_learners_that_served_and_ranks_foreign_members_last() {
-    let mut members = three_started();
-    members.push(Member { is_learner: true, ..member(0x55, "etcd-5", &peer(5)) });
-    members.push(member(0x99, "", "http://elsewhere:2380"));
-    members.push(member(0x33, "", &peer(3)));
-    assert_eq!(after_add(0x33, &members, ordinal_of), AfterAdd::Hold { other: 0x99 });
-    assert_eq!(after_add(0x99, &members, ordinal_of), AfterAdd::Withdraw { other: 0x33 });
-}
-
-#[test]
-fn after_add_without_my_entry_starts_with_what_it_has() {
-    assert_eq!(after_add(0x77, &three_started(), ordinal_of), AfterAdd::Start);
+    #[test]
+    fn after_add_without_my_entry_starts_with_what_it_has() {
+        assert_eq!(after_add(0x77, &three_started(), ordinal_of), AfterAdd::Start);
+    }
 }
 
 // ----- Every answer counts: cluster IDs from any port, and the peer port's member lists --------

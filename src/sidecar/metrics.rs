@@ -72,6 +72,19 @@ impl Metrics {
         let at = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or_default();
         self.last_error = Some((at, message.to_string()));
     }
+
+    /// The local member did not answer: not up, not the leader, and why as the last error.
+    pub fn local_down(&mut self, message: &str) {
+        self.local_member_up = false;
+        self.leader = false;
+        self.error(message);
+    }
+
+    /// The local member answered; `leader` when it leads.
+    pub fn local_up(&mut self, leader: bool) {
+        self.local_member_up = true;
+        self.leader = leader;
+    }
 }
 
 /// The state the loop writes and the endpoint reads.

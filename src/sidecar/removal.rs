@@ -35,6 +35,50 @@ pub enum Answer {
     Unknown,
 }
 
+/// The removal clock: for each ordinal, when its name first answered "missing" in an unbroken
+/// run of such answers seen while this member leads. A found or unknown answer, a name not looked
+/// up, or a round that did not look at all, restarts it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Clock {
+    missing_since: BTreeMap<u32, Instant>,
+}
+
+impl Clock {
+    /// Record one round's answers, taken at `now` (read after the answers arrived: a later
+    /// "first seen missing" is the cautious one).
+    pub fn record(&mut self, answers: &BTreeMap<u32, Answer>, now: Instant) {
+        for (&ordinal, answer) in answers {
+            match answer {
+                Answer::Missing => {
+                    self.missing_since.entry(ordinal).or_insert(now);
+                }
+                Answer::Found | Answer::Unknown => {
+                    self.missing_since.remove(&ordinal);
+                }
+            }
+        }
+        // A name not looked up this round has no unbroken run of answers.
+        self.missing_since.retain(|o, _| answers.contains_key(o));
+    }
+
+    /// Forget every run: this member stopped leading, or a round saw nothing.
+    pub fn restart(&mut self) {
+        self.missing_since.clear();
+    }
+
+    /// When each ordinal's unbroken run of "missing" answers began.
+    pub fn missing_since(&self) -> &BTreeMap<u32, Instant> {
+        &self.missing_since
+    }
+
+    /// When the earliest run of "missing" answers will have lasted longer than `delay`, if that
+    /// is still ahead of `now`: the sidecar looks then rather than at its next tick.
+    pub fn next_due(&self, delay: Duration, now: Instant) -> Option<Instant> {
+        let due = *self.missing_since.values().min()? + delay + Duration::from_millis(1);
+        (due > now).then_some(due)
+    }
+}
+
 /// One member as the policy sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MemberFacts {
@@ -298,6 +342,26 @@ pub fn judge(facts: &Facts, candidate: u64, answers: &BTreeMap<u64, bool>) -> Re
 mod tests {
     use super::*;
 
+    #[test]
+    fn the_next_removal_falls_due_just_after_the_delay_from_the_first_missing_answer() {
+        let t0 = Instant::now();
+        let delay = Duration::from_secs(5);
+        let mut clock = Clock::default();
+        assert_eq!(clock.next_due(delay, t0), None, "nothing missing");
+        clock.record(&BTreeMap::from([(3, Answer::Missing), (4, Answer::Found)]), t0);
+        clock.record(
+            &BTreeMap::from([(3, Answer::Missing), (4, Answer::Missing)]),
+            t0 + Duration::from_secs(1),
+        );
+        let due = clock.next_due(delay, t0).expect("due");
+        assert!(due > t0 + delay && due < t0 + delay + Duration::from_millis(10), "{:?}", due - t0);
+        assert_eq!(
+            clock.next_due(delay, t0 + delay + Duration::from_millis(10)),
+            None,
+            "past: the tick does it"
+        );
+    }
+
     const DELAY: Duration = Duration::from_secs(120);
 
     /// A cluster of voters `etcd-0..n` with IDs 100+ordinal; etcd-0 leads.
@@ -558,5 +622,24 @@ mod tests {
             labels,
             ["dns_unknown", "delay", "higher_ordinal", "reachable", "quorum", "leader", "etcd_refused"]
         );
+    }
+
+    #[test]
+    fn clock_runs_only_through_unbroken_missing_answers() {
+        let t0 = Instant::now();
+        let t1 = t0 + Duration::from_secs(5);
+        let mut clock = Clock::default();
+        let round = |answers: &[(u32, Answer)]| answers.iter().copied().collect::<BTreeMap<_, _>>();
+        clock.record(&round(&[(1, Answer::Missing), (2, Answer::Missing), (3, Answer::Missing)]), t0);
+        clock.record(&round(&[(1, Answer::Missing), (2, Answer::Unknown), (4, Answer::Found)]), t1);
+        assert_eq!(
+            clock.missing_since(),
+            &BTreeMap::from([(1, t0)]),
+            "1 keeps its start; unknown and unlooked restart"
+        );
+        clock.record(&round(&[(1, Answer::Found), (2, Answer::Missing)]), t1);
+        assert_eq!(clock.missing_since(), &BTreeMap::from([(2, t1)]));
+        clock.restart();
+        assert!(clock.missing_since().is_empty());
     }
 }

@@ -113,6 +113,8 @@ cases! {
         case().args(&["--frobnicate"]).error(2, "unexpected argument '--frobnicate'");
     log_format_variable_with_an_unknown_value_is_rejected =>
         case().env("ETCD_BOOTSTRAP_LOG_FORMAT", "xml").error(2, "'xml'");
+    unknown_value_error_lists_the_valid_values =>
+        case().args(&["--log-format", "yaml"]).error(2, "'yaml' for '--log-format <LOG_FORMAT>' [possible values: text, json]");
     missing_auth_password_file_is_a_config_error =>
         case().args(&["--auth-user", "root", "--auth-password-file", "{scratch}/missing-pw"])
             .error(2, "cannot read {scratch}/missing-pw: no such file or directory");

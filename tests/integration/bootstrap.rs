@@ -112,7 +112,8 @@ async fn three_pods_with_dns_two_seconds_late_form_one_cluster_named_by_pod() {
         assert_eq!(m.peer_urls, vec![format!("http://{fqdn}:2380")], "{m:?}");
         assert_eq!(m.client_urls, vec![format!("http://{fqdn}:2379")], "{m:?}");
         // The bootstrap predicts static members' IDs exactly as etcd derives them.
-        let predicted = etcd_bootstrap::view::static_member_id(&m.peer_urls, "etcd-bootstrap-default-etcd");
+        let predicted =
+            etcd_bootstrap::observed::static_member_id(&m.peer_urls, "etcd-bootstrap-default-etcd");
         assert_eq!(m.id, predicted, "{m:?}");
     }
     assert_all_decided(&bed, &[0, 1, 2], "NEW");

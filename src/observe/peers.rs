@@ -1,15 +1,18 @@
 //! Which pods of the StatefulSet exist, from DNS: SRV records of the headless service where there
-//! are any, else enumerated ordinals; and the client endpoints (by IP) of the other pods.
+//! are any, else enumerated ordinals; and the client endpoints (by IP) of the other pods. The
+//! sidecar looks pods up with the same two calls ([`srv_ordinals`], [`lookup_all`]).
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use tokio::task::JoinSet;
 
-use crate::cluster::Endpoint;
-use crate::dns::{Lookup, Resolver};
 use crate::identity::Identity;
-use crate::view::PeerDns;
+use crate::observed::PeerDns;
+
+use super::cluster::Endpoint;
+use super::dns::{Lookup, Resolver};
 
 /// What a scan needs besides the identity.
 #[derive(Debug, Clone)]
@@ -34,25 +37,10 @@ pub struct PeerScan {
 }
 
 /// Scan DNS for the set's pods. Runs all lookups concurrently.
-pub async fn scan(resolver: &std::sync::Arc<Resolver>, id: &Identity, settings: &ScanSettings) -> PeerScan {
+pub async fn scan(resolver: &Arc<Resolver>, id: &Identity, settings: &ScanSettings) -> PeerScan {
     let (candidates, source) = candidates(resolver, id, settings).await;
-    let mut lookups = JoinSet::new();
-    for ordinal in candidates {
-        let resolver = resolver.clone();
-        let host = id.peer_host(ordinal);
-        lookups.spawn(async move {
-            let answer = resolver.lookup_ips(&host).await;
-            (ordinal, host, answer)
-        });
-    }
     let mut scan = PeerScan { source, ..PeerScan::default() };
-    let mut results = Vec::new();
-    while let Some(joined) = lookups.join_next().await {
-        if let Ok(result) = joined {
-            results.push(result);
-        }
-    }
-    results.sort_by_key(|(ordinal, _, _)| *ordinal);
+    let results = lookup_all(resolver, id, &candidates).await;
     for (ordinal, host, answer) in results {
         record(&mut scan, id, settings, ordinal, host, answer);
     }
@@ -91,6 +79,47 @@ fn record(
     }
 }
 
+/// Look up the pods with `ordinals`, all at once; the answers sorted by ordinal, with the names.
+pub async fn lookup_all(
+    resolver: &Arc<Resolver>,
+    id: &Identity,
+    ordinals: &BTreeSet<u32>,
+) -> Vec<(u32, String, Lookup<Vec<IpAddr>>)> {
+    let mut lookups = JoinSet::new();
+    for &ordinal in ordinals {
+        let resolver = resolver.clone();
+        let host = id.peer_host(ordinal);
+        lookups.spawn(async move {
+            let answer = resolver.lookup_ips(&host).await;
+            (ordinal, host, answer)
+        });
+    }
+    let mut results = Vec::new();
+    while let Some(joined) = lookups.join_next().await {
+        if let Ok(result) = joined {
+            results.push(result);
+        }
+    }
+    results.sort_by_key(|(ordinal, _, _)| *ordinal);
+    results
+}
+
+/// The ordinals of the pods the headless service's SRV records (`_<port_name>._tcp.<domain>`)
+/// list. `Missing` where there is no domain (bare names) or no such records.
+pub async fn srv_ordinals(resolver: &Resolver, id: &Identity, port_name: &str) -> Lookup<BTreeSet<u32>> {
+    if id.domain.is_empty() {
+        return Lookup::Missing;
+    }
+    let srv_name = format!("_{port_name}._tcp.{}", id.domain);
+    match resolver.lookup_srv(&srv_name).await {
+        Lookup::Found(targets) => {
+            Lookup::Found(targets.iter().filter_map(|t| id.ordinal_of_host(&t.target)).collect())
+        }
+        Lookup::Missing => Lookup::Missing,
+        Lookup::Unknown(why) => Lookup::Unknown(why),
+    }
+}
+
 /// Ordinals to look up: the initial set and this pod, plus SRV-listed pods, or (without SRV, as
 /// in docker-compose) one ordinal past the larger of the initial set and this pod.
 async fn candidates(
@@ -100,12 +129,9 @@ async fn candidates(
 ) -> (BTreeSet<u32>, &'static str) {
     let mut set: BTreeSet<u32> = (0..settings.initial_cluster_size).collect();
     set.insert(id.ordinal);
-    if !id.domain.is_empty() {
-        let srv_name = format!("_{}._tcp.{}", settings.peer_port_name, id.domain);
-        if let Lookup::Found(targets) = resolver.lookup_srv(&srv_name).await {
-            set.extend(targets.iter().filter_map(|t| id.ordinal_of_host(&t.target)));
-            return (set, "srv");
-        }
+    if let Lookup::Found(listed) = srv_ordinals(resolver, id, &settings.peer_port_name).await {
+        set.extend(listed);
+        return (set, "srv");
     }
     let beyond = settings.initial_cluster_size.max(id.ordinal.saturating_add(1));
     set.insert(beyond);

@@ -1,8 +1,9 @@
-//! What was observed, as plain data: the cluster as its members describe it, and which peers exist
-//! in DNS. Produced by `cluster` and `peers`, consumed by the pure `decide`.
+//! What one round observed, as plain data with no I/O: the data dir, the cluster as its members
+//! describe it, which peers exist in DNS, and how etcd refused a call. The `observe` modules
+//! produce these; the pure `decide` consumes them. This is their one home.
 
 /// One member as etcd lists it.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Member {
     pub id: u64,
     /// Empty while the member has never started (added, not yet joined).
@@ -42,8 +43,7 @@ pub fn static_member_id(peer_urls: &[String], token: &str) -> u64 {
 }
 
 /// The cluster as the peers answered.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ClusterView {
     /// No peer gave a member list (each entry: endpoint and why).
     NoAnswer { tried: Vec<(String, String)> },
@@ -69,7 +69,7 @@ impl ClusterView {
 
 /// What one peer's peer port answered (`GET /members`): it answers before quorum, so a list
 /// whose members have no client URLs is a cluster that has never served.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PeerList {
     /// The host name of the peer that answered.
     pub host: String,
@@ -85,7 +85,7 @@ impl PeerList {
 }
 
 /// Every answer of a round beyond the client port's best one (which is the `ClusterView`).
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Heard {
     /// Each client-port answer: who, and for which cluster ID.
     pub client_ids: Vec<(String, u64)>,
@@ -94,12 +94,66 @@ pub struct Heard {
 }
 
 /// The pods of the StatefulSet as DNS shows them.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PeerDns {
     /// Host names of the initial set's pods (ordinal < initial size) that do not resolve yet.
     pub unresolved_initial: Vec<String>,
     /// Host names of pods with an ordinal >= the initial size that exist.
     pub beyond_initial: Vec<String>,
+}
+
+/// IDs read from the first WAL file's metadata record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WalMeta {
+    pub member_id: u64,
+    pub cluster_id: u64,
+}
+
+/// What the data directory holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DataDirState {
+    /// Missing, empty, or holding only `lost+found` and our own archives (or a `member/` in which
+    /// etcd never wrote its WAL).
+    Empty,
+    /// An etcd member's data.
+    Member(WalMeta),
+    /// Something we do not understand: never start etcd on it, never delete it. `entries` are the
+    /// names we do not understand, sorted (`member`, `lost+found` and archives are not listed,
+    /// except a `member` that is not a directory).
+    Unknown { entries: Vec<String> },
+}
+
+/// Why etcd refused a call (or could not be asked), as one closed set. The cluster module maps
+/// etcd's errors to it once; what each refusal means depends on the call, which the pure
+/// policies in `decide::refusals` say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Refusal {
+    /// "member not found": gone (remove), an ID clash (add), the learner is gone (promote), this
+    /// member was removed (update).
+    MemberNotFound,
+    /// "Peer URLs already exists": some member already has the peer URL given.
+    PeerUrlExists,
+    /// "can only promote a learner member which is in sync with leader".
+    LearnerNotInSync,
+    /// "can only promote a learner member": the member is a voter already.
+    NotALearner,
+    /// "too many learner members in cluster".
+    TooManyLearners,
+    /// "unhealthy cluster", or not enough started members for the change.
+    Unhealthy,
+    /// No leader, a leader change, or a follower that cannot forward.
+    NoLeader,
+    /// Timed out, unavailable, connection lost, request cancelled.
+    Unreachable,
+    /// Anything else (permission denied, a malformed request): retrying will not help.
+    Other,
+}
+
+/// A refused call: the typed reason, and etcd's own words for the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallError {
+    pub refusal: Refusal,
+    pub message: String,
 }
 
 #[cfg(test)]
@@ -113,8 +167,12 @@ mod tests {
         let b = static_member_id(&["http://a:2380".into(), "http://b:2380".into()], "t");
         assert_eq!(a, b);
         assert_ne!(a, static_member_id(&["http://a:2380".into(), "http://b:2380".into()], "u"));
-        // sha1("http://a:2380t") = 6b0b4c2c... (first 8 bytes, big-endian).
+        // The first 8 bytes, big-endian, of sha1("http://a:2380t") = 1a8eed7e5573a66d2ff7...
         let one = static_member_id(&["http://a:2380".into()], "t");
-        assert_eq!(format!("{one:016x}").len(), 16);
+        assert_eq!(one, 0x1a8e_ed7e_5573_a66d);
+        // etcd's own well-known ID of a default single member (peer URL http://localhost:2380,
+        // token etcd-cluster), as `etcdctl member list` prints it: 8e9e05c52164694d.
+        let default = static_member_id(&["http://localhost:2380".into()], "etcd-cluster");
+        assert_eq!(format!("{default:x}"), "8e9e05c52164694d");
     }
 }

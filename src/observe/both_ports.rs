@@ -5,30 +5,16 @@
 //! (`decide::answers::client_answer_needed`) is not waited for on its client port.
 
 use std::net::{IpAddr, SocketAddr};
-use std::time::Duration;
 
 use tokio::task::JoinSet;
 
-use crate::cluster::{self, Access, Answer, Endpoint, Observed};
-use crate::datadir::DataDirState;
 use crate::decide::answers::client_answer_needed;
-use crate::decide::Me;
-use crate::peer_members::{self, PeerAccess, PeerEndpoint};
-use crate::run::url_host;
-use crate::view::{Heard, PeerList};
+use crate::identity::url_host;
+use crate::observed::{DataDirState, Heard, PeerList};
 
-/// How to reach the peers, and what the early end depends on.
-pub struct Ask<'a> {
-    pub access: &'a Access,
-    pub peer_access: &'a PeerAccess,
-    pub peer_port: u16,
-    pub timeout: Duration,
-    pub data: &'a DataDirState,
-    pub me: &'a Me,
-    /// Wait for every client port's answer (or timeout) even where a peer port's list settles
-    /// the decision: `plan` shows the whole picture; `run` does not wait for it.
-    pub every_client_answer: bool,
-}
+use super::cluster::{self, Answer, Endpoint, Observed};
+use super::peer_members::{self, PeerAccess, PeerEndpoint};
+use super::Sources;
 
 enum Event {
     Client(usize, Result<Box<Answer>, String>),
@@ -50,11 +36,11 @@ pub fn peer_endpoint(endpoint: &Endpoint, peer_port: u16) -> Option<PeerEndpoint
 
 /// Ask all `endpoints` on both ports; ends when every peer's client probe has ended, or its peer
 /// port's list made its client answer unneeded.
-pub async fn observe(ask: &Ask<'_>, endpoints: &[Endpoint]) -> (Observed, Heard) {
+pub async fn observe(ask: &Sources<'_>, data: &DataDirState, endpoints: &[Endpoint]) -> (Observed, Heard) {
     let mut probes = JoinSet::new();
     let ask_peer_port = !matches!(ask.peer_access, PeerAccess::Unavailable(_));
     for (i, endpoint) in endpoints.iter().enumerate() {
-        let (access, client_endpoint, timeout) = (ask.access.clone(), endpoint.clone(), ask.timeout);
+        let (access, client_endpoint, timeout) = (ask.access.clone(), endpoint.clone(), ask.probe_timeout);
         probes.spawn(async move {
             Event::Client(i, cluster::probe(&access, &client_endpoint, timeout).await.map(Box::new))
         });
@@ -67,7 +53,7 @@ pub async fn observe(ask: &Ask<'_>, endpoints: &[Endpoint]) -> (Observed, Heard)
     let mut answers = Vec::new();
     let mut tried = Vec::new();
     let mut client_ids = Vec::new();
-    while !settled(ask, &state) {
+    while !settled(ask, data, &state) {
         let Some(joined) = probes.join_next().await else { break };
         let Ok(event) = joined else { continue };
         match event {
@@ -107,11 +93,11 @@ pub async fn observe(ask: &Ask<'_>, endpoints: &[Endpoint]) -> (Observed, Heard)
     (cluster::best_of(answers, tried), Heard { client_ids, peer_lists })
 }
 
-fn settled(ask: &Ask<'_>, state: &[PeerState]) -> bool {
+fn settled(ask: &Sources<'_>, data: &DataDirState, state: &[PeerState]) -> bool {
     state.iter().all(|s| {
         s.client_done
             || (!ask.every_client_answer
-                && matches!(&s.peer, Some(Ok(list)) if !client_answer_needed(ask.data, ask.me, list)))
+                && matches!(&s.peer, Some(Ok(list)) if !client_answer_needed(data, ask.me, list)))
     })
 }
 

@@ -25,7 +25,7 @@ use tokio_rustls::TlsConnector;
 
 use crate::error::{Error, Result};
 use crate::etcd_args::UserSettings;
-use crate::view::{Member, PeerList};
+use crate::observed::{Member, PeerList};
 
 /// The largest response read: a member list of a few hundred members fits many times over.
 const MAX_RESPONSE: usize = 1 << 20;

@@ -1,14 +1,28 @@
 //! The decision: a pure function of what this pod is, what its data dir holds, what the cluster
-//! says and which peers exist. No I/O. Every row of the table in DESIGN.md is a test below.
+//! says and which peers exist. No I/O. Every row of the README's decision table has its own test
+//! section in `tests.rs`, named with the row's words.
+//!
+//! Also pure and here: how etcd must start for a decision ([`start_mode`]), what to do after my
+//! own `member add` ([`after_add`]), and what each membership call does next when etcd refuses
+//! it ([`refusals`]).
 
 pub mod answers;
 pub mod joiners;
+pub mod refusals;
+mod start_mode;
 
-use crate::config::JoinAs;
-use crate::datadir::{DataDirState, WalMeta};
-use crate::view::{ClusterView, Heard, Member, PeerDns};
+pub use start_mode::{join_mode, start_mode, Launch, StartMode};
+
+use crate::observed::{ClusterView, DataDirState, Heard, Member, PeerDns, WalMeta};
 
 use answers::Owner;
+
+/// How a new member joins a running cluster (`--join-as`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum JoinAs {
+    Voter,
+    Learner,
+}
 
 /// What this pod is, as far as the decision needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,7 +32,7 @@ pub struct Me {
     pub ordinal: u32,
     /// The peer URL this member advertises.
     pub peer_url: String,
-    /// The ID etcd gives this member in the static initial cluster (see `view::static_member_id`).
+    /// The ID etcd gives this member in the static initial cluster (see `observed::static_member_id`).
     pub static_id: u64,
 }
 
@@ -42,8 +56,7 @@ pub struct Observation<'a> {
 }
 
 /// How this member must start.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-#[serde(tag = "decision", rename_all = "SCREAMING_SNAKE_CASE")]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
     /// Start a new cluster with the full static initial cluster.
     New,
@@ -61,10 +74,24 @@ pub enum Decision {
     Refuse,
 }
 
+impl Decision {
+    /// The decision's name as the README, the log and `plan` spell it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Decision::New => "NEW",
+            Decision::Existing { .. } => "EXISTING",
+            Decision::Join { .. } => "JOIN",
+            Decision::Replace { .. } => "REPLACE",
+            Decision::Stale { .. } => "STALE",
+            Decision::Wait => "WAIT",
+            Decision::Refuse => "REFUSE",
+        }
+    }
+}
+
 /// A decision with the reasons that led to it, in words an operator reads in the log.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Verdict {
-    #[serde(flatten)]
     pub decision: Decision,
     pub reason: String,
 }

@@ -11,7 +11,7 @@ use tokio::task::JoinSet;
 
 use crate::error::{Error, Result};
 use crate::etcd_args::ClientTlsFiles;
-use crate::view::{ClusterView, Member};
+use crate::observed::{CallError, ClusterView, Member, Refusal};
 
 /// Key read (count only) to prove quorum with a linearizable read.
 const QUORUM_PROBE_KEY: &str = "/etcd-bootstrap/quorum-probe";
@@ -250,51 +250,32 @@ fn to_member(m: &etcd_client::Member) -> Member {
     }
 }
 
-/// How a failed membership call should be treated.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CallError {
-    /// Worth retrying: the cluster is busy, unhealthy for a moment, or changing leader.
-    Transient(String),
-    /// The state the call wanted already holds (e.g. the member is already gone).
-    AlreadyDone(String),
-    /// Retrying will not help.
-    Fatal(String),
+/// Map an etcd error message to the refusal it is. The one place that reads etcd's words; more
+/// specific phrases are checked before the phrases they contain.
+pub fn refusal_of(message: &str) -> Refusal {
+    let m = message.to_ascii_lowercase();
+    const PHRASES: [(&str, Refusal); 15] = [
+        ("member not found", Refusal::MemberNotFound),
+        ("peer urls already exists", Refusal::PeerUrlExists),
+        ("can only promote a learner member which is in sync", Refusal::LearnerNotInSync),
+        ("can only promote a learner member", Refusal::NotALearner),
+        ("too many learner members", Refusal::TooManyLearners),
+        ("unhealthy cluster", Refusal::Unhealthy),
+        ("re-configuration failed due to not enough started members", Refusal::Unhealthy),
+        ("leader changed", Refusal::NoLeader),
+        ("no leader", Refusal::NoLeader),
+        ("not leader", Refusal::NoLeader),
+        ("timed out", Refusal::Unreachable),
+        ("timeout", Refusal::Unreachable),
+        ("unavailable", Refusal::Unreachable),
+        ("connection", Refusal::Unreachable),
+        ("request cancelled", Refusal::Unreachable),
+    ];
+    PHRASES.iter().find(|(phrase, _)| m.contains(phrase)).map_or(Refusal::Other, |(_, r)| *r)
 }
 
-impl CallError {
-    /// Classify an etcd error message from a membership call.
-    pub fn classify(message: &str) -> CallError {
-        let m = message.to_ascii_lowercase();
-        const DONE: [&str; 2] = ["member not found", "peer urls already exists"];
-        const TRANSIENT: [&str; 12] = [
-            "unhealthy cluster",
-            "too many learner members",
-            "timed out",
-            "timeout",
-            "leader changed",
-            "no leader",
-            "not leader",
-            "unavailable",
-            "can only promote a learner member which is in sync",
-            "re-configuration failed due to not enough started members",
-            "connection",
-            "request cancelled",
-        ];
-        if DONE.iter().any(|d| m.contains(d)) {
-            CallError::AlreadyDone(message.to_string())
-        } else if TRANSIENT.iter().any(|t| m.contains(t)) {
-            CallError::Transient(message.to_string())
-        } else {
-            CallError::Fatal(message.to_string())
-        }
-    }
-
-    /// The message.
-    pub fn message(&self) -> &str {
-        match self {
-            CallError::Transient(m) | CallError::AlreadyDone(m) | CallError::Fatal(m) => m,
-        }
-    }
+fn call_error(message: String) -> CallError {
+    CallError { refusal: refusal_of(&message), message }
 }
 
 /// What one member says about itself (`status`).
@@ -356,10 +337,10 @@ impl MemberClient {
         let options = learner.then(|| MemberAddOptions::new().with_is_learner());
         let mut cluster = self.client.cluster_client();
         let resp = call("member add", cluster.member_add(vec![peer_url.to_string()], options)).await?;
-        let added = resp
-            .member()
-            .map(to_member)
-            .ok_or_else(|| CallError::Fatal("member add returned no member".into()))?;
+        let added = resp.member().map(to_member).ok_or_else(|| CallError {
+            refusal: Refusal::Other,
+            message: "member add returned no member".into(),
+        })?;
         let all = resp.member_list().iter().map(to_member).collect();
         Ok((added, all))
     }
@@ -393,12 +374,12 @@ async fn call<T>(
     what: &str,
     f: impl std::future::Future<Output = Result<T, etcd_client::Error>>,
 ) -> Result<T, CallError> {
-    within(MEMBERSHIP_CALL_TIMEOUT, what, f).await.map_err(|m| CallError::classify(&m))
+    within(MEMBERSHIP_CALL_TIMEOUT, what, f).await.map_err(call_error)
 }
 
 /// Wrap a call error with its context for the final error line.
 pub fn cluster_error(call: &str, endpoint: &str, e: &CallError) -> Error {
-    Error::Cluster { call: call.into(), endpoint: endpoint.into(), message: e.message().into() }
+    Error::Cluster { call: call.into(), endpoint: endpoint.into(), message: e.message.clone() }
 }
 
 #[cfg(test)]
@@ -406,27 +387,25 @@ mod tests {
     use super::*;
 
     #[test]
-    fn classifies_membership_errors() {
-        assert!(matches!(
-            CallError::classify("member add: FailedPrecondition: etcdserver: unhealthy cluster"),
-            CallError::Transient(_)
-        ));
-        assert!(matches!(
-            CallError::classify("etcdserver: too many learner members in cluster"),
-            CallError::Transient(_)
-        ));
-        assert!(matches!(
-            CallError::classify("member remove: NotFound: etcdserver: member not found"),
-            CallError::AlreadyDone(_)
-        ));
-        assert!(matches!(
-            CallError::classify("etcdserver: Peer URLs already exists"),
-            CallError::AlreadyDone(_)
-        ));
-        assert!(matches!(
-            CallError::classify("PermissionDenied: etcdserver: permission denied"),
-            CallError::Fatal(_)
-        ));
+    fn maps_etcds_words_to_refusals() {
+        let table = [
+            ("member add: FailedPrecondition: etcdserver: unhealthy cluster", Refusal::Unhealthy),
+            ("etcdserver: too many learner members in cluster", Refusal::TooManyLearners),
+            ("member remove: NotFound: etcdserver: member not found", Refusal::MemberNotFound),
+            ("etcdserver: Peer URLs already exists", Refusal::PeerUrlExists),
+            (
+                "member promote: FailedPrecondition: etcdserver: can only promote a learner member which is in sync with leader",
+                Refusal::LearnerNotInSync,
+            ),
+            ("member promote: FailedPrecondition: etcdserver: can only promote a learner member", Refusal::NotALearner),
+            ("etcdserver: re-configuration failed due to not enough started members", Refusal::Unhealthy),
+            ("member add: Unavailable: etcdserver: leader changed", Refusal::NoLeader),
+            ("member list: timed out after 15s", Refusal::Unreachable),
+            ("PermissionDenied: etcdserver: permission denied", Refusal::Other),
+        ];
+        for (message, want) in table {
+            assert_eq!(refusal_of(message), want, "{message}");
+        }
     }
 
     #[test]

@@ -1,0 +1,202 @@
+//! `etcd-bootstrap sidecar`: a second container in each etcd pod that promotes learners and removes
+//! members whose pods were scaled away, so `kubectl scale` works in both directions.
+//!
+//! Every interval it asks the local member (`127.0.0.1`, the pod's own name as TLS name) for its
+//! status, and acts only while that member is the leader: one actor in the cluster at a time, and
+//! always one with quorum. The leader's sidecar then
+//! - promotes one learner that etcd reports in sync ("not in sync" is retried next interval),
+//!   chosen by [`learners`];
+//! - otherwise looks every pod of the set up in DNS ([`pods`]) and removes at most one member
+//!   whose pod is gone, by the pure policy in [`removal`], after asking the members ([`probe`]);
+//!
+//! so at most one membership change is made per interval, each on a fresh member list.
+//!
+//! "Gone" is only ever a definite negative DNS answer that lasted longer than `--removal-delay`;
+//! DNS errors and timeouts are "unknown" and restart that clock ([`removal::Clock`]). The clock
+//! is kept only while this member leads: a new leader's sidecar waits a full delay before its
+//! first removal.
+//!
+//! The HTTP endpoint ([`http`]) serves `/healthz`, `/readyz` and `/metrics` ([`metrics`]).
+//! Maintenance (defragmentation, alarms, certificates) goes into `sidecar/maintenance/` beside
+//! `membership`, called from `Sidecar::step` like it.
+
+pub mod http;
+pub mod learners;
+mod membership;
+pub mod metrics;
+pub mod pods;
+pub mod probe;
+pub mod removal;
+mod role;
+mod settings;
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::net::TcpListener;
+use tokio::time::MissedTickBehavior;
+use tracing::{info, warn};
+
+use crate::context::Context;
+use crate::duration;
+use crate::error::{Error, Result};
+use crate::observe::cluster::{Endpoint, MemberClient, SelfReport};
+use crate::signals::Shutdown;
+
+use metrics::Shared;
+use role::Role;
+pub use settings::Settings;
+
+/// Run until SIGTERM or SIGINT; a signal is the normal end (exit 0).
+pub async fn run(ctx: &Context, settings: &Settings, shutdown: &mut Shutdown) -> Result<ExitCode> {
+    let shared = Arc::new(Shared::new(settings.stall_limit()));
+    let addr = SocketAddr::from(([0, 0, 0, 0], settings.metrics_port));
+    let listener = TcpListener::bind(addr).await.map_err(|e| {
+        Error::Runtime(format!(
+            "cannot listen on {addr} for /healthz, /readyz and /metrics: {e}; choose another --metrics-port"
+        ))
+    })?;
+    let server = tokio::spawn(http::serve(listener, shared.clone()));
+    let mut sidecar = Sidecar::new(ctx, settings, shared);
+    info!(
+        pod = %ctx.identity.pod_name,
+        local = %sidecar.local_endpoint.url,
+        interval = %duration::format(settings.interval),
+        removal_delay = %duration::format(settings.removal_delay),
+        http = %addr,
+        "etcd-bootstrap {} sidecar starting",
+        env!("CARGO_PKG_VERSION")
+    );
+    let mut ticker = tokio::time::interval(settings.interval);
+    // A round that overran (DNS timeouts) skips the ticks it missed: rounds stay on the grid.
+    ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);
+    let stop = loop {
+        // A removal falls due between two ticks: look then, not at the next tick.
+        let due = sidecar.clock.next_due(settings.removal_delay, Instant::now());
+        let ticker = &mut ticker;
+        let wake = async move {
+            match due {
+                Some(due) => tokio::select! {
+                    _ = ticker.tick() => {}
+                    _ = tokio::time::sleep_until(due.into()) => {}
+                },
+                None => {
+                    ticker.tick().await;
+                }
+            }
+        };
+        tokio::select! {
+            _ = async { wake.await; sidecar.round().await } => {}
+            stop = shutdown.received("running the sidecar") => break stop,
+        }
+    };
+    server.abort();
+    info!("{stop}: sidecar exiting");
+    Ok(ExitCode::SUCCESS)
+}
+
+struct Sidecar<'a> {
+    ctx: &'a Context,
+    settings: Settings,
+    shared: Arc<Shared>,
+    local_endpoint: Endpoint,
+    local: Option<MemberClient>,
+    clock: removal::Clock,
+    /// Ordinal -> the last address its name had: where to look for a member whose name is gone.
+    last_ip: BTreeMap<u32, IpAddr>,
+    role: Option<Role>,
+}
+
+impl<'a> Sidecar<'a> {
+    fn new(ctx: &'a Context, settings: &Settings, shared: Arc<Shared>) -> Self {
+        let local_endpoint = Endpoint {
+            host: ctx.identity.own_host(),
+            url: format!("{}://127.0.0.1:{}", ctx.access.scheme(), ctx.member.client_port),
+        };
+        let settings = settings.clone();
+        let clock = removal::Clock::default();
+        Sidecar {
+            ctx,
+            settings,
+            shared,
+            local_endpoint,
+            local: None,
+            clock,
+            last_ip: BTreeMap::new(),
+            role: None,
+        }
+    }
+
+    async fn round(&mut self) {
+        self.step().await;
+        let mut m = self.shared.lock();
+        m.rounds += 1;
+        m.last_round = Instant::now();
+    }
+
+    /// One round: who is the local member; if the leader, one membership change at most.
+    async fn step(&mut self) {
+        let report = match self.local_status().await {
+            Ok(report) => report,
+            Err(problem) => {
+                self.local = None;
+                self.clock.restart();
+                self.shared
+                    .lock()
+                    .local_down(&format!("local member {}: {problem}", self.local_endpoint.url));
+                return self.note_role(Role::Down(problem));
+            }
+        };
+        self.shared.lock().local_up(report.is_leader());
+        self.note_role(Role::of(&report));
+        if !report.is_leader() {
+            return self.clock.restart();
+        }
+        let Some(local) = self.local.as_mut() else { return };
+        let members = match local.members().await {
+            Ok(members) => members,
+            Err(e) => {
+                // No lookups this round: no unbroken run of answers either.
+                self.local = None;
+                self.clock.restart();
+                return self.failed("member list", &e.message);
+            }
+        };
+        let pods =
+            pods::look_up(&self.ctx.resolver, &self.ctx.identity, &self.ctx.scan.peer_port_name, &members)
+                .await;
+        self.last_ip.extend(pods.ips.iter().map(|(o, ip)| (*o, *ip)));
+        self.clock.record(&pods.answers, Instant::now());
+        let facts = self.facts(&members);
+        if !self.promote(&facts, &pods).await {
+            self.consider_removal(report.member_id, &members, &facts, &pods).await;
+        }
+    }
+
+    /// Status of the local member, connecting first when needed.
+    async fn local_status(&mut self) -> std::result::Result<SelfReport, String> {
+        let timeout = self.ctx.probe_timeout;
+        if self.local.is_none() {
+            self.local = Some(MemberClient::connect(&self.ctx.access, &self.local_endpoint, timeout).await?);
+        }
+        match self.local.as_mut() {
+            Some(local) => local.status(timeout).await,
+            None => Err("not connected".into()),
+        }
+    }
+
+    fn note_role(&mut self, role: Role) {
+        if self.role.as_ref() != Some(&role) {
+            role.log(&self.local_endpoint.url, &duration::format(self.settings.interval));
+            self.role = Some(role);
+        }
+    }
+
+    fn failed(&self, call: &str, message: &str) {
+        warn!(call, "{call} failed: {message}");
+        self.shared.lock().error(&format!("{call}: {message}"));
+    }
+}

@@ -1,0 +1,52 @@
+//! The sidecar's own settings, checked against each other and against etcd's.
+
+use std::time::Duration;
+
+use crate::config::SidecarArgs;
+use crate::context::Context;
+use crate::error::{Error, Result};
+use crate::identity::url_port;
+
+/// The sidecar's own settings, checked.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub interval: Duration,
+    pub removal_delay: Duration,
+    pub metrics_port: u16,
+}
+
+impl Settings {
+    /// Check the sidecar's options against each other and against etcd's settings.
+    pub fn new(args: &SidecarArgs, ctx: &Context) -> Result<Self> {
+        if args.interval.is_zero() {
+            return Err(Error::config("--interval 0s: give a positive duration such as 10s"));
+        }
+        if args.removal_delay.is_zero() {
+            return Err(Error::config(
+                "--removal-delay 0s: a restarting pod is absent from DNS for a while, and its member must not be removed for that; give a duration such as 2m",
+            ));
+        }
+        let port = args.metrics_port;
+        if port == 0 {
+            return Err(Error::config("--metrics-port 0: give a port such as 2381"));
+        }
+        if port == ctx.member.client_port || port == ctx.member.peer_port {
+            return Err(Error::config(format!(
+                "--metrics-port {port} is etcd's client or peer port in this pod: choose another (default 2381)"
+            )));
+        }
+        let etcd_metrics = ctx.user.get("listen-metrics-urls").unwrap_or_default();
+        if etcd_metrics.split(',').filter_map(|u| url_port(u.trim())).any(|p| p == port) {
+            return Err(Error::config(format!(
+                "--metrics-port {port}: etcd's --listen-metrics-urls uses that port in this pod; choose another"
+            )));
+        }
+        Ok(Settings { interval: args.interval, removal_delay: args.removal_delay, metrics_port: port })
+    }
+
+    /// /healthz fails when no round has ended for this long: a round is bounded by its calls'
+    /// timeouts (well under two minutes), so only a stuck loop gets there.
+    pub fn stall_limit(&self) -> Duration {
+        self.interval.saturating_mul(3).max(self.interval.saturating_add(Duration::from_secs(120)))
+    }
+}
