@@ -13,6 +13,7 @@ pub mod pacing;
 use crate::context::Context;
 use crate::decide::{start_mode, Decision, StartMode, Verdict};
 use crate::error::{Error, Result};
+use crate::observe::peer_members::PeerAccess;
 use crate::observe::{self, Round};
 use crate::signals::Shutdown;
 
@@ -51,9 +52,10 @@ pub async fn bootstrap(ctx: &Context, shutdown: &mut Shutdown) -> Result<StartMo
     let mut retries = 0u32;
     let mut same_reason = 0u32;
     let mut last_reason: Option<String> = None;
+    let mut new_held_since: Option<Instant> = None;
     loop {
         let step = tokio::select! {
-            step = round(ctx, deadline, last_reason.as_deref()) => step?,
+            step = round(ctx, deadline, last_reason.as_deref(), &mut new_held_since) => step?,
             stop = shutdown.received("observing the cluster") => return Err(stop),
         };
         let (reason, pause) = match step {
@@ -89,7 +91,12 @@ pub async fn bootstrap(ctx: &Context, shutdown: &mut Shutdown) -> Result<StartMo
 /// One observe/decide/act round. Observing is bounded by the time left before `deadline` (DNS
 /// and peers that do not answer must not stretch `--wait-timeout`); a membership call, once
 /// started, runs to its own timeout so its outcome is known.
-async fn round(ctx: &Context, deadline: Instant, last_reason: Option<&str>) -> Result<Step> {
+async fn round(
+    ctx: &Context,
+    deadline: Instant,
+    last_reason: Option<&str>,
+    new_held_since: &mut Option<Instant>,
+) -> Result<Step> {
     let left = deadline.saturating_duration_since(Instant::now()).max(MIN_OBSERVE);
     let Ok(observed) = tokio::time::timeout(left, observe::round(&ctx.sources())).await else {
         let reason = match last_reason {
@@ -104,6 +111,20 @@ async fn round(ctx: &Context, deadline: Instant, last_reason: Option<&str>) -> R
     };
     let mut round = observed?;
     let verdict = round.verdict(&ctx.me, &ctx.settings);
+    if verdict.decision == Decision::New {
+        let held_since = *new_held_since.get_or_insert_with(Instant::now);
+        let answered: Vec<&str> = round.heard.peer_lists.iter().map(|l| l.host.as_str()).collect();
+        let urls: Vec<String> = ctx.initial_cluster.iter().map(|(_, url)| url.clone()).collect();
+        let asked = !matches!(ctx.peer_access, PeerAccess::Unavailable(_));
+        if pacing::hold_new(&ctx.me.peer_url, &urls, &answered, held_since.elapsed(), asked) {
+            let first = urls.iter().min().cloned().unwrap_or_default();
+            let reason = format!(
+                "{}; starting once {first} answers on its peer port (its etcd starts first, so etcd's own bootstrap check gets an answer at once)",
+                verdict.reason
+            );
+            return Ok(Step::Wait { reason, dns: true });
+        }
+    }
     act(ctx, &mut round, verdict).await
 }
 
