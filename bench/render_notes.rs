@@ -49,7 +49,13 @@ fn why(goal: &str, f: &Facts, r: &Results) -> String {
              floor's figure is only that reconnect (tens of milliseconds), so no bootstrap that decides \
              before starting etcd can be within 1.25x of it; starting etcd before the decision would give up \
              the decision.\n\
-             3. *Load.* Two cores are shared by up to {n} etcd processes starting at once and by the other \
+             3. *etcd's own bootstrap check.* At a NEW start etcd asks the other initial members' peer ports \
+             for their member list, one after the other in the order of their peer URLs, up to 1 s each, and \
+             stops at the first answer; a member whose etcd has opened its listener but is still in that check \
+             itself answers nothing. Pods that exec etcd together would wait out a second per such peer, so \
+             every member but the one whose peer URL sorts first starts once that one's peer port answers \
+             (`act::pacing::hold_new`, at most 1 s): one etcd start (tens of milliseconds) and one look.\n\
+             4. *Load.* Two cores are shared by up to {n} etcd processes starting at once and by the other \
              engineers' builds (load average {l0} at the start of this run): compare the ratios with the \
              spread of the floor's own runs (min and max in the tables).",
             b3 = s(r, "cold.3.bootstrap"),
