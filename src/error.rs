@@ -19,6 +19,11 @@ pub mod exit {
     /// The process could not set itself up: the async runtime, the signal handlers, or the
     /// sidecar's listening socket (a port in use).
     pub const RUNTIME: u8 = 7;
+    /// A backup store could not be used: unreachable, credentials refused, snapshot not found.
+    pub const STORE: u8 = 8;
+    /// A snapshot failed a check (truncated, corrupted, manifest and data disagree): nothing
+    /// was published or restored.
+    pub const SNAPSHOT: u8 = 9;
     /// The etcd binary exists but could not be executed.
     pub const EXEC_NOT_EXECUTABLE: u8 = 126;
     /// The etcd binary was not found.
@@ -80,6 +85,14 @@ pub enum Error {
     #[error("{0}")]
     Runtime(String),
 
+    /// A backup store could not be used.
+    #[error("store {url}: {message}{}", problem.hint())]
+    Store { url: String, problem: StoreProblem, message: String },
+
+    /// A snapshot failed a check; it was neither published nor restored.
+    #[error("snapshot {snapshot} {problem}")]
+    Snapshot { snapshot: String, problem: String },
+
     /// A termination signal arrived while waiting.
     #[error("stopped by {name} while {doing}")]
     Signalled { name: &'static str, code: u8, doing: String },
@@ -98,6 +111,8 @@ impl Error {
             Error::WaitTimeout { .. } => exit::WAIT_TIMEOUT,
             Error::Cluster { .. } => exit::CLUSTER,
             Error::Runtime(_) => exit::RUNTIME,
+            Error::Store { .. } => exit::STORE,
+            Error::Snapshot { .. } => exit::SNAPSHOT,
             Error::Exec { code, .. } => *code,
             Error::Signalled { code, .. } => *code,
         }
@@ -111,6 +126,33 @@ impl Error {
     /// Shorthand for an I/O error on a path.
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io { path: path.into(), source }
+    }
+}
+
+/// What kind of store failure it is, for the hint the message ends with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreProblem {
+    /// No answer: wrong endpoint, network, missing directory or bucket.
+    Unreachable,
+    /// The store refused the credentials.
+    Credentials,
+    /// The object asked for does not exist (the message says which).
+    NotFound,
+    /// Anything else.
+    Other,
+}
+
+impl StoreProblem {
+    fn hint(&self) -> &'static str {
+        match self {
+            StoreProblem::Unreachable => {
+                "; check the URL, the bucket, --s3-endpoint (or AWS_ENDPOINT_URL) and the network"
+            }
+            StoreProblem::Credentials => {
+                "; the store refused the credentials: check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or the credentials file) and their rights on the bucket"
+            }
+            StoreProblem::NotFound | StoreProblem::Other => "",
+        }
     }
 }
 

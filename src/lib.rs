@@ -25,8 +25,10 @@
 //! 6. Settings: [`config`] (clap, every option also `ETCD_BOOTSTRAP_<NAME>`) and [`context`]
 //!    (resolved once from flags, environment, hostname and resolv.conf). They sit here, not at
 //!    the top, because `act` and the sidecar take a `&Context`.
-//! 7. `backup/` goes here (issue 13): snapshots and restore use `observe` and `context`, and
-//!    both `act` (`--restore-from`) and the sidecar (scheduled backups) call it.
+//! 7. [`backup`] (issue 13): store and snapshot URLs, manifests, retention and sha256 checks
+//!    (pure), S3 credentials (pure, never printed), the object store, taking a snapshot, restoring
+//!    one into the data dir, and the `backup` commands. `act` (`--restore-from`) and the sidecar
+//!    (scheduled backups) call it; the restore decision itself is pure, in `decide::restore`.
 //! 8. [`act`]: the observe/decide/act loop (`act::bootstrap`), `act::pacing` (its pauses, pure),
 //!    `act::membership` (update, add, remove, withdraw, archive), `act::exec` (execve etcd).
 //! 9. [`sidecar`]: the second container. `mod.rs` is its loop; `learners` (pure learner choice),
@@ -37,6 +39,7 @@
 //!     (the commands wired; `main` only gathers surroundings and maps exit codes).
 
 pub mod act;
+pub mod backup;
 pub mod cli;
 pub mod config;
 pub mod context;

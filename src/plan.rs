@@ -4,6 +4,7 @@
 use serde_json::{json, Value};
 
 use crate::act::exec;
+use crate::backup::restore_round::Pending;
 use crate::context::Context;
 use crate::decide::{start_mode, Decision, StartMode, Verdict};
 use crate::etcd_args;
@@ -41,7 +42,7 @@ fn member_json(m: &Member) -> Value {
 }
 
 /// The plan as JSON.
-pub fn to_json(ctx: &Context, round: &Round, verdict: &Verdict) -> Value {
+pub fn to_json(ctx: &Context, round: &Round, verdict: &Verdict, pending: Option<&Pending>) -> Value {
     let data = match &round.data {
         DataDirState::Empty => json!({"state": "empty"}),
         DataDirState::Member(meta) => {
@@ -67,6 +68,7 @@ pub fn to_json(ctx: &Context, round: &Round, verdict: &Verdict) -> Value {
         Decision::Join { reuse, as_learner } => json!({"reuse": reuse.map(hex), "learner": as_learner}),
         Decision::Replace { remove } => json!({"remove": hex(*remove)}),
         Decision::Stale { member_id } => json!({"archive_member": hex(*member_id)}),
+        Decision::Restore { archive_member, .. } => json!({"archive_member": archive_member.map(hex)}),
         _ => json!({}),
     };
     let argv = predicted_mode(ctx, round, verdict).map(|mode| {
@@ -101,6 +103,14 @@ pub fn to_json(ctx: &Context, round: &Round, verdict: &Verdict) -> Value {
         "detail": detail,
         "reason": verdict.reason,
         "etcd_argv": argv,
+        "restore": pending.map(|p| json!({
+            "source": p.url.to_string(),
+            "sha256": p.manifest.sha256,
+            "revision": p.manifest.revision,
+            "size": p.manifest.size,
+            "cluster_id": p.manifest.cluster_id,
+            "time": p.manifest.time,
+        })),
     })
 }
 
@@ -126,7 +136,7 @@ fn dns_summary(source: &str, resolved: &std::collections::BTreeSet<u32>, unresol
 }
 
 /// The plan as text for a person.
-pub fn to_text(ctx: &Context, round: &Round, verdict: &Verdict) -> String {
+pub fn to_text(ctx: &Context, round: &Round, verdict: &Verdict, pending: Option<&Pending>) -> String {
     let mut out = String::new();
     let id = &ctx.identity;
     let mut line = |k: &str, v: String| out.push_str(&format!("{k:<10} {v}\n"));
@@ -177,6 +187,15 @@ pub fn to_text(ctx: &Context, round: &Round, verdict: &Verdict) -> String {
     }
     line("decision", verdict.decision.name().to_string());
     line("reason", verdict.reason.clone());
+    if let Some(p) = pending {
+        line(
+            "restore",
+            format!(
+                "{} (revision {}, sha256 {}, {} bytes)",
+                p.url, p.manifest.revision, p.manifest.sha256, p.manifest.size
+            ),
+        );
+    }
     if let Some(mode) = predicted_mode(ctx, round, verdict) {
         let argv = etcd_args::argv(&ctx.user, &ctx.member, &mode);
         line("etcd argv", format!("{} {}", etcd_path(ctx), argv.join(" ")));

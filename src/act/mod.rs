@@ -10,6 +10,7 @@ pub mod exec;
 mod membership;
 pub mod pacing;
 
+use crate::backup::restore_round::{self, Pending, RestoreSource};
 use crate::context::Context;
 use crate::decide::{start_mode, Decision, StartMode, Verdict};
 use crate::error::{Error, Result};
@@ -53,9 +54,13 @@ pub async fn bootstrap(ctx: &Context, shutdown: &mut Shutdown) -> Result<StartMo
     let mut same_reason = 0u32;
     let mut last_reason: Option<String> = None;
     let mut new_held_since: Option<Instant> = None;
+    let mut restore_source = RestoreSource::from_context(ctx)?;
+    if crate::backup::restore::discard_leftover_work(&ctx.member.data_dir)? {
+        warn!("removed the work dir of a restore that a crash cut short; a restore still due is redone");
+    }
     loop {
         let step = tokio::select! {
-            step = round(ctx, deadline, last_reason.as_deref(), &mut new_held_since) => step?,
+            step = round(ctx, deadline, last_reason.as_deref(), restore_source.as_mut(), &mut new_held_since) => step?,
             stop = shutdown.received("observing the cluster") => return Err(stop),
         };
         let (reason, pause) = match step {
@@ -95,6 +100,7 @@ async fn round(
     ctx: &Context,
     deadline: Instant,
     last_reason: Option<&str>,
+    mut restore_source: Option<&mut RestoreSource>,
     new_held_since: &mut Option<Instant>,
 ) -> Result<Step> {
     let left = deadline.saturating_duration_since(Instant::now()).max(MIN_OBSERVE);
@@ -110,7 +116,11 @@ async fn round(
         return Ok(Step::Wait { reason, dns: true });
     };
     let mut round = observed?;
-    let verdict = round.verdict(&ctx.me, &ctx.settings);
+    let usual = round.verdict(&ctx.me, &ctx.settings);
+    let (verdict, pending) = restore_round::apply(ctx, &round, usual, restore_source.as_deref_mut()).await?;
+    if let (Some(pending), Some(source)) = (pending, restore_source) {
+        return restore(ctx, &round, verdict, source, &pending).await;
+    }
     if verdict.decision == Decision::New {
         let held_since = *new_held_since.get_or_insert_with(Instant::now);
         let answered: Vec<&str> = round.heard.peer_lists.iter().map(|l| l.host.as_str()).collect();
@@ -128,10 +138,29 @@ async fn round(
     act(ctx, &mut round, verdict).await
 }
 
+/// RESTORE: restore the snapshot into the data dir, then start NEW with the restore token.
+async fn restore(
+    ctx: &Context,
+    round: &Round,
+    verdict: Verdict,
+    source: &RestoreSource,
+    pending: &Pending,
+) -> Result<Step> {
+    info!(decision = "RESTORE", snapshot = %pending.url, sha256 = %pending.manifest.sha256, revision = pending.manifest.revision, "{}", verdict.reason);
+    let etcd = exec::locate(&ctx.etcd_binary, ctx.path_var.as_deref())?;
+    restore_round::perform(ctx, source, pending, &etcd).await?;
+    match start_mode(&verdict.decision, round.members(), &ctx.launch()) {
+        Some(mode) => Ok(Step::Start(mode)),
+        None => Ok(Step::Again),
+    }
+}
+
 async fn act(ctx: &Context, round: &mut Round, verdict: Verdict) -> Result<Step> {
     let reason = verdict.reason;
     let decision = verdict.decision;
     match decision {
+        // Carried out by `restore` before `act`; without what it needs, look again.
+        Decision::Restore { .. } => Ok(Step::Again),
         Decision::Wait => Ok(Step::Wait { reason, dns: !round.scan.dns.unresolved_initial.is_empty() }),
         Decision::Refuse => {
             error!(decision = "REFUSE", "{reason}");

@@ -60,6 +60,10 @@ pub struct Observation<'a> {
 pub enum Decision {
     /// Start a new cluster with the full static initial cluster.
     New,
+    /// `--restore-from`: NEW from a snapshot. Restore it with the full initial cluster and
+    /// `token` (derived from the configured token and the snapshot's sha256), archiving the old
+    /// member data first when `archive_member` names it, then start NEW with that token.
+    Restore { archive_member: Option<u64>, token: String },
     /// Start on the existing data; `update_peer_urls` names my member when its peer URL changed.
     Existing { update_peer_urls: Option<u64> },
     /// Join the running cluster: reuse an unstarted entry with my peer URL, or `member add`.
@@ -79,6 +83,7 @@ impl Decision {
     pub fn name(&self) -> &'static str {
         match self {
             Decision::New => "NEW",
+            Decision::Restore { .. } => "RESTORE",
             Decision::Existing { .. } => "EXISTING",
             Decision::Join { .. } => "JOIN",
             Decision::Replace { .. } => "REPLACE",
@@ -369,6 +374,8 @@ pub fn after_add(my_id: u64, members: &[Member], ordinal_of: impl Fn(&Member) ->
         Some(other) => AfterAdd::Hold { other: other.id },
     }
 }
+
+pub mod restore;
 
 #[cfg(test)]
 mod tests;

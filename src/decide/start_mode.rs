@@ -38,6 +38,9 @@ pub fn start_mode(decision: &Decision, members: &[Member], launch: &Launch<'_>) 
             initial_cluster: launch.initial_cluster.to_vec(),
             token: launch.token.to_string(),
         }),
+        Decision::Restore { token, .. } => {
+            Some(StartMode::New { initial_cluster: launch.initial_cluster.to_vec(), token: token.clone() })
+        }
         Decision::Existing { .. } => Some(StartMode::Existing),
         Decision::Join { reuse: Some(_), .. } => Some(join_mode(members, launch)),
         Decision::Join { reuse: None, as_learner } => {
@@ -135,6 +138,16 @@ mod tests {
         assert_eq!(
             check(Decision::New, &[]),
             Some(StartMode::New { initial_cluster: want, token: "t".into() })
+        );
+    }
+
+    #[test]
+    fn restore_starts_the_static_initial_cluster_with_the_restore_token() {
+        let want: Vec<(String, String)> = (0..3).map(|o| (format!("etcd-{o}"), url(o))).collect();
+        let restore = Decision::Restore { archive_member: Some(5), token: "t-restore-ab".into() };
+        assert_eq!(
+            check(restore, &[]),
+            Some(StartMode::New { initial_cluster: want, token: "t-restore-ab".into() })
         );
     }
 

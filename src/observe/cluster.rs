@@ -188,6 +188,11 @@ pub fn best_of(answers: Vec<Answer>, mut tried: Vec<(String, String)>) -> Observ
     }
 }
 
+/// A client of one member at `endpoint` (for calls this module does not wrap: snapshots).
+pub async fn client_of(access: &Access, endpoint: &Endpoint, timeout: Duration) -> Result<Client, String> {
+    connect(access, endpoint, timeout).await
+}
+
 async fn connect(access: &Access, endpoint: &Endpoint, timeout: Duration) -> Result<Client, String> {
     let connecting = Client::connect([endpoint.url.as_str()], Some(access.options(&endpoint.host, timeout)));
     match tokio::time::timeout(timeout, connecting).await {

@@ -32,9 +32,50 @@ impl PromotionSkip {
     }
 }
 
+/// Why a scheduled backup failed (the metric's `reason` label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum BackupFailure {
+    /// The store could not be used (unreachable, credentials, listing).
+    Store,
+    /// The snapshot failed etcd's checksum.
+    Snapshot,
+    /// etcd did not give a snapshot.
+    Etcd,
+    /// Anything else (the scratch dir, a setting).
+    Other,
+}
+
+impl BackupFailure {
+    pub const ALL: [BackupFailure; 4] =
+        [BackupFailure::Store, BackupFailure::Snapshot, BackupFailure::Etcd, BackupFailure::Other];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BackupFailure::Store => "store",
+            BackupFailure::Snapshot => "snapshot",
+            BackupFailure::Etcd => "etcd",
+            BackupFailure::Other => "other",
+        }
+    }
+}
+
+/// The last scheduled backup that succeeded.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BackupDone {
+    /// Unix time (seconds) of the upload's end.
+    pub at: f64,
+    pub revision: i64,
+    pub size: u64,
+    pub duration_secs: f64,
+}
+
 /// The counters and gauges.
 #[derive(Debug, Clone)]
 pub struct Metrics {
+    /// Scheduled backups this sidecar uploaded, the last one, and failures by reason.
+    pub backups: u64,
+    pub backup_last: Option<BackupDone>,
+    pub backup_failures: BTreeMap<BackupFailure, u64>,
     pub rounds: u64,
     pub promotions: u64,
     pub promotions_skipped: BTreeMap<PromotionSkip, u64>,
@@ -53,6 +94,9 @@ pub struct Metrics {
 impl Metrics {
     fn new(now: Instant) -> Self {
         Metrics {
+            backups: 0,
+            backup_last: None,
+            backup_failures: BackupFailure::ALL.iter().map(|r| (*r, 0)).collect(),
             rounds: 0,
             promotions: 0,
             promotions_skipped: PromotionSkip::ALL.iter().map(|r| (*r, 0)).collect(),
@@ -199,6 +243,49 @@ pub fn render(m: &Metrics) -> String {
         "1 when the local member answered in the last round, else 0.",
         &plain(u64::from(m.local_member_up)),
     );
+    family(
+        "etcd_bootstrap_sidecar_backups_total",
+        "counter",
+        "Scheduled backups this sidecar took, checked and uploaded.",
+        &plain(m.backups),
+    );
+    let last = m.backup_last.unwrap_or(BackupDone { at: 0.0, revision: 0, size: 0, duration_secs: 0.0 });
+    let gauges: [(&str, &str, String); 4] = [
+        (
+            "etcd_bootstrap_sidecar_backup_last_success_timestamp_seconds",
+            "Unix time of the last successful backup by this sidecar; 0 when there was none.",
+            format_float(last.at),
+        ),
+        (
+            "etcd_bootstrap_sidecar_backup_last_revision",
+            "Revision of the last successful backup.",
+            last.revision.to_string(),
+        ),
+        (
+            "etcd_bootstrap_sidecar_backup_last_size_bytes",
+            "Size of the last successful backup.",
+            last.size.to_string(),
+        ),
+        (
+            "etcd_bootstrap_sidecar_backup_last_duration_seconds",
+            "How long the last successful backup took (snapshot, check, upload).",
+            format_float(last.duration_secs),
+        ),
+    ];
+    for (name, help, value) in gauges {
+        family(name, "gauge", help, &[(String::new(), value)]);
+    }
+    let failures: Vec<(String, String)> = m
+        .backup_failures
+        .iter()
+        .map(|(r, v)| (format!("{{reason=\"{}\"}}", r.as_str()), v.to_string()))
+        .collect();
+    family(
+        "etcd_bootstrap_sidecar_backup_failures_total",
+        "counter",
+        "Scheduled backups that failed, by reason (store, snapshot, etcd, other).",
+        &failures,
+    );
     out
 }
 
@@ -246,6 +333,9 @@ mod tests {
             "etcd_bootstrap_sidecar_leader 1",
             "etcd_bootstrap_sidecar_last_error_timestamp_seconds 0",
             "# HELP etcd_bootstrap_sidecar_last_error_info The last error's message, as a label.",
+            "etcd_bootstrap_sidecar_backups_total 0",
+            "etcd_bootstrap_sidecar_backup_last_success_timestamp_seconds 0",
+            "etcd_bootstrap_sidecar_backup_failures_total{reason=\"store\"} 0",
         ] {
             assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
         }
@@ -259,6 +349,27 @@ mod tests {
                 let name = line.split(['{', ' ']).next().unwrap_or_default();
                 assert_eq!(announced.last().map(String::as_str), Some(name), "{line}");
             }
+        }
+    }
+
+    #[test]
+    fn the_last_backup_and_failures_by_reason_are_exported() {
+        let mut m = Metrics::new(Instant::now());
+        m.backups = 3;
+        m.backup_last =
+            Some(BackupDone { at: 1_795_833_000.5, revision: 42, size: 20480, duration_secs: 0.25 });
+        *m.backup_failures.entry(BackupFailure::Store).or_default() += 2;
+        let text = render(&m);
+        for line in [
+            "etcd_bootstrap_sidecar_backups_total 3",
+            "etcd_bootstrap_sidecar_backup_last_success_timestamp_seconds 1795833000.500",
+            "etcd_bootstrap_sidecar_backup_last_revision 42",
+            "etcd_bootstrap_sidecar_backup_last_size_bytes 20480",
+            "etcd_bootstrap_sidecar_backup_last_duration_seconds 0.250",
+            "etcd_bootstrap_sidecar_backup_failures_total{reason=\"store\"} 2",
+            "etcd_bootstrap_sidecar_backup_failures_total{reason=\"snapshot\"} 0",
+        ] {
+            assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
         }
     }
 

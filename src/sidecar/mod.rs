@@ -20,6 +20,7 @@
 //! Maintenance (defragmentation, alarms, certificates) goes into `sidecar/maintenance/` beside
 //! `membership`, called from `Sidecar::step` like it.
 
+mod backups;
 pub mod http;
 pub mod learners;
 mod membership;
@@ -70,6 +71,9 @@ pub async fn run(ctx: &Context, settings: &Settings, shutdown: &mut Shutdown) ->
         "etcd-bootstrap {} sidecar starting",
         env!("CARGO_PKG_VERSION")
     );
+    if let Some(b) = &settings.backups {
+        info!(to = %b.to, every = %duration::format(b.interval), keep = b.keep, "scheduled backups (beside the leader only)");
+    }
     let mut ticker = tokio::time::interval(settings.interval);
     // A round that overran (DNS timeouts) skips the ticks it missed: rounds stay on the grid.
     ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);
@@ -108,6 +112,7 @@ struct Sidecar<'a> {
     /// Ordinal -> the last address its name had: where to look for a member whose name is gone.
     last_ip: BTreeMap<u32, IpAddr>,
     role: Option<Role>,
+    backups: Option<backups::Scheduler>,
 }
 
 impl<'a> Sidecar<'a> {
@@ -116,6 +121,7 @@ impl<'a> Sidecar<'a> {
             host: ctx.identity.own_host(),
             url: format!("{}://127.0.0.1:{}", ctx.access.scheme(), ctx.member.client_port),
         };
+        let backups = settings.backups.clone().map(backups::Scheduler::new);
         let settings = settings.clone();
         let clock = removal::Clock::default();
         Sidecar {
@@ -127,6 +133,7 @@ impl<'a> Sidecar<'a> {
             clock,
             last_ip: BTreeMap::new(),
             role: None,
+            backups,
         }
     }
 
@@ -153,7 +160,13 @@ impl<'a> Sidecar<'a> {
         self.shared.lock().local_up(report.is_leader());
         self.note_role(Role::of(&report));
         if !report.is_leader() {
+            if let Some(backups) = self.backups.as_mut() {
+                backups.leadership_lost();
+            }
             return self.clock.restart();
+        }
+        if let Some(backups) = self.backups.as_mut() {
+            backups.round(self.ctx, &self.local_endpoint, &self.shared, self.settings.interval).await;
         }
         let Some(local) = self.local.as_mut() else { return };
         let members = match local.members().await {

@@ -1,7 +1,9 @@
 //! The sidecar's own settings, checked against each other and against etcd's.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::backup::location::StoreUrl;
 use crate::config::SidecarArgs;
 use crate::context::Context;
 use crate::error::{Error, Result};
@@ -13,6 +15,17 @@ pub struct Settings {
     pub interval: Duration,
     pub removal_delay: Duration,
     pub metrics_port: u16,
+    /// Scheduled backups, when `--backup-to` is given.
+    pub backups: Option<BackupSchedule>,
+}
+
+/// Scheduled backups: where, how often, how many kept.
+#[derive(Debug, Clone)]
+pub struct BackupSchedule {
+    pub to: StoreUrl,
+    pub interval: Duration,
+    pub keep: usize,
+    pub scratch_dir: PathBuf,
 }
 
 impl Settings {
@@ -41,7 +54,31 @@ impl Settings {
                 "--metrics-port {port}: etcd's --listen-metrics-urls uses that port in this pod; choose another"
             )));
         }
-        Ok(Settings { interval: args.interval, removal_delay: args.removal_delay, metrics_port: port })
+        let backups = match args.backup_to.as_deref().filter(|t| !t.trim().is_empty()) {
+            None => None,
+            Some(text) => {
+                let to = StoreUrl::parse(text).map_err(|e| Error::config(format!("--backup-to: {e}")))?;
+                if args.backup_interval.is_zero() {
+                    return Err(Error::config("--backup-interval 0s: give a positive duration such as 1h"));
+                }
+                if args.backup_keep == 0 {
+                    return Err(Error::config("--backup-keep 0: keep at least 1 snapshot"));
+                }
+                let scratch_dir = args.scratch_dir.clone().unwrap_or_else(std::env::temp_dir);
+                Some(BackupSchedule {
+                    to,
+                    interval: args.backup_interval,
+                    keep: args.backup_keep,
+                    scratch_dir,
+                })
+            }
+        };
+        Ok(Settings {
+            interval: args.interval,
+            removal_delay: args.removal_delay,
+            metrics_port: port,
+            backups,
+        })
     }
 
     /// /healthz fails when no round has ended for this long: a round is bounded by its calls'

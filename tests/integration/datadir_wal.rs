@@ -17,16 +17,16 @@ use crate::prereq;
 const START_DEADLINE: Duration = Duration::from_secs(30);
 
 /// A running etcd, killed and reaped when dropped (also when an assertion fails).
-struct EtcdProcess {
+pub struct EtcdProcess {
     child: Child,
-    client_url: String,
+    pub client_url: String,
     log: PathBuf,
 }
 
 impl EtcdProcess {
     /// Start a single-member etcd on 127.0.0.1 with free ports, data in `data_dir`, its output
     /// in `log`.
-    fn start(bin: &Path, data_dir: &Path, log: &Path) -> EtcdProcess {
+    pub fn start(bin: &Path, data_dir: &Path, log: &Path) -> EtcdProcess {
         let [client_port, peer_port] = free_ports();
         let client_url = format!("http://127.0.0.1:{client_port}");
         let peer_url = format!("http://127.0.0.1:{peer_port}");
@@ -57,7 +57,7 @@ impl EtcdProcess {
 
     /// Poll `/health` until etcd reports healthy; panics with etcd's log at the deadline or when
     /// etcd exits.
-    fn wait_healthy(&mut self) {
+    pub fn wait_healthy(&mut self) {
         let deadline = Instant::now() + START_DEADLINE;
         let addr = self.client_url.trim_start_matches("http://").to_string();
         loop {
@@ -75,7 +75,7 @@ impl EtcdProcess {
     }
 
     /// Kill etcd and wait for it to exit.
-    fn stop(&mut self) {
+    pub fn stop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

@@ -1,6 +1,7 @@
 //! The one integration test binary. Tests that need root, etcd or network namespaces skip outside
 //! CI with a printed reason (see `prereq`); in CI (`CI=true`) a missing prerequisite is a failure.
 
+mod backup;
 mod bad_input;
 mod bed;
 mod bed_selftest;
@@ -15,5 +16,8 @@ mod membership;
 mod peer_port;
 mod peer_port_safety;
 mod prereq;
+mod restore;
+mod s3_server;
+mod scheduled_backups;
 mod sidecar;
 mod stateful_set;

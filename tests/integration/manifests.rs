@@ -387,6 +387,45 @@ fn manifests_render_and_validate_strictly() {
     secrets.dedup();
     assert_eq!(secrets, ["etcd-peer-tls", "etcd-server-tls"]);
 
+    // Scheduled backups: the sidecar's store, schedule, credentials from the Secret the overlay
+    // shows, and a scratch dir on a disk-backed volume.
+    let backups = render(&k8s.join("overlays/backups"));
+    assert_valid("k8s/overlays/backups", &backups);
+    let objs = objects(&backups);
+    let sts = check_statefulset(&objs, 3);
+    let sidecar = container(&sts, "sidecar");
+    assert!(strs(&sidecar["args"]).contains(&"sidecar".to_string()));
+    let to = env_value(sidecar, "ETCD_BOOTSTRAP_BACKUP_TO").expect("ETCD_BOOTSTRAP_BACKUP_TO");
+    assert!(to.starts_with("s3://"), "{to}");
+    assert!(env_value(sidecar, "ETCD_BOOTSTRAP_BACKUP_INTERVAL").is_some());
+    assert!(env_value(sidecar, "ETCD_BOOTSTRAP_BACKUP_KEEP").is_some());
+    let secret = find(&objs, "Secret", "etcd-backup-s3");
+    for var in ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL"] {
+        let from =
+            &env(sidecar, var).unwrap_or_else(|| panic!("sidecar: {var}"))["valueFrom"]["secretKeyRef"];
+        assert_eq!(from["name"], "etcd-backup-s3", "{var} comes from the Secret");
+        let key = from["key"].as_str().expect("key");
+        assert!(secret["stringData"].get(key).is_some(), "the Secret has no {key}");
+    }
+    let scratch = env_value(sidecar, "ETCD_BOOTSTRAP_SCRATCH_DIR").expect("scratch dir");
+    let mount = sidecar["volumeMounts"]
+        .as_array()
+        .expect("mounts")
+        .iter()
+        .find(|m| m["mountPath"] == scratch.as_str())
+        .expect("the scratch dir is a mounted volume");
+    let volume = sts["spec"]["template"]["spec"]["volumes"]
+        .as_array()
+        .expect("volumes")
+        .iter()
+        .find(|v| v["name"] == mount["name"])
+        .expect("scratch volume");
+    assert!(volume["emptyDir"]["medium"].is_null(), "the scratch volume is on disk, not memory");
+    assert!(
+        env_value(container(&sts, "etcd"), "ETCD_BOOTSTRAP_BACKUP_TO").is_none(),
+        "backups are the sidecar's"
+    );
+
     // etcd >= 3.5.11: the /livez and /readyz component on the base.
     let (_keep, dir) = with_component("livez-readyz");
     let livez = render(&dir);

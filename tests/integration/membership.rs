@@ -26,7 +26,7 @@ pub fn setup34(test: &str) -> Option<PathBuf> {
 }
 
 /// Crash points exist only in builds with the `crash-points` feature (the test command's).
-fn crash_points_built(test: &str) -> bool {
+pub fn crash_points_built(test: &str) -> bool {
     if cfg!(feature = "crash-points") {
         return true;
     }

@@ -102,3 +102,21 @@ fn tool_exists(name: &str) -> bool {
         .map(|o| o.status.success())
         .unwrap_or(false)
 }
+
+/// The S3 server for the backup tests: `$TEST_S3S_FS_BIN`, else `/opt/s3s-fs/bin/s3s-fs` (where
+/// scripts/test.sh installs it), else `s3s-fs` on PATH. None after printing why it skips.
+pub fn need_s3_server(test: &str) -> Option<PathBuf> {
+    let found = std::env::var("TEST_S3S_FS_BIN")
+        .ok()
+        .map(PathBuf::from)
+        .or_else(|| Some(PathBuf::from("/opt/s3s-fs/bin/s3s-fs")).filter(|p| p.is_file()))
+        .or_else(|| tool_exists("s3s-fs").then(|| PathBuf::from("s3s-fs")));
+    let problem = found.is_none().then(|| {
+        "the S3 server s3s-fs is not installed (cargo install s3s-fs@0.14.0 --features binary --root /opt/s3s-fs, as scripts/test.sh does)".to_string()
+    });
+    if check(test, problem) {
+        found
+    } else {
+        None
+    }
+}

@@ -32,6 +32,8 @@ pub struct Set {
     pub sidecars: Mutex<BTreeMap<u32, Child>>,
     /// Ordinal -> the PID 1 (root PID namespace) its last sidecar was started into.
     sidecar_into: Mutex<BTreeMap<u32, i32>>,
+    /// Extra variables for the sidecars started from now on (scheduled backups, crash points).
+    pub sidecar_env: Mutex<Vec<(String, String)>>,
     pub etcd: PathBuf,
     pub bed: Bed,
 }
@@ -54,6 +56,7 @@ impl Set {
         Set {
             sidecars: Mutex::new(BTreeMap::new()),
             sidecar_into: Mutex::new(BTreeMap::new()),
+            sidecar_env: Mutex::new(Vec::new()),
             etcd,
             bed: Bed::new(name).await,
         }
@@ -114,6 +117,7 @@ impl Set {
             .args(["--metrics-port", &METRICS_PORT.to_string()])
             .env_clear()
             .env("PATH", crate::bed::POD_PATH)
+            .envs(self.sidecar_env.lock().unwrap_or_else(|p| p.into_inner()).iter().cloned())
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(stderr);

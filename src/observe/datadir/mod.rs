@@ -23,6 +23,10 @@ use wal::{scan, Scan};
 
 /// Name prefix of the archives `archive_member` creates inside the data dir.
 pub const ARCHIVE_PREFIX: &str = "member.removed-";
+/// A restore's work directory inside the data dir (`--restore-from`): ours, not data.
+pub const RESTORE_WORK_DIR: &str = "etcd-bootstrap-restore.work";
+/// The marker a restore leaves in the data dir: ours, not data.
+pub const RESTORE_MARKER: &str = "etcd-bootstrap-restore.json";
 
 /// The entry etcd keeps its member data in.
 const MEMBER: &str = "member";
@@ -86,7 +90,12 @@ fn existing_dir(dir: &Path) -> Result<bool> {
 /// Whether an entry of the data dir counts as data: `lost+found` and our archives do not.
 fn counts(name: &OsStr) -> bool {
     match name.to_str() {
-        Some(name) => name != LOST_FOUND && !name.starts_with(ARCHIVE_PREFIX),
+        Some(name) => {
+            name != LOST_FOUND
+                && !name.starts_with(ARCHIVE_PREFIX)
+                && name != RESTORE_WORK_DIR
+                && !name.starts_with(RESTORE_MARKER)
+        }
         None => true,
     }
 }

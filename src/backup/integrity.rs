@@ -1,0 +1,138 @@
+//! Checking a snapshot's bytes as they stream past: etcd ends every snapshot from its Maintenance
+//! API with the sha256 of the bytes before it (32 bytes); the manifest records the sha256 and
+//! size of the whole file. Pure: fed with chunks, no I/O.
+
+use sha2::{Digest, Sha256};
+
+/// Length of etcd's trailing sha256.
+pub const TRAILER_LEN: usize = 32;
+
+/// The two digests of a snapshot being read, chunk by chunk.
+#[derive(Clone, Default)]
+pub struct SnapshotDigest {
+    whole: Sha256,
+    /// Digest of every byte except the last [`TRAILER_LEN`] seen so far.
+    body: Sha256,
+    /// The last bytes seen, at most [`TRAILER_LEN`] (not yet in `body`).
+    tail: Vec<u8>,
+    size: u64,
+}
+
+/// What the bytes were found to be.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checked {
+    /// sha256 of all bytes, lowercase hex.
+    pub sha256: String,
+    pub size: u64,
+    /// The last 32 bytes are the sha256 of the bytes before them (etcd's own check).
+    pub trailer_ok: bool,
+}
+
+impl SnapshotDigest {
+    /// Feed the next chunk.
+    pub fn update(&mut self, chunk: &[u8]) {
+        self.whole.update(chunk);
+        self.size += chunk.len() as u64;
+        self.tail.extend_from_slice(chunk);
+        if self.tail.len() > TRAILER_LEN {
+            let spill = self.tail.len() - TRAILER_LEN;
+            self.body.update(&self.tail[..spill]);
+            self.tail.drain(..spill);
+        }
+    }
+
+    /// The result over every chunk fed.
+    pub fn finish(self) -> Checked {
+        let body = self.body.finalize();
+        let trailer_ok =
+            self.tail.len() == TRAILER_LEN && self.size > TRAILER_LEN as u64 && body[..] == self.tail[..];
+        Checked { sha256: hex(&self.whole.finalize()), size: self.size, trailer_ok }
+    }
+}
+
+impl Checked {
+    /// Why these bytes may not be published or restored, if they may not: etcd's trailer must
+    /// hold, and where a manifest is known, its size and sha256 must match.
+    pub fn problem(&self, expected: Option<(u64, &str)>) -> Option<String> {
+        if let Some((size, sha256)) = expected {
+            if self.size != size {
+                return Some(format!(
+                    "is {} bytes but its manifest says {size}: the snapshot is truncated or does not belong to this manifest",
+                    self.size
+                ));
+            }
+            if !self.sha256.eq_ignore_ascii_case(sha256) {
+                return Some(format!(
+                    "has sha256 {} but its manifest says {sha256}: the snapshot is corrupted or does not belong to this manifest",
+                    self.sha256
+                ));
+            }
+        }
+        if !self.trailer_ok {
+            return Some(
+                "fails etcd's own integrity check (its last 32 bytes are not the sha256 of the rest): the snapshot is truncated or corrupted"
+                    .into(),
+            );
+        }
+        None
+    }
+}
+
+/// Lowercase hex of `bytes`.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A fake snapshot as etcd shapes it: body, then sha256(body).
+    fn snapshot(body: &[u8]) -> Vec<u8> {
+        let mut bytes = body.to_vec();
+        bytes.extend_from_slice(&Sha256::digest(body));
+        bytes
+    }
+
+    fn check(bytes: &[u8], chunk: usize) -> Checked {
+        let mut digest = SnapshotDigest::default();
+        for part in bytes.chunks(chunk.max(1)) {
+            digest.update(part);
+        }
+        digest.finish()
+    }
+
+    #[test]
+    fn etcd_trailer_is_checked_whatever_the_chunking() {
+        let bytes = snapshot(&vec![7u8; 5000]);
+        for chunk in [1, 31, 32, 33, 1000, 5032, 9999] {
+            let checked = check(&bytes, chunk);
+            assert!(checked.trailer_ok, "chunk {chunk}");
+            assert_eq!(checked.size, 5032);
+            assert_eq!(checked.sha256, hex(&Sha256::digest(&bytes)));
+            assert_eq!(checked.problem(Some((5032, &checked.sha256.to_uppercase()))), None);
+        }
+    }
+
+    #[test]
+    fn truncated_corrupted_or_mismatched_bytes_are_refused() {
+        let good = snapshot(b"etcd bbolt pages");
+        let good_sum = check(&good, 7).sha256;
+        let mut flipped = good.clone();
+        flipped[3] ^= 1;
+        type Expected<'a> = Option<(u64, &'a str)>;
+        let cases: &[(&[u8], Expected, &str)] = &[
+            (&good[..good.len() - 1], None, "etcd's own integrity check"),
+            (&flipped, None, "etcd's own integrity check"),
+            (&[], None, "etcd's own integrity check"),
+            (&good[..TRAILER_LEN], None, "etcd's own integrity check"),
+            (&good[..good.len() - 1], Some((good.len() as u64, &good_sum)), "truncated"),
+            (&flipped, Some((good.len() as u64, &good_sum)), "corrupted"),
+            (&good, Some((good.len() as u64, &"0".repeat(64))), "does not belong"),
+        ];
+        for (bytes, expected, want) in cases {
+            let problem = check(bytes, 5).problem(*expected).expect("refused");
+            assert!(problem.contains(want), "{problem}");
+        }
+    }
+}

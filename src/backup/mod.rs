@@ -1,0 +1,21 @@
+//! Backups and restore (issue 13): snapshots of etcd in a store named by a URL.
+//!
+//! - [`location`]: store and snapshot URLs (`file:///path`, `s3://bucket/prefix`), pure.
+//! - [`manifest`]: the manifest, object names, listing order, retention, the interval check, pure.
+//! - [`integrity`]: sha256 of the whole file and etcd's own trailing sha256, pure.
+//! - [`credentials`]: S3 settings from AWS variables and the credentials file, pure; secrets
+//!   never print.
+//! - [`store`]: the object store at the edge (object_store).
+//! - [`take`]: a snapshot from etcd's Maintenance API into a checked local file.
+//! - [`restore`]: a snapshot restored into the data dir (work dir, etcdutl/etcdctl, move, marker).
+//! - [`command`]: `backup --to`, `backup list`, `backup verify` (their flags: `config::backup_args`).
+
+pub mod command;
+pub mod credentials;
+pub mod integrity;
+pub mod location;
+pub mod manifest;
+pub mod restore;
+pub mod restore_round;
+pub mod store;
+pub mod take;

@@ -1,0 +1,308 @@
+//! Restoring a snapshot into the data dir, at the edge: download and check it into a work
+//! directory inside the data dir, restore it there with etcd's own tool (etcdutl from etcd 3.5 on,
+//! etcdctl on 3.4), archive the old member data if any, move the restored member into place,
+//! record a marker. A crash at any step leaves the old state or the finished restore:
+//! - before the move, `member/` is the old data (or absent) and the work dir is ours to redo;
+//! - the move of `member/` is one rename on the same volume;
+//! - the old data is archived (renamed), never deleted.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::backup::manifest::Manifest;
+use crate::backup::store::Store;
+use crate::crash;
+use crate::error::{Error, Result};
+use crate::observe::datadir;
+
+/// The work directory inside the data dir (ours: removed and redone after a crash).
+pub const WORK_DIR: &str = datadir::RESTORE_WORK_DIR;
+/// The marker written into the data dir after a restore, for the operator and for later rounds.
+pub const MARKER: &str = datadir::RESTORE_MARKER;
+/// How far a restore moves the revision past the snapshot's where etcdutl can, so a watcher
+/// never sees a revision go backwards (etcd's own recovery guide suggests a large bump).
+pub const BUMP_REVISION: u64 = 1_000_000_000;
+
+/// etcd's restore tool.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RestoreTool {
+    pub path: PathBuf,
+    /// `etcdctl` (etcd 3.4) or `etcdutl` (3.5 on).
+    pub etcdctl: bool,
+    /// The tool has `--bump-revision` and `--mark-compacted`.
+    pub bumps_revision: bool,
+}
+
+/// What one member restores as.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RestoreTarget {
+    pub name: String,
+    pub peer_url: String,
+    pub initial_cluster: Vec<(String, String)>,
+    /// The restore token (see `decide::restore::restore_token`).
+    pub token: String,
+}
+
+/// What the marker records.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Marker {
+    pub snapshot: String,
+    pub sha256: String,
+    pub revision: i64,
+    pub token: String,
+    /// Where the old member data went, if there was any.
+    pub archived: Option<String>,
+    pub restored_at: String,
+}
+
+/// The restore tool for `etcd_binary`: `etcdutl` beside it, else `etcdctl` beside it, else the
+/// same names on `PATH`.
+pub fn find_tool(etcd_binary: &Path, path_var: Option<&str>) -> Result<PathBuf> {
+    let mut dirs: Vec<PathBuf> = etcd_binary
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .map(Path::to_path_buf)
+        .into_iter()
+        .collect();
+    dirs.extend(path_var.unwrap_or_default().split(':').filter(|d| !d.is_empty()).map(PathBuf::from));
+    for name in ["etcdutl", "etcdctl"] {
+        for dir in &dirs {
+            let candidate = dir.join(name);
+            if candidate.is_file() {
+                return Ok(candidate);
+            }
+        }
+    }
+    Err(Error::config(format!(
+        "--restore-from needs etcd's restore tool: no etcdutl or etcdctl beside {} or on PATH; add etcdutl (etcd 3.5+) or etcdctl (3.4) to the image",
+        etcd_binary.display()
+    )))
+}
+
+/// Ask the tool what it can: `snapshot restore --help` names `--bump-revision` where it has it.
+pub async fn probe_tool(path: &Path) -> Result<RestoreTool> {
+    let etcdctl = path.file_name().is_some_and(|n| n == "etcdctl");
+    let out = tokio::process::Command::new(path)
+        .args(["snapshot", "restore", "--help"])
+        .env_clear()
+        .env("ETCDCTL_API", "3")
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .map_err(|e| Error::io(path, e))?;
+    let help = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    Ok(RestoreTool { path: path.to_path_buf(), etcdctl, bumps_revision: has_bump_flags(&help) })
+}
+
+/// Whether a `snapshot restore --help` text offers both `--bump-revision` and `--mark-compacted`.
+pub fn has_bump_flags(help: &str) -> bool {
+    help.contains("--bump-revision") && help.contains("--mark-compacted")
+}
+
+/// The tool's arguments for restoring `snapshot` into the new directory `into`.
+pub fn tool_args(tool: &RestoreTool, target: &RestoreTarget, snapshot: &Path, into: &Path) -> Vec<String> {
+    let cluster: Vec<String> = target.initial_cluster.iter().map(|(n, u)| format!("{n}={u}")).collect();
+    let mut args = vec![
+        "snapshot".to_string(),
+        "restore".to_string(),
+        snapshot.display().to_string(),
+        format!("--data-dir={}", into.display()),
+        format!("--name={}", target.name),
+        format!("--initial-cluster={}", cluster.join(",")),
+        format!("--initial-cluster-token={}", target.token),
+        format!("--initial-advertise-peer-urls={}", target.peer_url),
+    ];
+    if tool.bumps_revision {
+        args.push(format!("--bump-revision={BUMP_REVISION}"));
+        args.push("--mark-compacted".to_string());
+    }
+    args
+}
+
+/// Read the marker of `data_dir`, if there is a readable one.
+pub fn read_marker(data_dir: &Path) -> Option<Marker> {
+    let bytes = std::fs::read(data_dir.join(MARKER)).ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+/// Restore `manifest`'s snapshot from `store` into `data_dir` as `target`; archive the old
+/// `member/` first when `archive_old`. Returns the marker written.
+pub async fn restore(
+    store: &Store,
+    manifest: &Manifest,
+    tool: &RestoreTool,
+    target: &RestoreTarget,
+    data_dir: &Path,
+) -> Result<Marker> {
+    let work = data_dir.join(WORK_DIR);
+    remove_work_dir(&work)?;
+    std::fs::create_dir(&work).map_err(|e| data_dir_error(data_dir, &format!("create {WORK_DIR}"), &e))?;
+    let snapshot_file = work.join("snapshot.db");
+    let url = store.url().snapshot(&manifest.name).to_string();
+    let checked = store.download(manifest, &snapshot_file).await?;
+    if let Some(problem) = checked.problem(Some((manifest.size, &manifest.sha256))) {
+        remove_work_dir(&work)?;
+        return Err(Error::Snapshot { snapshot: url, problem: format!("{problem}; nothing was restored") });
+    }
+    let restored = work.join("restored");
+    let args = tool_args(tool, target, &snapshot_file, &restored);
+    tracing::info!(tool = %tool.path.display(), bump_revision = tool.bumps_revision, "restoring {url} (revision {}, sha256 {})", manifest.revision, manifest.sha256);
+    if !tool.bumps_revision {
+        tracing::warn!(
+            "{} has no --bump-revision/--mark-compacted: the restored cluster continues from the snapshot's revision {}, so a watcher of the old cluster may see revisions it saw already",
+            tool.path.display(),
+            manifest.revision
+        );
+    }
+    let out = tokio::process::Command::new(&tool.path)
+        .args(&args)
+        .env_clear()
+        .env("ETCDCTL_API", "3")
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .map_err(|e| Error::io(&tool.path, e))?;
+    if !out.status.success() {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let last =
+            stderr.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("no output").trim().to_string();
+        return Err(Error::Snapshot {
+            snapshot: url,
+            problem: format!("could not be restored by {} ({}): {last}", tool.path.display(), out.status),
+        });
+    }
+    crash::point("after-restore");
+    let archived = if data_dir.join("member").exists() {
+        let moved = datadir::archive_member(data_dir, unix_now())?;
+        crash::point("after-restore-archive");
+        tracing::warn!(archive = %moved.display(), "old member data archived before the restore (kept, never deleted)");
+        Some(moved.display().to_string())
+    } else {
+        None
+    };
+    let from = restored.join("member");
+    let to = data_dir.join("member");
+    std::fs::rename(&from, &to)
+        .map_err(|e| data_dir_error(data_dir, "move the restored member/ into place", &e))?;
+    sync_dir(data_dir)?;
+    crash::point("after-restore-move");
+    let marker = Marker {
+        snapshot: url,
+        sha256: manifest.sha256.clone(),
+        revision: manifest.revision,
+        token: target.token.clone(),
+        archived,
+        restored_at: crate::backup::manifest::rfc3339(unix_now()),
+    };
+    write_marker(data_dir, &marker)?;
+    remove_work_dir(&work)?;
+    Ok(marker)
+}
+
+fn write_marker(data_dir: &Path, marker: &Marker) -> Result<()> {
+    let tmp = data_dir.join(format!("{MARKER}.tmp"));
+    let text = serde_json::to_string_pretty(marker).unwrap_or_default();
+    std::fs::write(&tmp, text).map_err(|e| data_dir_error(data_dir, "write the restore marker", &e))?;
+    std::fs::rename(&tmp, data_dir.join(MARKER))
+        .map_err(|e| data_dir_error(data_dir, "write the restore marker", &e))?;
+    sync_dir(data_dir)
+}
+
+/// Remove what a restore cut short by a crash left in the data dir (its work directory: a
+/// partial download or restore, ours, never user data). A restore still due is redone from the
+/// start. Returns whether there was something to remove.
+pub fn discard_leftover_work(data_dir: &Path) -> Result<bool> {
+    let work = data_dir.join(WORK_DIR);
+    if !work.exists() {
+        return Ok(false);
+    }
+    remove_work_dir(&work)?;
+    sync_dir(data_dir)?;
+    Ok(true)
+}
+
+/// Remove our own work directory (a download or restore a crash cut short); never user data.
+fn remove_work_dir(work: &Path) -> Result<()> {
+    match std::fs::remove_dir_all(work) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(data_dir_error(work.parent().unwrap_or(work), &format!("remove {WORK_DIR}"), &e)),
+    }
+}
+
+fn sync_dir(dir: &Path) -> Result<()> {
+    std::fs::File::open(dir).and_then(|f| f.sync_all()).map_err(|e| data_dir_error(dir, "sync", &e))
+}
+
+fn data_dir_error(dir: &Path, what: &str, e: &std::io::Error) -> Error {
+    Error::DataDir { path: dir.to_path_buf(), problem: format!("cannot {what}: {e}") }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target() -> RestoreTarget {
+        RestoreTarget {
+            name: "etcd-1".into(),
+            peer_url: "http://etcd-1.etcd:2380".into(),
+            initial_cluster: (0..3)
+                .map(|o| (format!("etcd-{o}"), format!("http://etcd-{o}.etcd:2380")))
+                .collect(),
+            token: "t-restore-abc".into(),
+        }
+    }
+
+    #[test]
+    fn the_restore_uses_name_initial_cluster_token_and_peer_url_and_bumps_where_it_can() {
+        let mut tool = RestoreTool { path: "/bin/etcdutl".into(), etcdctl: false, bumps_revision: false };
+        let args = tool_args(&tool, &target(), Path::new("/d/w/snapshot.db"), Path::new("/d/w/restored"));
+        assert_eq!(
+            args,
+            [
+                "snapshot",
+                "restore",
+                "/d/w/snapshot.db",
+                "--data-dir=/d/w/restored",
+                "--name=etcd-1",
+                "--initial-cluster=etcd-0=http://etcd-0.etcd:2380,etcd-1=http://etcd-1.etcd:2380,etcd-2=http://etcd-2.etcd:2380",
+                "--initial-cluster-token=t-restore-abc",
+                "--initial-advertise-peer-urls=http://etcd-1.etcd:2380",
+            ]
+        );
+        tool.bumps_revision = true;
+        let args = tool_args(&tool, &target(), Path::new("/s"), Path::new("/r"));
+        assert!(args.ends_with(&["--bump-revision=1000000000".to_string(), "--mark-compacted".to_string()]));
+    }
+
+    #[test]
+    fn bump_flags_are_read_from_the_help_text() {
+        assert!(!has_bump_flags("--data-dir string\n--skip-hash-check"));
+        assert!(has_bump_flags("--bump-revision uint   ...\n--mark-compacted   ..."));
+        assert!(!has_bump_flags("--bump-revision uint"));
+    }
+
+    #[test]
+    fn the_tool_is_found_beside_etcd_first() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let bin = dir.path().join("bin");
+        let other = dir.path().join("other");
+        std::fs::create_dir_all(&bin).expect("mkdir");
+        std::fs::create_dir_all(&other).expect("mkdir");
+        std::fs::write(other.join("etcdutl"), "").expect("write");
+        let path_var = other.display().to_string();
+        assert_eq!(find_tool(&bin.join("etcd"), Some(&path_var)).expect("found"), other.join("etcdutl"));
+        std::fs::write(bin.join("etcdctl"), "").expect("write");
+        // etcdutl wins over etcdctl, beside etcd or on PATH.
+        assert_eq!(find_tool(&bin.join("etcd"), Some(&path_var)).expect("found"), other.join("etcdutl"));
+        std::fs::write(bin.join("etcdutl"), "").expect("write");
+        assert_eq!(find_tool(&bin.join("etcd"), Some(&path_var)).expect("found"), bin.join("etcdutl"));
+        let err = find_tool(Path::new("/nowhere/etcd"), Some("/nowhere")).expect_err("none");
+        assert!(err.to_string().contains("add etcdutl"), "{err}");
+    }
+}

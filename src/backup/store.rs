@@ -1,0 +1,394 @@
+//! The object store at the edge: open a `file://` or `s3://` store, list complete snapshots,
+//! upload one (data, then manifest), download one while checking it, delete one (manifest first).
+//!
+//! Errors become one line naming the store URL, never a credential: object_store's messages are
+//! cut to their first line and any secret in them is masked.
+
+use std::path::Path as FsPath;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use object_store::aws::AmazonS3Builder;
+use object_store::buffered::BufWriter;
+use object_store::local::LocalFileSystem;
+use object_store::path::Path;
+use object_store::{BackoffConfig, ClientOptions, ObjectStore, ObjectStoreExt, PutPayload, RetryConfig};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::backup::credentials::{Keys, S3Settings};
+use crate::backup::integrity::{Checked, SnapshotDigest};
+use crate::backup::location::StoreUrl;
+use crate::backup::manifest::{self, Manifest};
+use crate::error::{Error, Result, StoreProblem};
+
+/// Bytes read from a local file per chunk when uploading.
+const CHUNK: usize = 1 << 20;
+
+/// An open store.
+pub struct Store {
+    url: StoreUrl,
+    inner: Arc<dyn ObjectStore>,
+    /// Strings never to show in a message (secret key, session token).
+    secrets: Vec<String>,
+}
+
+/// Resolves host names for the S3 client with our own resolver: a static binary cannot use
+/// libc's.
+pub type HostResolver = Arc<dyn object_store::client::DnsResolver>;
+
+impl Store {
+    /// Open the store at `url`. `s3` is required for `s3://`. `create` makes a missing `file://`
+    /// directory (a backup writes there); reading never creates anything.
+    pub fn open(
+        url: &StoreUrl,
+        s3: Option<&S3Settings>,
+        resolver: Option<HostResolver>,
+        create: bool,
+    ) -> Result<Store> {
+        match url {
+            StoreUrl::File { root } => {
+                if create {
+                    std::fs::create_dir_all(root).map_err(|e| {
+                        store_error(
+                            url,
+                            StoreProblem::Unreachable,
+                            &format!("cannot create the directory: {e}"),
+                        )
+                    })?;
+                } else if !FsPath::new(root).is_dir() {
+                    return Err(store_error(
+                        url,
+                        StoreProblem::Unreachable,
+                        "the directory does not exist (is the volume mounted?)",
+                    ));
+                }
+                let fs = LocalFileSystem::new_with_prefix(root)
+                    .map_err(|e| store_error(url, StoreProblem::Unreachable, &first_line(&e.to_string())))?;
+                Ok(Store { url: url.clone(), inner: Arc::new(fs), secrets: Vec::new() })
+            }
+            StoreUrl::S3 { bucket, .. } => {
+                let Some(s3) = s3 else {
+                    return Err(Error::config(format!("{url}: no S3 settings")));
+                };
+                let (s3_store, secrets) = open_s3(bucket, s3, resolver)
+                    .map_err(|e| store_error(url, StoreProblem::Other, &first_line(&e.to_string())))?;
+                Ok(Store { url: url.clone(), inner: Arc::new(s3_store), secrets })
+            }
+        }
+    }
+
+    /// The store's URL.
+    pub fn url(&self) -> &StoreUrl {
+        &self.url
+    }
+
+    fn key(&self, object: &str) -> Path {
+        Path::from(object)
+    }
+
+    fn error(&self, what: &str, e: &object_store::Error) -> Error {
+        let problem = match e {
+            object_store::Error::NotFound { .. } => StoreProblem::NotFound,
+            object_store::Error::PermissionDenied { .. } | object_store::Error::Unauthenticated { .. } => {
+                StoreProblem::Credentials
+            }
+            _ => classify_message(&e.to_string()),
+        };
+        let mut text = condense(&e.to_string());
+        for secret in &self.secrets {
+            text = text.replace(secret.as_str(), "***");
+        }
+        store_error(&self.url, problem, &format!("{what}: {text}"))
+    }
+
+    /// Every complete snapshot (one with a manifest), newest first. A manifest that cannot be
+    /// read is skipped with a warning: it must not hide the others.
+    pub async fn list(&self) -> Result<Vec<Manifest>> {
+        let prefix = self.url.key_prefix();
+        let dir = (!prefix.is_empty()).then(|| self.key(prefix.trim_end_matches('/')));
+        let listing =
+            self.inner.list_with_delimiter(dir.as_ref()).await.map_err(|e| self.error("list", &e))?;
+        let mut manifests = Vec::new();
+        for object in listing.objects {
+            let Some(file) = object.location.filename() else { continue };
+            let Some(name) = manifest::name_of_manifest(file) else { continue };
+            match self.manifest(name).await {
+                Ok(m) => manifests.push(m),
+                Err(e) => tracing::warn!("skipping snapshot {name}: {e}"),
+            }
+        }
+        manifest::newest_first(&mut manifests);
+        Ok(manifests)
+    }
+
+    /// The manifest of snapshot `name`; a missing one is "does not exist".
+    pub async fn manifest(&self, name: &str) -> Result<Manifest> {
+        let key = self.key(&manifest::manifest_key(&self.url.key_prefix(), name));
+        let got = self.inner.get(&key).await.map_err(|e| match e {
+            object_store::Error::NotFound { .. } => store_error(
+                &self.url,
+                StoreProblem::NotFound,
+                &format!("snapshot {name} does not exist (no {name}{}): pick a name from `etcd-bootstrap backup list {}`", manifest::MANIFEST_SUFFIX, self.url),
+            ),
+            other => self.error(&format!("read the manifest of {name}"), &other),
+        })?;
+        let bytes = got.bytes().await.map_err(|e| self.error(&format!("read the manifest of {name}"), &e))?;
+        Manifest::parse(name, &bytes)
+            .map_err(|problem| Error::Snapshot { snapshot: self.url.snapshot(name).to_string(), problem })
+    }
+
+    /// Upload the checked snapshot file at `file`, then its manifest: the snapshot counts only
+    /// once both are there.
+    pub async fn upload(&self, file: &FsPath, manifest: &Manifest) -> Result<()> {
+        let prefix = self.url.key_prefix();
+        let data_key = self.key(&manifest::data_key(&prefix, &manifest.name));
+        let mut source = tokio::fs::File::open(file).await.map_err(|e| Error::io(file, e))?;
+        let mut writer = BufWriter::new(Arc::clone(&self.inner), data_key);
+        let mut buffer = vec![0u8; CHUNK];
+        loop {
+            let n = source.read(&mut buffer).await.map_err(|e| Error::io(file, e))?;
+            if n == 0 {
+                break;
+            }
+            if let Err(e) = writer.write_all(&buffer[..n]).await {
+                let _ = writer.abort().await;
+                return Err(self.io_error(&format!("upload {}", manifest.name), &e));
+            }
+        }
+        writer.shutdown().await.map_err(|e| self.io_error(&format!("upload {}", manifest.name), &e))?;
+        crate::crash::point("after-upload-data");
+        let manifest_key = self.key(&manifest::manifest_key(&prefix, &manifest.name));
+        self.inner
+            .put(&manifest_key, PutPayload::from(manifest.to_bytes()))
+            .await
+            .map_err(|e| self.error(&format!("write the manifest of {}", manifest.name), &e))?;
+        Ok(())
+    }
+
+    /// Download snapshot `manifest.name` to `file`, checking it against the manifest and etcd's
+    /// own trailer as it streams. The file is left for the caller, who removes it on error.
+    pub async fn download(&self, manifest: &Manifest, file: &FsPath) -> Result<Checked> {
+        let key = self.key(&manifest::data_key(&self.url.key_prefix(), &manifest.name));
+        let what = format!("download {}", manifest.name);
+        let got = self.inner.get(&key).await.map_err(|e| match e {
+            object_store::Error::NotFound { .. } => Error::Snapshot {
+                snapshot: self.url.snapshot(&manifest.name).to_string(),
+                problem: format!(
+                    "its manifest exists but its data ({}{}) does not",
+                    manifest.name,
+                    manifest::DATA_SUFFIX
+                ),
+            },
+            other => self.error(&what, &other),
+        })?;
+        let mut out = tokio::fs::File::create(file).await.map_err(|e| Error::io(file, e))?;
+        let mut digest = SnapshotDigest::default();
+        let mut stream = got.into_stream();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| self.error(&what, &e))?;
+            digest.update(&chunk);
+            out.write_all(&chunk).await.map_err(|e| Error::io(file, e))?;
+            crate::crash::point("during-download");
+        }
+        out.sync_all().await.map_err(|e| Error::io(file, e))?;
+        Ok(digest.finish())
+    }
+
+    /// Delete snapshot `name`: the manifest first, so a half-deleted snapshot never lists.
+    pub async fn delete(&self, name: &str) -> Result<()> {
+        let prefix = self.url.key_prefix();
+        for key in [manifest::manifest_key(&prefix, name), manifest::data_key(&prefix, name)] {
+            match self.inner.delete(&self.key(&key)).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(self.error(&format!("delete {name}"), &e)),
+            }
+        }
+        Ok(())
+    }
+
+    fn io_error(&self, what: &str, e: &std::io::Error) -> Error {
+        // BufWriter wraps the store's error in an io::Error; find it again for its kind.
+        match e.get_ref().and_then(|inner| inner.downcast_ref::<object_store::Error>()) {
+            Some(inner) => self.error(what, inner),
+            None => {
+                let mut text = condense(&e.to_string());
+                for secret in &self.secrets {
+                    text = text.replace(secret.as_str(), "***");
+                }
+                store_error(&self.url, classify_message(&text), &format!("{what}: {text}"))
+            }
+        }
+    }
+}
+
+fn open_s3(
+    bucket: &str,
+    s3: &S3Settings,
+    resolver: Option<HostResolver>,
+) -> object_store::Result<(object_store::aws::AmazonS3, Vec<String>)> {
+    install_tls_provider();
+    let mut client = ClientOptions::new()
+        .with_connect_timeout(Duration::from_secs(5))
+        .with_timeout(Duration::from_secs(300));
+    if let Some(resolver) = resolver {
+        client = client.with_dns_resolver(resolver);
+    }
+    let mut secrets = Vec::new();
+    let mut builder = match &s3.keys {
+        // Web identity: the builder reads AWS_WEB_IDENTITY_TOKEN_FILE, AWS_ROLE_ARN and the rest.
+        Keys::WebIdentity => AmazonS3Builder::from_env(),
+        Keys::Static { access_key_id, secret_access_key, session_token } => {
+            secrets.push(secret_access_key.expose().to_string());
+            let mut b = AmazonS3Builder::new()
+                .with_access_key_id(access_key_id)
+                .with_secret_access_key(secret_access_key.expose());
+            if let Some(token) = session_token {
+                secrets.push(token.expose().to_string());
+                b = b.with_token(token.expose());
+            }
+            b
+        }
+    };
+    builder = builder.with_bucket_name(bucket).with_region(&s3.region).with_retry(RetryConfig {
+        backoff: BackoffConfig::default(),
+        max_retries: 3,
+        retry_timeout: Duration::from_secs(20),
+    });
+    if let Some(endpoint) = &s3.endpoint {
+        // S3-compatible stores: the given endpoint, path-style requests (endpoint/bucket/key).
+        client = client.with_allow_http(endpoint.to_ascii_lowercase().starts_with("http://"));
+        builder = builder.with_endpoint(endpoint).with_virtual_hosted_style_request(false);
+    }
+    Ok((builder.with_client_options(client).build()?, secrets))
+}
+
+/// reqwest is built without a TLS provider of its own: give it ring, as etcd-client uses.
+fn install_tls_provider() {
+    // Already installed (by us or a dependency) is fine.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// A store problem from an error message where the error type does not say (connection errors).
+fn classify_message(text: &str) -> StoreProblem {
+    let lower = text.to_ascii_lowercase();
+    if [
+        "403",
+        "401",
+        "forbidden",
+        "signaturedoesnotmatch",
+        "invalidaccesskeyid",
+        "access denied",
+        "accessdenied",
+    ]
+    .iter()
+    .any(|needle| lower.contains(needle))
+    {
+        StoreProblem::Credentials
+    } else if [
+        "connect",
+        "dns",
+        "timed out",
+        "timeout",
+        "refused",
+        "unreachable",
+        "nosuchbucket",
+        "no such bucket",
+    ]
+    .iter()
+    .any(|needle| lower.contains(needle))
+    {
+        StoreProblem::Unreachable
+    } else {
+        StoreProblem::Other
+    }
+}
+
+fn first_line(text: &str) -> String {
+    let line = text.lines().next().unwrap_or("").trim();
+    let mut shown: String = line.chars().take(300).collect();
+    if line.chars().count() > 300 {
+        shown.push('…');
+    }
+    shown
+}
+
+/// object_store's message cut down to what a user acts on: the HTTP status and S3 error code,
+/// or "cannot connect", or else its first line.
+fn condense(text: &str) -> String {
+    let code = text
+        .split_once("<Code>")
+        .and_then(|(_, rest)| rest.split_once("</Code>"))
+        .map(|(code, _)| code.to_string());
+    if let Some((_, rest)) = text.split_once("status code: ") {
+        let status: String = rest.chars().take_while(|c| *c != ':' && *c != '\n').collect();
+        return match code {
+            Some(code) => format!("{} ({code})", status.trim()),
+            None => status.trim().to_string(),
+        };
+    }
+    let lower = text.to_ascii_lowercase();
+    if lower.contains("error sending request")
+        || lower.contains("kind connect")
+        || lower.contains("tcp connect")
+    {
+        let retries = if lower.contains("after ") { ", after retries" } else { "" };
+        return format!("cannot connect to the endpoint (error sending request{retries})");
+    }
+    first_line(text)
+}
+
+fn store_error(url: &StoreUrl, problem: StoreProblem, message: &str) -> Error {
+    Error::Store { url: url.to_string(), problem, message: message.to_string() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_messages_are_classified_by_what_the_user_fixes() {
+        let table: &[(&str, StoreProblem)] = &[
+            (
+                "Client error with status 403 Forbidden: <Code>SignatureDoesNotMatch</Code>",
+                StoreProblem::Credentials,
+            ),
+            ("InvalidAccessKeyId", StoreProblem::Credentials),
+            (
+                "error sending request: client error (Connect): tcp connect error: Connection refused",
+                StoreProblem::Unreachable,
+            ),
+            ("operation timed out", StoreProblem::Unreachable),
+            ("NoSuchBucket: The specified bucket does not exist", StoreProblem::Unreachable),
+            ("Generic error: something else", StoreProblem::Other),
+        ];
+        for (text, want) in table {
+            assert_eq!(classify_message(text), *want, "{text}");
+        }
+    }
+
+    #[test]
+    fn store_messages_are_condensed_to_what_the_user_acts_on() {
+        let table: &[(&str, &str)] = &[
+            (
+                "Generic S3 error: Error performing list request: Error performing GET http://h/b?x in 1ms - Server returned non-2xx status code: 403 Forbidden: <?xml version=\"1.0\"?><Error><Code>SignatureDoesNotMatch</Code></Error>",
+                "403 Forbidden (SignatureDoesNotMatch)",
+            ),
+            ("x status code: 404 Not Found: ", "404 Not Found"),
+            (
+                "Generic S3 error: Error performing GET http://127.0.0.1:1/b in 437ms, after 3 retries, max_retries: 3 - HTTP error: error sending request",
+                "cannot connect to the endpoint (error sending request, after retries)",
+            ),
+            ("Object at location x not found\nmore", "Object at location x not found"),
+        ];
+        for (text, want) in table {
+            assert_eq!(condense(text), *want);
+        }
+    }
+
+    #[test]
+    fn messages_keep_one_short_line() {
+        assert_eq!(first_line("a\nb"), "a");
+        assert_eq!(first_line(&"x".repeat(400)).chars().count(), 301);
+    }
+}

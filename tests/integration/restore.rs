@@ -1,0 +1,307 @@
+//! `run --restore-from` on the pod bed, with real etcd (3.5 with etcdutl, 3.4 with etcdctl) and
+//! a directory store: a new StatefulSet restored from another cluster's snapshot, the
+//! permanent-quorum-loss runbook, the safety rules (never while the old cluster has quorum, never
+//! on a sha256 mismatch, nothing more once restored), and a kill at every step of a restore.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::backup::run;
+use crate::bed::{Bed, PodExit, PodSpec};
+use crate::bootstrap::{decisions, etcd_pod, form_cluster, setup};
+use crate::datadir_wal::EtcdProcess;
+use crate::etcd_check::Checker;
+use crate::membership::{self, crash_points_built};
+use crate::prereq;
+use crate::stateful_set::{missing_on, Writer};
+
+const HEALTHY: Duration = Duration::from_secs(150);
+
+/// etcd 3.4 (Debian) with its etcdctl beside it (the `etcd-client` package), or a skip.
+fn setup34(test: &str) -> Option<PathBuf> {
+    let bin = membership::setup34(test)?;
+    if bin.with_file_name("etcdctl").is_file() {
+        return Some(bin);
+    }
+    let why = "etcdctl 3.4 not found beside etcd 3.4 (apt-get install etcd-client)";
+    assert!(!prereq::in_ci(), "{test}: {why}");
+    prereq::skipped(test, why);
+    None
+}
+
+/// A pod of the set with `--restore-from` (and any other settings).
+fn restoring_pod(bed: &Bed, ordinal: u32, etcd: &Path, snapshot: &str, env: &[(&str, &str)]) -> PodSpec {
+    let spec = etcd_pod(bed, ordinal, etcd).env("ETCD_BOOTSTRAP_RESTORE_FROM", snapshot);
+    env.iter().fold(spec, |spec, (k, v)| spec.env(*k, *v))
+}
+
+/// `backup --to store` from the host against `endpoint`; returns the snapshot URL.
+fn backup(store: &str, endpoint: &str, home: &Path) -> String {
+    let out = run(&["backup", "--to", store, "--endpoints", endpoint], &[], home);
+    assert_eq!(out.code, 0, "backup: {}", out.stderr);
+    out.stdout.trim().to_string()
+}
+
+/// The manifest of a snapshot in a directory store.
+fn manifest_of(snapshot: &str) -> Value {
+    let path = format!("{}.manifest.json", snapshot.trim_start_matches("file://"));
+    serde_json::from_slice(&std::fs::read(&path).expect("read manifest")).expect("manifest json")
+}
+
+fn archives(volume: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(volume)
+        .map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .unwrap_or_default();
+    names.retain(|n| n.starts_with("member.removed-"));
+    names
+}
+
+/// Every member answers as one cluster, at a revision not lower than `revision`.
+async fn assert_one_cluster_at_least(bed: &Bed, ordinals: &[u32], revision: i64) {
+    let check = Checker::plain(bed);
+    let mut ids = Vec::new();
+    for &o in ordinals {
+        let mut c = check.client(o).await.expect("connect");
+        let status = c.status().await.expect("status");
+        let header = status.header().expect("header");
+        assert!(
+            header.revision() >= revision,
+            "etcd-{o} at revision {} < the snapshot's {revision}",
+            header.revision()
+        );
+        ids.push(header.cluster_id());
+    }
+    ids.dedup();
+    assert_eq!(ids.len(), 1, "one cluster ID: {ids:x?}");
+}
+
+async fn restore_another_clusters_snapshot(test: &str, etcd: PathBuf) {
+    let scratch = tempfile::tempdir().expect("scratch");
+    let store = format!("file://{}/store", scratch.path().display());
+    // The other cluster: one etcd of the same version on the host.
+    let mut source =
+        EtcdProcess::start(&etcd, &scratch.path().join("source"), &scratch.path().join("source.log"));
+    source.wait_healthy();
+    let mut c = etcd_client::Client::connect([source.client_url.as_str()], None).await.expect("connect");
+    for i in 0..200 {
+        c.put(format!("k/{i}"), format!("v-{i}"), None).await.expect("put");
+    }
+    let snapshot = backup(&store, &source.client_url, scratch.path());
+    source.stop();
+    let revision = manifest_of(&snapshot)["revision"].as_i64().expect("revision");
+
+    let bed = Bed::new(test).await;
+    for o in 0..3 {
+        bed.start_pod(o, restoring_pod(&bed, o, &etcd, &snapshot, &[])).await;
+    }
+    let check = Checker::plain(&bed);
+    check.wait_healthy(&[0, 1, 2], HEALTHY).await;
+    // Each initial member restores, except one that comes after the others formed the restored
+    // cluster: it finds its own never-started entry there and JOINs it (etcd sends it the data).
+    let mut restored = 0;
+    for o in 0..3 {
+        let decided = decisions(&bed, o);
+        let marker = bed.volume(o).join("etcd-bootstrap-restore.json");
+        if decided.contains(&"RESTORE".to_string()) {
+            restored += 1;
+            assert!(marker.is_file(), "etcd-{o} records the restore");
+        } else {
+            assert_eq!(
+                decided.last().map(String::as_str),
+                Some("JOIN"),
+                "etcd-{o}: {decided:?}\n{}",
+                bed.logs(o)
+            );
+        }
+        check.assert_keys_on(o, "k", 200).await;
+    }
+    assert!(restored >= 2, "a quorum of the initial members restored the snapshot");
+    assert_one_cluster_at_least(&bed, &[0, 1, 2], revision).await;
+    // --restore-from left set: a restart keeps the data (EXISTING), nothing is restored again.
+    check.put_keys(&[0, 1, 2], "after", 10).await;
+    bed.delete_pod(1).await;
+    bed.start_pod(1, restoring_pod(&bed, 1, &etcd, &snapshot, &[])).await;
+    check.wait_healthy(&[0, 1, 2], HEALTHY).await;
+    assert_eq!(decisions(&bed, 1).last().map(String::as_str), Some("EXISTING"), "{}", bed.logs_current(1));
+    check.assert_keys_on(1, "after", 10).await;
+    assert!(archives(&bed.volume(1)).is_empty(), "nothing archived on a restart");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_new_statefulset_restores_another_clusters_snapshot_on_etcd_35() {
+    let test = "a_new_statefulset_restores_another_clusters_snapshot_on_etcd_35";
+    let Some(etcd) = setup(test) else { return };
+    restore_another_clusters_snapshot("restore-35", etcd).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_new_statefulset_restores_another_clusters_snapshot_on_etcd_34() {
+    let test = "a_new_statefulset_restores_another_clusters_snapshot_on_etcd_34";
+    let Some(etcd) = setup34(test) else { return };
+    restore_another_clusters_snapshot("restore-34", etcd).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn restore_from_is_ignored_while_the_old_cluster_has_quorum() {
+    let test = "restore_from_is_ignored_while_the_old_cluster_has_quorum";
+    let Some(etcd) = setup(test) else { return };
+    let scratch = tempfile::tempdir().expect("scratch");
+    let store = format!("file://{}/store", scratch.path().display());
+    let bed = Bed::new("restore-quorum").await;
+    let check = Checker::plain(&bed);
+    form_cluster(&bed, &etcd, &[0, 1, 2]).await;
+    check.put_keys(&[0, 1, 2], "k", 20).await;
+    let snapshot = backup(&store, &bed.client_url(0), scratch.path());
+    check.put_keys(&[0, 1, 2], "after", 20).await;
+    // A mis-set variable (even with a new token) on one pod of a live cluster: ignored.
+    bed.delete_pod(2).await;
+    let env = [("ETCD_BOOTSTRAP_INITIAL_CLUSTER_TOKEN", "a-new-token")];
+    bed.start_pod(2, restoring_pod(&bed, 2, &etcd, &snapshot, &env)).await;
+    check.wait_healthy(&[0, 1, 2], HEALTHY).await;
+    assert_eq!(decisions(&bed, 2).last().map(String::as_str), Some("EXISTING"));
+    assert!(bed.logs_current(2).contains("has quorum"), "{}", bed.logs_current(2));
+    check.assert_keys_on(2, "after", 20).await;
+    assert!(archives(&bed.volume(2)).is_empty(), "the data stays in place");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_restore_is_refused_on_a_sha256_mismatch_and_changes_no_volume() {
+    let test = "a_restore_is_refused_on_a_sha256_mismatch_and_changes_no_volume";
+    let Some(etcd) = setup(test) else { return };
+    let scratch = tempfile::tempdir().expect("scratch");
+    let store = format!("file://{}/store", scratch.path().display());
+    let mut source =
+        EtcdProcess::start(&etcd, &scratch.path().join("source"), &scratch.path().join("source.log"));
+    source.wait_healthy();
+    let snapshot = backup(&store, &source.client_url, scratch.path());
+    source.stop();
+    let db = format!("{}.db", snapshot.trim_start_matches("file://"));
+    let mut bytes = std::fs::read(&db).expect("read");
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x55;
+    std::fs::write(&db, &bytes).expect("corrupt");
+    let bed = Bed::new("restore-sha").await;
+    for o in 0..3 {
+        bed.start_pod(o, restoring_pod(&bed, o, &etcd, &snapshot, &[])).await;
+    }
+    for o in 0..3 {
+        let exit = bed.wait_exit(o, Duration::from_secs(60)).await;
+        assert_eq!(exit, Some(PodExit::Code(9)), "etcd-{o}:\n{}", bed.logs(o));
+        let last = bed.logs(o).lines().last().unwrap_or_default().to_string();
+        assert!(last.starts_with("etcd-bootstrap: error: snapshot ") && last.contains("sha256"), "{last}");
+        let left: Vec<_> =
+            std::fs::read_dir(bed.volume(o)).map(|d| d.flatten().count()).into_iter().collect();
+        assert_eq!(left, [0], "etcd-{o}'s volume stays empty");
+    }
+}
+
+/// The runbook after a permanent quorum loss, with a kill of pod 0 at `crash` (if any) on the
+/// way: a cluster under writes, a backup, two volumes wiped and every pod deleted; then
+/// `--restore-from` and a new token on every pod.
+async fn quorum_loss_runbook(
+    bed: &Bed,
+    etcd: &Path,
+    store: &str,
+    home: &Path,
+    round: u32,
+    crash: Option<&str>,
+) {
+    let check = Checker::plain(bed);
+    check.wait_healthy(&[0, 1, 2], HEALTHY).await;
+    let urls: Vec<String> = (0..3).map(|o| bed.client_url(o)).collect();
+    let mut writer = Writer::start(urls);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let acked_before = writer.acked();
+    let snapshot = backup(store, &bed.client_url(0), home);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    writer.halt().await;
+    assert!(!acked_before.is_empty(), "the writer wrote before the backup");
+    for o in 0..3 {
+        bed.delete_pod(o).await;
+    }
+    bed.wipe_volume(1);
+    bed.wipe_volume(2);
+    let archives_before = archives(&bed.volume(0)).len();
+    let token = format!("after-loss-{round}");
+    let env = [("ETCD_BOOTSTRAP_INITIAL_CLUSTER_TOKEN", token.as_str())];
+    let mut pods = vec![0, 1, 2];
+    if let Some(step) = crash {
+        // Pod 0 (the survivor, with old data) is killed at `step`; the others go on.
+        let crash_env = [env[0], ("ETCD_BOOTSTRAP_TEST_CRASH_AFTER", step)];
+        bed.start_pod(0, restoring_pod(bed, 0, etcd, &snapshot, &crash_env)).await;
+        for o in [1, 2] {
+            bed.start_pod(o, restoring_pod(bed, o, etcd, &snapshot, &env)).await;
+        }
+        let exit = bed.wait_exit(0, Duration::from_secs(60)).await;
+        assert_eq!(exit, Some(PodExit::Code(137)), "crash at {step}:\n{}", bed.logs(0));
+        bed.delete_pod(0).await;
+        pods = vec![0];
+    }
+    for o in pods {
+        bed.start_pod(o, restoring_pod(bed, o, etcd, &snapshot, &env)).await;
+    }
+    check.wait_healthy(&[0, 1, 2], HEALTHY).await;
+    for o in 0..3 {
+        let missing = missing_on(bed, o, &acked_before).await.expect("read back");
+        assert!(
+            missing.is_empty(),
+            "etcd-{o} lost {} acknowledged keys, e.g. {:?}",
+            missing.len(),
+            &missing[..missing.len().min(3)]
+        );
+        assert!(
+            !bed.volume(o).join("etcd-bootstrap-restore.work").exists(),
+            "etcd-{o}: no work dir left:\n{}",
+            bed.logs(o)
+        );
+    }
+    assert_eq!(
+        archives(&bed.volume(0)).len(),
+        archives_before + 1,
+        "the survivor's old data archived once, not deleted"
+    );
+    let revision = manifest_of(&snapshot)["revision"].as_i64().expect("revision");
+    assert_one_cluster_at_least(bed, &[0, 1, 2], revision).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn permanent_quorum_loss_runbook_restores_every_acknowledged_key() {
+    let test = "permanent_quorum_loss_runbook_restores_every_acknowledged_key";
+    let Some(etcd) = setup(test) else { return };
+    let scratch = tempfile::tempdir().expect("scratch");
+    let store = format!("file://{}/store", scratch.path().display());
+    let bed = Bed::new("restore-runbook").await;
+    form_cluster(&bed, &etcd, &[0, 1, 2]).await;
+    quorum_loss_runbook(&bed, &etcd, &store, scratch.path(), 0, None).await;
+}
+
+/// A kill -9 at every step of a restore converges on restart.
+async fn kill_at_every_step(test: &str, etcd: PathBuf) {
+    if !crash_points_built(test) {
+        return;
+    }
+    let scratch = tempfile::tempdir().expect("scratch");
+    let store = format!("file://{}/store", scratch.path().display());
+    let bed = Bed::new(test).await;
+    form_cluster(&bed, &etcd, &[0, 1, 2]).await;
+    let steps = ["during-download", "after-restore", "after-restore-archive", "after-restore-move"];
+    for (round, step) in steps.iter().enumerate() {
+        quorum_loss_runbook(&bed, &etcd, &store, scratch.path(), round as u32 + 1, Some(step)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kill_at_every_step_of_a_restore_converges_on_etcd_35() {
+    let test = "kill_at_every_step_of_a_restore_converges_on_etcd_35";
+    let Some(etcd) = setup(test) else { return };
+    kill_at_every_step("restore-kill-35", etcd).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kill_at_every_step_of_a_restore_converges_on_etcd_34() {
+    let test = "kill_at_every_step_of_a_restore_converges_on_etcd_34";
+    let Some(etcd) = setup34(test) else { return };
+    kill_at_every_step("restore-kill-34", etcd).await;
+}

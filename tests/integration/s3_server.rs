@@ -1,0 +1,97 @@
+//! A real S3-protocol server for the backup tests: `s3s-fs` over a local directory, on
+//! 127.0.0.1 with a free port, checking SigV4 signatures against one access key and secret (so a
+//! wrong secret is really refused). Stopped and reaped when dropped.
+
+use std::fs::File;
+use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The access key the server accepts.
+pub const ACCESS_KEY: &str = "AKIDETCDBOOTSTRAPTEST";
+/// The secret the server accepts (a test value; the tests check it never appears in output).
+pub const SECRET_KEY: &str = "test-secret-never-printed-3f9a";
+
+const START_DEADLINE: Duration = Duration::from_secs(20);
+
+pub struct S3Server {
+    child: Child,
+    pub endpoint: String,
+    /// The directory the server keeps buckets in (`<root>/<bucket>/<key>`).
+    pub root: PathBuf,
+    log: PathBuf,
+}
+
+impl S3Server {
+    /// Start the server on 127.0.0.1 with `buckets` created, data under `root`.
+    pub fn start(bin: &Path, root: &Path, buckets: &[&str]) -> S3Server {
+        Self::start_on(bin, root, buckets, Ipv4Addr::LOCALHOST)
+    }
+
+    /// [`S3Server::start`] on `host` (the bed's gateway, for pods).
+    pub fn start_on(bin: &Path, root: &Path, buckets: &[&str], host: Ipv4Addr) -> S3Server {
+        std::fs::create_dir_all(root).expect("create the S3 root");
+        for bucket in buckets {
+            std::fs::create_dir_all(root.join(bucket)).expect("create a bucket");
+        }
+        let port = {
+            let listener = TcpListener::bind((host, 0)).expect("bind a free port");
+            listener.local_addr().expect("local address").port()
+        };
+        let log = root.with_extension("log");
+        let out = File::create(&log).expect("create the S3 server log");
+        let err = out.try_clone().expect("clone the log file");
+        let child = Command::new(bin)
+            .args(["--host", &host.to_string(), "--port", &port.to_string()])
+            .args(["--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY])
+            .arg(root)
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {}: {e}", bin.display()));
+        let mut server =
+            S3Server { child, endpoint: format!("http://{host}:{port}"), root: root.to_path_buf(), log };
+        server.wait_listening(host, port);
+        server
+    }
+
+    fn wait_listening(&mut self, host: Ipv4Addr, port: u16) {
+        let deadline = Instant::now() + START_DEADLINE;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("s3s-fs exited with {status}:\n{}", self.log_text());
+            }
+            if TcpStream::connect((host, port)).is_ok() {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "s3s-fs not listening after {START_DEADLINE:?}:\n{}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The environment a client of this server uses (keys and endpoint).
+    pub fn client_env(&self) -> Vec<(String, String)> {
+        vec![
+            ("AWS_ACCESS_KEY_ID".into(), ACCESS_KEY.into()),
+            ("AWS_SECRET_ACCESS_KEY".into(), SECRET_KEY.into()),
+            ("AWS_ENDPOINT_URL".into(), self.endpoint.clone()),
+        ]
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
