@@ -158,7 +158,9 @@ impl Context {
             peer_port: self.member.peer_port,
             me: &self.me,
             probe_timeout: self.probe_timeout,
-            every_client_answer: false,
+            // The restore policy reads quorum from the client port's answers: with
+            // `--restore-from` set, wait for them even where a peer port settled the rest.
+            every_client_answer: self.restore_from.is_some(),
         }
     }
 
