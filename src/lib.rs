@@ -6,7 +6,7 @@
 //! The folders show the flow of one start: observe -> decide -> act -> exec.
 //!
 //! 1. Base: [`error`] (the one error type, exit codes), [`duration`] (`500ms`/`30s`/`5m`),
-//!    [`signals`] (SIGTERM/SIGINT as PID 1), [`crash`] (test crash points), [`identity`] (pod
+//!    [`size`] (`100MB`/`512MiB`), [`signals`] (SIGTERM/SIGINT as PID 1), [`crash`] (test crash points), [`identity`] (pod
 //!    name, set, ordinal, peer host names, URL host and port helpers).
 //! 2. [`observed`]: what a round observed, as plain data: the data dir's state, the cluster view
 //!    and its members, the peers in DNS, and etcd's refusals as the closed enum `Refusal`.
@@ -33,8 +33,9 @@
 //!    `act::membership` (update, add, remove, withdraw, archive), `act::exec` (execve etcd).
 //! 9. [`sidecar`]: the second container. `mod.rs` is its loop; `learners` (pure learner choice),
 //!    `removal` (pure removal policy and its clock), `probe` (who answers, `/proc/net/tcp`),
-//!    `pods` (pod lookup through `observe::peers`), `membership`, `http`, `metrics`. Maintenance
-//!    (issue 14) goes into `sidecar/maintenance/`.
+//!    `pods` (pod lookup through `observe::peers`), `membership`, `http`, `metrics`; maintenance
+//!    (issue 14): `maintenance/` (pure policies: defragmentation, NOSPACE, certificate state) and
+//!    `maintain` (their calls, every round beside the leader; the TLS files, every round).
 //! 10. Top: [`plan`] (print a round without acting; it never imports `act`'s loop) and [`cli`]
 //!     (the commands wired; `main` only gathers surroundings and maps exit codes).
 
@@ -54,12 +55,13 @@ pub mod observed;
 pub mod plan;
 pub mod sidecar;
 pub mod signals;
+pub mod size;
 
 /// The layers of the module map, bottom first: a module may import from its own layer and the
 /// layers before it, never from a later one. `backup` and `maintenance` have their places
 /// reserved. `plan` may use `act::exec` (to find the etcd binary) but not `act`'s loop.
 pub const LAYERS: &[&[&str]] = &[
-    &["error", "duration", "signals", "crash", "identity"],
+    &["error", "duration", "size", "signals", "crash", "identity"],
     &["observed"],
     &["decide"],
     &["etcd_args"],

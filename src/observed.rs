@@ -145,6 +145,8 @@ pub enum Refusal {
     NoLeader,
     /// Timed out, unavailable, connection lost, request cancelled.
     Unreachable,
+    /// "required revision has been compacted": a compaction at or below the compacted revision.
+    Compacted,
     /// Anything else (permission denied, a malformed request): retrying will not help.
     Other,
 }

@@ -13,6 +13,8 @@ use crate::error::{Error, Result};
 use crate::etcd_args::ClientTlsFiles;
 use crate::observed::{CallError, ClusterView, Member, Refusal};
 
+pub mod maintenance;
+
 /// Key read (count only) to prove quorum with a linearizable read.
 const QUORUM_PROBE_KEY: &str = "/etcd-bootstrap/quorum-probe";
 
@@ -259,8 +261,9 @@ fn to_member(m: &etcd_client::Member) -> Member {
 /// specific phrases are checked before the phrases they contain.
 pub fn refusal_of(message: &str) -> Refusal {
     let m = message.to_ascii_lowercase();
-    const PHRASES: [(&str, Refusal); 15] = [
+    const PHRASES: [(&str, Refusal); 16] = [
         ("member not found", Refusal::MemberNotFound),
+        ("required revision has been compacted", Refusal::Compacted),
         ("peer urls already exists", Refusal::PeerUrlExists),
         ("can only promote a learner member which is in sync", Refusal::LearnerNotInSync),
         ("can only promote a learner member", Refusal::NotALearner),
@@ -407,6 +410,10 @@ mod tests {
             ("member add: Unavailable: etcdserver: leader changed", Refusal::NoLeader),
             ("member list: timed out after 15s", Refusal::Unreachable),
             ("PermissionDenied: etcdserver: permission denied", Refusal::Other),
+            ("compact: OutOfRange: etcdserver: mvcc: required revision has been compacted", Refusal::Compacted),
+            ("compact: OutOfRange: etcdserver: mvcc: required revision is a future revision", Refusal::Other),
+            ("defragment: timed out after 1m30s", Refusal::Unreachable),
+            ("alarm disarm: Unimplemented: unknown method Alarm", Refusal::Other),
         ];
         for (message, want) in table {
             assert_eq!(refusal_of(message), want, "{message}");

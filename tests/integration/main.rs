@@ -11,6 +11,8 @@ mod compose;
 mod datadir_wal;
 mod dns_lookup;
 mod etcd_check;
+mod maintenance;
+mod maintenance_calls;
 mod manifests;
 mod membership;
 mod peer_port;

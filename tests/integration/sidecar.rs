@@ -17,12 +17,13 @@ use crate::stateful_set::{client, Set, Writer, METRICS_PORT, REMOVAL_DELAY};
 
 /// The sidecars' metrics (the rest of [`Set`] is shared, in `stateful_set`).
 impl Set {
-    /// One sidecar's metrics, if it answers.
-    pub(crate) async fn scrape(&self, ordinal: u32) -> Option<BTreeMap<String, f64>> {
+    /// `GET path` from pod `ordinal`'s sidecar: status and body, if it answers.
+    pub async fn get(&self, ordinal: u32, path: &str) -> Option<(u16, String)> {
         let addr = (self.bed.pod_ip(ordinal), METRICS_PORT);
+        let request = format!("GET {path} HTTP/1.1\r\nHost: sidecar\r\n\r\n");
         let text = tokio::time::timeout(Duration::from_secs(3), async move {
             let mut stream = tokio::net::TcpStream::connect(addr).await.ok()?;
-            stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: sidecar\r\n\r\n").await.ok()?;
+            stream.write_all(request.as_bytes()).await.ok()?;
             let mut text = String::new();
             stream.read_to_string(&mut text).await.ok()?;
             Some(text)
@@ -30,7 +31,14 @@ impl Set {
         .await
         .ok()??;
         let (head, body) = text.split_once("\r\n\r\n")?;
-        if !head.starts_with("HTTP/1.1 200") {
+        let status = head.split_whitespace().nth(1)?.parse().ok()?;
+        Some((status, body.to_string()))
+    }
+
+    /// One sidecar's metrics, if it answers.
+    pub async fn scrape(&self, ordinal: u32) -> Option<BTreeMap<String, f64>> {
+        let (status, body) = self.get(ordinal, "/metrics").await?;
+        if status != 200 {
             return None;
         }
         Some(
@@ -43,7 +51,7 @@ impl Set {
     }
 
     /// A metric summed over the sidecars of `ordinals` (every one must answer).
-    async fn sum(&self, ordinals: &[u32], metric: &str) -> f64 {
+    pub async fn sum(&self, ordinals: &[u32], metric: &str) -> f64 {
         let mut total = 0.0;
         for &o in ordinals {
             let m = self.scrape(o).await.unwrap_or_else(|| panic!("no /metrics from etcd-{o}'s sidecar"));
@@ -53,7 +61,7 @@ impl Set {
     }
 
     /// Poll until the sum of `metric` over `ordinals` reaches `at_least`; returns it.
-    async fn wait_sum(&self, ordinals: &[u32], metric: &str, at_least: f64, timeout: Duration) -> f64 {
+    pub async fn wait_sum(&self, ordinals: &[u32], metric: &str, at_least: f64, timeout: Duration) -> f64 {
         let deadline = Instant::now() + timeout;
         loop {
             let mut total = 0.0;
@@ -321,6 +329,13 @@ fn bad_sidecar_options_are_configuration_errors() {
         (&["--metrics-port", "2379"], "--metrics-port 2379"),
         (&["--metrics-port", "0"], "--metrics-port 0"),
         (&["--", "--listen-metrics-urls=http://0.0.0.0:2381"], "--listen-metrics-urls"),
+        (&["--defrag-threshold", "45"], "--defrag-threshold 45: give the share of free pages"),
+        (&["--defrag-threshold", "half"], "--defrag-threshold"),
+        (&["--defrag-min-size", "lots"], "--defrag-min-size"),
+        (
+            &["--", "--quota-backend-bytes=8GB"],
+            "etcd's --quota-backend-bytes \"8GB\" is not a number of bytes",
+        ),
     ] {
         let out = sidecar_cmd(args).output().expect("run the sidecar");
         let stderr = String::from_utf8_lossy(&out.stderr);
@@ -358,7 +373,9 @@ fn sidecar_cmd(args: &[&str]) -> Command {
 fn sidecar_help_names_the_defaults() {
     let out = sidecar_cmd(&["--help"]).output().expect("run --help");
     let help = String::from_utf8_lossy(&out.stdout);
-    for default in ["[default: 10s]", "[default: 2m]", "[default: 2381]"] {
+    for default in
+        ["[default: 10s]", "[default: 2m]", "[default: 2381]", "[default: 0.45]", "[default: 100MB]"]
+    {
         assert!(help.contains(default), "{help}");
     }
 }
