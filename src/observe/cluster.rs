@@ -130,12 +130,13 @@ pub struct Observed {
     pub quorum_member: Option<MemberClient>,
 }
 
-struct Answer {
-    endpoint: Endpoint,
+/// One member's answer on its client port.
+pub struct Answer {
+    pub endpoint: Endpoint,
     client: Client,
-    cluster_id: u64,
-    members: Vec<Member>,
-    quorum: bool,
+    pub cluster_id: u64,
+    pub members: Vec<Member>,
+    pub quorum: bool,
 }
 
 /// Ask all `endpoints` concurrently; prefer an answer with quorum.
@@ -149,13 +150,29 @@ pub async fn observe(access: &Access, endpoints: &[Endpoint], timeout: Duration)
         });
     }
     let mut tried = Vec::new();
-    let mut best: Option<Answer> = None;
+    let mut answers = Vec::new();
     while let Some(joined) = probes.join_next().await {
         let Ok((endpoint, result)) = joined else { continue };
         match result {
-            Ok(answer) if best.as_ref().is_none_or(|b| !b.quorum && answer.quorum) => best = Some(answer),
-            Ok(_) => {}
-            Err(why) => tried.push((format!("{} ({})", endpoint.host, endpoint.url), why)),
+            Ok(answer) => answers.push(answer),
+            Err(why) => tried.push((tried_entry(&endpoint), why)),
+        }
+    }
+    best_of(answers, tried)
+}
+
+/// How an endpoint that gave no answer is named in `ClusterView::NoAnswer`.
+pub fn tried_entry(endpoint: &Endpoint) -> String {
+    format!("{} ({})", endpoint.host, endpoint.url)
+}
+
+/// The view from the answers that came (the first with quorum, else the first) and the
+/// endpoints that gave none.
+pub fn best_of(answers: Vec<Answer>, mut tried: Vec<(String, String)>) -> Observed {
+    let mut best: Option<Answer> = None;
+    for answer in answers {
+        if best.as_ref().is_none_or(|b| !b.quorum && answer.quorum) {
+            best = Some(answer);
         }
     }
     tried.sort();
@@ -190,7 +207,7 @@ async fn connect(access: &Access, endpoint: &Endpoint, timeout: Duration) -> Res
 /// Status first (a never-started member answers nothing); a learner is skipped (it refuses the
 /// member list); then a linearizable read, then the member list, so the list is at least as new
 /// as the read's index.
-async fn probe(access: &Access, endpoint: &Endpoint, timeout: Duration) -> Result<Answer, String> {
+pub async fn probe(access: &Access, endpoint: &Endpoint, timeout: Duration) -> Result<Answer, String> {
     let mut client = connect(access, endpoint, timeout).await?;
     let status = within(timeout, "status", client.status()).await?;
     if status.is_learner() {

@@ -86,8 +86,22 @@ pub async fn run(ctx: &Context, settings: &Settings, shutdown: &mut Shutdown) ->
     // A round that overran (DNS timeouts) skips the ticks it missed: rounds stay on the grid.
     ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);
     let stop = loop {
+        // A removal falls due between two ticks: look then, not at the next tick.
+        let due = sidecar.clock.next_due(settings.removal_delay, Instant::now());
+        let ticker = &mut ticker;
+        let wake = async move {
+            match due {
+                Some(due) => tokio::select! {
+                    _ = ticker.tick() => {}
+                    _ = tokio::time::sleep_until(due.into()) => {}
+                },
+                None => {
+                    ticker.tick().await;
+                }
+            }
+        };
         tokio::select! {
-            _ = async { ticker.tick().await; sidecar.round().await } => {}
+            _ = async { wake.await; sidecar.round().await } => {}
             stop = shutdown.received("running the sidecar") => break stop,
         }
     };

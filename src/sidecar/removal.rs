@@ -11,7 +11,8 @@
 //! 4. its name has been missing for longer than the removal delay, with no other answer in between
 //!    (any found or unknown answer restarts the clock);
 //! 5. it does not answer as itself at any address we know for it (its name's, the last one its
-//!    name had, and every peer connected to the local member's peer port);
+//!    name had while the name is not absent from DNS, and every peer connected to the local
+//!    member's peer port);
 //! 6. the voting members that answer (the leader included) are a quorum of the voting members now,
 //!    so the removal can be committed, and so of those left after it.
 //!
@@ -68,6 +69,13 @@ impl Clock {
     /// When each ordinal's unbroken run of "missing" answers began.
     pub fn missing_since(&self) -> &BTreeMap<u32, Instant> {
         &self.missing_since
+    }
+
+    /// When the earliest run of "missing" answers will have lasted longer than `delay`, if that
+    /// is still ahead of `now`: the sidecar looks then rather than at its next tick.
+    pub fn next_due(&self, delay: Duration, now: Instant) -> Option<Instant> {
+        let due = *self.missing_since.values().min()? + delay + Duration::from_millis(1);
+        (due > now).then_some(due)
     }
 }
 
@@ -346,6 +354,26 @@ pub fn judge(facts: &Facts, candidate: u64, answers: &BTreeMap<u64, bool>) -> Re
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_next_removal_falls_due_just_after_the_delay_from_the_first_missing_answer() {
+        let t0 = Instant::now();
+        let delay = Duration::from_secs(5);
+        let mut clock = Clock::default();
+        assert_eq!(clock.next_due(delay, t0), None, "nothing missing");
+        clock.record(&BTreeMap::from([(3, Answer::Missing), (4, Answer::Found)]), t0);
+        clock.record(
+            &BTreeMap::from([(3, Answer::Missing), (4, Answer::Missing)]),
+            t0 + Duration::from_secs(1),
+        );
+        let due = clock.next_due(delay, t0).expect("due");
+        assert!(due > t0 + delay && due < t0 + delay + Duration::from_millis(10), "{:?}", due - t0);
+        assert_eq!(
+            clock.next_due(delay, t0 + delay + Duration::from_millis(10)),
+            None,
+            "past: the tick does it"
+        );
+    }
 
     const DELAY: Duration = Duration::from_secs(120);
 

@@ -15,6 +15,8 @@ mod maintenance;
 mod maintenance_calls;
 mod manifests;
 mod membership;
+mod peer_port;
+mod peer_port_safety;
 mod prereq;
 mod restore;
 mod s3_server;
