@@ -15,10 +15,10 @@ pub const DNS_DELAY: Duration = Duration::from_secs(2);
 pub async fn run(t: &Tools, runs: usize, late: bool, r: &mut Results) {
     let what = if late { "late" } else { "cold" };
     for run in 0..runs {
-        for size in [3u32, 5] {
+        for &size in sizes(late) {
             // Rotate the order so no contestant always runs first (or right after another).
-            for k in 0..Who::COLD.len() {
-                let who = Who::COLD[(run + k) % Who::COLD.len()];
+            for k in 0..Who::ALL.len() {
+                let who = Who::ALL[(run + k) % Who::ALL.len()];
                 let key = format!("{what}.{size}.{}", who.key());
                 eprint!("{key} run {}/{runs}: ", run + 1);
                 match once(t, who, size, late, r).await {
@@ -56,17 +56,32 @@ async fn once(t: &Tools, who: Who, size: u32, late: bool, r: &mut Results) -> Re
     pods::keep_logs(&bed);
     r.add(&format!("spread.{size}"), (all - first).as_secs_f64());
     let at = healthy.map_err(|e| format!("{e}\n{}", pods::tails(&bed, 0..size, &Sidecars::default())))?;
-    if matches!(who, Who::Bootstrap | Who::BootstrapShortProbe) {
-        for o in 0..size {
-            let log = bed.logs_current(o);
-            if let Some(secs) = start_to_exec_from_log(&log) {
-                r.add(&format!("diag.{what}.{size}.{}.to_exec", who.key()), secs);
-            }
-            let waits = log.lines().filter(|l| l.contains("decision=\"WAIT\"")).count();
-            r.add(&format!("diag.{what}.{size}.{}.waits", who.key()), waits as f64);
-        }
+    if who == Who::Bootstrap {
+        diagnose(&bed, what, size, r);
     }
     Ok(at.saturating_duration_since(t0).as_secs_f64())
+}
+
+/// The cluster sizes of the cold starts (on time: 3, 5 and 7, to show how the cost grows) and of
+/// the DNS-late starts (3 and 5).
+pub fn sizes(late: bool) -> &'static [u32] {
+    if late {
+        &[3, 5]
+    } else {
+        &[3, 5, 7]
+    }
+}
+
+/// From each etcd-bootstrap pod's log: start to exec, and the WAIT lines it logged.
+pub fn diagnose(bed: &Bed, what: &str, size: u32, r: &mut Results) {
+    for o in 0..size {
+        let log = bed.logs_current(o);
+        if let Some(secs) = start_to_exec_from_log(&log) {
+            r.add(&format!("diag.{what}.{size}.bootstrap.to_exec"), secs);
+        }
+        let waits = log.lines().filter(|l| l.contains("decision=\"WAIT\"")).count();
+        r.add(&format!("diag.{what}.{size}.bootstrap.waits"), waits as f64);
+    }
 }
 
 /// Seconds from etcd-bootstrap's "starting" line to its "exec etcd" line, by the log's own

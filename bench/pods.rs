@@ -44,23 +44,16 @@ pub enum Who {
     Shell,
     /// etcd-bootstrap as the entrypoint.
     Bootstrap,
-    /// etcd-bootstrap with `--probe-timeout 200ms` (default 2s): for comparison in the cold
-    /// starts, where a peer's etcd that listens but has not formed its cluster yet answers nothing
-    /// and each probe of it lasts the whole probe timeout.
-    BootstrapShortProbe,
 }
 
 impl Who {
     pub const ALL: [Who; 3] = [Who::Floor, Who::Shell, Who::Bootstrap];
-    pub const COLD: [Who; 4] = [Who::Floor, Who::Shell, Who::Bootstrap, Who::BootstrapShortProbe];
-    pub const SHORT_PROBE: &str = "200ms";
 
     pub fn key(self) -> &'static str {
         match self {
             Who::Floor => "floor",
             Who::Shell => "shell",
             Who::Bootstrap => "bootstrap",
-            Who::BootstrapShortProbe => "bootstrap_probe200ms",
         }
     }
 }
@@ -125,8 +118,6 @@ pub fn cold_spec(bed: &Bed, t: &Tools, who: Who, ordinal: u32, size: u32) -> Pod
         Who::Floor => PodSpec::new(&t.etcd).args(flags),
         Who::Shell => PodSpec::shell(&ping_script(size)).arg(&t.etcd).args(flags),
         Who::Bootstrap => bootstrap_env(PodSpec::new(&t.bootstrap), size, &t.etcd),
-        Who::BootstrapShortProbe => bootstrap_env(PodSpec::new(&t.bootstrap), size, &t.etcd)
-            .env("ETCD_BOOTSTRAP_PROBE_TIMEOUT", Who::SHORT_PROBE),
     };
     base(bed, ordinal, spec)
 }
@@ -151,7 +142,7 @@ pub fn stamped_spec(bed: &Bed, t: &Tools, who: Who, ordinal: u32, size: u32) -> 
     let spec = match who {
         Who::Floor => spec.arg(&t.stamp),
         Who::Shell => spec.args(["/bin/sh", "-c"]).arg(ping_script(size)).arg(&t.stamp),
-        Who::Bootstrap | Who::BootstrapShortProbe => bootstrap_env(spec.arg(&t.bootstrap), size, &t.stamp),
+        Who::Bootstrap => bootstrap_env(spec.arg(&t.bootstrap), size, &t.stamp),
     };
     base(bed, ordinal, spec.env(stamp::ENV, "1"))
 }

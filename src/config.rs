@@ -41,7 +41,8 @@ pub enum Command {
     Run(RunArgs),
     /// Observe and decide; print the decision, the reasons and the etcd argv; change nothing.
     Plan(PlanArgs),
-    /// Run beside etcd: promote learners, remove members whose pods were scaled away.
+    /// Run beside etcd: promote learners, remove members whose pods were scaled away,
+    /// defragment, clear a NOSPACE alarm once space is free, follow renewed TLS files.
     Sidecar(SidecarArgs),
     /// Take one snapshot now and upload it (`--to URL`), or `list` / `verify` a store's snapshots.
     Backup(backup_args::BackupCommand),
@@ -92,6 +93,20 @@ pub struct SidecarArgs {
     /// Port of the sidecar's HTTP endpoint (/healthz, /readyz, /metrics).
     #[arg(long, env = "ETCD_BOOTSTRAP_METRICS_PORT", default_value_t = 2381)]
     pub metrics_port: u16,
+
+    /// Defragment a member when more than this share of its database is free pages (a fraction;
+    /// 0 switches routine defragmentation off).
+    #[arg(long, env = "ETCD_BOOTSTRAP_DEFRAG_THRESHOLD", allow_hyphen_values = true, default_value_t = 0.45)]
+    pub defrag_threshold: f64,
+
+    /// Defragment only members whose database is larger than this (100MB, 1GiB, or bytes).
+    #[arg(long, env = "ETCD_BOOTSTRAP_DEFRAG_MIN_SIZE", value_parser = parse_size, allow_hyphen_values = true, default_value = "100MB")]
+    pub defrag_min_size: u64,
+
+    /// Under a NOSPACE alarm, compact the key history at the current revision before
+    /// defragmenting (never past a backup being written). Off by default: it drops old revisions.
+    #[arg(long, env = "ETCD_BOOTSTRAP_COMPACT_ON_NOSPACE")]
+    pub compact_on_nospace: bool,
 
     /// Scheduled backups: the store to upload to (file:///path or s3://bucket/prefix). Only the
     /// sidecar beside the leader takes them.
@@ -266,6 +281,10 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
     duration::parse(text)
 }
 
+fn parse_size(text: &str) -> Result<u64, String> {
+    crate::size::parse(text)
+}
+
 fn parse_dns_server(text: &str) -> Result<SocketAddr, String> {
     crate::observe::dns::parse_dns_server(text).map_err(|e| e.to_string())
 }
@@ -389,6 +408,22 @@ mod tests {
         ] {
             let err = parse(args).expect_err(&format!("{args:?}"));
             assert_eq!(err.exit_code(), 2, "{args:?}");
+        }
+    }
+
+    #[test]
+    fn maintenance_options_parse_with_their_defaults() {
+        let Some(Command::Sidecar(s)) = parse(&["sidecar"]).expect("parses").command else {
+            panic!("sidecar")
+        };
+        assert_eq!((s.defrag_threshold, s.defrag_min_size, s.compact_on_nospace), (0.45, 100_000_000, false));
+        let args =
+            ["sidecar", "--defrag-threshold", "0", "--defrag-min-size", "1GiB", "--compact-on-nospace"];
+        let Some(Command::Sidecar(s)) = parse(&args).expect("parses").command else { panic!("sidecar") };
+        assert_eq!((s.defrag_threshold, s.defrag_min_size, s.compact_on_nospace), (0.0, 1 << 30, true));
+        for bad in [&["sidecar", "--defrag-min-size", "lots"][..], &["sidecar", "--defrag-threshold", "half"]]
+        {
+            assert_eq!(parse(bad).expect_err("bad").exit_code(), 2, "{bad:?}");
         }
     }
 

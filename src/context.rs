@@ -14,6 +14,7 @@ use crate::etcd_args::{MemberSpec, UserSettings};
 use crate::identity::{self, Identity};
 use crate::observe::cluster::Access;
 use crate::observe::dns::Resolver;
+use crate::observe::peer_members::{PeerAccess, PeerTlsFiles};
 use crate::observe::peers::ScanSettings;
 use crate::observe::Sources;
 use crate::observed::static_member_id;
@@ -38,6 +39,8 @@ pub struct Context {
     pub member: MemberSpec,
     pub token: String,
     pub access: Access,
+    /// How to reach peers' peer ports (`GET /members`), with etcd's peer TLS files.
+    pub peer_access: PeerAccess,
     pub resolver: Arc<Resolver>,
     pub scan: ScanSettings,
     pub wait_timeout: Duration,
@@ -79,6 +82,7 @@ impl Context {
             .unwrap_or_else(|| format!("{peer_scheme}://{own_host}:{}", common.peer_port));
         let client_url = first_url(&user, "advertise-client-urls")
             .unwrap_or_else(|| format!("{client_scheme}://{own_host}:{}", common.client_port));
+        let peer_access = PeerAccess::load(user.peer_tls(), &PeerTlsFiles::from_etcd(&user))?;
         let access = Access::load(
             user.client_tls(),
             &user.client_tls_files(),
@@ -124,6 +128,7 @@ impl Context {
             user,
             token,
             access,
+            peer_access,
             resolver,
             wait_timeout: common.wait_timeout,
             probe_timeout: common.probe_timeout,
@@ -149,7 +154,13 @@ impl Context {
             identity: &self.identity,
             scan: &self.scan,
             access: &self.access,
+            peer_access: &self.peer_access,
+            peer_port: self.member.peer_port,
+            me: &self.me,
             probe_timeout: self.probe_timeout,
+            // The restore policy reads quorum from the client port's answers: with
+            // `--restore-from` set, wait for them even where a peer port settled the rest.
+            every_client_answer: self.restore_from.is_some(),
         }
     }
 

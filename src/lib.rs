@@ -6,18 +6,22 @@
 //! The folders show the flow of one start: observe -> decide -> act -> exec.
 //!
 //! 1. Base: [`error`] (the one error type, exit codes), [`duration`] (`500ms`/`30s`/`5m`),
-//!    [`signals`] (SIGTERM/SIGINT as PID 1), [`crash`] (test crash points), [`identity`] (pod
+//!    [`size`] (`100MB`/`512MiB`), [`signals`] (SIGTERM/SIGINT as PID 1), [`crash`] (test crash points), [`identity`] (pod
 //!    name, set, ordinal, peer host names, URL host and port helpers).
 //! 2. [`observed`]: what a round observed, as plain data: the data dir's state, the cluster view
 //!    and its members, the peers in DNS, and etcd's refusals as the closed enum `Refusal`.
 //! 3. [`decide`]: pure. The decision table (`decide`), `JoinAs`, `StartMode` and the one
-//!    `start_mode` that `run` and `plan` both call, `after_add`, and `decide::refusals`: per
+//!    `start_mode` that `run` and `plan` both call, `after_add`, `decide::answers` (every answer
+//!    merged into the view the table reads; a volume no answer claims is foreign),
+//!    `decide::joiners` (can another pod be joining now), and `decide::refusals`: per
 //!    membership call, what etcd's refusal means next (table-tested).
 //! 4. [`etcd_args`]: etcd's own settings (flags after `--`, `ETCD_*`) and the argv to exec. Pure;
 //!    below `observe` because the etcd client reads etcd's client TLS files from it.
 //! 5. [`observe`]: what looks: `dns` (uncached hickory lookups), `peers` (which pods exist),
 //!    `datadir` (classify, archive; `datadir/wal.rs` decodes the WAL), `cluster` (the etcd API;
-//!    the one place that reads etcd's error text), and `observe::round` that looks once.
+//!    the one place that reads etcd's error text), `peer_members` (`GET /members` on etcd's peer
+//!    port, answered before quorum), `both_ports` (every peer on both ports at once), and
+//!    `observe::round` that looks once.
 //! 6. Settings: [`config`] (clap, every option also `ETCD_BOOTSTRAP_<NAME>`) and [`context`]
 //!    (resolved once from flags, environment, hostname and resolv.conf). They sit here, not at
 //!    the top, because `act` and the sidecar take a `&Context`.
@@ -25,12 +29,13 @@
 //!    (pure), S3 credentials (pure, never printed), the object store, taking a snapshot, restoring
 //!    one into the data dir, and the `backup` commands. `act` (`--restore-from`) and the sidecar
 //!    (scheduled backups) call it; the restore decision itself is pure, in `decide::restore`.
-//! 8. [`act`]: the observe/decide/act loop (`act::bootstrap`), `act::membership` (update, add,
-//!    remove, withdraw, archive), `act::exec` (execve etcd).
+//! 8. [`act`]: the observe/decide/act loop (`act::bootstrap`), `act::pacing` (its pauses, pure),
+//!    `act::membership` (update, add, remove, withdraw, archive), `act::exec` (execve etcd).
 //! 9. [`sidecar`]: the second container. `mod.rs` is its loop; `learners` (pure learner choice),
 //!    `removal` (pure removal policy and its clock), `probe` (who answers, `/proc/net/tcp`),
-//!    `pods` (pod lookup through `observe::peers`), `membership`, `http`, `metrics`. Maintenance
-//!    (issue 14) goes into `sidecar/maintenance/`.
+//!    `pods` (pod lookup through `observe::peers`), `membership`, `http`, `metrics`; maintenance
+//!    (issue 14): `maintenance/` (pure policies: defragmentation, NOSPACE, certificate state) and
+//!    `maintain` (their calls, every round beside the leader; the TLS files, every round).
 //! 10. Top: [`plan`] (print a round without acting; it never imports `act`'s loop) and [`cli`]
 //!     (the commands wired; `main` only gathers surroundings and maps exit codes).
 
@@ -50,12 +55,13 @@ pub mod observed;
 pub mod plan;
 pub mod sidecar;
 pub mod signals;
+pub mod size;
 
 /// The layers of the module map, bottom first: a module may import from its own layer and the
 /// layers before it, never from a later one. `backup` and `maintenance` have their places
 /// reserved. `plan` may use `act::exec` (to find the etcd binary) but not `act`'s loop.
 pub const LAYERS: &[&[&str]] = &[
-    &["error", "duration", "signals", "crash", "identity"],
+    &["error", "duration", "size", "signals", "crash", "identity"],
     &["observed"],
     &["decide"],
     &["etcd_args"],

@@ -67,6 +67,32 @@ impl ClusterView {
     }
 }
 
+/// What one peer's peer port answered (`GET /members`): it answers before quorum, so a list
+/// whose members have no client URLs is a cluster that has never served.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerList {
+    /// The host name of the peer that answered.
+    pub host: String,
+    pub cluster_id: u64,
+    pub members: Vec<Member>,
+}
+
+impl PeerList {
+    /// Some member has published its client URLs: the cluster has formed and served.
+    pub fn served(&self) -> bool {
+        self.members.iter().any(Member::served)
+    }
+}
+
+/// Every answer of a round beyond the client port's best one (which is the `ClusterView`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Heard {
+    /// Each client-port answer: who, and for which cluster ID.
+    pub client_ids: Vec<(String, u64)>,
+    /// Each peer port's member list.
+    pub peer_lists: Vec<PeerList>,
+}
+
 /// The pods of the StatefulSet as DNS shows them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PeerDns {
@@ -119,6 +145,8 @@ pub enum Refusal {
     NoLeader,
     /// Timed out, unavailable, connection lost, request cancelled.
     Unreachable,
+    /// "required revision has been compacted": a compaction at or below the compacted revision.
+    Compacted,
     /// Anything else (permission denied, a malformed request): retrying will not help.
     Other,
 }

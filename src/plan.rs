@@ -93,6 +93,12 @@ pub fn to_json(ctx: &Context, round: &Round, verdict: &Verdict, pending: Option<
             "beyond_initial": round.scan.dns.beyond_initial,
         },
         "cluster": cluster,
+        "peer_ports": round.heard.peer_lists.iter().map(|l| json!({
+            "endpoint": l.host,
+            "cluster_id": hex(l.cluster_id),
+            "served": l.served(),
+            "members": l.members.iter().map(member_json).collect::<Vec<_>>(),
+        })).collect::<Vec<_>>(),
         "decision": verdict.decision.name(),
         "detail": detail,
         "reason": verdict.reason,
@@ -147,7 +153,7 @@ pub fn to_text(ctx: &Context, round: &Round, verdict: &Verdict, pending: Option<
     line("data dir", format!("{}: {data}", ctx.member.data_dir.display()));
     let looked_up = !round.scan.source.is_empty();
     line("dns", dns_summary(round.scan.source, &round.scan.resolved, &round.scan.dns.unresolved_initial));
-    match &round.observed.view {
+    match &round.view {
         // A refused data dir: neither DNS nor the cluster is asked.
         ClusterView::NoAnswer { .. } if !looked_up => line("cluster", "not asked".into()),
         ClusterView::NoAnswer { tried } if tried.is_empty() => line("cluster", "no peer to ask".into()),

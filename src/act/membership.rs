@@ -8,7 +8,7 @@ use tracing::{info, warn};
 use crate::context::Context;
 use crate::crash;
 use crate::decide::refusals::{self, Call, Next};
-use crate::decide::{self, join_mode, AfterAdd, StartMode};
+use crate::decide::{self, join_mode, joiners, AfterAdd, StartMode};
 use crate::error::Result;
 use crate::observe::cluster::{self, MemberClient};
 use crate::observe::{datadir, Round};
@@ -24,7 +24,10 @@ const SETTLE_LIMIT: Duration = Duration::from_secs(10);
 pub(super) async fn update_peer_url(ctx: &Context, round: &mut Round, id: u64, reason: &str) -> Result<Step> {
     info!(decision = "EXISTING", action = "member update", "{reason}");
     let Some(member) = round.observed.quorum_member.as_mut() else {
-        return Ok(Step::Wait("no member with quorum to update the peer URL through".into()));
+        return Ok(Step::Wait {
+            reason: "no member with quorum to update the peer URL through".into(),
+            dns: false,
+        });
     };
     let Err(e) = member.update(id, vec![ctx.me.peer_url.clone()]).await else {
         crash::point("after-update");
@@ -54,13 +57,19 @@ pub(super) async fn add_member(
 ) -> Result<Step> {
     info!(decision = "JOIN", action = "member add", learner, "{reason}");
     let Some(member) = round.observed.quorum_member.as_mut() else {
-        return Ok(Step::Wait("no member with quorum to add this member through".into()));
+        return Ok(Step::Wait {
+            reason: "no member with quorum to add this member through".into(),
+            dns: false,
+        });
     };
     let e = match member.add(&ctx.me.peer_url, learner).await {
         Ok((added, all)) => {
             crash::point("after-add");
             info!(member = %format!("{:x}", added.id), via = member.host(), "member added");
-            return settle_join(ctx, member, added.id, all).await;
+            let alone = !joiners::other_joiner_possible(ctx.me.ordinal, &round.scan.resolved, &all, |m| {
+                ctx.identity.ordinal_of_urls(&m.peer_urls)
+            });
+            return settle_join(ctx, member, added.id, all, alone).await;
         }
         Err(e) => e,
     };
@@ -82,7 +91,13 @@ async fn settle_join(
     via: &mut MemberClient,
     my_id: u64,
     mut members: Vec<Member>,
+    alone: bool,
 ) -> Result<Step> {
+    // With no other pod that could be joining (DNS), the list the add returned is complete.
+    let rank = |m: &Member| ctx.identity.ordinal_of_urls(&m.peer_urls);
+    if alone && decide::after_add(my_id, &members, rank) == AfterAdd::Start {
+        return Ok(Step::Start(join_mode(&members, &ctx.launch())));
+    }
     let deadline = Instant::now() + SETTLE_LIMIT;
     loop {
         tokio::time::sleep(SETTLE_PAUSE).await;
@@ -132,7 +147,10 @@ async fn withdraw(
 pub(super) async fn remove_member(round: &mut Round, id: u64, reason: &str) -> Result<Step> {
     info!(decision = "REPLACE", action = "member remove", member = %format!("{id:x}"), "{reason}");
     let Some(member) = round.observed.quorum_member.as_mut() else {
-        return Ok(Step::Wait("no member with quorum to remove the old member through".into()));
+        return Ok(Step::Wait {
+            reason: "no member with quorum to remove the old member through".into(),
+            dns: false,
+        });
     };
     if let Err(e) = member.remove(id).await {
         match refusals::next(Call::Remove, e.refusal) {

@@ -8,41 +8,34 @@ use tracing::{error, info, warn};
 
 pub mod exec;
 mod membership;
+pub mod pacing;
 
 use crate::backup::restore_round::{self, Pending, RestoreSource};
 use crate::context::Context;
 use crate::decide::{start_mode, Decision, StartMode, Verdict};
 use crate::error::{Error, Result};
+use crate::observe::peer_members::PeerAccess;
 use crate::observe::{self, Round};
 use crate::signals::Shutdown;
 
-/// Pause between two observations while waiting (a round against DNS alone takes milliseconds,
-/// so a short pause lets a new cluster start as soon as its last peer appears).
-const POLL_INTERVAL: Duration = Duration::from_millis(250);
-/// First backoff after a refused membership call.
-const RETRY_BASE: Duration = Duration::from_secs(1);
 /// A WAIT with an unchanged reason is logged this often.
 const WAIT_LOG_EVERY: Duration = Duration::from_secs(5);
 /// The least time one observation gets, even when the deadline has nearly passed.
 const MIN_OBSERVE: Duration = Duration::from_millis(500);
-/// Backoff after a refused membership call: doubles from the poll interval up to this cap.
-const RETRY_CAP: Duration = Duration::from_secs(8);
 
 /// What to do after acting on a decision.
 enum Step {
     Start(StartMode),
     /// Observe again at once: the cluster changed under the decision.
     Again,
-    /// Not actionable yet: look again after the poll interval.
-    Wait(String),
+    /// Not actionable yet: look again after a pause ([`pacing`]); `dns` when initial peers were
+    /// missing from DNS.
+    Wait {
+        reason: String,
+        dns: bool,
+    },
     /// A membership call was refused for a reason that passes: retry with backoff.
     Retry(String),
-}
-
-/// The pause before the `attempt`-th retry (1-based): 1 s, 2 s, 4 s, 8 s, 8 s, ...
-pub fn retry_delay(attempt: u32) -> Duration {
-    let factor = 1u32.checked_shl(attempt.saturating_sub(1)).unwrap_or(u32::MAX);
-    RETRY_BASE.saturating_mul(factor).min(RETRY_CAP)
 }
 
 /// `delay` stretched by a random 0-50 %, so pods started together do not retry in lockstep.
@@ -58,27 +51,31 @@ pub async fn bootstrap(ctx: &Context, shutdown: &mut Shutdown) -> Result<StartMo
     let deadline = started + ctx.wait_timeout;
     let mut waits = WaitLog::default();
     let mut retries = 0u32;
+    let mut same_reason = 0u32;
     let mut last_reason: Option<String> = None;
+    let mut new_held_since: Option<Instant> = None;
     let mut restore_source = RestoreSource::from_context(ctx)?;
     if crate::backup::restore::discard_leftover_work(&ctx.member.data_dir)? {
         warn!("removed the work dir of a restore that a crash cut short; a restore still due is redone");
     }
     loop {
         let step = tokio::select! {
-            step = round(ctx, deadline, last_reason.as_deref(), restore_source.as_mut()) => step?,
+            step = round(ctx, deadline, last_reason.as_deref(), restore_source.as_mut(), &mut new_held_since) => step?,
             stop = shutdown.received("observing the cluster") => return Err(stop),
         };
         let (reason, pause) = match step {
             Step::Start(mode) => return Ok(mode),
             Step::Again => continue,
-            Step::Wait(reason) => {
+            Step::Wait { reason, dns } => {
                 retries = 0;
+                same_reason =
+                    if last_reason.as_deref() == Some(reason.as_str()) { same_reason + 1 } else { 1 };
                 waits.log(&reason, started.elapsed());
-                (reason, POLL_INTERVAL)
+                (reason, pacing::wait_pause(dns, same_reason))
             }
             Step::Retry(reason) => {
                 retries = retries.saturating_add(1);
-                let pause = jittered(retry_delay(retries));
+                let pause = jittered(pacing::retry_delay(retries));
                 warn!(decision = "WAIT", retry = retries, backoff = %crate::duration::format(pause), "{reason}");
                 (reason, pause)
             }
@@ -104,6 +101,7 @@ async fn round(
     deadline: Instant,
     last_reason: Option<&str>,
     mut restore_source: Option<&mut RestoreSource>,
+    new_held_since: &mut Option<Instant>,
 ) -> Result<Step> {
     let left = deadline.saturating_duration_since(Instant::now()).max(MIN_OBSERVE);
     let Ok(observed) = tokio::time::timeout(left, observe::round(&ctx.sources())).await else {
@@ -115,13 +113,27 @@ async fn round(
                 format!("DNS did not answer in time; waiting for DNS of {}", hosts.join(", "))
             }
         };
-        return Ok(Step::Wait(reason));
+        return Ok(Step::Wait { reason, dns: true });
     };
     let mut round = observed?;
     let usual = round.verdict(&ctx.me, &ctx.settings);
     let (verdict, pending) = restore_round::apply(ctx, &round, usual, restore_source.as_deref_mut()).await?;
     if let (Some(pending), Some(source)) = (pending, restore_source) {
         return restore(ctx, &round, verdict, source, &pending).await;
+    }
+    if verdict.decision == Decision::New {
+        let held_since = *new_held_since.get_or_insert_with(Instant::now);
+        let answered: Vec<&str> = round.heard.peer_lists.iter().map(|l| l.host.as_str()).collect();
+        let urls: Vec<String> = ctx.initial_cluster.iter().map(|(_, url)| url.clone()).collect();
+        let asked = !matches!(ctx.peer_access, PeerAccess::Unavailable(_));
+        if pacing::hold_new(&ctx.me.peer_url, &urls, &answered, held_since.elapsed(), asked) {
+            let first = urls.iter().min().cloned().unwrap_or_default();
+            let reason = format!(
+                "{}; starting once {first} answers on its peer port (its etcd starts first, so etcd's own bootstrap check gets an answer at once)",
+                verdict.reason
+            );
+            return Ok(Step::Wait { reason, dns: true });
+        }
     }
     act(ctx, &mut round, verdict).await
 }
@@ -149,7 +161,7 @@ async fn act(ctx: &Context, round: &mut Round, verdict: Verdict) -> Result<Step>
     match decision {
         // Carried out by `restore` before `act`; without what it needs, look again.
         Decision::Restore { .. } => Ok(Step::Again),
-        Decision::Wait => Ok(Step::Wait(reason)),
+        Decision::Wait => Ok(Step::Wait { reason, dns: !round.scan.dns.unresolved_initial.is_empty() }),
         Decision::Refuse => {
             error!(decision = "REFUSE", "{reason}");
             Err(Error::Refused(reason))
@@ -173,7 +185,7 @@ async fn act(ctx: &Context, round: &mut Round, verdict: Verdict) -> Result<Step>
             }
             match start_mode(&decision, round.members(), &ctx.launch()) {
                 Some(mode) => Ok(Step::Start(mode)),
-                None => Ok(Step::Wait(reason)),
+                None => Ok(Step::Wait { reason, dns: false }),
             }
         }
     }
@@ -194,18 +206,5 @@ impl WaitLog {
             self.last_reason = reason.to_string();
             self.last_at = Some(elapsed);
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::retry_delay;
-    use std::time::Duration;
-
-    #[test]
-    fn retry_backoff_doubles_and_is_capped() {
-        let secs: Vec<u64> = (1..=7).map(|n| retry_delay(n).as_secs()).collect();
-        assert_eq!(secs, [1, 2, 4, 8, 8, 8, 8]);
-        assert_eq!(retry_delay(u32::MAX), Duration::from_secs(8));
     }
 }

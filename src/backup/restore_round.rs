@@ -115,8 +115,13 @@ pub async fn apply(
         restored_cluster_id: policy::static_cluster_id(&ctx.initial_cluster, &token),
         configured_cluster_id: policy::static_cluster_id(&ctx.initial_cluster, &ctx.token),
     };
-    let obs =
-        Observation { me: &ctx.me, data: &round.data, cluster: &round.observed.view, peers: &round.scan.dns };
+    let obs = Observation {
+        me: &ctx.me,
+        data: &round.data,
+        cluster: &round.observed.view,
+        heard: &round.heard,
+        peers: &round.scan.dns,
+    };
     let decided = policy::decide_restore(&obs, &ctx.settings, &usual, &request);
     if let RestoreVerdict::Usual { warning: Some(w) } = &decided {
         source.warn_once(w.clone());

@@ -6,12 +6,16 @@
 //! own `member add` ([`after_add`]), and what each membership call does next when etcd refuses
 //! it ([`refusals`]).
 
+pub mod answers;
+pub mod joiners;
 pub mod refusals;
 mod start_mode;
 
 pub use start_mode::{join_mode, start_mode, Launch, StartMode};
 
-use crate::observed::{ClusterView, DataDirState, Member, PeerDns, WalMeta};
+use crate::observed::{ClusterView, DataDirState, Heard, Member, PeerDns, WalMeta};
+
+use answers::Owner;
 
 /// How a new member joins a running cluster (`--join-as`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -44,7 +48,10 @@ pub struct Settings {
 pub struct Observation<'a> {
     pub me: &'a Me,
     pub data: &'a DataDirState,
+    /// The client port's best answer.
     pub cluster: &'a ClusterView,
+    /// Every other answer: the client answers' cluster IDs, the peer ports' member lists.
+    pub heard: &'a Heard,
     pub peers: &'a PeerDns,
 }
 
@@ -108,13 +115,34 @@ pub fn decide(obs: &Observation<'_>, settings: &Settings) -> Verdict {
                 entries.join(", ")
             ),
         ),
-        DataDirState::Member(meta) => decide_with_data(obs, meta),
-        DataDirState::Empty => decide_empty(obs, settings),
+        DataDirState::Member(meta) => {
+            let view = answers::decision_view(obs.data, obs.cluster, obs.heard);
+            match answers::owner(meta.cluster_id, obs.cluster, obs.heard) {
+                Owner::Foreign { heard } => verdict(
+                    Decision::Refuse,
+                    format!(
+                        "the data dir belongs to cluster {:x} but every peer that answers is of another cluster: {}; this volume comes from another cluster (its ID never changes, with or without quorum); attach the right volume, or move its member/ directory away to join empty",
+                        meta.cluster_id,
+                        heard.join(", ")
+                    ),
+                ),
+                Owner::Mine { others } if !others.is_empty() => {
+                    let mut v = decide_with_data(obs.me, meta, &view);
+                    v.reason.push_str(&format!(" (answers for another cluster ignored: {})", others.join(", ")));
+                    v
+                }
+                Owner::Mine { .. } | Owner::Nobody => decide_with_data(obs.me, meta, &view),
+            }
+        }
+        DataDirState::Empty => {
+            let view = answers::decision_view(obs.data, obs.cluster, obs.heard);
+            decide_empty(&Observation { cluster: &view, ..obs.clone() }, settings)
+        }
     }
 }
 
-fn decide_with_data(obs: &Observation<'_>, meta: &WalMeta) -> Verdict {
-    match obs.cluster {
+fn decide_with_data(me: &Me, meta: &WalMeta, cluster: &ClusterView) -> Verdict {
+    match cluster {
         ClusterView::NoAnswer { .. } => verdict(
             Decision::Existing { update_peer_urls: None },
             format!(
@@ -136,7 +164,7 @@ fn decide_with_data(obs: &Observation<'_>, meta: &WalMeta) -> Verdict {
                 meta.cluster_id, cluster_id
             ),
         ),
-        ClusterView::Answer { members, .. } => existing_or_stale(obs.me, meta, members),
+        ClusterView::Answer { members, .. } => existing_or_stale(me, meta, members),
     }
 }
 

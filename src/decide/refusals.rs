@@ -1,4 +1,4 @@
-//! What each membership call does next when etcd refuses it: one exhaustive, pure function of
+//! What each etcd call does next when etcd refuses it: one exhaustive, pure function of
 //! the call and the refusal, as the table in the tests shows. The same refusal means different
 //! things to different calls (etcd answers "member not
 //! found" to a remove that is done, to an add whose new ID clashed, to a promote whose learner is
@@ -21,7 +21,7 @@ pub enum Next {
     Fail,
 }
 
-/// The membership calls, each with its own column of the policy.
+/// The calls that change the cluster, each with its own column of the policy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Call {
     /// `member add` of my peer URL.
@@ -32,6 +32,12 @@ pub enum Call {
     Update,
     /// `member promote` of a learner (the sidecar).
     Promote,
+    /// `defragment` of one member (the sidecar's maintenance).
+    Defragment,
+    /// `compact` of the key history under a NOSPACE alarm (the sidecar, when asked to).
+    Compact,
+    /// `alarm` list or disarm (the sidecar's maintenance).
+    Alarm,
 }
 
 /// What `call` does next when etcd refused it with `refusal`. Exhaustive over both: a new
@@ -59,6 +65,12 @@ pub fn next(call: Call, refusal: Refusal) -> Next {
         // Promoted by an earlier leader's sidecar after this member list was read.
         (Promote, NotALearner) => Next::Done,
         (Add | Remove | Update, NotALearner) => Next::Fail,
+        // Compacted at or past that revision already (by etcd's auto-compaction, a person, or an
+        // earlier round).
+        (Compact, Compacted) => Next::Done,
+        (Add | Remove | Update | Promote | Defragment | Alarm, Compacted) => Next::Fail,
+        // Membership answers to a maintenance call: nothing a retry fixes.
+        (Defragment | Compact | Alarm, MemberNotFound | PeerUrlExists | NotALearner) => Next::Fail,
         // Refusals that pass: a learner not caught up yet, one learner at a time, a cluster
         // unhealthy for a moment, no leader, a timeout.
         (_, LearnerNotInSync | TooManyLearners | Unhealthy | NoLeader | Unreachable) => Next::Retry,
@@ -72,26 +84,33 @@ mod tests {
     use Next::*;
     use Refusal::*;
 
-    /// One row per refusal: what `member add`, `remove`, `update` and `promote` do next.
+    /// One row per refusal: what `member add`, `remove`, `update` and `promote`, `defragment`,
+    /// `compact` and `alarm` do next.
     #[rustfmt::skip]
-    const TABLE: [(Refusal, [Next; 4]); 9] = [
-        //                  add           remove  update        promote
-        (MemberNotFound,   [Retry,        Done,   ObserveAgain, Done]),
-        (PeerUrlExists,    [ObserveAgain, Fail,   Retry,        Fail]),
-        (LearnerNotInSync, [Retry,        Retry,  Retry,        Retry]),
-        (NotALearner,      [Fail,         Fail,   Fail,         Done]),
-        (TooManyLearners,  [Retry,        Retry,  Retry,        Retry]),
-        (Unhealthy,        [Retry,        Retry,  Retry,        Retry]),
-        (NoLeader,         [Retry,        Retry,  Retry,        Retry]),
-        (Unreachable,      [Retry,        Retry,  Retry,        Retry]),
-        (Other,            [Fail,         Fail,   Fail,         Fail]),
+    const TABLE: [(Refusal, [Next; 7]); 10] = [
+        //                  add           remove  update        promote defrag  compact alarm
+        (MemberNotFound,   [Retry,        Done,   ObserveAgain, Done,   Fail,   Fail,   Fail]),
+        (PeerUrlExists,    [ObserveAgain, Fail,   Retry,        Fail,   Fail,   Fail,   Fail]),
+        (LearnerNotInSync, [Retry,        Retry,  Retry,        Retry,  Retry,  Retry,  Retry]),
+        (NotALearner,      [Fail,         Fail,   Fail,         Done,   Fail,   Fail,   Fail]),
+        (TooManyLearners,  [Retry,        Retry,  Retry,        Retry,  Retry,  Retry,  Retry]),
+        (Unhealthy,        [Retry,        Retry,  Retry,        Retry,  Retry,  Retry,  Retry]),
+        (NoLeader,         [Retry,        Retry,  Retry,        Retry,  Retry,  Retry,  Retry]),
+        // A defragmentation that timed out may still run: the sidecar waits for its member to
+        // answer again before the next one.
+        (Unreachable,      [Retry,        Retry,  Retry,        Retry,  Retry,  Retry,  Retry]),
+        (Compacted,        [Fail,         Fail,   Fail,         Fail,   Fail,   Done,   Fail]),
+        (Other,            [Fail,         Fail,   Fail,         Fail,   Fail,   Fail,   Fail]),
     ];
+
+    const CALLS: [Call; 7] =
+        [Call::Add, Call::Remove, Call::Update, Call::Promote, Call::Defragment, Call::Compact, Call::Alarm];
 
     #[test]
     fn every_call_answers_every_refusal_as_the_table_says() {
         for (refusal, want) in TABLE {
-            for (call, want) in [Call::Add, Call::Remove, Call::Update, Call::Promote].into_iter().zip(want) {
-                assert_eq!(next(call, refusal), want, "member {call:?} refused with {refusal:?}");
+            for (call, want) in CALLS.into_iter().zip(want) {
+                assert_eq!(next(call, refusal), want, "{call:?} refused with {refusal:?}");
             }
         }
     }

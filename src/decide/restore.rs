@@ -300,7 +300,8 @@ mod tests {
             beyond_initial: vec![],
         };
         let settings = Settings { initial_cluster_size: 3, join_as: JoinAs::Voter };
-        let obs = Observation { me: &me, data: &data, cluster: &cluster, peers: &peers };
+        let heard = crate::observed::Heard::default();
+        let obs = Observation { me: &me, data: &data, cluster: &cluster, heard: &heard, peers: &peers };
         let usual = decide(&obs, &settings);
         decide_restore(&obs, &settings, &usual, &request())
     }
@@ -383,7 +384,8 @@ mod tests {
         let cluster = nobody();
         let peers = PeerDns::default();
         let settings = Settings { initial_cluster_size: 3, join_as: JoinAs::Voter };
-        let obs = Observation { me: &me, data: &data, cluster: &cluster, peers: &peers };
+        let heard = crate::observed::Heard::default();
+        let obs = Observation { me: &me, data: &data, cluster: &cluster, heard: &heard, peers: &peers };
         let v = decide_restore(&obs, &settings, &decide(&obs, &settings), &request);
         assert_eq!(restores(&v), None);
         assert!(warning(&v).contains("new --initial-cluster-token"), "{v:?}");

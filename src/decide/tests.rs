@@ -4,6 +4,7 @@
 //! member must not mistake its own never-served entry for a lost volume.
 
 use super::*;
+use crate::observed::{Heard, PeerList};
 
 const MY_URL: &str = "http://etcd-1.etcd.default.svc.cluster.local:2380";
 const CLUSTER: u64 = 0xc1;
@@ -65,7 +66,10 @@ fn run(data: DataDirState, cluster: ClusterView, peers: PeerDns) -> Verdict {
 }
 
 fn run_as(me: &Me, data: DataDirState, cluster: ClusterView, peers: PeerDns, settings: Settings) -> Verdict {
-    decide(&Observation { me, data: &data, cluster: &cluster, peers: &peers }, &settings)
+    decide(
+        &Observation { me, data: &data, cluster: &cluster, heard: &Heard::default(), peers: &peers },
+        &settings,
+    )
 }
 
 fn all_resolve() -> PeerDns {
@@ -453,5 +457,198 @@ mod after_my_add {
     #[test]
     fn after_add_without_my_entry_starts_with_what_it_has() {
         assert_eq!(after_add(0x77, &three_started(), ordinal_of), AfterAdd::Start);
+    }
+}
+
+// ----- Every answer counts: cluster IDs from any port, and the peer port's member lists --------
+
+const OTHER: u64 = 0xdead;
+
+fn run_heard(data: DataDirState, cluster: ClusterView, heard: Heard) -> Verdict {
+    let (me, peers) = (me(), all_resolve());
+    decide(
+        &Observation { me: &me, data: &data, cluster: &cluster, heard: &heard, peers: &peers },
+        &settings(),
+    )
+}
+
+fn list(ordinal: u32, cluster_id: u64, members: Vec<Member>) -> PeerList {
+    PeerList { host: format!("etcd-{ordinal}.etcd.default.svc.cluster.local"), cluster_id, members }
+}
+
+fn lists(lists: Vec<PeerList>) -> Heard {
+    Heard { client_ids: vec![], peer_lists: lists }
+}
+
+/// The initial static members, never served (a bootstrap before its first quorum).
+fn three_static() -> Vec<Member> {
+    vec![static_entry("etcd-0", &peer(0)), static_entry("etcd-1", MY_URL), static_entry("etcd-2", &peer(2))]
+}
+
+// Row: has data | answers without quorum, none names my cluster ID | REFUSE. Found from outside
+// the project: a foreign volume started while its peers were between leaders.
+#[test]
+fn data_of_another_cluster_is_refused_when_the_answer_has_no_quorum() {
+    let foreign = ClusterView::Answer {
+        endpoint: "etcd-0.etcd.default.svc.cluster.local".into(),
+        cluster_id: CLUSTER,
+        members: three_started(),
+        quorum: false,
+    };
+    let data = DataDirState::Member(WalMeta { member_id: 0xc602, cluster_id: OTHER });
+    let v = run_heard(data, foreign, Heard::default());
+    assert_eq!(v.decision, Decision::Refuse, "{}", v.reason);
+    assert!(v.reason.contains("dead") && v.reason.contains("c1") && v.reason.contains("another cluster"));
+}
+
+#[test]
+fn data_of_another_cluster_is_refused_when_only_peer_ports_answer() {
+    let data = DataDirState::Member(WalMeta { member_id: 0xc602, cluster_id: OTHER });
+    let heard = lists(vec![list(0, CLUSTER, three_started()), list(2, CLUSTER, three_started())]);
+    let v = run_heard(data, no_answer(), heard);
+    assert_eq!(v.decision, Decision::Refuse, "{}", v.reason);
+    assert!(v.reason.contains("etcd-0.etcd") && v.reason.contains("peer port"), "{}", v.reason);
+}
+
+#[test]
+fn data_of_another_cluster_is_refused_by_a_never_served_static_bootstrap_too() {
+    let data = DataDirState::Member(WalMeta { member_id: 0xc602, cluster_id: OTHER });
+    let v = run_heard(data, no_answer(), lists(vec![list(0, CLUSTER, three_static())]));
+    assert_eq!(v.decision, Decision::Refuse, "{}", v.reason);
+}
+
+#[test]
+fn mixed_answers_go_on_with_mine_and_name_the_others() {
+    // My cluster without quorum on the client port, a foreign peer on the peer port.
+    let heard = lists(vec![list(2, OTHER, vec![member(0x99, "etcd-2", &peer(2))])]);
+    let v = run_heard(has_data(ME_ID), answer(three_started(), false), heard);
+    assert_eq!(v.decision, Decision::Existing { update_peer_urls: None }, "{}", v.reason);
+    assert!(v.reason.contains("dead") && v.reason.contains("etcd-2.etcd"), "{}", v.reason);
+}
+
+#[test]
+fn a_foreign_client_answer_with_quorum_does_not_outweigh_my_cluster_on_the_peer_port() {
+    let foreign = ClusterView::Answer {
+        endpoint: "etcd-2.etcd.default.svc.cluster.local".into(),
+        cluster_id: OTHER,
+        members: vec![member(0x99, "etcd-2", &peer(2))],
+        quorum: true,
+    };
+    let heard = lists(vec![list(0, CLUSTER, three_started())]);
+    let v = run_heard(has_data(ME_ID), foreign, heard);
+    assert_eq!(v.decision, Decision::Existing { update_peer_urls: None }, "{}", v.reason);
+    assert!(v.reason.contains("ignored"), "{}", v.reason);
+}
+
+#[test]
+fn another_client_answer_naming_my_cluster_keeps_the_volume_mine() {
+    let foreign = ClusterView::Answer {
+        endpoint: "etcd-2.etcd.default.svc.cluster.local".into(),
+        cluster_id: OTHER,
+        members: vec![member(0x99, "etcd-2", &peer(2))],
+        quorum: false,
+    };
+    let heard = Heard {
+        client_ids: vec![("etcd-0.etcd.default.svc.cluster.local".into(), CLUSTER)],
+        ..Heard::default()
+    };
+    let v = run_heard(has_data(ME_ID), foreign, heard);
+    assert_eq!(v.decision, Decision::Existing { update_peer_urls: None }, "{}", v.reason);
+}
+
+// Row: has data | no quorum, same cluster ID | EXISTING, from the peer port alone.
+#[test]
+fn data_with_only_my_cluster_on_the_peer_port_is_existing() {
+    for members in [three_started(), three_static()] {
+        let v = run_heard(has_data(ME_ID), no_answer(), lists(vec![list(0, CLUSTER, members)]));
+        assert_eq!(v.decision, Decision::Existing { update_peer_urls: None }, "{}", v.reason);
+    }
+}
+
+// Row: empty | started members, no quorum | WAIT: a formed cluster whose client ports are blocked
+// but whose peer ports answer. The empty initial pod must not start NEW under its static ID.
+#[test]
+fn empty_initial_pod_waits_when_the_peer_port_says_my_static_member_has_served() {
+    let mut members = three_static();
+    for m in &mut members {
+        m.client_urls = vec![m.peer_urls[0].replace(":2380", ":2379")];
+    }
+    let v = run_heard(DataDirState::Empty, no_answer(), lists(vec![list(0, CLUSTER, members)]));
+    assert_eq!(v.decision, Decision::Wait, "{}", v.reason);
+    assert!(v.reason.contains("quorum"), "{}", v.reason);
+}
+
+#[test]
+fn a_lagging_never_served_peer_list_does_not_hide_a_formed_cluster() {
+    let heard = lists(vec![list(2, CLUSTER, three_static()), list(0, CLUSTER, three_started())]);
+    let v = run_heard(DataDirState::Empty, no_answer(), heard);
+    assert_eq!(v.decision, Decision::Wait, "{}", v.reason);
+}
+
+#[test]
+fn a_served_peer_list_outweighs_a_never_served_client_answer() {
+    let heard = lists(vec![list(0, CLUSTER, three_started())]);
+    let v = run_heard(DataDirState::Empty, answer(three_static(), false), heard);
+    assert_eq!(v.decision, Decision::Wait, "{}", v.reason);
+}
+
+// Row: empty | answers but never started | NEW: "never started" from the peer port's lists.
+#[test]
+fn empty_initial_pod_starts_new_on_never_served_peer_lists() {
+    let heard = lists(vec![list(0, CLUSTER, three_static()), list(2, CLUSTER, three_static())]);
+    let v = run_heard(DataDirState::Empty, no_answer(), heard);
+    assert_eq!(v.decision, Decision::New, "{}", v.reason);
+}
+
+#[test]
+fn late_initial_member_starts_new_on_a_served_peer_list_with_my_entry_never_served() {
+    let mut members = three_started();
+    members[1] = static_entry("etcd-1", MY_URL);
+    let v = run_heard(DataDirState::Empty, no_answer(), lists(vec![list(0, CLUSTER, members)]));
+    assert_eq!(v.decision, Decision::New, "{}", v.reason);
+}
+
+#[test]
+fn my_added_entry_on_the_peer_port_is_reused_without_quorum() {
+    let members = vec![member(0x10, "etcd-0", &peer(0)), member(0x77, "", MY_URL)];
+    let v = run_heard(DataDirState::Empty, no_answer(), lists(vec![list(0, CLUSTER, members)]));
+    assert_eq!(v.decision, Decision::Join { reuse: Some(0x77), as_learner: false }, "{}", v.reason);
+}
+
+#[test]
+fn a_client_answer_with_quorum_is_the_view_whatever_the_peer_ports_say() {
+    let mut members = three_started();
+    members.remove(1);
+    let stale = lists(vec![list(0, CLUSTER, three_static())]);
+    let v = run_heard(DataDirState::Empty, answer(members, true), stale);
+    assert_eq!(v.decision, Decision::Join { reuse: None, as_learner: false }, "{}", v.reason);
+}
+
+// When the observation may stop waiting for a peer's client port, given its peer port's list.
+#[test]
+fn client_answer_is_needed_only_where_it_can_change_the_decision() {
+    use answers::client_answer_needed;
+    let me = me();
+    let never = list(0, CLUSTER, three_static());
+    let formed = list(0, CLUSTER, three_started());
+    let mut moved = three_started();
+    moved[1].peer_urls = vec!["http://10.0.0.9:2380".into()];
+    let moved = list(0, CLUSTER, moved);
+    let mut without_me = three_started();
+    without_me.remove(1);
+    let without_me = list(0, CLUSTER, without_me);
+    let foreign = list(0, OTHER, three_started());
+    let cases: [(&str, DataDirState, &PeerList, bool); 8] = [
+        ("empty, never served: NEW or WAIT either way", DataDirState::Empty, &never, false),
+        ("empty, formed: quorum decides JOIN/REPLACE", DataDirState::Empty, &formed, true),
+        ("data, never served: EXISTING", has_data(ME_ID), &never, false),
+        ("data, listed with my URL: EXISTING", has_data(ME_ID), &formed, false),
+        ("data, listed with another URL: update", has_data(ME_ID), &moved, true),
+        ("data, not listed: STALE needs quorum", has_data(ME_ID), &without_me, true),
+        ("data, another cluster: same answer", has_data(ME_ID), &foreign, false),
+        ("unknown data: REFUSE", DataDirState::Unknown { entries: vec!["x".into()] }, &formed, false),
+    ];
+    for (what, data, list, want) in cases {
+        assert_eq!(client_answer_needed(&data, &me, list), want, "{what}");
     }
 }

@@ -13,6 +13,8 @@ use crate::error::{Error, Result};
 use crate::etcd_args::ClientTlsFiles;
 use crate::observed::{CallError, ClusterView, Member, Refusal};
 
+pub mod maintenance;
+
 /// Key read (count only) to prove quorum with a linearizable read.
 const QUORUM_PROBE_KEY: &str = "/etcd-bootstrap/quorum-probe";
 
@@ -128,12 +130,13 @@ pub struct Observed {
     pub quorum_member: Option<MemberClient>,
 }
 
-struct Answer {
-    endpoint: Endpoint,
+/// One member's answer on its client port.
+pub struct Answer {
+    pub endpoint: Endpoint,
     client: Client,
-    cluster_id: u64,
-    members: Vec<Member>,
-    quorum: bool,
+    pub cluster_id: u64,
+    pub members: Vec<Member>,
+    pub quorum: bool,
 }
 
 /// Ask all `endpoints` concurrently; prefer an answer with quorum.
@@ -147,13 +150,29 @@ pub async fn observe(access: &Access, endpoints: &[Endpoint], timeout: Duration)
         });
     }
     let mut tried = Vec::new();
-    let mut best: Option<Answer> = None;
+    let mut answers = Vec::new();
     while let Some(joined) = probes.join_next().await {
         let Ok((endpoint, result)) = joined else { continue };
         match result {
-            Ok(answer) if best.as_ref().is_none_or(|b| !b.quorum && answer.quorum) => best = Some(answer),
-            Ok(_) => {}
-            Err(why) => tried.push((format!("{} ({})", endpoint.host, endpoint.url), why)),
+            Ok(answer) => answers.push(answer),
+            Err(why) => tried.push((tried_entry(&endpoint), why)),
+        }
+    }
+    best_of(answers, tried)
+}
+
+/// How an endpoint that gave no answer is named in `ClusterView::NoAnswer`.
+pub fn tried_entry(endpoint: &Endpoint) -> String {
+    format!("{} ({})", endpoint.host, endpoint.url)
+}
+
+/// The view from the answers that came (the first with quorum, else the first) and the
+/// endpoints that gave none.
+pub fn best_of(answers: Vec<Answer>, mut tried: Vec<(String, String)>) -> Observed {
+    let mut best: Option<Answer> = None;
+    for answer in answers {
+        if best.as_ref().is_none_or(|b| !b.quorum && answer.quorum) {
+            best = Some(answer);
         }
     }
     tried.sort();
@@ -188,7 +207,7 @@ async fn connect(access: &Access, endpoint: &Endpoint, timeout: Duration) -> Res
 /// Status first (a never-started member answers nothing); a learner is skipped (it refuses the
 /// member list); then a linearizable read, then the member list, so the list is at least as new
 /// as the read's index.
-async fn probe(access: &Access, endpoint: &Endpoint, timeout: Duration) -> Result<Answer, String> {
+pub async fn probe(access: &Access, endpoint: &Endpoint, timeout: Duration) -> Result<Answer, String> {
     let mut client = connect(access, endpoint, timeout).await?;
     let status = within(timeout, "status", client.status()).await?;
     if status.is_learner() {
@@ -242,8 +261,9 @@ fn to_member(m: &etcd_client::Member) -> Member {
 /// specific phrases are checked before the phrases they contain.
 pub fn refusal_of(message: &str) -> Refusal {
     let m = message.to_ascii_lowercase();
-    const PHRASES: [(&str, Refusal); 15] = [
+    const PHRASES: [(&str, Refusal); 16] = [
         ("member not found", Refusal::MemberNotFound),
+        ("required revision has been compacted", Refusal::Compacted),
         ("peer urls already exists", Refusal::PeerUrlExists),
         ("can only promote a learner member which is in sync", Refusal::LearnerNotInSync),
         ("can only promote a learner member", Refusal::NotALearner),
@@ -390,6 +410,10 @@ mod tests {
             ("member add: Unavailable: etcdserver: leader changed", Refusal::NoLeader),
             ("member list: timed out after 15s", Refusal::Unreachable),
             ("PermissionDenied: etcdserver: permission denied", Refusal::Other),
+            ("compact: OutOfRange: etcdserver: mvcc: required revision has been compacted", Refusal::Compacted),
+            ("compact: OutOfRange: etcdserver: mvcc: required revision is a future revision", Refusal::Other),
+            ("defragment: timed out after 1m30s", Refusal::Unreachable),
+            ("alarm disarm: Unimplemented: unknown method Alarm", Refusal::Other),
         ];
         for (message, want) in table {
             assert_eq!(refusal_of(message), want, "{message}");

@@ -1,11 +1,15 @@
 //! Everything that looks, and nothing that changes: DNS ([`dns`]), which pods exist ([`peers`]),
 //! the data directory with its WAL decoder ([`datadir`]), and the etcd API ([`cluster`], which
 //! also carries the membership calls `act` and the sidecar make, and is the one place that reads
-//! etcd's error text). [`round`] observes once and returns plain data for `decide`.
+//! etcd's error text), etcd's peer port ([`peer_members`]: `GET /members`, answered before
+//! quorum), both ports of every peer at once ([`both_ports`]). [`round`] observes once and
+//! returns plain data for `decide`.
 
+pub mod both_ports;
 pub mod cluster;
 pub mod datadir;
 pub mod dns;
+pub mod peer_members;
 pub mod peers;
 
 use std::path::Path;
@@ -15,10 +19,11 @@ use std::time::Duration;
 use crate::decide::{self, Me, Observation, Settings, Verdict};
 use crate::error::Result;
 use crate::identity::Identity;
-use crate::observed::{ClusterView, DataDirState, Member};
+use crate::observed::{ClusterView, DataDirState, Heard, Member};
 
 use cluster::{Access, Observed};
 use dns::Resolver;
+use peer_members::PeerAccess;
 use peers::{PeerScan, ScanSettings};
 
 /// Where one round looks.
@@ -29,26 +34,44 @@ pub struct Sources<'a> {
     pub identity: &'a Identity,
     pub scan: &'a ScanSettings,
     pub access: &'a Access,
+    pub peer_access: &'a PeerAccess,
+    pub peer_port: u16,
+    /// This pod, for when a peer port's list settles the decision.
+    pub me: &'a Me,
     pub probe_timeout: Duration,
+    /// Wait for every client port's answer even where a peer port settled the decision (`plan`
+    /// shows the whole picture; `run` does not wait for it).
+    pub every_client_answer: bool,
 }
 
 /// Everything observed in one round.
 pub struct Round {
     pub data: DataDirState,
     pub scan: PeerScan,
+    /// The client port's answers (the best one, and a member with quorum to call through).
     pub observed: Observed,
+    /// Every answer beyond the best client answer: other client answers, the peer ports' lists.
+    pub heard: Heard,
+    /// The cluster as the decision reads it (`decide::answers::decision_view`).
+    pub view: ClusterView,
 }
 
 impl Round {
     /// The decision for this round.
     pub fn verdict(&self, me: &Me, settings: &Settings) -> Verdict {
-        let obs = Observation { me, data: &self.data, cluster: &self.observed.view, peers: &self.scan.dns };
+        let obs = Observation {
+            me,
+            data: &self.data,
+            cluster: &self.observed.view,
+            heard: &self.heard,
+            peers: &self.scan.dns,
+        };
         decide::decide(&obs, settings)
     }
 
-    /// The members the cluster listed (none when nobody answered).
+    /// The members the cluster listed as the decision read them (none when nobody answered).
     pub fn members(&self) -> &[Member] {
-        match &self.observed.view {
+        match &self.view {
             ClusterView::Answer { members, .. } => members,
             ClusterView::NoAnswer { .. } => &[],
         }
@@ -61,10 +84,11 @@ pub async fn round(sources: &Sources<'_>) -> Result<Round> {
     if let DataDirState::Unknown { .. } = data {
         // REFUSE whatever the cluster says: do not touch the network for it.
         let view = ClusterView::NoAnswer { tried: Vec::new() };
-        let observed = Observed { view, quorum_member: None };
-        return Ok(Round { data, scan: PeerScan::default(), observed });
+        let observed = Observed { view: view.clone(), quorum_member: None };
+        return Ok(Round { data, scan: PeerScan::default(), observed, heard: Heard::default(), view });
     }
     let scan = peers::scan(sources.resolver, sources.identity, sources.scan).await;
-    let observed = cluster::observe(sources.access, &scan.endpoints, sources.probe_timeout).await;
-    Ok(Round { data, scan, observed })
+    let (observed, heard) = both_ports::observe(sources, &data, &scan.endpoints).await;
+    let view = decide::answers::decision_view(&data, &observed.view, &heard);
+    Ok(Round { data, scan, observed, heard, view })
 }

@@ -14,7 +14,7 @@ use crate::backup::store::Store;
 use crate::backup::take;
 use crate::context::Context;
 use crate::error::{Error, Result};
-use crate::observe::cluster::Endpoint;
+use crate::observe::cluster::{Access, Endpoint};
 
 use super::metrics::{BackupDone, BackupFailure, Shared};
 use super::settings::BackupSchedule;
@@ -38,14 +38,22 @@ impl Scheduler {
         self.next_look = None;
     }
 
-    /// One round beside the leader: take, check and upload a snapshot if one is due. `retry` is
-    /// how soon to look again after a failure.
-    pub async fn round(&mut self, ctx: &Context, local: &Endpoint, shared: &Shared, retry: Duration) {
+    /// One round beside the leader: take, check and upload a snapshot if one is due, reaching
+    /// the local member with `access` (the client TLS files as last read). `retry` is how soon to
+    /// look again after a failure.
+    pub async fn round(
+        &mut self,
+        ctx: &Context,
+        access: &Access,
+        local: &Endpoint,
+        shared: &Shared,
+        retry: Duration,
+    ) {
         let now = Instant::now();
         if self.next_look.is_some_and(|at| now < at) {
             return;
         }
-        match self.attempt(ctx, local, shared).await {
+        match self.attempt(ctx, access, local, shared).await {
             Ok(wait) => self.next_look = Some(now + wait),
             Err(e) => {
                 let reason = failure_of(&e);
@@ -60,7 +68,13 @@ impl Scheduler {
     }
 
     /// Back up if due; returns how long until the next look.
-    async fn attempt(&mut self, ctx: &Context, local: &Endpoint, shared: &Shared) -> Result<Duration> {
+    async fn attempt(
+        &mut self,
+        ctx: &Context,
+        access: &Access,
+        local: &Endpoint,
+        shared: &Shared,
+    ) -> Result<Duration> {
         let schedule = self.schedule.clone();
         let store = self.store(ctx)?;
         let listed = store.list().await?;
@@ -70,7 +84,7 @@ impl Scheduler {
             return Ok(wait);
         }
         let started = Instant::now();
-        let taken = take::take(&ctx.access, local, &schedule.scratch_dir).await?;
+        let taken = take::take(access, local, &schedule.scratch_dir).await?;
         command::upload(store, &taken).await?;
         let done = BackupDone {
             at: SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or_default(),

@@ -117,10 +117,11 @@ pub fn route(path: &str, shared: &Shared, now: Instant) -> Response {
             }
         }
         "/readyz" => {
-            if shared.lock().local_member_up {
-                Response::text(200, "ok: the local member answered\n")
-            } else {
-                Response::text(503, "the local member did not answer in the last round\n")
+            let m = shared.lock();
+            match (&m.maintenance.cert_problem, m.local_member_up) {
+                (Some(problem), _) => Response::text(503, format!("{problem}\n")),
+                (None, true) => Response::text(200, "ok: the local member answered\n"),
+                (None, false) => Response::text(503, "the local member did not answer in the last round\n"),
             }
         }
         "/metrics" => Response {
@@ -144,6 +145,14 @@ mod tests {
         assert_eq!(route("/readyz", &shared, now).status, 503, "no round yet");
         shared.lock().local_member_up = true;
         assert_eq!(route("/readyz", &shared, now).status, 200);
+        shared.lock().maintenance.cert_problem =
+            Some("client certificate /tls/tls.crt expired 5m ago".into());
+        let expired = route("/readyz", &shared, now);
+        assert_eq!(
+            (expired.status, expired.body.as_str()),
+            (503, "client certificate /tls/tls.crt expired 5m ago\n")
+        );
+        shared.lock().maintenance.cert_problem = None;
         let metrics = route("/metrics", &shared, now);
         assert_eq!(metrics.status, 200);
         assert!(metrics.content_type.starts_with("text/plain; version=0.0.4"));

@@ -5,7 +5,7 @@
 //! [`learners`]: super::learners
 //! [`removal`]: super::removal
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 
 use tracing::info;
@@ -17,7 +17,7 @@ use super::learners::{self, Learner};
 use super::metrics::PromotionSkip;
 use super::pods::{member_label, member_ordinal, Pods};
 use super::probe::{self, Where};
-use super::removal::{self, Facts, MemberFacts, Pick, Removal, Skip, SkipReason};
+use super::removal::{self, Answer, Facts, MemberFacts, Pick, Removal, Skip, SkipReason};
 use super::Sidecar;
 
 impl Sidecar<'_> {
@@ -84,14 +84,15 @@ impl Sidecar<'_> {
         info!(action = "skip-promotion", reason = reason.as_str(), member = %label, "not promoting learner {label}: {detail}");
     }
 
-    /// Remove at most one member whose pod is gone, by the pure removal policy.
+    /// Remove at most one member whose pod is gone, by the pure removal policy; true when one
+    /// was removed (the one membership change of this round).
     pub(super) async fn consider_removal(
         &mut self,
         leader: u64,
         members: &[Member],
         facts: &[MemberFacts],
         pods: &Pods,
-    ) {
+    ) -> bool {
         let mut facts = Facts {
             members: facts,
             leader,
@@ -100,9 +101,10 @@ impl Sidecar<'_> {
             pod_list_known: pods.pod_list_known,
             now: Instant::now(),
             delay: self.settings.removal_delay,
+            maintained: self.maint.busy_with(),
         };
         let verdict = match removal::pick(&facts) {
-            Pick::Nothing => return,
+            Pick::Nothing => return false,
             Pick::Skip(skip) => Err(skip),
             Pick::Candidate(candidate) => {
                 let answers = self.probe(leader, candidate, members, pods).await;
@@ -112,7 +114,10 @@ impl Sidecar<'_> {
         };
         match verdict {
             Ok(removal) => self.remove(removal).await,
-            Err(skip) => self.removal_skipped(skip, pods),
+            Err(skip) => {
+                self.removal_skipped(skip, pods);
+                false
+            }
         }
     }
 
@@ -126,25 +131,28 @@ impl Sidecar<'_> {
     ) -> BTreeMap<u64, bool> {
         let id = &self.ctx.identity;
         let connected = probe::peer_connection_ips(self.ctx.member.peer_port);
+        let absent: BTreeSet<u32> =
+            pods.answers.iter().filter(|(_, a)| **a == Answer::Missing).map(|(o, _)| *o).collect();
         let at = Where {
             ips: &pods.ips,
             last_ip: &self.last_ip,
+            absent: &absent,
             connected: &connected,
-            scheme: self.ctx.access.scheme(),
+            scheme: self.access.scheme(),
             client_port: self.ctx.member.client_port,
         };
         let (asked, calls) =
             probe::targets(leader, candidate, members, |m| member_ordinal(id, m), |o| id.peer_host(o), &at);
-        probe::answers(&self.ctx.access, self.ctx.probe_timeout, asked, calls).await
+        probe::answers(&self.access, self.ctx.probe_timeout, asked, calls).await
     }
 
-    async fn remove(&mut self, removal: Removal) {
-        let Some(local) = self.local.as_mut() else { return };
+    async fn remove(&mut self, removal: Removal) -> bool {
+        let Some(local) = self.local.as_mut() else { return false };
         let label = removal.label.clone();
         let Err(e) = local.remove(removal.id).await else {
             self.shared.lock().removals += 1;
             info!(action = "remove", member = %label, "removed member {label}: {}", removal.reason);
-            return;
+            return true;
         };
         match refusals::next(Call::Remove, e.refusal) {
             Next::Done => info!(member = %label, "member {label} was removed already: {}", e.message),
@@ -161,6 +169,7 @@ impl Sidecar<'_> {
             ),
             Next::Fail => self.failed("member remove", &e.message),
         }
+        false
     }
 
     fn removal_skipped(&self, skip: Skip, pods: &Pods) {

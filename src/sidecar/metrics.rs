@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use super::maintenance::SkipReason as DefragSkip;
 use super::removal::SkipReason;
 
 /// Why a learner was not promoted this interval (the metric's `reason` label).
@@ -89,6 +90,27 @@ pub struct Metrics {
     pub local_member_up: bool,
     /// When the last round ended (for liveness).
     pub last_round: Instant,
+    pub maintenance: Maintenance,
+}
+
+/// What maintenance did and saw.
+#[derive(Debug, Clone, Default)]
+pub struct Maintenance {
+    /// The local member's database file and the bytes in use, from its last status.
+    pub db_size: Option<u64>,
+    pub db_in_use: Option<u64>,
+    pub defrags: u64,
+    pub defrags_skipped: BTreeMap<DefragSkip, u64>,
+    pub compactions: u64,
+    pub disarms: u64,
+    pub nospace_kept: u64,
+    /// Raised NOSPACE and CORRUPT alarms, as the leader's sidecar last listed them; None on the
+    /// other sidecars.
+    pub alarms: Option<(u64, u64)>,
+    /// Seconds to expiry (negative: expired) of the client certificate (`cert`) and the CA (`ca`).
+    pub cert_expiry: BTreeMap<&'static str, i64>,
+    /// Why the client TLS files cannot be used (expired, unreadable); None when they can.
+    pub cert_problem: Option<String>,
 }
 
 impl Metrics {
@@ -107,6 +129,10 @@ impl Metrics {
             leader: false,
             local_member_up: false,
             last_round: now,
+            maintenance: Maintenance {
+                defrags_skipped: DefragSkip::ALL.iter().map(|r| (*r, 0)).collect(),
+                ..Maintenance::default()
+            },
         }
     }
 
@@ -182,11 +208,7 @@ pub fn render(m: &Metrics) -> String {
         "Learners this sidecar promoted to voting members.",
         &plain(m.promotions),
     );
-    let skipped: Vec<(String, String)> = m
-        .promotions_skipped
-        .iter()
-        .map(|(r, v)| (format!("{{reason=\"{}\"}}", r.as_str()), v.to_string()))
-        .collect();
+    let skipped = by_reason(m.promotions_skipped.iter().map(|(r, v)| (r.as_str(), *v)));
     family(
         "etcd_bootstrap_sidecar_promotions_skipped_total",
         "counter",
@@ -199,11 +221,7 @@ pub fn render(m: &Metrics) -> String {
         "Members this sidecar removed because their pods were gone.",
         &plain(m.removals),
     );
-    let skipped: Vec<(String, String)> = m
-        .removals_skipped
-        .iter()
-        .map(|(r, v)| (format!("{{reason=\"{}\"}}", r.as_str()), v.to_string()))
-        .collect();
+    let skipped = by_reason(m.removals_skipped.iter().map(|(r, v)| (r.as_str(), *v)));
     family(
         "etcd_bootstrap_sidecar_removals_skipped_total",
         "counter",
@@ -243,6 +261,87 @@ pub fn render(m: &Metrics) -> String {
         "1 when the local member answered in the last round, else 0.",
         &plain(u64::from(m.local_member_up)),
     );
+    let mm = &m.maintenance;
+    let some = |v: Option<u64>| v.map(|v| (String::new(), v.to_string())).into_iter().collect::<Vec<_>>();
+    let alarms: Vec<(String, String)> = mm
+        .alarms
+        .map(|(nospace, corrupt)| {
+            vec![
+                ("{type=\"nospace\"}".to_string(), nospace.to_string()),
+                ("{type=\"corrupt\"}".to_string(), corrupt.to_string()),
+            ]
+        })
+        .unwrap_or_default();
+    let expiry: Vec<(String, String)> = mm
+        .cert_expiry
+        .iter()
+        .map(|(file, secs)| (format!("{{file=\"{file}\"}}"), secs.to_string()))
+        .collect();
+    let families = [
+        (
+            "etcd_bootstrap_sidecar_db_size_bytes",
+            "gauge",
+            "Size of the local member's database file (etcd's dbSize), from its last status.",
+            some(mm.db_size),
+        ),
+        (
+            "etcd_bootstrap_sidecar_db_size_in_use_bytes",
+            "gauge",
+            "Bytes in use in the local member's database (etcd's dbSizeInUse), from its last status.",
+            some(mm.db_in_use),
+        ),
+        (
+            "etcd_bootstrap_sidecar_defragmentations_total",
+            "counter",
+            "Defragmentations this sidecar made (of any member) that etcd reported done.",
+            plain(mm.defrags),
+        ),
+        (
+            "etcd_bootstrap_sidecar_defragmentations_skipped_total",
+            "counter",
+            "Rounds in which a wanted defragmentation was not made, by reason.",
+            by_reason(mm.defrags_skipped.iter().map(|(r, v)| (r.as_str(), *v))),
+        ),
+        (
+            "etcd_bootstrap_sidecar_compactions_total",
+            "counter",
+            "Compactions made under a NOSPACE alarm (--compact-on-nospace).",
+            plain(mm.compactions),
+        ),
+        (
+            "etcd_bootstrap_sidecar_nospace_disarmed_total",
+            "counter",
+            "NOSPACE alarms disarmed once every member was below the quota with headroom.",
+            plain(mm.disarms),
+        ),
+        (
+            "etcd_bootstrap_sidecar_nospace_kept_total",
+            "counter",
+            "Times a NOSPACE alarm was kept after defragmenting every member: space is still short.",
+            plain(mm.nospace_kept),
+        ),
+        (
+            "etcd_bootstrap_sidecar_alarm",
+            "gauge",
+            "Raised alarms by type (members that raised one), as the leader's sidecar lists them; absent on the others.",
+            alarms,
+        ),
+        (
+            "etcd_bootstrap_sidecar_certificate_expiry_seconds",
+            "gauge",
+            "Seconds until the client certificate (file=cert) or the CA (file=ca) expires; negative once expired.",
+            expiry,
+        ),
+        (
+            "etcd_bootstrap_sidecar_certificate_usable",
+            "gauge",
+            "1 when the client TLS files can be used (or none are configured), 0 when expired or unreadable.",
+            plain(u64::from(mm.cert_problem.is_none())),
+        ),
+    ];
+    for (name, kind, help, samples) in &families {
+        family(name, kind, help, samples);
+    }
     family(
         "etcd_bootstrap_sidecar_backups_total",
         "counter",
@@ -289,6 +388,11 @@ pub fn render(m: &Metrics) -> String {
     out
 }
 
+/// Samples labelled `reason`.
+fn by_reason<'a>(counts: impl Iterator<Item = (&'a str, u64)>) -> Vec<(String, String)> {
+    counts.map(|(reason, v)| (format!("{{reason=\"{reason}\"}}"), v.to_string())).collect()
+}
+
 fn format_float(v: f64) -> String {
     if v == 0.0 {
         "0".into()
@@ -333,6 +437,10 @@ mod tests {
             "etcd_bootstrap_sidecar_leader 1",
             "etcd_bootstrap_sidecar_last_error_timestamp_seconds 0",
             "# HELP etcd_bootstrap_sidecar_last_error_info The last error's message, as a label.",
+            "etcd_bootstrap_sidecar_defragmentations_skipped_total{reason=\"waiting\"} 0",
+            "etcd_bootstrap_sidecar_defragmentations_total 0",
+            "etcd_bootstrap_sidecar_certificate_usable 1",
+            "# TYPE etcd_bootstrap_sidecar_alarm gauge",
             "etcd_bootstrap_sidecar_backups_total 0",
             "etcd_bootstrap_sidecar_backup_last_success_timestamp_seconds 0",
             "etcd_bootstrap_sidecar_backup_failures_total{reason=\"store\"} 0",
@@ -349,6 +457,35 @@ mod tests {
                 let name = line.split(['{', ' ']).next().unwrap_or_default();
                 assert_eq!(announced.last().map(String::as_str), Some(name), "{line}");
             }
+        }
+    }
+
+    #[test]
+    fn maintenance_families_show_what_is_known() {
+        let mut m = Metrics::new(Instant::now());
+        let text = render(&m);
+        for absent in
+            ["etcd_bootstrap_sidecar_db_size_bytes ", "etcd_bootstrap_sidecar_alarm{", "_expiry_seconds{"]
+        {
+            let sample = text.lines().any(|l| !l.starts_with('#') && l.contains(absent));
+            assert!(!sample, "nothing known yet, no sample: {absent}\n{text}");
+        }
+        let mm = &mut m.maintenance;
+        (mm.db_size, mm.db_in_use, mm.alarms) = (Some(30_000_000), Some(1_000_000), Some((2, 0)));
+        mm.cert_expiry.insert("cert", -300);
+        mm.cert_problem = Some("expired".into());
+        *mm.defrags_skipped.entry(DefragSkip::Quorum).or_default() += 3;
+        let text = render(&m);
+        for line in [
+            "etcd_bootstrap_sidecar_db_size_bytes 30000000",
+            "etcd_bootstrap_sidecar_db_size_in_use_bytes 1000000",
+            "etcd_bootstrap_sidecar_alarm{type=\"nospace\"} 2",
+            "etcd_bootstrap_sidecar_alarm{type=\"corrupt\"} 0",
+            "etcd_bootstrap_sidecar_certificate_expiry_seconds{file=\"cert\"} -300",
+            "etcd_bootstrap_sidecar_certificate_usable 0",
+            "etcd_bootstrap_sidecar_defragmentations_skipped_total{reason=\"quorum\"} 3",
+        ] {
+            assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
         }
     }
 

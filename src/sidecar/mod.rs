@@ -17,12 +17,18 @@
 //! first removal.
 //!
 //! The HTTP endpoint ([`http`]) serves `/healthz`, `/readyz` and `/metrics` ([`metrics`]).
-//! Maintenance (defragmentation, alarms, certificates) goes into `sidecar/maintenance/` beside
-//! `membership`, called from `Sidecar::step` like it.
+//!
+//! Maintenance (issue 14): when a round made no membership change, the leader's sidecar makes at
+//! most one maintenance call, as the pure policies in [`maintenance`] say ([`maintain`] does the
+//! calls): a compaction or a defragmentation under a NOSPACE alarm, its disarm, or one member's
+//! defragmentation when its database is fragmented. Every sidecar reads its client TLS files each
+//! round, so a renewed Secret is used without a restart.
 
 mod backups;
 pub mod http;
 pub mod learners;
+pub mod maintain;
+pub mod maintenance;
 mod membership;
 pub mod metrics;
 pub mod pods;
@@ -44,7 +50,9 @@ use tracing::{info, warn};
 use crate::context::Context;
 use crate::duration;
 use crate::error::{Error, Result};
-use crate::observe::cluster::{Endpoint, MemberClient, SelfReport};
+use crate::identity::{url_host, url_port};
+use crate::observe::cluster::{Access, Endpoint, MemberClient, SelfReport};
+use crate::observed::Member;
 use crate::signals::Shutdown;
 
 use metrics::Shared;
@@ -78,8 +86,22 @@ pub async fn run(ctx: &Context, settings: &Settings, shutdown: &mut Shutdown) ->
     // A round that overran (DNS timeouts) skips the ticks it missed: rounds stay on the grid.
     ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);
     let stop = loop {
+        // A removal falls due between two ticks: look then, not at the next tick.
+        let due = sidecar.clock.next_due(settings.removal_delay, Instant::now());
+        let ticker = &mut ticker;
+        let wake = async move {
+            match due {
+                Some(due) => tokio::select! {
+                    _ = ticker.tick() => {}
+                    _ = tokio::time::sleep_until(due.into()) => {}
+                },
+                None => {
+                    ticker.tick().await;
+                }
+            }
+        };
         tokio::select! {
-            _ = async { ticker.tick().await; sidecar.round().await } => {}
+            _ = async { wake.await; sidecar.round().await } => {}
             stop = shutdown.received("running the sidecar") => break stop,
         }
     };
@@ -94,6 +116,9 @@ struct Sidecar<'a> {
     shared: Arc<Shared>,
     local_endpoint: Endpoint,
     local: Option<MemberClient>,
+    /// How to reach etcd: the context's, with the client TLS files as last read from disk.
+    access: Access,
+    maint: maintain::Maintainer,
     clock: removal::Clock,
     /// Ordinal -> the last address its name had: where to look for a member whose name is gone.
     last_ip: BTreeMap<u32, IpAddr>,
@@ -110,12 +135,15 @@ impl<'a> Sidecar<'a> {
         let backups = settings.backups.clone().map(backups::Scheduler::new);
         let settings = settings.clone();
         let clock = removal::Clock::default();
+        let maint = maintain::Maintainer::new(settings.maintenance, ctx.user.client_tls_files());
         Sidecar {
             ctx,
             settings,
             shared,
             local_endpoint,
             local: None,
+            access: ctx.access.clone(),
+            maint,
             clock,
             last_ip: BTreeMap::new(),
             role: None,
@@ -132,6 +160,10 @@ impl<'a> Sidecar<'a> {
 
     /// One round: who is the local member; if the leader, one membership change at most.
     async fn step(&mut self) {
+        if let Some(access) = self.maint.certificates.check(&self.access, &self.shared) {
+            self.access = access;
+            self.local = None;
+        }
         let report = match self.local_status().await {
             Ok(report) => report,
             Err(problem) => {
@@ -146,13 +178,16 @@ impl<'a> Sidecar<'a> {
         self.shared.lock().local_up(report.is_leader());
         self.note_role(Role::of(&report));
         if !report.is_leader() {
+            self.maint.stand_by(&self.shared);
             if let Some(backups) = self.backups.as_mut() {
                 backups.leadership_lost();
             }
             return self.clock.restart();
         }
         if let Some(backups) = self.backups.as_mut() {
-            backups.round(self.ctx, &self.local_endpoint, &self.shared, self.settings.interval).await;
+            backups
+                .round(self.ctx, &self.access, &self.local_endpoint, &self.shared, self.settings.interval)
+                .await;
         }
         let Some(local) = self.local.as_mut() else { return };
         let members = match local.members().await {
@@ -170,21 +205,71 @@ impl<'a> Sidecar<'a> {
         self.last_ip.extend(pods.ips.iter().map(|(o, ip)| (*o, *ip)));
         self.clock.record(&pods.answers, Instant::now());
         let facts = self.facts(&members);
-        if !self.promote(&facts, &pods).await {
-            self.consider_removal(report.member_id, &members, &facts, &pods).await;
+        if self.promote(&facts, &pods).await
+            || self.consider_removal(report.member_id, &members, &facts, &pods).await
+        {
+            return;
         }
+        let whom = self.whereabouts(report.member_id, &members, &pods.ips);
+        let Some(local) = self.local.as_mut() else { return };
+        let timeout = self.ctx.probe_timeout;
+        self.maint.lead(&self.access, local, &whom, report.member_id, timeout, &self.shared).await;
+    }
+
+    /// Every member and where to reach it for maintenance: the local one at 127.0.0.1, the others
+    /// at their pod's current address, else the last one their name had, else an IP in their
+    /// client URL.
+    fn whereabouts(
+        &self,
+        local: u64,
+        members: &[Member],
+        ips: &BTreeMap<u32, IpAddr>,
+    ) -> Vec<maintain::Whom> {
+        let id = &self.ctx.identity;
+        members
+            .iter()
+            .map(|m| {
+                let ordinal = pods::member_ordinal(id, m);
+                let url = m.client_urls.first().map(String::as_str).unwrap_or_default();
+                let ip = ordinal
+                    .and_then(|o| ips.get(&o).or_else(|| self.last_ip.get(&o)).copied())
+                    .or_else(|| url_host(url).and_then(|h| h.parse::<IpAddr>().ok()));
+                let endpoint = match ip {
+                    _ if m.id == local => Some(self.local_endpoint.clone()),
+                    None => None,
+                    Some(ip) => {
+                        let host =
+                            url_host(url).map(str::to_string).or_else(|| ordinal.map(|o| id.peer_host(o)));
+                        let addr = SocketAddr::new(ip, url_port(url).unwrap_or(self.ctx.member.client_port));
+                        Some(Endpoint {
+                            host: host.unwrap_or_else(|| ip.to_string()),
+                            url: format!("{}://{addr}", self.access.scheme()),
+                        })
+                    }
+                };
+                maintain::Whom {
+                    id: m.id,
+                    label: pods::member_label(id, m),
+                    is_learner: m.is_learner,
+                    endpoint,
+                }
+            })
+            .collect()
     }
 
     /// Status of the local member, connecting first when needed.
     async fn local_status(&mut self) -> std::result::Result<SelfReport, String> {
         let timeout = self.ctx.probe_timeout;
         if self.local.is_none() {
-            self.local = Some(MemberClient::connect(&self.ctx.access, &self.local_endpoint, timeout).await?);
+            self.local = Some(MemberClient::connect(&self.access, &self.local_endpoint, timeout).await?);
         }
-        match self.local.as_mut() {
-            Some(local) => local.status(timeout).await,
-            None => Err("not connected".into()),
-        }
+        let report = match self.local.as_mut() {
+            Some(local) => local.db_report(timeout).await?,
+            None => return Err("not connected".into()),
+        };
+        let mut m = self.shared.lock();
+        (m.maintenance.db_size, m.maintenance.db_in_use) = (Some(report.db_size), Some(report.db_in_use));
+        Ok(report.self_report())
     }
 
     fn note_role(&mut self, role: Role) {

@@ -20,6 +20,9 @@ pub struct Where<'a> {
     pub ips: &'a BTreeMap<u32, IpAddr>,
     /// The last address each ordinal's name had.
     pub last_ip: &'a BTreeMap<u32, IpAddr>,
+    /// Ordinals whose names DNS says do not exist this round: a pod absent from DNS has no
+    /// address to wait for (its last one belongs to no one and a probe there only times out).
+    pub absent: &'a BTreeSet<u32>,
     /// Peers connected to the local member's peer port.
     pub connected: &'a BTreeSet<IpAddr>,
     /// `http` or `https`, where a member's client URL does not say.
@@ -36,7 +39,8 @@ pub struct Target {
 }
 
 /// Where to ask: the candidate and every voter but the leader, each at its current address, else
-/// the last address its name had, else an IP in its client URL; the candidate also at every
+/// the last address its name had (unless DNS says the name does not exist now), else an IP in its
+/// client URL; a refused connection is an answer at once. The candidate also at every
 /// connected peer (a pod recreated with a new IP that DNS stopped answering for before this
 /// sidecar looked it up has only a stale address here; where its member is alive, it is
 /// connected to the local member's peer port). Returns the members asked about, and the calls.
@@ -54,7 +58,9 @@ pub fn targets(
         let ordinal = ordinal_of(m);
         let url = m.client_urls.first().map(String::as_str).unwrap_or_default();
         let ip = ordinal
-            .and_then(|o| at.ips.get(&o).or_else(|| at.last_ip.get(&o)).copied())
+            .and_then(|o| {
+                at.ips.get(&o).or_else(|| at.last_ip.get(&o).filter(|_| !at.absent.contains(&o))).copied()
+            })
             .or_else(|| url_host(url).and_then(|h| h.parse::<IpAddr>().ok()));
         let mut ips: BTreeSet<IpAddr> = ip.into_iter().collect();
         if m.id == candidate {
@@ -191,15 +197,28 @@ mod tests {
             member(3, "http://10.0.0.3:2379", true),  // a learner, not the candidate: not asked
             member(4, "", true),                      // the candidate: no address but a connection
             member(5, "http://10.0.0.5:2479", false), // an IP in its client URL
+            member(6, "http://etcd-6:2379", false),   // absent from DNS: its last address is no one's
         ];
         let ips = BTreeMap::from([(1, ip("10.0.0.1"))]);
-        let last_ip = BTreeMap::from([(2, ip("10.0.0.2")), (1, ip("10.9.9.9"))]);
+        let last_ip = BTreeMap::from([
+            (2, ip("10.0.0.2")),
+            (1, ip("10.9.9.9")),
+            (6, ip("10.0.0.6")),
+            (4, ip("10.0.0.4")),
+        ]);
         let connected = BTreeSet::from([ip("10.0.0.44")]);
-        let at =
-            Where { ips: &ips, last_ip: &last_ip, connected: &connected, scheme: "http", client_port: 2379 };
+        let absent = BTreeSet::from([4, 6]);
+        let at = Where {
+            ips: &ips,
+            last_ip: &last_ip,
+            connected: &connected,
+            absent: &absent,
+            scheme: "http",
+            client_port: 2379,
+        };
         let ordinal_of = |m: &Member| (m.id != 5).then_some(m.id as u32);
         let (asked, calls) = targets(0, 4, &members, ordinal_of, |o| format!("etcd-{o}.d"), &at);
-        assert_eq!(asked, BTreeSet::from([1, 2, 4, 5]));
+        assert_eq!(asked, BTreeSet::from([1, 2, 4, 5, 6]));
         let got: Vec<(u64, &str, &str)> =
             calls.iter().map(|t| (t.member_id, t.endpoint.host.as_str(), t.endpoint.url.as_str())).collect();
         assert_eq!(

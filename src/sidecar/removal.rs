@@ -11,7 +11,8 @@
 //! 4. its name has been missing for longer than the removal delay, with no other answer in between
 //!    (any found or unknown answer restarts the clock);
 //! 5. it does not answer as itself at any address we know for it (its name's, the last one its
-//!    name had, and every peer connected to the local member's peer port);
+//!    name had while the name is not absent from DNS, and every peer connected to the local
+//!    member's peer port);
 //! 6. the voting members that answer (the leader included) are a quorum of the voting members now,
 //!    so the removal can be committed, and so of those left after it.
 //!
@@ -69,6 +70,13 @@ impl Clock {
     pub fn missing_since(&self) -> &BTreeMap<u32, Instant> {
         &self.missing_since
     }
+
+    /// When the earliest run of "missing" answers will have lasted longer than `delay`, if that
+    /// is still ahead of `now`: the sidecar looks then rather than at its next tick.
+    pub fn next_due(&self, delay: Duration, now: Instant) -> Option<Instant> {
+        let due = *self.missing_since.values().min()? + delay + Duration::from_millis(1);
+        (due > now).then_some(due)
+    }
 }
 
 /// One member as the policy sees it.
@@ -96,6 +104,8 @@ pub struct Facts<'a> {
     pub pod_list_known: bool,
     pub now: Instant,
     pub delay: Duration,
+    /// A member being defragmented (until it answers again): never a candidate.
+    pub maintained: Option<u64>,
 }
 
 /// Why a removal was not made. `as_str` values are the metric's `reason` label.
@@ -115,11 +125,13 @@ pub enum SkipReason {
     Leader,
     /// etcd refused the removal for now (its own health checks).
     EtcdRefused,
+    /// The candidate is being defragmented: it does not answer for that.
+    Maintenance,
 }
 
 impl SkipReason {
     /// Every reason, for metrics that list each one from the start.
-    pub const ALL: [SkipReason; 7] = [
+    pub const ALL: [SkipReason; 8] = [
         SkipReason::DnsUnknown,
         SkipReason::Delay,
         SkipReason::HigherOrdinal,
@@ -127,6 +139,7 @@ impl SkipReason {
         SkipReason::Quorum,
         SkipReason::Leader,
         SkipReason::EtcdRefused,
+        SkipReason::Maintenance,
     ];
 
     /// The label value.
@@ -139,6 +152,7 @@ impl SkipReason {
             SkipReason::Quorum => "quorum",
             SkipReason::Leader => "leader",
             SkipReason::EtcdRefused => "etcd_refused",
+            SkipReason::Maintenance => "maintenance",
         }
     }
 }
@@ -294,6 +308,13 @@ pub fn judge(facts: &Facts, candidate: u64, answers: &BTreeMap<u64, bool>) -> Re
     if candidate == facts.leader {
         return Err(skip(SkipReason::Leader, Some(member), "never remove the leader".into()));
     }
+    if facts.maintained == Some(candidate) {
+        return Err(skip(
+            SkipReason::Maintenance,
+            Some(member),
+            "it was being defragmented and has not answered since: that is no sign its pod is gone".into(),
+        ));
+    }
     if answers.get(&candidate).copied().unwrap_or(false) {
         return Err(skip(
             SkipReason::Reachable,
@@ -334,6 +355,26 @@ pub fn judge(facts: &Facts, candidate: u64, answers: &BTreeMap<u64, bool>) -> Re
 mod tests {
     use super::*;
 
+    #[test]
+    fn the_next_removal_falls_due_just_after_the_delay_from_the_first_missing_answer() {
+        let t0 = Instant::now();
+        let delay = Duration::from_secs(5);
+        let mut clock = Clock::default();
+        assert_eq!(clock.next_due(delay, t0), None, "nothing missing");
+        clock.record(&BTreeMap::from([(3, Answer::Missing), (4, Answer::Found)]), t0);
+        clock.record(
+            &BTreeMap::from([(3, Answer::Missing), (4, Answer::Missing)]),
+            t0 + Duration::from_secs(1),
+        );
+        let due = clock.next_due(delay, t0).expect("due");
+        assert!(due > t0 + delay && due < t0 + delay + Duration::from_millis(10), "{:?}", due - t0);
+        assert_eq!(
+            clock.next_due(delay, t0 + delay + Duration::from_millis(10)),
+            None,
+            "past: the tick does it"
+        );
+    }
+
     const DELAY: Duration = Duration::from_secs(120);
 
     /// A cluster of voters `etcd-0..n` with IDs 100+ordinal; etcd-0 leads.
@@ -355,6 +396,7 @@ mod tests {
         /// Ordinal -> seconds since first missing.
         missing_for: BTreeMap<u32, u64>,
         pod_list_known: bool,
+        maintained: Option<u64>,
     }
 
     impl Case {
@@ -363,7 +405,7 @@ mod tests {
             let mut dns: BTreeMap<u32, Answer> = (0..n).map(|o| (o, Answer::Found)).collect();
             dns.insert(n, Answer::Missing);
             let missing_for = BTreeMap::from([(n, 600)]);
-            Case { members: voters(n), leader: 100, dns, missing_for, pod_list_known: true }
+            Case { members: voters(n), leader: 100, dns, missing_for, pod_list_known: true, maintained: None }
         }
 
         fn gone(mut self, ordinal: u32, secs: u64) -> Case {
@@ -393,6 +435,7 @@ mod tests {
                 pod_list_known: self.pod_list_known,
                 now,
                 delay: DELAY,
+                maintained: self.maintained,
             };
             match pick(&facts) {
                 Pick::Nothing => Err(None),
@@ -559,9 +602,22 @@ mod tests {
             pod_list_known: true,
             now,
             delay: DELAY,
+            maintained: None,
         };
         let err = judge(&facts, 102, &BTreeMap::new()).expect_err("leader");
         assert_eq!(err.reason, SkipReason::Leader);
+    }
+
+    #[test]
+    fn a_member_being_defragmented_is_never_removed() {
+        // Its pod gone past the delay and it does not answer: only because it is defragmenting.
+        let mut case = Case::new(3).gone(2, 600);
+        case.maintained = Some(102);
+        let r = case.run(&[0, 1]);
+        assert_eq!(skipped(&r), Some(SkipReason::Maintenance), "{r:?}");
+        // Another member's defragmentation does not protect this one.
+        case.maintained = Some(101);
+        assert_eq!(removed(&case.run(&[0, 1])), Some(102));
     }
 
     #[test]
@@ -592,7 +648,16 @@ mod tests {
         let labels: Vec<&str> = SkipReason::ALL.iter().map(|r| r.as_str()).collect();
         assert_eq!(
             labels,
-            ["dns_unknown", "delay", "higher_ordinal", "reachable", "quorum", "leader", "etcd_refused"]
+            [
+                "dns_unknown",
+                "delay",
+                "higher_ordinal",
+                "reachable",
+                "quorum",
+                "leader",
+                "etcd_refused",
+                "maintenance"
+            ]
         );
     }
 

@@ -39,7 +39,7 @@ impl Role {
                 "the local member is not the leader: standing by (only the leader's sidecar acts)"
             ),
             Role::Leader => info!(
-                "the local member is the leader: promoting learners in sync and removing members whose pods are gone"
+                "the local member is the leader: promoting learners in sync, removing members whose pods are gone, and maintaining the databases (defragmentation, NOSPACE)"
             ),
         }
     }

@@ -27,6 +27,11 @@ impl EtcdProcess {
     /// Start a single-member etcd on 127.0.0.1 with free ports, data in `data_dir`, its output
     /// in `log`.
     pub fn start(bin: &Path, data_dir: &Path, log: &Path) -> EtcdProcess {
+        Self::start_with(bin, data_dir, log, &[])
+    }
+
+    /// [`EtcdProcess::start`] with more etcd flags.
+    pub fn start_with(bin: &Path, data_dir: &Path, log: &Path, extra: &[&str]) -> EtcdProcess {
         let [client_port, peer_port] = free_ports();
         let client_url = format!("http://127.0.0.1:{client_port}");
         let peer_url = format!("http://127.0.0.1:{peer_port}");
@@ -42,6 +47,7 @@ impl EtcdProcess {
             .arg(format!("--initial-cluster=datadir-test={peer_url}"))
             .arg("--initial-cluster-state=new")
             .arg("--initial-cluster-token=datadir-wal-test")
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err);
@@ -80,7 +86,7 @@ impl EtcdProcess {
         let _ = self.child.wait();
     }
 
-    fn log_text(&self) -> String {
+    pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_else(|e| format!("(no log: {e})"))
     }
 }

@@ -36,11 +36,11 @@ pub fn crash_points_built(test: &str) -> bool {
     false
 }
 
-fn pod_with(bed: &Bed, ordinal: u32, etcd: &Path, env: &[(&str, &str)]) -> PodSpec {
+pub fn pod_with(bed: &Bed, ordinal: u32, etcd: &Path, env: &[(&str, &str)]) -> PodSpec {
     env.iter().fold(etcd_pod(bed, ordinal, etcd), |spec, (k, v)| spec.env(*k, *v))
 }
 
-fn assert_last_decision(bed: &Bed, ordinal: u32, want: &str) {
+pub fn assert_last_decision(bed: &Bed, ordinal: u32, want: &str) {
     let got = decisions(bed, ordinal);
     assert_eq!(got.last().map(String::as_str), Some(want), "etcd-{ordinal}: {got:?}\n{}", bed.logs(ordinal));
 }
@@ -54,7 +54,7 @@ fn id_of(members: &[SeenMember], name: &str) -> u64 {
 }
 
 /// No duplicate peer URL and no unstarted member left behind.
-fn assert_clean_member_list(members: &[SeenMember]) {
+pub fn assert_clean_member_list(members: &[SeenMember]) {
     let mut urls: Vec<&String> = members.iter().flat_map(|m| &m.peer_urls).collect();
     urls.sort();
     let before = urls.len();
@@ -63,7 +63,7 @@ fn assert_clean_member_list(members: &[SeenMember]) {
     assert!(members.iter().all(|m| !m.name.is_empty()), "stray unstarted member: {members:?}");
 }
 
-async fn wait_exit_code(bed: &Bed, ordinal: u32, code: i32) {
+pub async fn wait_exit_code(bed: &Bed, ordinal: u32, code: i32) {
     let exit = bed.wait_exit(ordinal, Duration::from_secs(60)).await;
     assert_eq!(exit, Some(PodExit::Code(code)), "etcd-{ordinal}:\n{}", bed.logs(ordinal));
 }
@@ -249,7 +249,7 @@ async fn removed_member_returning_with_its_volume_is_stale_archived_and_rejoins_
     removed_member_volume_is_archived("stale-34", etcd).await;
 }
 
-fn tree(dir: &Path) -> Vec<(PathBuf, u64)> {
+pub fn tree(dir: &Path) -> Vec<(PathBuf, u64)> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
@@ -265,21 +265,26 @@ fn tree(dir: &Path) -> Vec<(PathBuf, u64)> {
     out
 }
 
-fn copy_tree(from: &Path, to: &Path) {
+pub fn copy_tree(from: &Path, to: &Path) {
     let status =
         std::process::Command::new("cp").arg("-a").arg(format!("{}/.", from.display())).arg(to).status();
     assert!(status.is_ok_and(|s| s.success()), "cp -a {} {}", from.display(), to.display());
 }
 
+/// The other cluster: a one-member cluster on its own bed, stopped; its pod 0's volume holds it.
+pub async fn another_clusters_volume(etcd: &Path) -> Bed {
+    let other = Bed::new("foreign-src").await;
+    let single = [("ETCD_BOOTSTRAP_INITIAL_CLUSTER_SIZE", "1")];
+    other.start_pod(0, pod_with(&other, 0, etcd, &single)).await;
+    Checker::plain(&other).wait_healthy(&[0], HEALTHY).await;
+    other.delete_pod(0).await;
+    other
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn volume_from_another_cluster_is_refused_and_left_untouched() {
     let Some(etcd) = setup("volume_from_another_cluster_is_refused_and_left_untouched") else { return };
-    // The other cluster: a one-member cluster on its own bed.
-    let other = Bed::new("foreign-src").await;
-    let single = [("ETCD_BOOTSTRAP_INITIAL_CLUSTER_SIZE", "1")];
-    other.start_pod(0, pod_with(&other, 0, &etcd, &single)).await;
-    Checker::plain(&other).wait_healthy(&[0], HEALTHY).await;
-    other.delete_pod(0).await;
+    let other = another_clusters_volume(&etcd).await;
 
     let bed = Bed::new("foreign").await;
     form_cluster(&bed, &etcd, &[0, 1, 2]).await;
@@ -436,14 +441,15 @@ async fn joining_while_a_voting_member_is_down_waits_or_joins_and_never_breaks_t
 
 // ----- TLS and auth ---------------------------------------------------------------------------
 
-struct Pki {
-    dir: PathBuf,
+pub struct Pki {
+    pub dir: PathBuf,
     ca_pem: String,
+    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
 }
 
 impl Pki {
     /// A CA and, per pod, a certificate for its DNS name used as server, peer and client cert.
-    fn new(dir: PathBuf, ordinals: &[u32]) -> Pki {
+    pub fn new(dir: PathBuf, ordinals: &[u32]) -> Pki {
         use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
         std::fs::create_dir_all(&dir).expect("tls dir");
         let ca_key = KeyPair::generate().expect("ca key");
@@ -459,10 +465,23 @@ impl Pki {
             std::fs::write(dir.join(format!("etcd-{o}.pem")), cert.pem()).expect("write cert");
             std::fs::write(dir.join(format!("etcd-{o}-key.pem")), key.serialize_pem()).expect("write key");
         }
-        Pki { ca_pem: ca_cert.pem(), dir }
+        Pki { ca_pem: ca_cert.pem(), dir, issuer }
     }
 
-    fn env(&self, ordinal: u32) -> Vec<(String, String)> {
+    /// A certificate for `name` valid from address `ip` (etcd checks the SANs of a peer's client
+    /// certificate against the address the connection comes from); its cert and key files.
+    pub fn issue_for_ip(&self, name: &str, ip: std::net::IpAddr) -> (PathBuf, PathBuf) {
+        let key = rcgen::KeyPair::generate().expect("key");
+        let params = rcgen::CertificateParams::new(vec![ip.to_string()]).expect("params");
+        let cert = params.signed_by(&key, &self.issuer).expect("sign");
+        let (cert_path, key_path) =
+            (self.dir.join(format!("{name}.pem")), self.dir.join(format!("{name}-key.pem")));
+        std::fs::write(&cert_path, cert.pem()).expect("write cert");
+        std::fs::write(&key_path, key.serialize_pem()).expect("write key");
+        (cert_path, key_path)
+    }
+
+    pub fn env(&self, ordinal: u32) -> Vec<(String, String)> {
         let cert = self.dir.join(format!("etcd-{ordinal}.pem")).display().to_string();
         let key = self.dir.join(format!("etcd-{ordinal}-key.pem")).display().to_string();
         let ca = self.dir.join("ca.pem").display().to_string();
@@ -486,7 +505,7 @@ impl Pki {
     }
 
     /// The checker presents pod 0's certificate as its client certificate.
-    fn security(&self) -> Security {
+    pub fn security(&self) -> Security {
         let read = |name: &str| std::fs::read_to_string(self.dir.join(name)).expect("read pem");
         Security { tls: Some((self.ca_pem.clone(), read("etcd-0.pem"), read("etcd-0-key.pem"))), auth: None }
     }

@@ -17,12 +17,13 @@ use crate::stateful_set::{client, Set, Writer, METRICS_PORT, REMOVAL_DELAY};
 
 /// The sidecars' metrics (the rest of [`Set`] is shared, in `stateful_set`).
 impl Set {
-    /// One sidecar's metrics, if it answers.
-    pub(crate) async fn scrape(&self, ordinal: u32) -> Option<BTreeMap<String, f64>> {
+    /// `GET path` from pod `ordinal`'s sidecar: status and body, if it answers.
+    pub async fn get(&self, ordinal: u32, path: &str) -> Option<(u16, String)> {
         let addr = (self.bed.pod_ip(ordinal), METRICS_PORT);
+        let request = format!("GET {path} HTTP/1.1\r\nHost: sidecar\r\n\r\n");
         let text = tokio::time::timeout(Duration::from_secs(3), async move {
             let mut stream = tokio::net::TcpStream::connect(addr).await.ok()?;
-            stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: sidecar\r\n\r\n").await.ok()?;
+            stream.write_all(request.as_bytes()).await.ok()?;
             let mut text = String::new();
             stream.read_to_string(&mut text).await.ok()?;
             Some(text)
@@ -30,7 +31,14 @@ impl Set {
         .await
         .ok()??;
         let (head, body) = text.split_once("\r\n\r\n")?;
-        if !head.starts_with("HTTP/1.1 200") {
+        let status = head.split_whitespace().nth(1)?.parse().ok()?;
+        Some((status, body.to_string()))
+    }
+
+    /// One sidecar's metrics, if it answers.
+    pub async fn scrape(&self, ordinal: u32) -> Option<BTreeMap<String, f64>> {
+        let (status, body) = self.get(ordinal, "/metrics").await?;
+        if status != 200 {
             return None;
         }
         Some(
@@ -43,7 +51,7 @@ impl Set {
     }
 
     /// A metric summed over the sidecars of `ordinals` (every one must answer).
-    async fn sum(&self, ordinals: &[u32], metric: &str) -> f64 {
+    pub async fn sum(&self, ordinals: &[u32], metric: &str) -> f64 {
         let mut total = 0.0;
         for &o in ordinals {
             let m = self.scrape(o).await.unwrap_or_else(|| panic!("no /metrics from etcd-{o}'s sidecar"));
@@ -53,7 +61,7 @@ impl Set {
     }
 
     /// Poll until the sum of `metric` over `ordinals` reaches `at_least`; returns it.
-    async fn wait_sum(&self, ordinals: &[u32], metric: &str, at_least: f64, timeout: Duration) -> f64 {
+    pub async fn wait_sum(&self, ordinals: &[u32], metric: &str, at_least: f64, timeout: Duration) -> f64 {
         let deadline = Instant::now() + timeout;
         loop {
             let mut total = 0.0;
@@ -143,6 +151,8 @@ async fn learners_promoted_on_scale_up_to_five_then_removed_on_scale_down_to_thr
     tokio::join!(set.delete(4), set.delete(3));
     set.healthy(&[0, 1, 2]).await;
     assert!(deleted.elapsed() > REMOVAL_DELAY, "removed before the delay: {:?}", deleted.elapsed());
+    // The counter moves when the remove call returns, a moment after the member list shows it.
+    set.wait_sum(&[0, 1, 2], REMOVALS, 2.0, Duration::from_secs(10)).await;
     assert_eq!(set.sum(&[0, 1, 2], REMOVALS).await, 2.0, "{}", set.logs(&[0, 1, 2]));
     assert!(set.sum(&[0, 1, 2], &skipped("delay")).await >= 1.0, "{}", set.logs(&[0, 1, 2]));
     let removed: usize = (0..3).map(|o| set.sidecar_logs(o).matches("removed member etcd-").count()).sum();
@@ -158,6 +168,7 @@ async fn scale_three_to_one_and_back_to_three_keeps_every_key() {
     // 3 -> 2: pod 2 deleted; its member goes once the delay has passed.
     set.delete(2).await;
     set.healthy(&[0, 1]).await;
+    set.wait_sum(&[0, 1], REMOVALS, 1.0, Duration::from_secs(10)).await;
     assert_eq!(set.sum(&[0, 1], REMOVALS).await, 1.0, "{}", set.logs(&[0, 1]));
     // 2 -> 1: with two voting members, deleting a pod loses quorum, and then no removal can be
     // committed (the sidecar never tries one that would cost quorum). The documented step: remove
@@ -267,6 +278,9 @@ async fn dns_servfail_and_timeouts_never_count_as_gone() {
     let answering = Instant::now();
     set.healthy(&[0, 1]).await;
     assert!(answering.elapsed() > REMOVAL_DELAY, "removed {:?} after DNS answered", answering.elapsed());
+    // The member list can show the removal a moment before the sidecar that made it has counted
+    // it (the counter moves when the call returns): poll for the count, then check it is one.
+    set.wait_sum(&[0, 1], REMOVALS, 1.0, Duration::from_secs(10)).await;
     assert_eq!(set.sum(&[0, 1], REMOVALS).await, 1.0, "{}", set.logs(&[0, 1]));
     writer.stop_and_verify(&set, &[0, 1]).await;
 }
@@ -321,6 +335,13 @@ fn bad_sidecar_options_are_configuration_errors() {
         (&["--metrics-port", "2379"], "--metrics-port 2379"),
         (&["--metrics-port", "0"], "--metrics-port 0"),
         (&["--", "--listen-metrics-urls=http://0.0.0.0:2381"], "--listen-metrics-urls"),
+        (&["--defrag-threshold", "45"], "--defrag-threshold 45: give the share of free pages"),
+        (&["--defrag-threshold", "half"], "--defrag-threshold"),
+        (&["--defrag-min-size", "lots"], "--defrag-min-size"),
+        (
+            &["--", "--quota-backend-bytes=8GB"],
+            "etcd's --quota-backend-bytes \"8GB\" is not a number of bytes",
+        ),
     ] {
         let out = sidecar_cmd(args).output().expect("run the sidecar");
         let stderr = String::from_utf8_lossy(&out.stderr);
@@ -358,7 +379,9 @@ fn sidecar_cmd(args: &[&str]) -> Command {
 fn sidecar_help_names_the_defaults() {
     let out = sidecar_cmd(&["--help"]).output().expect("run --help");
     let help = String::from_utf8_lossy(&out.stdout);
-    for default in ["[default: 10s]", "[default: 2m]", "[default: 2381]"] {
+    for default in
+        ["[default: 10s]", "[default: 2m]", "[default: 2381]", "[default: 0.45]", "[default: 100MB]"]
+    {
         assert!(help.contains(default), "{help}");
     }
 }

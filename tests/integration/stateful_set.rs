@@ -36,6 +36,24 @@ pub struct Set {
     pub sidecar_env: Mutex<Vec<(String, String)>>,
     pub etcd: PathBuf,
     pub bed: Bed,
+    pub extra: Extra,
+}
+
+/// More settings for every pod and sidecar of a [`Set`]; `{o}` in a value is the pod's ordinal.
+#[derive(Debug, Clone, Default)]
+pub struct Extra {
+    /// Environment of every pod's entrypoint (etcd's `ETCD_*` settings, for example).
+    pub pod_env: Vec<(String, String)>,
+    /// Environment of every sidecar.
+    pub sidecar_env: Vec<(String, String)>,
+    /// Options of every sidecar, after the defaults.
+    pub sidecar_args: Vec<String>,
+}
+
+impl Extra {
+    fn for_pod(list: &[(String, String)], ordinal: u32) -> Vec<(String, String)> {
+        list.iter().map(|(k, v)| (k.clone(), v.replace("{o}", &ordinal.to_string()))).collect()
+    }
 }
 
 impl Drop for Set {
@@ -53,12 +71,18 @@ pub const STARTED: &str = concat!("etcd-bootstrap ", env!("CARGO_PKG_VERSION"), 
 
 impl Set {
     pub async fn new(name: &str, etcd: PathBuf) -> Set {
+        Self::with(name, etcd, Extra::default()).await
+    }
+
+    /// [`Set::new`] with more settings for the pods and sidecars.
+    pub async fn with(name: &str, etcd: PathBuf, extra: Extra) -> Set {
         Set {
             sidecars: Mutex::new(BTreeMap::new()),
             sidecar_into: Mutex::new(BTreeMap::new()),
             sidecar_env: Mutex::new(Vec::new()),
             etcd,
             bed: Bed::new(name).await,
+            extra,
         }
     }
 
@@ -78,6 +102,9 @@ impl Set {
     /// [`Set::start`], the pod appearing in DNS as `publish` says.
     pub async fn start_with(&self, ordinal: u32, learner: bool, publish: Publish) {
         let mut spec: PodSpec = etcd_pod(&self.bed, ordinal, &self.etcd).publish(publish);
+        for (k, v) in Extra::for_pod(&self.extra.pod_env, ordinal) {
+            spec = spec.env(k, v);
+        }
         if learner {
             spec = spec.env("ETCD_BOOTSTRAP_JOIN_AS", "learner");
         }
@@ -115,8 +142,10 @@ impl Set {
             .arg(bootstrap_bin())
             .args(["sidecar", "--interval", INTERVAL, "--removal-delay", "5s"])
             .args(["--metrics-port", &METRICS_PORT.to_string()])
+            .args(&self.extra.sidecar_args)
             .env_clear()
             .env("PATH", crate::bed::POD_PATH)
+            .envs(Extra::for_pod(&self.extra.sidecar_env, ordinal))
             .envs(self.sidecar_env.lock().unwrap_or_else(|p| p.into_inner()).iter().cloned())
             .stdin(Stdio::null())
             .stdout(log)

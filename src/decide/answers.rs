@@ -1,0 +1,124 @@
+//! Every answer of one round, merged into the one view the decision table reads: the client
+//! port's best answer (the `ClusterView`), the cluster IDs of every client-port answer, and the
+//! peer ports' member lists. Pure.
+//!
+//! The rule on cluster IDs: a data dir is this cluster's only when some answer names its cluster
+//! ID. A cluster ID never changes, so an answer without quorum, or from the peer port, proves a
+//! volume foreign as well as one with quorum does.
+//!
+//! The peer port answers before quorum: where no client port gave an answer with quorum, its
+//! lists stand in as an answer without quorum, one that has served first. So "never started" is
+//! read from lists with no client URLs, and "this cluster has served" from any client URL.
+
+use crate::decide::Me;
+use crate::observed::{ClusterView, DataDirState, Heard, PeerList};
+
+/// Whose answers these are, for a data dir of cluster `mine`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Owner {
+    /// Nobody answered: nothing is known of any cluster.
+    Nobody,
+    /// Some answer names my cluster; `others` are the answers that name another one
+    /// (`who (cluster <id>)`), for the log.
+    Mine { others: Vec<String> },
+    /// Answers came and none names my cluster: the data dir is another cluster's.
+    Foreign { heard: Vec<String> },
+}
+
+/// Every answer as (who, cluster ID): the client view's, every client answer's, every list's.
+fn all_ids(client: &ClusterView, heard: &Heard) -> Vec<(String, u64)> {
+    let mut ids: Vec<(String, u64)> = Vec::new();
+    if let ClusterView::Answer { endpoint, cluster_id, .. } = client {
+        ids.push((endpoint.clone(), *cluster_id));
+    }
+    ids.extend(heard.client_ids.iter().cloned());
+    ids.extend(heard.peer_lists.iter().map(|l| (format!("{} (peer port)", l.host), l.cluster_id)));
+    // An answer without a cluster ID (0) says nothing about ownership.
+    ids.retain(|(_, id)| *id != 0);
+    ids.sort();
+    ids.dedup();
+    ids
+}
+
+/// See [`Owner`].
+pub fn owner(mine: u64, client: &ClusterView, heard: &Heard) -> Owner {
+    let ids = all_ids(client, heard);
+    let others: Vec<String> =
+        ids.iter().filter(|(_, id)| *id != mine).map(|(who, id)| format!("{who} (cluster {id:x})")).collect();
+    if ids.is_empty() {
+        Owner::Nobody
+    } else if ids.iter().any(|(_, id)| *id == mine) {
+        Owner::Mine { others }
+    } else {
+        Owner::Foreign { heard: others }
+    }
+}
+
+/// The view the decision table reads: the client answer with quorum where there is one (of
+/// cluster `only`, when given); else, among the client answer and the peer lists (all without
+/// quorum), the first that has served, else the first; else nobody answered.
+pub fn merged(client: &ClusterView, heard: &Heard, only: Option<u64>) -> ClusterView {
+    let ours = |id: u64| only.is_none_or(|mine| mine == id);
+    let client_answer = match client {
+        ClusterView::Answer { cluster_id, .. } if ours(*cluster_id) => Some(client),
+        _ => None,
+    };
+    if let Some(answer @ ClusterView::Answer { quorum: true, .. }) = client_answer {
+        return answer.clone();
+    }
+    let candidates: Vec<ClusterView> = client_answer
+        .cloned()
+        .into_iter()
+        .chain(heard.peer_lists.iter().filter(|l| ours(l.cluster_id)).map(as_view))
+        .collect();
+    let pick = candidates.iter().find(|v| v.ever_served()).or_else(|| candidates.first());
+    match (pick, client) {
+        (Some(view), _) => view.clone(),
+        (None, ClusterView::NoAnswer { tried }) => ClusterView::NoAnswer { tried: tried.clone() },
+        (None, ClusterView::Answer { endpoint, cluster_id, .. }) => ClusterView::NoAnswer {
+            tried: vec![(endpoint.clone(), format!("answered for another cluster, {cluster_id:x}"))],
+        },
+    }
+}
+
+/// The view the decision (and whatever acts on it) reads for this data dir: the merged view of
+/// my cluster's answers where some answer names my cluster, of every answer for an empty data
+/// dir, and the client view as it is otherwise (no answer, or a foreign volume: REFUSE).
+pub fn decision_view(data: &DataDirState, client: &ClusterView, heard: &Heard) -> ClusterView {
+    match data {
+        DataDirState::Empty => merged(client, heard, None),
+        DataDirState::Member(meta) => match owner(meta.cluster_id, client, heard) {
+            Owner::Mine { .. } => merged(client, heard, Some(meta.cluster_id)),
+            Owner::Nobody | Owner::Foreign { .. } => client.clone(),
+        },
+        DataDirState::Unknown { .. } => client.clone(),
+    }
+}
+
+/// A peer port's list as an answer without quorum (the peer port cannot tell quorum).
+fn as_view(list: &PeerList) -> ClusterView {
+    ClusterView::Answer {
+        endpoint: format!("{} (peer port)", list.host),
+        cluster_id: list.cluster_id,
+        members: list.members.clone(),
+        quorum: false,
+    }
+}
+
+/// Whether the decision can still change with what this peer's client port will say, once its
+/// peer port has given `list`. Not when the list shows a cluster that has never served (it has
+/// no quorum to answer with, and an empty pod starts NEW or WAITs on it either way), a data dir
+/// of another cluster (the client port names the same cluster), or a data dir whose member the
+/// list names with my peer URL (EXISTING whatever the quorum). A formed cluster's client answer
+/// can make an empty pod JOIN, and a data dir STALE or its peer URL updated: wait for it.
+pub fn client_answer_needed(data: &DataDirState, me: &Me, list: &PeerList) -> bool {
+    match data {
+        DataDirState::Unknown { .. } => false,
+        DataDirState::Empty => list.served(),
+        DataDirState::Member(meta) => {
+            list.cluster_id == meta.cluster_id
+                && list.served()
+                && !list.members.iter().any(|m| m.id == meta.member_id && m.peer_urls.contains(&me.peer_url))
+        }
+    }
+}
