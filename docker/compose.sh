@@ -9,7 +9,8 @@
 # ETCD_CLIENT_PORT and ETCD_IMAGE are the ones docker/up.sh remembered (docker/.state/), or else
 # those etcd-0 was created with, whatever the environment says: change them with docker/up.sh. After a command that can start or re-create
 # a member, each running member's sidecar is brought back beside it (see lib.sh).
-# Environment: COMPOSE_PROJECT_NAME (default etcd-bootstrap), ETCD_COMPOSE.
+# Environment: COMPOSE_PROJECT_NAME (default etcd-bootstrap), ETCD_COMPOSE, ETCD_BACKUP_DIR (host
+# directory of `--profile backup run --rm backup`, default docker/backups), ETCD_RESTORE_FROM.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 # shellcheck source=docker/lib.sh
@@ -47,6 +48,11 @@ case "$command" in
   ps | logs | top | stop | kill | pause | unpause | rm | down)
     set -- --profile sidecar --profile scale "$@"
     ;;
+esac
+
+# The backup service's host directory, made by the caller (Docker would make it root's).
+case "$command" in
+  run) mkdir -p "$ETCD_BACKUP_DIR" || die compose.sh "cannot create ETCD_BACKUP_DIR=$ETCD_BACKUP_DIR: give a directory you may write" ;;
 esac
 
 status=0

@@ -9,12 +9,19 @@
 # - etcd-3 and sidecar-3 (profile `scale`) live in compose.scale.yaml, which is included only when
 #   `--profile scale` is asked for or etcd-3 exists (a container or its volume): docker-compose v1
 #   creates every volume a file declares, used or not.
+# - Backups: ETCD_BACKUP_DIR (default docker/backups) is the host directory the `backup` service
+#   writes to, made absolute here; the backup runs as the caller (ETCD_BACKUP_USER), so the files
+#   are the caller's. compose.restore.yaml is included only while ETCD_RESTORE_FROM is set.
 
 lib_here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 project="${COMPOSE_PROJECT_NAME:-etcd-bootstrap}"
 state_file="$lib_here/.state/$project.env"
 DEFAULT_CLIENT_PORT=2379
 DEFAULT_IMAGE=etcd-bootstrap:latest
+ETCD_BACKUP_DIR="${ETCD_BACKUP_DIR:-$lib_here/backups}"
+case "$ETCD_BACKUP_DIR" in /*) ;; *) ETCD_BACKUP_DIR="$PWD/$ETCD_BACKUP_DIR" ;; esac
+ETCD_BACKUP_USER="$(id -u):$(id -g)"
+export ETCD_BACKUP_DIR ETCD_BACKUP_USER
 
 # die SCRIPT MESSAGE: one line on stderr, exit 1.
 die() {
@@ -106,6 +113,9 @@ compose_files() {
   case ",${COMPOSE_PROFILES:-}," in *,scale,*) want_scale=1 ;; esac
   if [ -n "$want_scale" ] || scale_in_use; then
     FILES+=(-f "$lib_here/compose.scale.yaml")
+  fi
+  if [ -n "${ETCD_RESTORE_FROM:-}" ]; then
+    FILES+=(-f "$lib_here/compose.restore.yaml")
   fi
 }
 

@@ -7,6 +7,10 @@
 # etcd-bootstrap:latest), ETCD_CLIENT_PORT (default 2379), ETCD_COMPOSE, and build.sh's ETCD_DIR.
 # ETCD_CLIENT_PORT and ETCD_IMAGE are remembered in docker/.state/<project>.env for docker/compose.sh
 # and later runs; give them again only to change them.
+# ETCD_RESTORE_FROM=file:///backups/<snapshot> (as `backup` printed it, the snapshot in
+# ETCD_BACKUP_DIR, default docker/backups) starts the members from that snapshot where their
+# volumes are empty (after docker/down.sh): RESTORE. Not remembered: the next docker/up.sh without
+# it re-creates the members without it, on their restored volumes (EXISTING).
 # Exit status: 0 when the cluster is healthy, 1 otherwise (one line says why).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -46,6 +50,16 @@ except OSError:
     ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
   fi
 }
+
+# A restore names a snapshot that is in the host directory, else nothing starts.
+if [ -n "${ETCD_RESTORE_FROM:-}" ]; then
+  snapshot="${ETCD_RESTORE_FROM#file:///backups/}"
+  case "$snapshot" in
+    "$ETCD_RESTORE_FROM" | '' | */*) die up.sh "ETCD_RESTORE_FROM=$ETCD_RESTORE_FROM is not file:///backups/<snapshot>: give a URL as the backup printed it (docker/compose.sh --profile backup run --rm backup backup list file:///backups)" ;;
+  esac
+  [ -f "$ETCD_BACKUP_DIR/$snapshot.manifest.json" ] ||
+    die up.sh "snapshot $snapshot is not in ETCD_BACKUP_DIR=$ETCD_BACKUP_DIR (no $snapshot.manifest.json there): set ETCD_BACKUP_DIR to the directory the backup wrote to; nothing was started"
+fi
 
 # Before starting anything: the client port must be free, unless this project's etcd-0 holds it.
 etcd0="$(container_of etcd-0)"

@@ -482,19 +482,27 @@ fn volume_exists(name: &str) -> bool {
     docker(&["volume", "inspect", name]).is_ok()
 }
 
-#[test]
-fn compose_cluster_from_the_readme_commands() {
-    const TEST: &str = "compose_cluster_from_the_readme_commands";
+/// What a compose test starts from: a runtime, the image (and whether it is the test's own) and a
+/// project; `None` when Docker or compose is missing outside CI (skipped with the reason printed;
+/// in CI that fails the test).
+fn start(test: &str) -> Option<(tokio::runtime::Runtime, String, bool, Project)> {
     if let Some(why) = missing_prerequisite() {
         if prereq::in_ci() {
-            panic!("{TEST}: prerequisite missing in CI: {why}");
+            panic!("{test}: prerequisite missing in CI: {why}");
         }
-        prereq::skipped(TEST, &format!("{why} (runs in CI, or run the README's test command)"));
-        return;
+        prereq::skipped(test, &format!("{why} (runs in CI, or run the README's test command)"));
+        return None;
     }
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     let (image, own_image) = image();
-    let mut p = Project::new(image.clone(), own_image);
+    let p = Project::new(image.clone(), own_image);
+    Some((rt, image, own_image, p))
+}
+
+#[test]
+fn compose_cluster_from_the_readme_commands() {
+    const TEST: &str = "compose_cluster_from_the_readme_commands";
+    let Some((rt, image, own_image, mut p)) = start(TEST) else { return };
     let version = p.compose(&["version"]);
     eprintln!(
         "compose project {}; the scripts use: {}",
@@ -695,4 +703,118 @@ fn docs_run_compose_through_the_wrapper() {
             }
         }
     }
+}
+
+/// A free port on 127.0.0.1 for a project's client port.
+fn free_port() -> u16 {
+    let listener = TcpListener::bind(("127.0.0.1", 0)).expect("bind 127.0.0.1:0");
+    listener.local_addr().expect("local addr").port()
+}
+
+/// docker/README.md "Backups and restore", as written: a backup of a running cluster into a host
+/// directory (`docker/compose.sh --profile backup run --rm backup`), `backup list` through the same
+/// service, then the disaster (`docker/down.sh`: every volume gone), and a new cluster from the
+/// snapshot (`ETCD_RESTORE_FROM=... docker/up.sh`): every key written before the backup reads back
+/// on every member, none written after it, one cluster ID; a refused restore names the directory;
+/// a plain `docker/up.sh` afterwards keeps the restored data (EXISTING).
+#[test]
+fn compose_backup_to_a_host_directory_and_restore() {
+    const TEST: &str = "compose_backup_to_a_host_directory_and_restore";
+    let Some((rt, image, _, mut p)) = start(TEST) else { return };
+    p.port = free_port();
+    let port = p.port.to_string();
+    let dir = std::env::temp_dir().join(format!("{}-backups", p.name));
+    let dir_s = dir.to_string_lossy().into_owned();
+    let backup_dir = ("ETCD_BACKUP_DIR", dir_s.as_str());
+    p.ok("up.sh", &[], &[("ETCD_CLIENT_PORT", port.as_str()), ("ETCD_IMAGE", image.as_str())]);
+    let mut keys = BTreeMap::new();
+    wait_healthy(&p, &rt, &THREE, &keys);
+    rt.block_on(put(p.port, &mut keys, "before", 50)).expect("write before the backup");
+
+    // The backup: the wrapper makes the directory; the snapshot and its manifest land in it, and
+    // the service prints the URL to restore from.
+    let members_before = ids(&p, &THREE);
+    let taken = p.ok("compose.sh", &["--profile", "backup", "run", "--rm", "backup"], &[backup_dir]);
+    let url = taken
+        .stdout
+        .lines()
+        .map(str::trim)
+        .find(|l| l.starts_with("file:///backups/"))
+        .unwrap_or_else(|| panic!("no snapshot URL printed:\n{}{}", taken.stdout, taken.stderr))
+        .to_string();
+    let name = url.trim_start_matches("file:///backups/").to_string();
+    for file in [format!("{name}.db"), format!("{name}.manifest.json")] {
+        let meta = std::fs::metadata(dir.join(&file)).unwrap_or_else(|e| panic!("{file} in {dir_s}: {e}"));
+        assert!(meta.len() > 0, "{file} is empty");
+    }
+    assert_eq!(ids(&p, &THREE), members_before, "the backup re-created a member");
+    let listed = p.ok(
+        "compose.sh",
+        &["--profile", "backup", "run", "--rm", "backup", "backup", "list", "file:///backups"],
+        &[backup_dir],
+    );
+    let first = listed.stdout.lines().find(|l| l.starts_with("file:")).unwrap_or_default();
+    assert_eq!(first.split_whitespace().next(), Some(url.as_str()), "backup list:\n{}", listed.stdout);
+
+    // Written after the backup: not in the snapshot.
+    let mut after = keys.clone();
+    rt.block_on(put(p.port, &mut after, "after", 10)).expect("write after the backup");
+
+    // The disaster: down.sh removes every container and volume; the host directory stays.
+    p.ok("down.sh", &[], &[]);
+    assert!(p.leftovers().is_empty(), "left after down.sh: {:?}", p.leftovers());
+    assert!(dir.join(format!("{name}.db")).exists(), "down.sh removed the backup");
+
+    // A snapshot that is not in the directory: refused before anything starts.
+    let wrong = p.script(
+        "up.sh",
+        &[],
+        &[
+            ("ETCD_RESTORE_FROM", url.as_str()),
+            ("ETCD_CLIENT_PORT", port.as_str()),
+            ("ETCD_BACKUP_DIR", "/nonexistent"),
+        ],
+    );
+    assert!(!wrong.ok, "up.sh restored from a directory without the snapshot");
+    let line = wrong.stderr.trim_end().lines().last().unwrap_or_default();
+    assert!(line.starts_with("up.sh: snapshot ") && line.contains("ETCD_BACKUP_DIR"), "{}", wrong.stderr);
+    assert!(p.leftovers().iter().all(|l| l.starts_with("file ")), "started: {:?}", p.leftovers());
+
+    // The restore, as documented: every key of the snapshot, none written after it.
+    p.ok(
+        "up.sh",
+        &[],
+        &[("ETCD_RESTORE_FROM", url.as_str()), ("ETCD_CLIENT_PORT", port.as_str()), backup_dir],
+    );
+    wait_healthy(&p, &rt, &THREE, &keys);
+    let decisions: Vec<String> = THREE.iter().map(|m| last_decision(&p, m)).collect();
+    // An initial member that decides after the others formed the restored cluster JOINs it.
+    let restores = decisions.iter().filter(|d| *d == "RESTORE").count();
+    assert!(
+        restores >= 2 && decisions.iter().all(|d| d == "RESTORE" || d == "JOIN"),
+        "decisions {decisions:?}"
+    );
+    let cluster_ids: std::collections::BTreeSet<String> = THREE
+        .iter()
+        .map(|m| {
+            let status = p.etcdctl(m, &["endpoint", "status", "-w", "json"]).expect("endpoint status");
+            let id = status.split("\"cluster_id\":").nth(1).and_then(|r| r.split([',', '}']).next());
+            id.unwrap_or_else(|| panic!("no cluster_id: {status}")).to_string()
+        })
+        .collect();
+    assert_eq!(cluster_ids.len(), 1, "cluster IDs {cluster_ids:?}");
+
+    // Back to the plain set-up: the members are re-created without the restore setting and start
+    // on their restored volumes.
+    p.ok("up.sh", &[], &[]);
+    wait_healthy(&p, &rt, &THREE, &keys);
+    for member in THREE {
+        assert_eq!(last_decision(&p, member), "EXISTING", "{member}: {:?}", p.decisions(member));
+    }
+    rt.block_on(put(p.port, &mut keys, "restored", 10)).expect("write after the restore");
+    wait_healthy(&p, &rt, &THREE, &keys);
+
+    p.ok("down.sh", &[], &[]);
+    p.remove();
+    let _ = std::fs::remove_dir_all(&dir);
 }
