@@ -34,6 +34,11 @@ const MEMBER: &str = "member";
 /// A file system's own entry (ext4 mount points have one); never ours to judge.
 const LOST_FOUND: &str = "lost+found";
 
+/// The empty file etcd writes and removes at start to check that the data dir is writable
+/// (`fileutil.IsDirWriteable`). An etcd killed between the two leaves it behind, in a data dir
+/// that is otherwise empty: it is not data, and refusing on it would refuse that pod forever.
+const ETCD_WRITE_PROBE: &str = ".touch";
+
 // ---------------------------------------------------------------------------------------------
 // Classification
 // ---------------------------------------------------------------------------------------------
@@ -53,6 +58,8 @@ pub fn inspect(dir: &Path) -> Result<DataDirState> {
     for name in names {
         if name == MEMBER && is_dir(&dir.join(MEMBER)) {
             has_member = true;
+        } else if name == ETCD_WRITE_PROBE && is_empty_file(&dir.join(ETCD_WRITE_PROBE)) {
+            // etcd's own write check, left by an etcd killed during its start: not data.
         } else if counts(&name) {
             unknown.push(name.to_string_lossy().into_owned());
         }
@@ -98,6 +105,11 @@ fn counts(name: &OsStr) -> bool {
         }
         None => true,
     }
+}
+
+/// True when `path` is an empty regular file (not following symbolic links).
+fn is_empty_file(path: &Path) -> bool {
+    fs::symlink_metadata(path).map(|m| m.is_file() && m.len() == 0).unwrap_or(false)
 }
 
 /// True when `path` is a directory (following symbolic links).
@@ -374,6 +386,26 @@ mod tests {
         let tmp = tempdir();
         fs::create_dir(tmp.path().join("lost+found")).unwrap();
         assert_eq!(inspect(tmp.path()).unwrap(), DataDirState::Empty);
+    }
+
+    #[test]
+    fn etcds_empty_write_probe_left_by_a_killed_etcd_is_not_data() {
+        // Found by the chaos test: etcd killed -9 between writing and removing `.touch`.
+        let tmp = tempdir();
+        fs::write(tmp.path().join(".touch"), b"").unwrap();
+        assert_eq!(inspect(tmp.path()).unwrap(), DataDirState::Empty);
+        write_member(tmp.path(), &wal(NODE, CLUSTER));
+        assert_eq!(inspect(tmp.path()).unwrap(), DataDirState::Member(meta()));
+    }
+
+    #[test]
+    fn a_touch_file_with_content_or_a_touch_directory_is_not_ours_to_ignore() {
+        let tmp = tempdir();
+        fs::write(tmp.path().join(".touch"), b"someone's data").unwrap();
+        assert_eq!(inspect(tmp.path()).unwrap(), DataDirState::Unknown { entries: vec![".touch".into()] });
+        let tmp = tempdir();
+        fs::create_dir(tmp.path().join(".touch")).unwrap();
+        assert_eq!(inspect(tmp.path()).unwrap(), DataDirState::Unknown { entries: vec![".touch".into()] });
     }
 
     #[test]
