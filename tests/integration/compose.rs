@@ -772,6 +772,7 @@ fn compose_backup_to_a_host_directory_and_restore() {
         &[
             ("ETCD_RESTORE_FROM", url.as_str()),
             ("ETCD_CLIENT_PORT", port.as_str()),
+            ("ETCD_IMAGE", image.as_str()),
             ("ETCD_BACKUP_DIR", "/nonexistent"),
         ],
     );
@@ -784,7 +785,14 @@ fn compose_backup_to_a_host_directory_and_restore() {
     p.ok(
         "up.sh",
         &[],
-        &[("ETCD_RESTORE_FROM", url.as_str()), ("ETCD_CLIENT_PORT", port.as_str()), backup_dir],
+        &[
+            ("ETCD_RESTORE_FROM", url.as_str()),
+            ("ETCD_CLIENT_PORT", port.as_str()),
+            // down.sh forgot the remembered image: name this run's again, or up.sh would build
+            // and leave etcd-bootstrap:latest behind.
+            ("ETCD_IMAGE", image.as_str()),
+            backup_dir,
+        ],
     );
     wait_healthy(&p, &rt, &THREE, &keys);
     let decisions: Vec<String> = THREE.iter().map(|m| last_decision(&p, m)).collect();
