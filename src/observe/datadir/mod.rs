@@ -602,7 +602,14 @@ mod tests {
             skipped("privileged without being root, cannot drop");
             return;
         }
-        let exe = std::env::current_exe().unwrap();
+        // A copy of this test binary in a directory nobody can reach: the checkout itself may
+        // sit in a directory only root can enter (a `mktemp -d` clone is 0700).
+        use std::os::unix::fs::PermissionsExt;
+        let bin_dir = tempdir();
+        fs::set_permissions(bin_dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+        let exe = bin_dir.path().join("probe");
+        fs::copy(std::env::current_exe().unwrap(), &exe).unwrap();
+        fs::set_permissions(&exe, fs::Permissions::from_mode(0o755)).unwrap();
         let test = "observe::datadir::tests::unreadable_probe_as_another_user";
         let out = std::process::Command::new(&exe)
             .args(["--exact", test, "--ignored", "--nocapture", "--test-threads=1"])
