@@ -5,7 +5,7 @@
 //! [`learners`]: super::learners
 //! [`removal`]: super::removal
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::time::Instant;
 
 use tracing::info;
@@ -17,7 +17,7 @@ use super::learners::{self, Learner};
 use super::metrics::PromotionSkip;
 use super::pods::{member_label, member_ordinal, Pods};
 use super::probe::{self, Where};
-use super::removal::{self, Answer, Facts, MemberFacts, Pick, Removal, Skip, SkipReason};
+use super::removal::{self, Facts, MemberFacts, Pick, Removal, Skip, SkipReason};
 use super::Sidecar;
 
 impl Sidecar<'_> {
@@ -131,8 +131,7 @@ impl Sidecar<'_> {
     ) -> BTreeMap<u64, bool> {
         let id = &self.ctx.identity;
         let connected = probe::peer_connection_ips(self.ctx.member.peer_port);
-        let absent: BTreeSet<u32> =
-            pods.answers.iter().filter(|(_, a)| **a == Answer::Missing).map(|(o, _)| *o).collect();
+        let absent = pods.absent();
         let at = Where {
             ips: &pods.ips,
             last_ip: &self.last_ip,

@@ -37,7 +37,7 @@ pub mod removal;
 mod role;
 mod settings;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -210,30 +210,33 @@ impl<'a> Sidecar<'a> {
         {
             return;
         }
-        let whom = self.whereabouts(report.member_id, &members, &pods.ips);
+        let whom = self.whereabouts(report.member_id, &members, &pods);
         let Some(local) = self.local.as_mut() else { return };
         let timeout = self.ctx.probe_timeout;
         self.maint.lead(&self.access, local, &whom, report.member_id, timeout, &self.shared).await;
     }
 
     /// Every member and where to reach it for maintenance: the local one at 127.0.0.1, the others
-    /// at their pod's current address, else the last one their name had, else an IP in their
-    /// client URL.
-    fn whereabouts(
-        &self,
-        local: u64,
-        members: &[Member],
-        ips: &BTreeMap<u32, IpAddr>,
-    ) -> Vec<maintain::Whom> {
+    /// at their best known address ([`probe::best_ip`]: never the last address of a name DNS
+    /// says is gone, where a status call would only wait out its timeout every round).
+    fn whereabouts(&self, local: u64, members: &[Member], pods: &pods::Pods) -> Vec<maintain::Whom> {
         let id = &self.ctx.identity;
+        let absent = pods.absent();
+        let connected = BTreeSet::new();
+        let at = probe::Where {
+            ips: &pods.ips,
+            last_ip: &self.last_ip,
+            absent: &absent,
+            connected: &connected,
+            scheme: self.access.scheme(),
+            client_port: self.ctx.member.client_port,
+        };
         members
             .iter()
             .map(|m| {
                 let ordinal = pods::member_ordinal(id, m);
                 let url = m.client_urls.first().map(String::as_str).unwrap_or_default();
-                let ip = ordinal
-                    .and_then(|o| ips.get(&o).or_else(|| self.last_ip.get(&o)).copied())
-                    .or_else(|| url_host(url).and_then(|h| h.parse::<IpAddr>().ok()));
+                let ip = probe::best_ip(ordinal, url, &at);
                 let endpoint = match ip {
                     _ if m.id == local => Some(self.local_endpoint.clone()),
                     None => None,

@@ -29,6 +29,13 @@ pub struct Pods {
     pub unknown: Option<String>,
 }
 
+impl Pods {
+    /// Ordinals whose names DNS says do not exist this round.
+    pub fn absent(&self) -> BTreeSet<u32> {
+        self.answers.iter().filter(|(_, a)| **a == Answer::Missing).map(|(o, _)| *o).collect()
+    }
+}
+
 /// Look up every pod of the set that matters for `members`.
 pub async fn look_up(resolver: &Arc<Resolver>, id: &Identity, port_name: &str, members: &[Member]) -> Pods {
     let mut known: BTreeSet<u32> = members.iter().filter_map(|m| member_ordinal(id, m)).collect();
