@@ -13,7 +13,9 @@ use object_store::aws::AmazonS3Builder;
 use object_store::buffered::BufWriter;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
-use object_store::{BackoffConfig, ClientOptions, ObjectStore, ObjectStoreExt, PutPayload, RetryConfig};
+use object_store::{
+    BackoffConfig, ClientOptions, GetResultPayload, ObjectStore, ObjectStoreExt, PutPayload, RetryConfig,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::backup::credentials::{Keys, S3Settings};
@@ -22,8 +24,32 @@ use crate::backup::location::StoreUrl;
 use crate::backup::manifest::{self, Manifest};
 use crate::error::{Error, Result, StoreProblem};
 
-/// Bytes read from a local file per chunk when uploading.
+/// Bytes read from or written to a local file per chunk.
 const CHUNK: usize = 1 << 20;
+
+/// Copy `range` of a local store's file to `out`, checking it as it goes, in [`CHUNK`]s.
+fn copy_checked(
+    mut source: std::fs::File,
+    source_path: &FsPath,
+    range: std::ops::Range<u64>,
+    out: &FsPath,
+) -> Result<Checked> {
+    use std::io::{Read, Seek, SeekFrom, Write};
+    source.seek(SeekFrom::Start(range.start)).map_err(|e| Error::io(source_path, e))?;
+    let mut source = source.take(range.end.saturating_sub(range.start));
+    let mut to = std::fs::File::create(out).map_err(|e| Error::io(out, e))?;
+    let mut buffer = vec![0u8; CHUNK];
+    let mut digest = SnapshotDigest::default();
+    loop {
+        let n = source.read(&mut buffer).map_err(|e| Error::io(source_path, e))?;
+        let Some(chunk) = buffer.get(..n).filter(|c| !c.is_empty()) else { break };
+        digest.update(chunk);
+        to.write_all(chunk).map_err(|e| Error::io(out, e))?;
+        crate::crash::point("during-download");
+    }
+    to.sync_all().map_err(|e| Error::io(out, e))?;
+    Ok(digest.finish())
+}
 
 /// An open store.
 pub struct Store {
@@ -182,17 +208,32 @@ impl Store {
             },
             other => self.error(&what, &other),
         })?;
-        let mut out = tokio::fs::File::create(file).await.map_err(|e| Error::io(file, e))?;
-        let mut digest = SnapshotDigest::default();
-        let mut stream = got.into_stream();
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| self.error(&what, &e))?;
-            digest.update(&chunk);
-            out.write_all(&chunk).await.map_err(|e| Error::io(file, e))?;
-            crate::crash::point("during-download");
+        let range = got.range.clone();
+        match got.payload {
+            // A local store: one blocking loop of large reads and writes. object_store's stream
+            // of a local file is 8 KiB chunks, each read on its own blocking task, and tokio's
+            // file writes one blocking task each: seconds for a 100 MB snapshot.
+            GetResultPayload::File(source, source_path) => {
+                let file = file.to_path_buf();
+                tokio::task::spawn_blocking(move || copy_checked(source, &source_path, range, &file))
+                    .await
+                    .map_err(|e| Error::Runtime(format!("{what}: the copy task ended: {e}")))?
+            }
+            GetResultPayload::Stream(mut stream) => {
+                let out = tokio::fs::File::create(file).await.map_err(|e| Error::io(file, e))?;
+                let mut out = tokio::io::BufWriter::with_capacity(CHUNK, out);
+                let mut digest = SnapshotDigest::default();
+                while let Some(chunk) = stream.next().await {
+                    let chunk = chunk.map_err(|e| self.error(&what, &e))?;
+                    digest.update(&chunk);
+                    out.write_all(&chunk).await.map_err(|e| Error::io(file, e))?;
+                    crate::crash::point("during-download");
+                }
+                out.flush().await.map_err(|e| Error::io(file, e))?;
+                out.into_inner().sync_all().await.map_err(|e| Error::io(file, e))?;
+                Ok(digest.finish())
+            }
         }
-        out.sync_all().await.map_err(|e| Error::io(file, e))?;
-        Ok(digest.finish())
     }
 
     /// Delete snapshot `name`: the manifest first, so a half-deleted snapshot never lists.

@@ -16,6 +16,8 @@ use crate::observe::cluster::{self, Access, Endpoint};
 pub const SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 /// Deadline of the small calls (status, member list) and of each streamed chunk.
 const CALL_TIMEOUT: Duration = Duration::from_secs(15);
+/// Bytes buffered before a write of the snapshot to the scratch file.
+const WRITE_BUFFER: usize = 1 << 20;
 
 /// A local file removed when dropped: the spool of a snapshot before or after its upload.
 pub struct SpoolFile {
@@ -66,7 +68,9 @@ pub async fn take(access: &Access, endpoint: &Endpoint, scratch_dir: &Path) -> R
         .collect();
 
     let file = SpoolFile::new_in(scratch_dir, "snapshot");
-    let mut out = tokio::fs::File::create(&file.path).await.map_err(|e| Error::io(&file.path, e))?;
+    let out = tokio::fs::File::create(&file.path).await.map_err(|e| Error::io(&file.path, e))?;
+    // etcd sends the snapshot in small messages; a large buffer makes one blocking write of many.
+    let mut out = tokio::io::BufWriter::with_capacity(WRITE_BUFFER, out);
     let mut digest = SnapshotDigest::default();
     let mut maintenance = client.maintenance_client();
     let mut stream = within("snapshot", maintenance.snapshot()).await.map_err(|m| fail("snapshot", m))?;
@@ -78,8 +82,8 @@ pub async fn take(access: &Access, endpoint: &Endpoint, scratch_dir: &Path) -> R
         digest.update(message.blob());
         out.write_all(message.blob()).await.map_err(|e| Error::io(&file.path, e))?;
     }
-    out.sync_all().await.map_err(|e| Error::io(&file.path, e))?;
-    drop(out);
+    out.flush().await.map_err(|e| Error::io(&file.path, e))?;
+    out.into_inner().sync_all().await.map_err(|e| Error::io(&file.path, e))?;
     let checked = digest.finish();
     let unix_time = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or_default();
     let name = manifest::snapshot_name(unix_time, revision);
