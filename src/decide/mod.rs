@@ -291,7 +291,7 @@ fn wait_for_quorum(me: &Me, members: &[Member]) -> Verdict {
             "the cluster has no quorum and lists this pod as member {:x} with data this volume lost: waiting for the other members to bring quorum back, then this member is replaced",
             m.id
         ),
-        None => "the cluster has started members but no quorum: quorum can only come back from members that have data".to_string(),
+        None => "the cluster has started members but no quorum (no member's client port answers with quorum; its peer ports or member lists show it has served): quorum can only come back from members that have data, or the client ports are blocked".to_string(),
     };
     verdict(Decision::Wait, reason)
 }
