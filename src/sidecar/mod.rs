@@ -12,7 +12,9 @@
 //! so at most one membership change is made per interval, each on a fresh member list.
 //!
 //! "Gone" is only ever a definite negative DNS answer that lasted longer than `--removal-delay`;
-//! DNS errors and timeouts are "unknown" and restart that clock ([`removal::Clock`]). The clock
+//! DNS errors and timeouts are "unknown" and restart that clock ([`removal::Clock`]). Between
+//! rounds the leader's sidecar watches its etcd's peer connections ([`presence`]), so the clock
+//! starts when a pod's records go, not up to an interval later. The clock
 //! is kept only while this member leads: a new leader's sidecar waits a full delay before its
 //! first removal.
 //!
@@ -32,6 +34,7 @@ pub mod maintenance;
 mod membership;
 pub mod metrics;
 pub mod pods;
+pub mod presence;
 pub mod probe;
 pub mod removal;
 mod role;
@@ -52,6 +55,8 @@ use crate::duration;
 use crate::error::{Error, Result};
 use crate::identity::{url_host, url_port};
 use crate::observe::cluster::{Access, Endpoint, MemberClient, SelfReport};
+use crate::observe::dns::Lookup;
+use crate::observe::peers;
 use crate::observed::Member;
 use crate::signals::Shutdown;
 
@@ -86,28 +91,46 @@ pub async fn run(ctx: &Context, settings: &Settings, shutdown: &mut Shutdown) ->
     // A round that overran (DNS timeouts) skips the ticks it missed: rounds stay on the grid.
     ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);
     let stop = loop {
+        let now = Instant::now();
         // A removal falls due between two ticks: look then, not at the next tick.
-        let due = sidecar.clock.next_due(settings.removal_delay, Instant::now());
+        let due = sidecar.clock.next_due(settings.removal_delay, sidecar.last_round);
+        let look = sidecar.presence.next_look(now);
         let ticker = &mut ticker;
         let wake = async move {
-            match due {
-                Some(due) => tokio::select! {
-                    _ = ticker.tick() => {}
-                    _ = tokio::time::sleep_until(due.into()) => {}
-                },
-                None => {
-                    ticker.tick().await;
-                }
+            tokio::select! {
+                _ = ticker.tick() => Wake::Round,
+                _ = sleep_until(due) => Wake::Round,
+                _ = sleep_until(look) => Wake::Look,
+            }
+        };
+        let work = async {
+            match wake.await {
+                Wake::Round => sidecar.round().await,
+                Wake::Look => sidecar.look_between_rounds().await,
             }
         };
         tokio::select! {
-            _ = async { wake.await; sidecar.round().await } => {}
+            _ = work => {}
             stop = shutdown.received("running the sidecar") => break stop,
         }
     };
     server.abort();
     info!("{stop}: sidecar exiting");
     Ok(ExitCode::SUCCESS)
+}
+
+/// What woke the loop: the time for a round, or for a look at the peer connections.
+enum Wake {
+    Round,
+    Look,
+}
+
+/// Sleep until `at`; forever when there is no such time.
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
 }
 
 struct Sidecar<'a> {
@@ -120,6 +143,10 @@ struct Sidecar<'a> {
     access: Access,
     maint: maintain::Maintainer,
     clock: removal::Clock,
+    /// Between rounds, while leading: which member pods have lost their peer connections.
+    presence: presence::Presence,
+    /// When the last round began.
+    last_round: Instant,
     /// Ordinal -> the last address its name had: where to look for a member whose name is gone.
     last_ip: BTreeMap<u32, IpAddr>,
     role: Option<Role>,
@@ -145,6 +172,8 @@ impl<'a> Sidecar<'a> {
             access: ctx.access.clone(),
             maint,
             clock,
+            presence: presence::Presence::default(),
+            last_round: Instant::now(),
             last_ip: BTreeMap::new(),
             role: None,
             backups,
@@ -152,6 +181,7 @@ impl<'a> Sidecar<'a> {
     }
 
     async fn round(&mut self) {
+        self.last_round = Instant::now();
         self.step().await;
         let mut m = self.shared.lock();
         m.rounds += 1;
@@ -168,7 +198,7 @@ impl<'a> Sidecar<'a> {
             Ok(report) => report,
             Err(problem) => {
                 self.local = None;
-                self.clock.restart();
+                self.forget_runs();
                 self.shared
                     .lock()
                     .local_down(&format!("local member {}: {problem}", self.local_endpoint.url));
@@ -182,7 +212,7 @@ impl<'a> Sidecar<'a> {
             if let Some(backups) = self.backups.as_mut() {
                 backups.leadership_lost();
             }
-            return self.clock.restart();
+            return self.forget_runs();
         }
         if let Some(backups) = self.backups.as_mut() {
             backups
@@ -195,7 +225,7 @@ impl<'a> Sidecar<'a> {
             Err(e) => {
                 // No lookups this round: no unbroken run of answers either.
                 self.local = None;
-                self.clock.restart();
+                self.forget_runs();
                 return self.failed("member list", &e.message);
             }
         };
@@ -204,6 +234,14 @@ impl<'a> Sidecar<'a> {
                 .await;
         self.last_ip.extend(pods.ips.iter().map(|(o, ip)| (*o, *ip)));
         self.clock.record(&pods.answers, Instant::now());
+        let id = &self.ctx.identity;
+        let watched = members
+            .iter()
+            .filter_map(|m| pods::member_ordinal(id, m))
+            .filter(|o| *o != id.ordinal)
+            .filter_map(|o| pods.ips.get(&o).map(|ip| (o, *ip)))
+            .collect();
+        self.presence.watch(watched);
         let facts = self.facts(&members);
         if self.promote(&facts, &pods).await
             || self.consider_removal(report.member_id, &members, &facts, &pods).await
@@ -214,6 +252,33 @@ impl<'a> Sidecar<'a> {
         let Some(local) = self.local.as_mut() else { return };
         let timeout = self.ctx.probe_timeout;
         self.maint.lead(&self.access, local, &whom, report.member_id, timeout, &self.shared).await;
+    }
+
+    /// This member stopped leading, or a round saw nothing: no run of "missing" answers is
+    /// unbroken any more, and nothing is watched between rounds.
+    fn forget_runs(&mut self) {
+        self.clock.restart();
+        self.presence.stop();
+    }
+
+    /// Between two rounds, while leading: read the local etcd's peer connections and look up the
+    /// names of member pods that lost theirs; a definite "no such name" starts the removal clock
+    /// now rather than at the next round ([`presence`]).
+    async fn look_between_rounds(&mut self) {
+        let connected = probe::peer_connection_ips(self.ctx.member.peer_port);
+        let ask = self.presence.to_look_up(&connected, self.clock.missing_since(), Instant::now());
+        if ask.is_empty() {
+            return;
+        }
+        for (ordinal, host, answer) in peers::lookup_all(&self.ctx.resolver, &self.ctx.identity, &ask).await {
+            if matches!(answer, Lookup::Missing) && self.clock.start(ordinal, Instant::now()) {
+                info!(
+                    pod = %host,
+                    "{host} is gone from DNS (its peer connections closed): its member is removed once it has been gone for {}, unless it comes back",
+                    duration::format(self.settings.removal_delay)
+                );
+            }
+        }
     }
 
     /// Every member and where to reach it for maintenance: the local one at 127.0.0.1, the others

@@ -61,6 +61,15 @@ impl Clock {
         self.missing_since.retain(|o, _| answers.contains_key(o));
     }
 
+    /// Start `ordinal`'s run of "missing" answers at `now`: a definite "no such name" seen between
+    /// two rounds ([`super::presence`]). False when a run was under way already. The next round
+    /// keeps the run only if it sees the name missing too.
+    pub fn start(&mut self, ordinal: u32, now: Instant) -> bool {
+        let new = !self.missing_since.contains_key(&ordinal);
+        self.missing_since.entry(ordinal).or_insert(now);
+        new
+    }
+
     /// Forget every run: this member stopped leading, or a round saw nothing.
     pub fn restart(&mut self) {
         self.missing_since.clear();
@@ -71,11 +80,16 @@ impl Clock {
         &self.missing_since
     }
 
-    /// When the earliest run of "missing" answers will have lasted longer than `delay`, if that
-    /// is still ahead of `now`: the sidecar looks then rather than at its next tick.
-    pub fn next_due(&self, delay: Duration, now: Instant) -> Option<Instant> {
-        let due = *self.missing_since.values().min()? + delay + Duration::from_millis(1);
-        (due > now).then_some(due)
+    /// When a round should look for a removal rather than wait for its next tick: the earliest
+    /// moment a run of "missing" answers will have lasted longer than `delay`, among the runs
+    /// that had not yet when the last round began (`last_round`). It may be past already (a look
+    /// between rounds ran over it): then the round is due at once.
+    pub fn next_due(&self, delay: Duration, last_round: Instant) -> Option<Instant> {
+        self.missing_since
+            .values()
+            .map(|since| *since + delay + Duration::from_millis(1))
+            .filter(|due| *due > last_round)
+            .min()
     }
 }
 
@@ -370,8 +384,18 @@ mod tests {
         assert!(due > t0 + delay && due < t0 + delay + Duration::from_millis(10), "{:?}", due - t0);
         assert_eq!(
             clock.next_due(delay, t0 + delay + Duration::from_millis(10)),
+            Some(t0 + Duration::from_secs(1) + delay + Duration::from_millis(1)),
+            "a round after the first run's due saw it; the second run's is next"
+        );
+        assert_eq!(
+            clock.next_due(delay, t0 + Duration::from_secs(1) + delay + Duration::from_millis(10)),
             None,
-            "past: the tick does it"
+            "a round after every due: the ticks do the rest"
+        );
+        assert_eq!(
+            clock.next_due(delay, t0 + delay - Duration::from_millis(10)),
+            Some(due),
+            "the last round began before the due: due, even once the clock has passed it"
         );
     }
 
@@ -678,5 +702,23 @@ mod tests {
         assert_eq!(clock.missing_since(), &BTreeMap::from([(2, t1)]));
         clock.restart();
         assert!(clock.missing_since().is_empty());
+    }
+
+    #[test]
+    fn a_run_started_between_rounds_lasts_only_while_rounds_see_the_name_missing() {
+        let t0 = Instant::now();
+        let t1 = t0 + Duration::from_millis(300);
+        let mut clock = Clock::default();
+        let round = |answers: &[(u32, Answer)]| answers.iter().copied().collect::<BTreeMap<_, _>>();
+        assert!(clock.start(3, t0), "a new run");
+        assert!(!clock.start(3, t1), "under way already: its start stays");
+        assert_eq!(clock.next_due(Duration::from_secs(5), t1), Some(t0 + Duration::from_millis(5001)));
+        clock.record(&round(&[(3, Answer::Missing)]), t1);
+        assert_eq!(clock.missing_since(), &BTreeMap::from([(3, t0)]), "the round keeps the earlier start");
+        clock.record(&round(&[(3, Answer::Found)]), t1);
+        assert!(clock.missing_since().is_empty(), "back in DNS: no run");
+        assert!(clock.start(3, t1));
+        clock.record(&round(&[(3, Answer::Unknown)]), t1);
+        assert!(clock.missing_since().is_empty(), "unknown restarts it");
     }
 }
