@@ -98,7 +98,7 @@ pub fn ping_script(size: u32) -> String {
 }
 
 /// What every contestant's pod has: its volume as etcd's data dir, etcd's log level, a grace.
-fn base(bed: &Bed, ordinal: u32, spec: PodSpec) -> PodSpec {
+pub fn base(bed: &Bed, ordinal: u32, spec: PodSpec) -> PodSpec {
     spec.env("ETCD_DATA_DIR", bed.volume(ordinal).display().to_string())
         .env("ETCD_LOG_LEVEL", "warn")
         .grace(GRACE)

@@ -4,7 +4,6 @@
 use std::fmt::Write;
 
 use crate::facts::Facts;
-use crate::pods::SIDECAR_INTERVAL;
 use crate::results::Results;
 
 fn s(r: &Results, key: &str) -> String {
@@ -48,7 +47,9 @@ fn why(goal: &str, f: &Facts, r: &Results) -> String {
              and snapshot, listening) comes after the last record instead of before it. With DNS late the \
              floor's figure is only that reconnect (tens of milliseconds), so no bootstrap that decides \
              before starting etcd can be within 1.25x of it; starting etcd before the decision would give up \
-             the decision.\n\
+             the decision. What etcd-bootstrap's pods take after the last record is etcd's own start and \
+             first election: {l3} with DNS late, against {f3} for the floor's whole cold start, which is \
+             that same start and election; its pods exec etcd about {lx} after the last record (diagnostics: pod start to exec, less the 2 s).\n\
              3. *etcd's own bootstrap check.* At a NEW start etcd asks the other initial members' peer ports \
              for their member list, one after the other in the order of their peer URLs, up to 1 s each, and \
              stops at the first answer; a member whose etcd has opened its listener but is still in that check \
@@ -67,6 +68,10 @@ fn why(goal: &str, f: &Facts, r: &Results) -> String {
             l5 = s(r, "late.5.bootstrap"),
             lf3 = s(r, "late.3.floor"),
             lf5 = s(r, "late.5.floor"),
+            lx = r
+                .median("diag.late.3.bootstrap.to_exec")
+                .map(|v| format!("{:.3} s", v - crate::cold::DNS_DELAY.as_secs_f64()))
+                .unwrap_or_else(|| "?".into()),
             n = 5,
             l0 = f.load_start,
         );
@@ -93,16 +98,19 @@ fn why(goal: &str, f: &Facts, r: &Results) -> String {
     }
     if goal.starts_with("removal") {
         return format!(
-            "The sidecar removed the member {v} (voter) and {l} (learner) after the pod's deletion, with \
-             `--removal-delay` {d} s. It no longer probes the deleted pod's last address (a pod absent from \
-             DNS has no address to wait for: that probe lasted the whole 2 s probe timeout), and it looks again \
-             exactly when the delay has passed instead of at its next tick. What is left: etcd's own stop on \
-             SIGTERM before the pod's records go (the floor's figure, {fl}, is mostly that), and the \
-             sidecar's interval ({SIDECAR_INTERVAL} here) between the records going and the sidecar's next \
-             look at DNS, which starts the delay. Both are outside the delay by design: the clock starts only \
-             with a definite \"no such name\" seen by the leader's sidecar.",
+            "The sidecar removed the member {v} (voter) and {l} (learner) after the pod's deletion, and {vr} and \
+             {lr} after its records went, with `--removal-delay` {d} s. From the records it is within the goal: \
+             between rounds the leader's sidecar reads its etcd's peer connections every 100 ms and looks up \
+             the name of a pod whose connections closed, so its clock starts moments after the records go, \
+             and it looks again exactly when the delay has passed. What comes before the records go is \
+             etcd's own stop on SIGTERM (the floor's whole figure, {fl}, is that: its samples fall near \
+             0.05 s, 0.6 s and 1.05 s: etcd's shutdown waits in steps of about half a second), and it must stay outside the \
+             delay: the clock starts only with a definite \"no such name\", and a pod that still exists, \
+             even one that is stopping, keeps its records.",
             v = s(r, "remove.voter.bootstrap"),
             l = s(r, "remove.learner.bootstrap"),
+            vr = s(r, "remove.voter.bootstrap.after_records"),
+            lr = s(r, "remove.learner.bootstrap.after_records"),
             d = crate::pods::REMOVAL_DELAY.as_secs(),
             fl = s(r, "remove.voter.floor"),
         );
@@ -155,10 +163,15 @@ pub fn diagnostics(w: &mut String, r: &Results) {
          decided on its first look.\n"
     );
     let _ = writeln!(w, "| series | median | min | max | pods |\n|---|---|---|---|---|");
-    let runs: [(&str, &str, &[u32]); 3] = [
+    let runs: [(&str, &str, &[u32]); 4] = [
         ("cold", "cold start", crate::cold::sizes(false)),
         ("late", "DNS late", crate::cold::sizes(true)),
         ("restart", "full restart", &[crate::restart::SIZE]),
+        (
+            "restore",
+            "restore from a snapshot (download, sha256, etcdutl restore, move)",
+            &[crate::restore::SIZE],
+        ),
     ];
     for (what, scenario, sizes) in runs {
         for &size in sizes {
@@ -202,13 +215,13 @@ pub fn method(w: &mut String) {
          that rule.",
         "etcd derives a new member's ID from its peer URL and the current second, so adding the same peer URL \
          again within the second of an add that was removed gets the removed ID and is refused with \"member \
-         not found\". The JOIN start-to-exec series pauses 1.1 s between runs for that reason. (Found while \
-         building this benchmark: etcd-bootstrap treats that answer to `member add` as \"already done\" and \
-         observes again at once, so for up to a second it repeats member list and member add every few \
-         milliseconds instead of backing off.)",
-        "The removal figure includes the time etcd takes to stop on SIGTERM (most of the floor's figure) and \
-         the sidecar's interval between the pod's records going and its next look at DNS; the sidecar no \
-         longer probes a deleted pod's last address, and looks again exactly when the delay has passed.",
+         not found\". The JOIN start-to-exec series pauses 1.1 s between runs for that reason. etcd-bootstrap \
+         treats that answer to `member add` as \"refused for now\" and retries with its backoff (100 ms, \
+         doubling, jittered), so a pod recreated within that second starts a moment later.",
+        "The removal figure from the deletion includes the time etcd takes to stop on SIGTERM (most of the \
+         floor's figure); the figure from the records going starts when the bed has removed the ended pod's \
+         records. The sidecar starts its clock at the first \"no such name\" it sees: between rounds it \
+         watches its etcd's peer connections and looks the name of a disconnected pod up every 100 ms.",
     ] {
         let _ = writeln!(w, "- {note}");
     }

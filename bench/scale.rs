@@ -78,9 +78,10 @@ async fn one_bed(t: &Tools, who: Who, learner: bool, runs: usize, r: &mut Result
         tokio::time::sleep(SETTLE).await;
         eprint!("{remove_key} run {}/{runs}: ", run + 1);
         match remove(&bed, who, &mut sidecars).await {
-            Ok(secs) => {
-                eprintln!("{secs:.3} s");
+            Ok((secs, after_records)) => {
+                eprintln!("{secs:.3} s ({after_records:.3} s after the records went)");
                 r.add(&remove_key, secs);
+                r.add(&format!("{remove_key}.after_records"), after_records);
             }
             Err(e) => {
                 r.fail(&remove_key, format!("{e}\n{}", pods::tails(&bed, 0..3, &sidecars)));
@@ -139,19 +140,26 @@ async fn join(bed: &Bed, t: &Tools, who: Who, learner: bool, sidecars: &mut Side
     Ok(healthy?.saturating_duration_since(t0).as_secs_f64())
 }
 
-/// Seconds from the deletion of pod 3 to its member's removal.
-async fn remove(bed: &Bed, who: Who, sidecars: &mut Sidecars) -> Result<f64, String> {
+/// Seconds from the deletion of pod 3 to its member's removal, and from its DNS records going
+/// (once its etcd has ended: where the removal delay's clock can start) to the removal.
+async fn remove(bed: &Bed, who: Who, sidecars: &mut Sidecars) -> Result<(f64, f64), String> {
     let via = pods::ips(bed, 0..3);
     let t0 = Instant::now();
-    match who {
-        Who::Bootstrap => {
-            tokio::join!(sidecars.stop(3), bed.delete_pod(3));
-        }
+    let delete = async {
+        bed.delete_pod(3).await;
+        Instant::now()
+    };
+    let records_gone = match who {
+        Who::Bootstrap => tokio::join!(sidecars.stop(3), delete).1,
         _ => {
-            bed.delete_pod(3).await;
+            let records_gone = delete.await;
             pods::member_remove(&via, 3).await?;
+            records_gone
         }
-    }
+    };
     let gone = probe::wait_member_gone(&via, "etcd-3", REMOVE_WITHIN).await?;
-    Ok(gone.saturating_duration_since(t0).as_secs_f64())
+    Ok((
+        gone.saturating_duration_since(t0).as_secs_f64(),
+        gone.saturating_duration_since(records_gone).as_secs_f64(),
+    ))
 }
