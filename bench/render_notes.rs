@@ -56,7 +56,11 @@ fn why(goal: &str, f: &Facts, r: &Results) -> String {
              itself answers nothing. Pods that exec etcd together would wait out a second per such peer, so \
              every member but the one whose peer URL sorts first starts once that one's peer port answers \
              (`act::pacing::hold_new`, at most 1 s): one etcd start (tens of milliseconds) and one look.\n\
-             4. *Load.* Two cores are shared by up to {n} etcd processes starting at once and by the other \
+             4. *etcd's first election.* Once its peers are connected, each etcd campaigns after a \
+             randomized part of its election timeout (1 s by default), the same for every contestant: the \
+             medians of {runs} runs swing by a few tenths of a second from one benchmark run to the next \
+             (the floor's own min and max in the tables span {fmin} to {fmax} for 5 members).\n\
+             5. *Load.* Two cores are shared by up to {n} etcd processes starting at once and by the other \
              engineers' builds (load average {l0} at the start of this run): compare the ratios with the \
              spread of the floor's own runs (min and max in the tables).",
             b3 = s(r, "cold.3.bootstrap"),
@@ -73,6 +77,9 @@ fn why(goal: &str, f: &Facts, r: &Results) -> String {
                 .map(|v| format!("{:.3} s", v - crate::cold::DNS_DELAY.as_secs_f64()))
                 .unwrap_or_else(|| "?".into()),
             n = 5,
+            runs = f.runs,
+            fmin = r.summary("cold.5.floor").map(|x| format!("{:.2} s", x.min)).unwrap_or_else(|| "?".into()),
+            fmax = r.summary("cold.5.floor").map(|x| format!("{:.2} s", x.max)).unwrap_or_else(|| "?".into()),
             l0 = f.load_start,
         );
     }
@@ -97,23 +104,7 @@ fn why(goal: &str, f: &Facts, r: &Results) -> String {
         );
     }
     if goal.starts_with("removal") {
-        return format!(
-            "The sidecar removed the member {v} (voter) and {l} (learner) after the pod's deletion, and {vr} and \
-             {lr} after its records went, with `--removal-delay` {d} s. From the records it is within the goal: \
-             between rounds the leader's sidecar reads its etcd's peer connections every 100 ms and looks up \
-             the name of a pod whose connections closed, so its clock starts moments after the records go, \
-             and it looks again exactly when the delay has passed. What comes before the records go is \
-             etcd's own stop on SIGTERM (the floor's whole figure, {fl}, is that: its samples fall near \
-             0.05 s, 0.6 s and 1.05 s: etcd's shutdown waits in steps of about half a second), and it must stay outside the \
-             delay: the clock starts only with a definite \"no such name\", and a pod that still exists, \
-             even one that is stopping, keeps its records.",
-            v = s(r, "remove.voter.bootstrap"),
-            l = s(r, "remove.learner.bootstrap"),
-            vr = s(r, "remove.voter.bootstrap.after_records"),
-            lr = s(r, "remove.learner.bootstrap.after_records"),
-            d = crate::pods::REMOVAL_DELAY.as_secs(),
-            fl = s(r, "remove.voter.floor"),
-        );
+        return removal(r);
     }
     if goal.starts_with("start-to-exec") {
         return format!(
@@ -150,6 +141,29 @@ fn why(goal: &str, f: &Facts, r: &Results) -> String {
             .to_string();
     }
     String::new()
+}
+
+/// What the removal figures are made of (shown under the scale-down table, and as the reason when
+/// the goal is missed).
+pub fn removal(r: &Results) -> String {
+    format!(
+        "The sidecar removed the member {v} (voter) and {l} (learner) after the pod's deletion, and {vr} and \
+         {lr} after its records went, with `--removal-delay` {d} s. The part after the records is the \
+         sidecar's: between rounds the leader's sidecar reads its etcd's peer connections every 100 ms and looks up \
+         the name of a pod whose connections closed, so its clock starts moments after the records go, \
+         and it looks again exactly when the delay has passed. What comes before the records go is \
+         etcd's own stop on SIGTERM (the floor's whole figure, {fl} for a voter, is that; the samples of \
+         both fall near 0.05 s, 0.6 s and 1.05 s after the deletion: etcd's shutdown waits in steps of about \
+         half a second), and it must stay outside the \
+         delay: the clock starts only with a definite \"no such name\", and a pod that still exists, \
+         even one that is stopping, keeps its records.",
+        v = s(r, "remove.voter.bootstrap"),
+        l = s(r, "remove.learner.bootstrap"),
+        vr = s(r, "remove.voter.bootstrap.after_records"),
+        lr = s(r, "remove.learner.bootstrap.after_records"),
+        d = crate::pods::REMOVAL_DELAY.as_secs(),
+        fl = s(r, "remove.voter.floor"),
+    )
 }
 
 /// What etcd-bootstrap's logs say about the cold starts, and what was learnt building the
