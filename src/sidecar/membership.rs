@@ -16,7 +16,7 @@ use crate::observed::{Member, Refusal};
 use super::learners::{self, Learner};
 use super::metrics::PromotionSkip;
 use super::pods::{member_label, member_ordinal, Pods};
-use super::probe::{self, Where};
+use super::probe;
 use super::removal::{self, Facts, MemberFacts, Pick, Removal, Skip, SkipReason};
 use super::Sidecar;
 
@@ -132,14 +132,7 @@ impl Sidecar<'_> {
         let id = &self.ctx.identity;
         let connected = probe::peer_connection_ips(self.ctx.member.peer_port);
         let absent = pods.absent();
-        let at = Where {
-            ips: &pods.ips,
-            last_ip: &self.last_ip,
-            absent: &absent,
-            connected: &connected,
-            scheme: self.access.scheme(),
-            client_port: self.ctx.member.client_port,
-        };
+        let at = self.where_to_ask(pods, &absent, &connected);
         let (asked, calls) =
             probe::targets(leader, candidate, members, |m| member_ordinal(id, m), |o| id.peer_host(o), &at);
         probe::answers(&self.access, self.ctx.probe_timeout, asked, calls).await

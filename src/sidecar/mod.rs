@@ -281,21 +281,31 @@ impl<'a> Sidecar<'a> {
         }
     }
 
+    /// Where to find members this round: the pods' addresses from `pods`, the last ones their
+    /// names had, the names DNS says are gone (`absent`), the peers `connected` to the local etcd.
+    fn where_to_ask<'s>(
+        &'s self,
+        pods: &'s pods::Pods,
+        absent: &'s BTreeSet<u32>,
+        connected: &'s BTreeSet<IpAddr>,
+    ) -> probe::Where<'s> {
+        probe::Where {
+            ips: &pods.ips,
+            last_ip: &self.last_ip,
+            absent,
+            connected,
+            scheme: self.access.scheme(),
+            client_port: self.ctx.member.client_port,
+        }
+    }
+
     /// Every member and where to reach it for maintenance: the local one at 127.0.0.1, the others
     /// at their best known address ([`probe::best_ip`]: never the last address of a name DNS
     /// says is gone, where a status call would only wait out its timeout every round).
     fn whereabouts(&self, local: u64, members: &[Member], pods: &pods::Pods) -> Vec<maintain::Whom> {
         let id = &self.ctx.identity;
-        let absent = pods.absent();
-        let connected = BTreeSet::new();
-        let at = probe::Where {
-            ips: &pods.ips,
-            last_ip: &self.last_ip,
-            absent: &absent,
-            connected: &connected,
-            scheme: self.access.scheme(),
-            client_port: self.ctx.member.client_port,
-        };
+        let (absent, connected) = (pods.absent(), BTreeSet::new());
+        let at = self.where_to_ask(pods, &absent, &connected);
         members
             .iter()
             .map(|m| {
