@@ -93,7 +93,7 @@ pub async fn run(ctx: &Context, settings: &Settings, shutdown: &mut Shutdown) ->
     let stop = loop {
         let now = Instant::now();
         // A removal falls due between two ticks: look then, not at the next tick.
-        let due = sidecar.clock.next_due(settings.removal_delay, sidecar.last_round);
+        let due = sidecar.clock.next_due(settings.removal_delay, sidecar.round_began);
         let look = sidecar.presence.next_look(now);
         let ticker = &mut ticker;
         let wake = async move {
@@ -145,8 +145,8 @@ struct Sidecar<'a> {
     clock: removal::Clock,
     /// Between rounds, while leading: which member pods have lost their peer connections.
     presence: presence::Presence,
-    /// When the last round began.
-    last_round: Instant,
+    /// When the last round began (the metrics' `last_round` is when it ended).
+    round_began: Instant,
     /// Ordinal -> the last address its name had: where to look for a member whose name is gone.
     last_ip: BTreeMap<u32, IpAddr>,
     role: Option<Role>,
@@ -173,7 +173,7 @@ impl<'a> Sidecar<'a> {
             maint,
             clock,
             presence: presence::Presence::default(),
-            last_round: Instant::now(),
+            round_began: Instant::now(),
             last_ip: BTreeMap::new(),
             role: None,
             backups,
@@ -181,7 +181,7 @@ impl<'a> Sidecar<'a> {
     }
 
     async fn round(&mut self) {
-        self.last_round = Instant::now();
+        self.round_began = Instant::now();
         self.step().await;
         let mut m = self.shared.lock();
         m.rounds += 1;

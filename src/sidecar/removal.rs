@@ -19,6 +19,7 @@
 //! [`pick`] checks 1-4 and names a candidate; the caller probes it and the voters, and [`judge`]
 //! checks 5-6.
 
+use std::collections::btree_map::Entry;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
@@ -65,9 +66,13 @@ impl Clock {
     /// two rounds ([`super::presence`]). False when a run was under way already. The next round
     /// keeps the run only if it sees the name missing too.
     pub fn start(&mut self, ordinal: u32, now: Instant) -> bool {
-        let new = !self.missing_since.contains_key(&ordinal);
-        self.missing_since.entry(ordinal).or_insert(now);
-        new
+        match self.missing_since.entry(ordinal) {
+            Entry::Vacant(run) => {
+                run.insert(now);
+                true
+            }
+            Entry::Occupied(_) => false,
+        }
     }
 
     /// Forget every run: this member stopped leading, or a round saw nothing.
