@@ -221,6 +221,7 @@ async fn sidecars_keep_a_nospace_alarm_while_space_is_short_and_clear_it_after_d
         pod_env: vec![quota.clone()],
         sidecar_env: vec![quota],
         sidecar_args: vec!["--compact-on-nospace".into()],
+        ..Extra::default()
     };
     let set = Set::with("maint-nospace", etcd, extra).await;
     for o in 0..3 {
@@ -451,7 +452,7 @@ async fn sidecars_follow_certificates_swapped_on_disk_and_report_expired_ones() 
         .collect();
     let secret = |name: &str| root.join("secret-{o}").join(name).display().to_string();
     let sidecar_env = tls_env("", &secret("tls.crt"), &secret("tls.key"), &secret("ca.crt"));
-    set.extra = Extra { pod_env, sidecar_env, sidecar_args: vec![] };
+    set.extra = Extra { pod_env, sidecar_env, ..Extra::default() };
     for o in all {
         set.start(o, false).await;
     }

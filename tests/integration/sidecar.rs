@@ -11,9 +11,9 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::bed::{Fault, PodSpec};
+use crate::bed::{Fault, PodSpec, Publish};
 use crate::bootstrap::{bootstrap_bin, decisions, setup};
-use crate::stateful_set::{client, Set, Writer, METRICS_PORT, REMOVAL_DELAY};
+use crate::stateful_set::{client, Extra, Set, Writer, METRICS_PORT, REMOVAL_DELAY};
 
 /// The sidecars' metrics (the rest of [`Set`] is shared, in `stateful_set`).
 impl Set {
@@ -229,6 +229,61 @@ async fn member_of_a_deleted_middle_pod_is_kept_while_a_higher_pod_exists() {
     set.healthy(&[0, 1, 2]).await;
     assert_eq!(decisions(&set.bed, 1).last().map(String::as_str), Some("EXISTING"));
     writer.stop_and_verify(&set, &[0, 1, 2]).await;
+}
+
+// The sidecars look every hour here: once their start-up rounds are over, no round runs between
+// the deletion and the removal but the one the removal clock wakes. Only the leader's
+// watch of its etcd's peer connections can have started that clock, at the moment pod 2's
+// records went.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pod_that_ends_is_seen_gone_between_rounds_and_removed_after_the_delay() {
+    let Some(etcd) = setup("sidecar-watch") else { return };
+    let extra = Extra { sidecar_interval: Some("1h".into()), ..Extra::default() };
+    let set = Set::with("sidecar-watch", etcd, extra).await;
+    for o in 0..3 {
+        set.start_pod(o, false, Publish::Now).await;
+    }
+    set.healthy(&[0, 1, 2]).await;
+    // Pod 2 is the one a scale-down deletes: its member must not be the leader, whose sidecar
+    // would go with it.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while set.leader_ordinal(0).await.is_none_or(|l| l == 2) {
+        if let Some(mut c) = client(&set.bed, &[2]).await {
+            let list = c.member_list().await.expect("member list");
+            let etcd0 = list.members().iter().find(|m| m.name() == "etcd-0").expect("etcd-0 listed").id();
+            let _ = c.move_leader(etcd0).await;
+        }
+        assert!(Instant::now() < deadline, "etcd-2 still leads\n{}", set.logs(&[0, 1, 2]));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    for o in 0..3 {
+        set.start_sidecar(o);
+    }
+    set.wait_sum(&[0, 1, 2], "etcd_bootstrap_sidecar_local_member_up", 3.0, Duration::from_secs(20)).await;
+    one_leader_reported(&set, &[0, 1, 2]).await;
+    let leader = set.leader_ordinal(0).await.expect("a leader");
+    assert_ne!(leader, 2, "leadership moved again\n{}", set.logs(&[0, 1, 2]));
+    // The first round saw the ordinal past the highest (a pod about to join) missing from DNS,
+    // so a second round comes one removal delay later; after it, none is due for an hour.
+    set.wait_sum(&[leader], "etcd_bootstrap_sidecar_rounds_total", 2.0, Duration::from_secs(20)).await;
+
+    let deleted = Instant::now();
+    set.delete(2).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while set.member_names(leader).await.contains(&"etcd-2".to_string()) {
+        assert!(Instant::now() < deadline, "etcd-2 not removed\n{}", set.logs(&[0, 1]));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(deleted.elapsed() > REMOVAL_DELAY, "removed before the delay: {:?}", deleted.elapsed());
+    let log = set.sidecar_logs(leader);
+    assert!(
+        log.lines()
+            .any(|l| l.contains("etcd-2.") && l.contains("is gone from DNS (its peer connections closed)")),
+        "the leader's watch did not see etcd-2 go\n{}",
+        set.logs(&[0, 1])
+    );
+    assert_eq!(log.matches("removed member etcd-2").count(), 1, "{}", set.logs(&[0, 1]));
+    set.healthy(&[0, 1]).await;
 }
 
 /// Seconds of absence named in `higher_ordinal` skip lines of a sidecar log (under a minute).

@@ -48,6 +48,8 @@ pub struct Extra {
     pub sidecar_env: Vec<(String, String)>,
     /// Options of every sidecar, after the defaults.
     pub sidecar_args: Vec<String>,
+    /// The sidecars' `--interval`, instead of [`INTERVAL`].
+    pub sidecar_interval: Option<String>,
 }
 
 impl Extra {
@@ -101,6 +103,13 @@ impl Set {
 
     /// [`Set::start`], the pod appearing in DNS as `publish` says.
     pub async fn start_with(&self, ordinal: u32, learner: bool, publish: Publish) {
+        self.start_pod(ordinal, learner, publish).await;
+        self.start_sidecar(ordinal);
+    }
+
+    /// Create pod `ordinal` without its sidecar (see [`Set::start_sidecar`]); returns once its
+    /// PID 1 is the bootstrap itself.
+    pub async fn start_pod(&self, ordinal: u32, learner: bool, publish: Publish) {
         let mut spec: PodSpec = etcd_pod(&self.bed, ordinal, &self.etcd).publish(publish);
         for (k, v) in Extra::for_pod(&self.extra.pod_env, ordinal) {
             spec = spec.env(k, v);
@@ -115,7 +124,6 @@ impl Set {
             "etcd-{ordinal} did not start:\n{}",
             self.bed.logs(ordinal)
         );
-        self.start_sidecar(ordinal);
     }
 
     /// `etcd-bootstrap sidecar` in pod `ordinal`'s network and UTS namespaces and a copy of its
@@ -140,7 +148,8 @@ impl Set {
         cmd.args(["-t", &pid, "-n", "-u", "-m", "--", "unshare", "-m", "--propagation", "private"])
             .args(["/bin/sh", "-c", "mount -t proc proc /proc && exec \"$@\"", "sidecar"])
             .arg(bootstrap_bin())
-            .args(["sidecar", "--interval", INTERVAL, "--removal-delay", "5s"])
+            .args(["sidecar", "--interval", self.extra.sidecar_interval.as_deref().unwrap_or(INTERVAL)])
+            .args(["--removal-delay", "5s"])
             .args(["--metrics-port", &METRICS_PORT.to_string()])
             .args(&self.extra.sidecar_args)
             .env_clear()
