@@ -17,7 +17,7 @@ use super::learners::{self, Learner};
 use super::metrics::PromotionSkip;
 use super::pods::{member_label, member_ordinal, Pods};
 use super::probe;
-use super::removal::{self, Facts, MemberFacts, Pick, Removal, Skip, SkipReason};
+use super::removal::{self, Facts, MemberFacts, Pick, Removal, Skip, SkipReason, Unconfirmed};
 use super::Sidecar;
 
 impl Sidecar<'_> {
@@ -146,6 +146,10 @@ impl Sidecar<'_> {
             info!(action = "remove", member = %label, "removed member {label}: {}", removal.reason);
             return true;
         };
+        if e.refusal == Refusal::Unreachable {
+            self.unconfirmed_removal =
+                Some(Unconfirmed { id: removal.id, label: label.clone(), message: e.message.clone() });
+        }
         match refusals::next(Call::Remove, e.refusal) {
             Next::Done => info!(member = %label, "member {label} was removed already: {}", e.message),
             Next::Retry | Next::ObserveAgain => self.removal_skipped(
@@ -162,6 +166,23 @@ impl Sidecar<'_> {
             Next::Fail => self.failed("member remove", &e.message),
         }
         false
+    }
+
+    /// A removal whose call got no answer last round: count it if the member list no longer
+    /// has the member (etcd applied it), else forget it (the policy decides again).
+    pub(super) fn settle_unconfirmed_removal(&mut self, members: &[Member]) {
+        let Some(u) = self.unconfirmed_removal.take() else { return };
+        let listed: Vec<u64> = members.iter().map(|m| m.id).collect();
+        if u.done(&listed) {
+            self.shared.lock().removals += 1;
+            info!(
+                action = "remove",
+                member = %u.label,
+                "removed member {}: the call got no answer ({}), and the member list no longer has it",
+                u.label,
+                u.message
+            );
+        }
     }
 
     fn removal_skipped(&self, skip: Skip, pods: &Pods) {

@@ -145,6 +145,8 @@ struct Sidecar<'a> {
     clock: removal::Clock,
     /// Between rounds, while leading: which member pods have lost their peer connections.
     presence: presence::Presence,
+    /// A removal whose call got no answer, for the next round's member list to settle.
+    unconfirmed_removal: Option<removal::Unconfirmed>,
     /// When the last round began (the metrics' `last_round` is when it ended).
     round_began: Instant,
     /// Ordinal -> the last address its name had: where to look for a member whose name is gone.
@@ -173,6 +175,7 @@ impl<'a> Sidecar<'a> {
             maint,
             clock,
             presence: presence::Presence::default(),
+            unconfirmed_removal: None,
             round_began: Instant::now(),
             last_ip: BTreeMap::new(),
             role: None,
@@ -229,6 +232,7 @@ impl<'a> Sidecar<'a> {
                 return self.failed("member list", &e.message);
             }
         };
+        self.settle_unconfirmed_removal(&members);
         let pods =
             pods::look_up(&self.ctx.resolver, &self.ctx.identity, &self.ctx.scan.peer_port_name, &members)
                 .await;

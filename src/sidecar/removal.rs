@@ -98,6 +98,23 @@ impl Clock {
     }
 }
 
+/// A removal whose call ended without an answer (timed out, connection lost): etcd may have
+/// applied it. The next round's member list settles it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unconfirmed {
+    pub id: u64,
+    pub label: String,
+    /// What the call ended with, for the log.
+    pub message: String,
+}
+
+impl Unconfirmed {
+    /// Whether a member list (`listed`: its member IDs) shows the removal done.
+    pub fn done(&self, listed: &[u64]) -> bool {
+        !listed.contains(&self.id)
+    }
+}
+
 /// One member as the policy sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MemberFacts {
@@ -707,6 +724,13 @@ mod tests {
         assert_eq!(clock.missing_since(), &BTreeMap::from([(2, t1)]));
         clock.restart();
         assert!(clock.missing_since().is_empty());
+    }
+
+    #[test]
+    fn an_unconfirmed_removal_is_done_only_when_the_member_is_no_longer_listed() {
+        let u = Unconfirmed { id: 7, label: "etcd-3 (7)".into(), message: "timed out".into() };
+        assert!(u.done(&[1, 2]), "not listed: applied");
+        assert!(!u.done(&[1, 2, 7]), "still listed: not applied, the policy decides again");
     }
 
     #[test]
