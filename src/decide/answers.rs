@@ -56,8 +56,10 @@ pub fn owner(mine: u64, client: &ClusterView, heard: &Heard) -> Owner {
 
 /// The view the decision table reads: the client answer with quorum where there is one (of
 /// cluster `only`, when given); else, among the client answer and the peer lists (all without
-/// quorum), the first that has served, else the first; else nobody answered.
-pub fn merged(client: &ClusterView, heard: &Heard, only: Option<u64>) -> ClusterView {
+/// quorum), the first that names member `mine` (a data dir's own member: a list that lags behind
+/// its add must not hide the lists that have it), else the first that has served, else the
+/// first; else nobody answered.
+pub fn merged(client: &ClusterView, heard: &Heard, only: Option<u64>, mine: Option<u64>) -> ClusterView {
     let ours = |id: u64| only.is_none_or(|mine| mine == id);
     let client_answer = match client {
         ClusterView::Answer { cluster_id, .. } if ours(*cluster_id) => Some(client),
@@ -71,7 +73,15 @@ pub fn merged(client: &ClusterView, heard: &Heard, only: Option<u64>) -> Cluster
         .into_iter()
         .chain(heard.peer_lists.iter().filter(|l| ours(l.cluster_id)).map(as_view))
         .collect();
-    let pick = candidates.iter().find(|v| v.ever_served()).or_else(|| candidates.first());
+    let names_mine = |v: &&ClusterView| match (v, mine) {
+        (ClusterView::Answer { members, .. }, Some(id)) => members.iter().any(|m| m.id == id),
+        _ => false,
+    };
+    let pick = candidates
+        .iter()
+        .find(names_mine)
+        .or_else(|| candidates.iter().find(|v| v.ever_served()))
+        .or_else(|| candidates.first());
     match (pick, client) {
         (Some(view), _) => view.clone(),
         (None, ClusterView::NoAnswer { tried }) => ClusterView::NoAnswer { tried: tried.clone() },
@@ -86,9 +96,9 @@ pub fn merged(client: &ClusterView, heard: &Heard, only: Option<u64>) -> Cluster
 /// dir, and the client view as it is otherwise (no answer, or a foreign volume: REFUSE).
 pub fn decision_view(data: &DataDirState, client: &ClusterView, heard: &Heard) -> ClusterView {
     match data {
-        DataDirState::Empty => merged(client, heard, None),
+        DataDirState::Empty => merged(client, heard, None, None),
         DataDirState::Member(meta) => match owner(meta.cluster_id, client, heard) {
-            Owner::Mine { .. } => merged(client, heard, Some(meta.cluster_id)),
+            Owner::Mine { .. } => merged(client, heard, Some(meta.cluster_id), Some(meta.member_id)),
             Owner::Nobody | Owner::Foreign { .. } => client.clone(),
         },
         DataDirState::Unknown { .. } => client.clone(),

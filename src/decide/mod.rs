@@ -150,6 +150,17 @@ fn decide_with_data(me: &Me, meta: &WalMeta, cluster: &ClusterView) -> Verdict {
                 meta.member_id, meta.cluster_id
             ),
         ),
+        ClusterView::Answer { quorum: false, members, endpoint, .. }
+            if !members.iter().any(|m| m.id == meta.member_id) =>
+        {
+            verdict(
+                Decision::Wait,
+                format!(
+                    "data dir holds member {:x}, which the cluster's list from {endpoint} (no quorum) does not name: it was removed, or that list predates its add, and only an answer with quorum can tell; waiting for one (then STALE or EXISTING)",
+                    meta.member_id
+                ),
+            )
+        }
         ClusterView::Answer { quorum: false, .. } => verdict(
             Decision::Existing { update_peer_urls: None },
             format!(

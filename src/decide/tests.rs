@@ -89,7 +89,7 @@ mod anything_else_not_etcd_data_refuse {
     }
 }
 
-/// Row: has data | nobody answers, or no quorum | - | EXISTING: exec etcd; it finds its peers in its WAL
+/// Row: has data | nobody answers, or no quorum (same cluster ID) | my member ID is listed, or no list | EXISTING: exec etcd; it finds its peers in its WAL
 mod has_data_nobody_answers_or_no_quorum_existing {
     use super::*;
 
@@ -100,11 +100,10 @@ mod has_data_nobody_answers_or_no_quorum_existing {
     }
 
     #[test]
-    fn data_and_no_quorum_is_existing_even_if_not_listed() {
-        // Without quorum the list may be stale: never archive on it.
-        let members = vec![member(0x10, "etcd-0", &peer(0))];
-        let v = run(has_data(ME_ID), answer(members, false), all_resolve());
+    fn data_and_no_quorum_listing_my_member_is_existing() {
+        let v = run(has_data(ME_ID), answer(three_started(), false), all_resolve());
         assert_eq!(v.decision, Decision::Existing { update_peer_urls: None }, "{}", v.reason);
+        assert!(v.reason.contains("brings quorum back"), "{}", v.reason);
     }
 
     #[test]
@@ -113,6 +112,40 @@ mod has_data_nobody_answers_or_no_quorum_existing {
         let members = vec![member(0x10, "", &peer(0)), member(ME_ID, "", MY_URL)];
         let v = run(has_data(ME_ID), answer(members, false), all_resolve());
         assert_eq!(v.decision, Decision::Existing { update_peer_urls: None });
+    }
+}
+
+/// Row: has data | no quorum, same cluster ID | my member ID is not listed | WAIT: removed, or the list predates its add; only quorum can tell
+mod has_data_no_quorum_my_member_id_is_not_listed_wait {
+    use super::*;
+
+    #[test]
+    fn data_not_listed_by_an_answer_without_quorum_waits_and_is_never_archived_or_started() {
+        // A removed member started on its data is refused by its peers and etcd exits; a list
+        // without quorum may also predate this member's add. Neither STALE nor EXISTING: wait.
+        let members = vec![member(0x10, "etcd-0", &peer(0))];
+        let v = run(has_data(ME_ID), answer(members, false), all_resolve());
+        assert_eq!(v.decision, Decision::Wait, "{}", v.reason);
+        assert!(v.reason.contains("11") && v.reason.contains("quorum"), "{}", v.reason);
+    }
+
+    #[test]
+    fn a_peer_list_that_names_my_member_outweighs_one_that_lags_behind_its_add() {
+        let lagging =
+            list(0, CLUSTER, vec![member(0x10, "etcd-0", &peer(0)), member(0x12, "etcd-2", &peer(2))]);
+        let current = list(2, CLUSTER, three_started());
+        for heard in [lists(vec![lagging.clone(), current.clone()]), lists(vec![current, lagging])] {
+            let v = run_heard(has_data(ME_ID), no_answer(), heard);
+            assert_eq!(v.decision, Decision::Existing { update_peer_urls: None }, "{}", v.reason);
+        }
+    }
+
+    #[test]
+    fn only_peer_ports_that_do_not_name_my_member_wait() {
+        let heard = lists(vec![list(0, CLUSTER, vec![member(0x10, "etcd-0", &peer(0))])]);
+        let v = run_heard(has_data(ME_ID), no_answer(), heard);
+        assert_eq!(v.decision, Decision::Wait, "{}", v.reason);
+        assert!(v.reason.contains("peer port"), "{}", v.reason);
     }
 }
 
@@ -556,11 +589,12 @@ fn another_client_answer_naming_my_cluster_keeps_the_volume_mine() {
     assert_eq!(v.decision, Decision::Existing { update_peer_urls: None }, "{}", v.reason);
 }
 
-// Row: has data | no quorum, same cluster ID | EXISTING, from the peer port alone.
+// Row: has data | no quorum, same cluster ID | my member ID is listed | EXISTING, from the peer
+// port alone. A static bootstrap's member has the static ID.
 #[test]
 fn data_with_only_my_cluster_on_the_peer_port_is_existing() {
-    for members in [three_started(), three_static()] {
-        let v = run_heard(has_data(ME_ID), no_answer(), lists(vec![list(0, CLUSTER, members)]));
+    for (members, mine) in [(three_started(), ME_ID), (three_static(), static_id(MY_URL))] {
+        let v = run_heard(has_data(mine), no_answer(), lists(vec![list(0, CLUSTER, members)]));
         assert_eq!(v.decision, Decision::Existing { update_peer_urls: None }, "{}", v.reason);
     }
 }

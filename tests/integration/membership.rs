@@ -45,7 +45,7 @@ pub fn assert_last_decision(bed: &Bed, ordinal: u32, want: &str) {
     assert_eq!(got.last().map(String::as_str), Some(want), "etcd-{ordinal}: {got:?}\n{}", bed.logs(ordinal));
 }
 
-fn id_of(members: &[SeenMember], name: &str) -> u64 {
+pub fn id_of(members: &[SeenMember], name: &str) -> u64 {
     members
         .iter()
         .find(|m| m.name == name)
@@ -68,7 +68,7 @@ pub async fn wait_exit_code(bed: &Bed, ordinal: u32, code: i32) {
     assert_eq!(exit, Some(PodExit::Code(code)), "etcd-{ordinal}:\n{}", bed.logs(ordinal));
 }
 
-async fn remove_member(bed: &Bed, ordinals: &[u32], id: u64) {
+pub async fn remove_member(bed: &Bed, ordinals: &[u32], id: u64) {
     let mut c = Checker::plain(bed).any_client(ordinals).await.expect("connect");
     c.member_remove(id).await.expect("member remove");
 }
@@ -200,7 +200,7 @@ async fn wiped_volume_is_replaced_and_keys_kept_etcd34() {
     lost_volume_is_replaced("wipe-34", etcd).await;
 }
 
-fn archives(volume: &Path) -> Vec<PathBuf> {
+pub fn archives(volume: &Path) -> Vec<PathBuf> {
     std::fs::read_dir(volume)
         .map(|entries| {
             entries
