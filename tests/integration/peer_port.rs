@@ -143,20 +143,17 @@ async fn peer_port_answers(test: &str, etcd: &Path, tls: bool) {
         assert_eq!(m.peer_urls, vec![url.clone()], "{m:?}");
         assert_eq!(m.id, etcd_bootstrap::observed::static_member_id(&[url], TOKEN), "{m:?}");
     }
-    // In milliseconds, where its client port answers nothing before quorum.
-    let timed = Instant::now();
+    // The peer port answers, where the client port answers nothing before quorum.
     let again = peer_members::ask(&access, &endpoint(&bed, 0), Duration::from_secs(2)).await.expect("answer");
-    assert!(timed.elapsed() < Duration::from_millis(500), "peer port took {:?}", timed.elapsed());
     assert_eq!(again.cluster_id, before.cluster_id);
     let mut client = checker.client(0).await.expect("client of etcd-0 (lazy connect)");
     let silent = tokio::time::timeout(Duration::from_secs(1), client.status()).await;
     assert!(!matches!(silent, Ok(Ok(_))), "etcd-0's client port answered before quorum");
 
-    // Nothing listens on a pod that runs no etcd: an answer at once, an error.
+    // Nothing listens on a pod that runs no etcd: a refused connection, never a wait for the timeout.
     bed.start_pod(1, PodSpec::shell("sleep 600")).await;
-    let timed = Instant::now();
     let refused = peer_members::ask(&access, &endpoint(&bed, 1), Duration::from_secs(2)).await;
-    assert!(refused.is_err() && timed.elapsed() < Duration::from_millis(500), "{refused:?}");
+    assert!(matches!(&refused, Err(e) if e.starts_with("connect:") && e.contains("refused")), "{refused:?}");
     bed.delete_pod_with_grace(1, Duration::from_millis(100)).await;
 
     // The cluster forms: every member has served, under the cluster ID the client API gives.
@@ -182,9 +179,7 @@ async fn peer_port_answers(test: &str, etcd: &Path, tls: bool) {
     let blocked = tokio::time::timeout(Duration::from_secs(1), client.status()).await;
     assert!(!matches!(blocked, Ok(Ok(_))), "the client port answered through the block");
     let endpoints: Vec<PeerEndpoint> = (0..SIZE).map(|o| endpoint(&bed, o)).collect();
-    let timed = Instant::now();
     let all = peer_members::ask_all(&access, &endpoints, Duration::from_secs(2)).await;
-    assert!(timed.elapsed() < Duration::from_millis(500), "peer ports took {:?}", timed.elapsed());
     assert_eq!(all.len(), 3);
     for (endpoint, answer) in all {
         let answer = answer.unwrap_or_else(|e| panic!("{}: {e}", endpoint.host));
