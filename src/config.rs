@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use std::ffi::OsString;
 
+use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 
 use crate::decide::JoinAs;
@@ -180,7 +181,12 @@ pub struct Common {
     pub peer_port_name: String,
 
     /// How a new member joins a running cluster.
-    #[arg(long, env = "ETCD_BOOTSTRAP_JOIN_AS", value_enum, default_value_t = JoinAs::Voter)]
+    #[arg(
+        long,
+        env = "ETCD_BOOTSTRAP_JOIN_AS",
+        value_parser = PossibleValuesParser::new(JoinAs::NAMES).try_map(|s| s.parse::<JoinAs>()),
+        default_value_t = JoinAs::Voter
+    )]
     pub join_as: JoinAs,
 
     /// How long to wait (for DNS, peers, quorum) before exiting non-zero.

@@ -192,3 +192,23 @@ fn only_the_cluster_module_reads_etcds_error_text() {
     }
     assert!(bad.is_empty(), "etcd's error text read outside observe/cluster.rs:\n{}", bad.join("\n"));
 }
+
+/// Crates of the edges (command line, I/O, the network) that the pure decision table never names.
+const EDGE_CRATES: [&str; 5] = ["clap::", "tokio::", "etcd_client::", "hickory_resolver::", "nix::"];
+
+#[test]
+fn the_decision_table_names_no_crate_of_the_edges() {
+    let mut bad = Vec::new();
+    for (name, (_, text)) in source_texts() {
+        if !name.starts_with("decide/") {
+            continue;
+        }
+        for (n, line) in text.lines().enumerate() {
+            let code = code(line);
+            if EDGE_CRATES.iter().any(|c| code.contains(c)) {
+                bad.push(format!("{name}:{}: {}", n + 1, line.trim()));
+            }
+        }
+    }
+    assert!(bad.is_empty(), "decide/ reaches for an edge crate:\n{}", bad.join("\n"));
+}

@@ -18,10 +18,40 @@ use crate::observed::{ClusterView, DataDirState, Heard, Member, PeerDns, WalMeta
 use answers::Owner;
 
 /// How a new member joins a running cluster (`--join-as`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum JoinAs {
     Voter,
     Learner,
+}
+
+impl JoinAs {
+    /// The spellings `--join-as` accepts, in the order its help lists them.
+    pub const NAMES: [&'static str; 2] = ["voter", "learner"];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JoinAs::Voter => "voter",
+            JoinAs::Learner => "learner",
+        }
+    }
+}
+
+impl std::fmt::Display for JoinAs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for JoinAs {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "voter" => Ok(JoinAs::Voter),
+            "learner" => Ok(JoinAs::Learner),
+            other => Err(format!("{other:?} is not a way to join: use {}", JoinAs::NAMES.join(" or "))),
+        }
+    }
 }
 
 /// What this pod is, as far as the decision needs it.

@@ -686,3 +686,15 @@ fn client_answer_is_needed_only_where_it_can_change_the_decision() {
         assert_eq!(client_answer_needed(&data, &me, list), want, "{what}");
     }
 }
+
+// `--join-as` takes exactly the names its help lists, and prints them back the same way.
+#[test]
+fn join_as_reads_and_prints_the_names_the_help_lists() {
+    for name in JoinAs::NAMES {
+        let parsed: JoinAs = name.parse().unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(parsed.to_string(), name);
+    }
+    assert_eq!("learner".parse::<JoinAs>(), Ok(JoinAs::Learner));
+    let wrong = "observer".parse::<JoinAs>().unwrap_err();
+    assert!(wrong.contains("\"observer\"") && wrong.contains("voter or learner"), "{wrong}");
+}
