@@ -184,7 +184,7 @@ pub struct Common {
     #[arg(
         long,
         env = "ETCD_BOOTSTRAP_JOIN_AS",
-        value_parser = PossibleValuesParser::new(JoinAs::NAMES).try_map(|s| s.parse::<JoinAs>()),
+        value_parser = PossibleValuesParser::new(JoinAs::ALL.map(JoinAs::as_str)).try_map(|s| s.parse::<JoinAs>()),
         default_value_t = JoinAs::Voter
     )]
     pub join_as: JoinAs,

@@ -25,8 +25,8 @@ pub enum JoinAs {
 }
 
 impl JoinAs {
-    /// The spellings `--join-as` accepts, in the order its help lists them.
-    pub const NAMES: [&'static str; 2] = ["voter", "learner"];
+    /// Every way to join, in the order `--join-as`'s help lists them.
+    pub const ALL: [JoinAs; 2] = [JoinAs::Voter, JoinAs::Learner];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -46,11 +46,9 @@ impl std::str::FromStr for JoinAs {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "voter" => Ok(JoinAs::Voter),
-            "learner" => Ok(JoinAs::Learner),
-            other => Err(format!("{other:?} is not a way to join: use {}", JoinAs::NAMES.join(" or "))),
-        }
+        JoinAs::ALL.into_iter().find(|j| j.as_str() == s).ok_or_else(|| {
+            format!("{s:?} is not a way to join: use {}", JoinAs::ALL.map(JoinAs::as_str).join(" or "))
+        })
     }
 }
 

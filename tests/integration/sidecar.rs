@@ -276,10 +276,7 @@ async fn a_pod_that_ends_is_seen_gone_between_rounds_and_removed_after_the_delay
     }
     assert!(deleted.elapsed() > REMOVAL_DELAY, "removed before the delay: {:?}", deleted.elapsed());
     // etcd applies the removal before the sidecar's call returns and logs it: poll for the line.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !set.sidecar_logs(leader).contains("removed member etcd-2") && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    set.wait_sidecar_log(leader, "removed member etcd-2", Duration::from_secs(10)).await;
     let log = set.sidecar_logs(leader);
     assert!(
         log.lines()

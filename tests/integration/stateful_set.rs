@@ -96,6 +96,19 @@ impl Set {
         std::fs::read_to_string(self.sidecar_log(ordinal)).unwrap_or_default()
     }
 
+    /// Poll pod `ordinal`'s sidecar log until it contains `needle`; false after `timeout`
+    /// (the sidecar's counterpart of `Bed::wait_log`).
+    pub async fn wait_sidecar_log(&self, ordinal: u32, needle: &str, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while !self.sidecar_logs(ordinal).contains(needle) {
+            if Instant::now() > deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        true
+    }
+
     /// Create pod `ordinal` (etcd-bootstrap as PID 1, learner joins if asked) and its sidecar.
     pub async fn start(&self, ordinal: u32, learner: bool) {
         self.start_with(ordinal, learner, Publish::Now).await
