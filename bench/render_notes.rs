@@ -59,7 +59,7 @@ fn why(goal: &str, f: &Facts, r: &Results) -> String {
              stops at the first answer; a member whose etcd has opened its listener but is still in that check \
              itself answers nothing. Pods that exec etcd together would wait out a second per such peer, so \
              every member but the one whose peer URL sorts first starts once that one's peer port answers \
-             (`act::pacing::hold_new`, at most 1 s): one etcd start (tens of milliseconds) and one look.\n\
+             (`decide::new_hold::hold_new`, at most 1 s): one etcd start (tens of milliseconds) and one look.\n\
              4. *etcd's first election.* Once its peers are connected, each etcd campaigns after a \
              randomized part of its election timeout (1 s by default), the same for every contestant: the \
              medians of {runs} runs swing by a few tenths of a second from one benchmark run to the next \

@@ -110,17 +110,15 @@ fn plan_command(plan: &PlanArgs, surroundings: &Surroundings) -> Result<ExitCode
     ctx.restore_from = plan.run.restore_from.clone();
     let mut source = backup::restore_round::RestoreSource::from_context(&ctx)?;
     let rt = runtime()?;
-    let (round, verdict, pending) = rt.block_on(async {
+    let decided = rt.block_on(async {
         let sources = observe::Sources { every_client_answer: true, ..ctx.sources() };
-        let round = observe::round(&sources).await?;
-        let usual = round.verdict(&ctx.me, &ctx.settings);
-        let (verdict, pending) = backup::restore_round::apply(&ctx, &round, usual, source.as_mut()).await?;
-        Ok::<_, Error>((round, verdict, pending))
+        // A fresh start's first round: nothing held yet.
+        crate::round::gather_and_decide(&ctx, &sources, source.as_mut(), std::time::Duration::ZERO).await
     })?;
-    let pending = pending.as_ref();
+    let snapshot = source.as_ref().and_then(|s| s.manifest_read().map(|m| (s.url.to_string(), m)));
     match plan.format {
-        Format::Text => print!("{}", crate::plan::to_text(&ctx, &round, &verdict, pending)),
-        Format::Json => println!("{}", crate::plan::to_json(&ctx, &round, &verdict, pending)),
+        Format::Text => print!("{}", crate::plan::to_text(&ctx, &decided, snapshot)),
+        Format::Json => println!("{}", crate::plan::to_json(&ctx, &decided, snapshot)),
     }
     Ok(ExitCode::SUCCESS)
 }

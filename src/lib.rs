@@ -29,14 +29,16 @@
 //!    (pure), S3 credentials (pure, never printed), the object store, taking a snapshot, restoring
 //!    one into the data dir, and the `backup` commands. `act` (`--restore-from`) and the sidecar
 //!    (scheduled backups) call it; the restore decision itself is pure, in `decide::restore`.
-//! 8. [`act`]: the observe/decide/act loop (`act::bootstrap`), `act::pacing` (its pauses, pure),
+//! 8. [`round`]: one round as `run` and `plan` take it: gather (`observe::round`, and the
+//!    restore facts), then the one pure verdict (`decide::round::verdict`).
+//! 9. [`act`]: the observe/decide/act loop (`act::bootstrap`), `act::pacing` (its pauses, pure),
 //!    `act::membership` (update, add, remove, withdraw, archive), `act::exec` (execve etcd).
-//! 9. [`sidecar`]: the second container. `mod.rs` is its loop; `learners` (pure learner choice),
-//!    `removal` (pure removal policy and its clock), `probe` (who answers, `/proc/net/tcp`),
-//!    `pods` (pod lookup through `observe::peers`), `membership`, `http`, `metrics`; maintenance
-//!    (issue 14): `maintenance/` (pure policies: defragmentation, NOSPACE, certificate state) and
-//!    `maintain` (their calls, every round beside the leader; the TLS files, every round).
-//! 10. Top: [`plan`] (print a round without acting; it never imports `act`'s loop) and [`cli`]
+//! 10. [`sidecar`]: the second container. `mod.rs` is its loop; `learners` (pure learner choice),
+//!     `removal` (pure removal policy and its clock), `probe` (who answers, `/proc/net/tcp`),
+//!     `pods` (pod lookup through `observe::peers`), `membership`, `http`, `metrics`; maintenance
+//!     (issue 14): `maintenance/` (pure policies: defragmentation, NOSPACE, certificate state) and
+//!     `maintain` (their calls, every round beside the leader; the TLS files, every round).
+//! 11. Top: [`plan`] (print a round without acting; it never imports `act`'s loop) and [`cli`]
 //!     (the commands wired; `main` only gathers surroundings and maps exit codes).
 
 pub mod act;
@@ -53,6 +55,7 @@ pub mod identity;
 pub mod observe;
 pub mod observed;
 pub mod plan;
+pub mod round;
 pub mod sidecar;
 pub mod signals;
 pub mod size;
@@ -68,6 +71,7 @@ pub const LAYERS: &[&[&str]] = &[
     &["observe"],
     &["config", "context"],
     &["backup"],
+    &["round"],
     &["act"],
     &["sidecar"],
     &["plan", "cli"],

@@ -84,13 +84,34 @@ impl PeerList {
     }
 }
 
+/// What one peer's client port answered: its cluster ID, whether it proved quorum (a
+/// linearizable read succeeded just before it listed the members), and its member list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientAnswer {
+    /// The host name of the peer that answered.
+    pub host: String,
+    pub cluster_id: u64,
+    pub quorum: bool,
+    pub members: Vec<Member>,
+}
+
 /// Every answer of a round beyond the client port's best one (which is the `ClusterView`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Heard {
-    /// Each client-port answer: who, and for which cluster ID.
-    pub client_ids: Vec<(String, u64)>,
+    /// Each client port's answer (the best one among them too).
+    pub clients: Vec<ClientAnswer>,
     /// Each peer port's member list.
     pub peer_lists: Vec<PeerList>,
+}
+
+impl Heard {
+    /// Every member list heard, as (who answered, cluster ID, quorum, members): the client
+    /// ports' and the peer ports' (which cannot tell quorum).
+    pub fn lists(&self) -> impl Iterator<Item = (&str, u64, bool, &[Member])> {
+        let clients = self.clients.iter().map(|c| (c.host.as_str(), c.cluster_id, c.quorum, c.members.as_slice()));
+        let peers = self.peer_lists.iter().map(|l| (l.host.as_str(), l.cluster_id, false, l.members.as_slice()));
+        clients.chain(peers)
+    }
 }
 
 /// The pods of the StatefulSet as DNS shows them.

@@ -4,11 +4,12 @@
 use serde_json::{json, Value};
 
 use crate::act::exec;
-use crate::backup::restore_round::Pending;
+use crate::backup::manifest::Manifest;
 use crate::context::Context;
 use crate::decide::{start_mode, Decision, StartMode, Verdict};
 use crate::etcd_args;
 use crate::observe::Round;
+use crate::round::Decided;
 use crate::observed::{ClusterView, DataDirState, Member};
 
 /// The etcd argv `run` would exec for this verdict, where it is known without acting: the same
@@ -41,8 +42,14 @@ fn member_json(m: &Member) -> Value {
     })
 }
 
+/// The snapshot a RESTORE verdict restores: its URL (never with credentials) and manifest.
+fn restored<'a>(verdict: &Verdict, snapshot: Option<(String, &'a Manifest)>) -> Option<(String, &'a Manifest)> {
+    snapshot.filter(|_| matches!(verdict.decision, Decision::Restore { .. }))
+}
+
 /// The plan as JSON.
-pub fn to_json(ctx: &Context, round: &Round, verdict: &Verdict, pending: Option<&Pending>) -> Value {
+pub fn to_json(ctx: &Context, decided: &Decided, snapshot: Option<(String, &Manifest)>) -> Value {
+    let (round, verdict) = (&decided.round, &decided.verdict);
     let data = match &round.data {
         DataDirState::Empty => json!({"state": "empty"}),
         DataDirState::Member(meta) => {
@@ -103,13 +110,14 @@ pub fn to_json(ctx: &Context, round: &Round, verdict: &Verdict, pending: Option<
         "detail": detail,
         "reason": verdict.reason,
         "etcd_argv": argv,
-        "restore": pending.map(|p| json!({
-            "source": p.url.to_string(),
-            "sha256": p.manifest.sha256,
-            "revision": p.manifest.revision,
-            "size": p.manifest.size,
-            "cluster_id": p.manifest.cluster_id,
-            "time": p.manifest.time,
+        "warning": verdict.warning,
+        "restore": restored(verdict, snapshot).map(|(url, m)| json!({
+            "source": url,
+            "sha256": m.sha256,
+            "revision": m.revision,
+            "size": m.size,
+            "cluster_id": m.cluster_id,
+            "time": m.time,
         })),
     })
 }
@@ -136,7 +144,8 @@ fn dns_summary(source: &str, resolved: &std::collections::BTreeSet<u32>, unresol
 }
 
 /// The plan as text for a person.
-pub fn to_text(ctx: &Context, round: &Round, verdict: &Verdict, pending: Option<&Pending>) -> String {
+pub fn to_text(ctx: &Context, decided: &Decided, snapshot: Option<(String, &Manifest)>) -> String {
+    let (round, verdict) = (&decided.round, &decided.verdict);
     let mut out = String::new();
     let id = &ctx.identity;
     let mut line = |k: &str, v: String| out.push_str(&format!("{k:<10} {v}\n"));
@@ -187,14 +196,11 @@ pub fn to_text(ctx: &Context, round: &Round, verdict: &Verdict, pending: Option<
     }
     line("decision", verdict.decision.name().to_string());
     line("reason", verdict.reason.clone());
-    if let Some(p) = pending {
-        line(
-            "restore",
-            format!(
-                "{} (revision {}, sha256 {}, {} bytes)",
-                p.url, p.manifest.revision, p.manifest.sha256, p.manifest.size
-            ),
-        );
+    if let Some(warning) = &verdict.warning {
+        line("warning", warning.clone());
+    }
+    if let Some((url, m)) = restored(verdict, snapshot) {
+        line("restore", format!("{url} (revision {}, sha256 {}, {} bytes)", m.revision, m.sha256, m.size));
     }
     if let Some(mode) = predicted_mode(ctx, round, verdict) {
         let argv = etcd_args::argv(&ctx.user, &ctx.member, &mode);

@@ -10,12 +10,12 @@ pub mod exec;
 mod membership;
 pub mod pacing;
 
-use crate::backup::restore_round::{self, Pending, RestoreSource};
+use crate::backup::restore_round::{self, RestoreSource};
 use crate::context::Context;
 use crate::decide::{start_mode, Decision, StartMode, Verdict};
 use crate::error::{Error, Result};
-use crate::observe::peer_members::PeerAccess;
-use crate::observe::{self, Round};
+use crate::observe::Round;
+use crate::round::Decided;
 use crate::signals::Shutdown;
 
 /// A WAIT with an unchanged reason is logged this often.
@@ -93,9 +93,10 @@ pub async fn bootstrap(ctx: &Context, shutdown: &mut Shutdown) -> Result<StartMo
     }
 }
 
-/// One observe/decide/act round. Observing is bounded by the time left before `deadline` (DNS
+/// One gather/decide/act round. Gathering is bounded by the time left before `deadline` (DNS
 /// and peers that do not answer must not stretch `--wait-timeout`); a membership call, once
-/// started, runs to its own timeout so its outcome is known.
+/// started, runs to its own timeout so its outcome is known. The verdict is
+/// `round::gather_and_decide`'s, exactly what `plan` prints; this only carries it out.
 async fn round(
     ctx: &Context,
     deadline: Instant,
@@ -104,7 +105,10 @@ async fn round(
     new_held_since: &mut Option<Instant>,
 ) -> Result<Step> {
     let left = deadline.saturating_duration_since(Instant::now()).max(MIN_OBSERVE);
-    let Ok(observed) = tokio::time::timeout(left, observe::round(&ctx.sources())).await else {
+    let held_for = new_held_since.map_or(Duration::ZERO, |since| since.elapsed());
+    let sources = ctx.sources();
+    let gathered = crate::round::gather_and_decide(ctx, &sources, restore_source.as_deref_mut(), held_for);
+    let Ok(decided) = tokio::time::timeout(left, gathered).await else {
         let reason = match last_reason {
             Some(reason) => reason.to_string(),
             None => {
@@ -115,25 +119,17 @@ async fn round(
         };
         return Ok(Step::Wait { reason, dns: true });
     };
-    let mut round = observed?;
-    let usual = round.verdict(&ctx.me, &ctx.settings);
-    let (verdict, pending) = restore_round::apply(ctx, &round, usual, restore_source.as_deref_mut()).await?;
-    if let (Some(pending), Some(source)) = (pending, restore_source) {
-        return restore(ctx, &round, verdict, source, &pending).await;
+    let Decided { mut round, verdict, .. } = decided?;
+    if let (Some(warning), Some(source)) = (&verdict.warning, restore_source.as_deref_mut()) {
+        source.warn_once(warning);
+    } else if let Some(warning) = &verdict.warning {
+        warn!("{warning}");
     }
-    if verdict.decision == Decision::New {
-        let held_since = *new_held_since.get_or_insert_with(Instant::now);
-        let answered: Vec<&str> = round.heard.peer_lists.iter().map(|l| l.host.as_str()).collect();
-        let urls: Vec<String> = ctx.initial_cluster.iter().map(|(_, url)| url.clone()).collect();
-        let asked = !matches!(ctx.peer_access, PeerAccess::Unavailable(_));
-        if pacing::hold_new(&ctx.me.peer_url, &urls, &answered, held_since.elapsed(), asked) {
-            let first = urls.iter().min().cloned().unwrap_or_default();
-            let reason = format!(
-                "{}; starting once {first} answers on its peer port (its etcd starts first, so etcd's own bootstrap check gets an answer at once)",
-                verdict.reason
-            );
-            return Ok(Step::Wait { reason, dns: true });
-        }
+    if verdict.new_held && new_held_since.is_none() {
+        *new_held_since = Some(Instant::now());
+    }
+    if let (Decision::Restore { token, .. }, Some(source)) = (&verdict.decision, restore_source) {
+        return restore(ctx, &round, &verdict, source, token).await;
     }
     act(ctx, &mut round, verdict).await
 }
@@ -142,13 +138,15 @@ async fn round(
 async fn restore(
     ctx: &Context,
     round: &Round,
-    verdict: Verdict,
+    verdict: &Verdict,
     source: &RestoreSource,
-    pending: &Pending,
+    token: &str,
 ) -> Result<Step> {
-    info!(decision = "RESTORE", snapshot = %pending.url, sha256 = %pending.manifest.sha256, revision = pending.manifest.revision, "{}", verdict.reason);
+    let (sha256, revision) =
+        source.manifest_read().map(|m| (m.sha256.clone(), m.revision)).unwrap_or_default();
+    info!(decision = "RESTORE", snapshot = %source.url, sha256 = %sha256, revision = revision, "{}", verdict.reason);
     let etcd = exec::locate(&ctx.etcd_binary, ctx.path_var.as_deref())?;
-    restore_round::perform(ctx, source, pending, &etcd).await?;
+    restore_round::perform(ctx, source, token, &etcd).await?;
     match start_mode(&verdict.decision, round.members(), &ctx.launch()) {
         Some(mode) => Ok(Step::Start(mode)),
         None => Ok(Step::Again),
@@ -159,7 +157,8 @@ async fn act(ctx: &Context, round: &mut Round, verdict: Verdict) -> Result<Step>
     let reason = verdict.reason;
     let decision = verdict.decision;
     match decision {
-        // Carried out by `restore` before `act`; without what it needs, look again.
+        // Carried out by `restore` before `act`, where `--restore-from` gave its source: a
+        // verdict cannot say RESTORE without one.
         Decision::Restore { .. } => Ok(Step::Again),
         Decision::Wait => Ok(Step::Wait { reason, dns: !round.scan.dns.unresolved_initial.is_empty() }),
         Decision::Refuse => {

@@ -1,6 +1,7 @@
-//! `--restore-from` in a round of `run` and `plan`: read what the pure policy needs (the data
+//! `--restore-from` in a round of `run` and `plan`: gather what the pure policy reads (the data
 //! dir's restore marker, the snapshot's manifest, read once and only where a restore could
-//! happen), call `decide::restore`, and carry what a RESTORE needs to `act`.
+//! happen; [`gather`]), and carry out a RESTORE the round's verdict decided ([`perform`], called
+//! by `act`). The decision itself is `decide::restore`, inside `decide::round::verdict`.
 
 use std::path::Path;
 
@@ -12,8 +13,7 @@ use crate::backup::manifest::Manifest;
 use crate::backup::restore::{self, RestoreTarget};
 use crate::backup::store::Store;
 use crate::context::Context;
-use crate::decide::restore::{self as policy, RestoreRequest, RestoreVerdict};
-use crate::decide::{Decision, Observation, Verdict};
+use crate::decide::restore::{self as policy, RestoreFacts, RestoreRequest, SnapshotFacts};
 use crate::error::{Error, Result};
 use crate::observe::Round;
 use crate::observed::DataDirState;
@@ -26,14 +26,6 @@ pub struct RestoreSource {
     last_warning: Option<String>,
 }
 
-/// A RESTORE decided: what `perform` needs.
-#[derive(Debug, Clone)]
-pub struct Pending {
-    pub url: SnapshotUrl,
-    pub manifest: Manifest,
-    pub token: String,
-}
-
 impl RestoreSource {
     /// The source of `ctx.restore_from`, checked before anything is touched (a bad URL is a
     /// configuration error).
@@ -43,6 +35,11 @@ impl RestoreSource {
         };
         let url = SnapshotUrl::parse(text).map_err(|e| Error::config(format!("--restore-from: {e}")))?;
         Ok(Some(RestoreSource { url, store: None, manifest: None, last_warning: None }))
+    }
+
+    /// The snapshot's manifest, once read.
+    pub fn manifest_read(&self) -> Option<&Manifest> {
+        self.manifest.as_ref()
     }
 
     async fn manifest(&mut self, ctx: &Context) -> Result<Manifest> {
@@ -62,99 +59,71 @@ impl RestoreSource {
         Ok(manifest)
     }
 
-    fn warn_once(&mut self, warning: String) {
-        if self.last_warning.as_deref() != Some(warning.as_str()) {
+    /// Log `warning` unless it is the one logged last.
+    pub fn warn_once(&mut self, warning: &str) {
+        if self.last_warning.as_deref() != Some(warning) {
             warn!("{warning}");
-            self.last_warning = Some(warning);
+            self.last_warning = Some(warning.to_string());
         }
     }
 }
 
-/// The round's verdict with `--restore-from` applied, and what a RESTORE needs.
-pub async fn apply(
-    ctx: &Context,
-    round: &Round,
-    usual: Verdict,
-    source: Option<&mut RestoreSource>,
-) -> Result<(Verdict, Option<Pending>)> {
-    let Some(source) = source else {
-        return Ok((usual, None));
-    };
-    let url = source.url.to_string();
-    let restored_from_this = restore::read_marker(&ctx.member.data_dir).is_some_and(|m| m.snapshot == url);
-    if let Some(settled) =
-        policy::settled_without_manifest(&round.data, &round.observed.view, restored_from_this, &url)
-    {
-        if let RestoreVerdict::Usual { warning: Some(w) } = settled {
-            source.warn_once(w);
-        }
-        return Ok((usual, None));
+/// Gather what the restore policy reads this round: the data dir's restore marker, and the
+/// snapshot's manifest where the pure policy says a restore could happen (read once, then kept).
+/// An unreadable store is an error for an empty data dir (it would otherwise start NEW instead
+/// of the restore asked for) and a fact for the policy otherwise.
+pub async fn gather(ctx: &Context, round: &Round, source: &mut RestoreSource) -> Result<RestoreFacts> {
+    let snapshot = source.url.to_string();
+    let restored_from_this = restore::read_marker(&ctx.member.data_dir).is_some_and(|m| m.snapshot == snapshot);
+    let obs = round.observation(&ctx.me);
+    let not_read = RestoreFacts { snapshot: snapshot.clone(), restored_from_this, manifest: SnapshotFacts::NotRead };
+    if policy::settled_without_manifest(&obs, restored_from_this, &snapshot).is_some() {
+        return Ok(not_read);
     }
     let manifest = match source.manifest(ctx).await {
         Ok(m) => m,
-        // With data the usual decision is always safe: a store that cannot be read must not
-        // stop a member from restarting.
         Err(e) if matches!(round.data, DataDirState::Member(_)) => {
-            source.warn_once(format!(
-                "--restore-from {url}: the snapshot cannot be read ({e}); the usual decision stands"
-            ));
-            return Ok((usual, None));
+            return Ok(RestoreFacts { manifest: SnapshotFacts::Unreadable(e.to_string()), ..not_read });
         }
         Err(e) => return Err(e),
     };
     let source_cluster_id = u64::from_str_radix(&manifest.cluster_id, 16).map_err(|_| Error::Snapshot {
-        snapshot: url.clone(),
+        snapshot: snapshot.clone(),
         problem: format!("has a manifest whose cluster ID {:?} is not hex", manifest.cluster_id),
     })?;
     let token = policy::restore_token(&ctx.token, &manifest.sha256);
     let request = RestoreRequest {
-        snapshot: url.clone(),
+        snapshot: snapshot.clone(),
         sha256: manifest.sha256.clone(),
         revision: manifest.revision,
         source_cluster_id,
         restored_cluster_id: policy::static_cluster_id(&ctx.initial_cluster, &token),
         configured_cluster_id: policy::static_cluster_id(&ctx.initial_cluster, &ctx.token),
-    };
-    let obs = Observation {
-        me: &ctx.me,
-        data: &round.data,
-        cluster: &round.observed.view,
-        heard: &round.heard,
-        peers: &round.scan.dns,
-    };
-    let decided = policy::decide_restore(&obs, &ctx.settings, &usual, &request);
-    if let RestoreVerdict::Usual { warning: Some(w) } = &decided {
-        source.warn_once(w.clone());
-    }
-    let verdict = policy::final_verdict(usual, decided, &token);
-    let pending = matches!(verdict.decision, Decision::Restore { .. }).then(|| Pending {
-        url: source.url.clone(),
-        manifest,
         token,
-    });
-    Ok((verdict, pending))
+    };
+    Ok(RestoreFacts { manifest: SnapshotFacts::Read(request), ..not_read })
 }
 
 /// Carry out a RESTORE: find etcd's restore tool beside `etcd`, download and check the snapshot,
-/// restore it into the data dir (archiving old data first), as `decide` said.
-pub async fn perform(ctx: &Context, source: &RestoreSource, pending: &Pending, etcd: &Path) -> Result<()> {
+/// restore it into the data dir with `token` (archiving old data first), as the verdict said.
+pub async fn perform(ctx: &Context, source: &RestoreSource, token: &str, etcd: &Path) -> Result<()> {
     let tool_path = restore::find_tool(etcd, ctx.path_var.as_deref())?;
     let tool = restore::probe_tool(&tool_path).await?;
-    let Some(store) = &source.store else {
-        return Err(Error::config("--restore-from: the store was not opened"));
+    let (Some(store), Some(manifest)) = (&source.store, &source.manifest) else {
+        return Err(Error::config("--restore-from: the snapshot's store was not read before the restore"));
     };
     let target = RestoreTarget {
         name: ctx.member.name.clone(),
         peer_url: ctx.me.peer_url.clone(),
         initial_cluster: ctx.initial_cluster.clone(),
-        token: pending.token.clone(),
+        token: token.to_string(),
     };
-    let marker = restore::restore(store, &pending.manifest, &tool, &target, &ctx.member.data_dir).await?;
+    let marker = restore::restore(store, manifest, &tool, &target, &ctx.member.data_dir).await?;
     info!(
         decision = "RESTORE",
-        snapshot = %pending.url,
-        revision = pending.manifest.revision,
-        sha256 = %pending.manifest.sha256,
+        snapshot = %source.url,
+        revision = manifest.revision,
+        sha256 = %manifest.sha256,
         archived = marker.archived.as_deref().unwrap_or("nothing"),
         "snapshot restored into the data dir"
     );

@@ -11,7 +11,7 @@
 //! read from lists with no client URLs, and "this cluster has served" from any client URL.
 
 use crate::decide::Me;
-use crate::observed::{ClusterView, DataDirState, Heard, PeerList};
+use crate::observed::{ClusterView, DataDirState, Heard, Member, PeerList};
 
 /// Whose answers these are, for a data dir of cluster `mine`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,7 +31,7 @@ fn all_ids(client: &ClusterView, heard: &Heard) -> Vec<(String, u64)> {
     if let ClusterView::Answer { endpoint, cluster_id, .. } = client {
         ids.push((endpoint.clone(), *cluster_id));
     }
-    ids.extend(heard.client_ids.iter().cloned());
+    ids.extend(heard.clients.iter().map(|c| (c.host.clone(), c.cluster_id)));
     ids.extend(heard.peer_lists.iter().map(|l| (format!("{} (peer port)", l.host), l.cluster_id)));
     // An answer without a cluster ID (0) says nothing about ownership.
     ids.retain(|(_, id)| *id != 0);
@@ -131,4 +131,68 @@ pub fn client_answer_needed(data: &DataDirState, me: &Me, list: &PeerList) -> bo
                 && !list.members.iter().any(|m| m.id == meta.member_id && m.peer_urls.contains(&me.peer_url))
         }
     }
+}
+
+/// Whether the round's answers prove that `entry` (listed as never served by `view`) has never
+/// served, so that an empty volume may start as that member (README rows "my own static entry"
+/// and "another never-served entry with my peer URL"). `Err` says why not.
+///
+/// An answer with quorum is up to date: proven. A cluster of which no answer shows any member
+/// that has served has never formed: proven, as silence is. Otherwise the lists come from members
+/// without quorum, and one of them may lag (it was cut off while the entry started and served).
+/// The entry's start was committed by a majority of the voters (the entry among them when it is
+/// a voter, and it cannot answer for itself: its volume is empty); lists from `ceil(n/2)` of the
+/// other voters meet every such majority, so none of them lagging behind it is then proven.
+pub fn never_served_proven(entry: &Member, view: &ClusterView, heard: &Heard) -> Result<(), String> {
+    let (cluster_id, quorum, members) = match view {
+        ClusterView::Answer { cluster_id, quorum, members, .. } => (*cluster_id, *quorum, members),
+        ClusterView::NoAnswer { .. } => return Ok(()),
+    };
+    if quorum {
+        return Ok(());
+    }
+    let endpoint = match view {
+        ClusterView::Answer { endpoint, .. } => endpoint.trim_end_matches(" (peer port)"),
+        ClusterView::NoAnswer { .. } => "",
+    };
+    let lists: Vec<(&str, &[Member])> = heard
+        .lists()
+        .filter(|(_, id, _, _)| *id == cluster_id)
+        .map(|(host, _, _, m)| (host, m))
+        .chain(std::iter::once((endpoint, members.as_slice())))
+        .collect();
+    let served_somewhere = |id: u64| {
+        members.iter().chain(lists.iter().flat_map(|(_, m)| m.iter())).any(|m| m.id == id && m.served())
+    };
+    if served_somewhere(entry.id) {
+        return Err(format!("an answer shows member {:x} has served", entry.id));
+    }
+    let formed = members.iter().chain(lists.iter().flat_map(|(_, m)| m.iter())).any(Member::served);
+    if !formed {
+        return Ok(());
+    }
+    let voters: Vec<&Member> = members.iter().filter(|m| !m.is_learner).collect();
+    let answered: Vec<&str> = voters
+        .iter()
+        .filter(|v| v.id != entry.id && lists.iter().any(|(host, _)| answers_for(host, v)))
+        .map(|v| v.name.as_str())
+        .collect();
+    let needed = voters.len().div_ceil(2);
+    if answered.len() >= needed {
+        return Ok(());
+    }
+    Err(format!(
+        "only answers without quorum list member {:x} as never served, from {} of the {} voting members ({}), and a list that lags can miss a start; {needed} must agree, or one with quorum",
+        entry.id,
+        answered.len(),
+        voters.len(),
+        if answered.is_empty() { "none".to_string() } else { answered.join(", ") }
+    ))
+}
+
+/// Whether the peer at `host` is `member`: its peer URL's host, or its name as the first label.
+fn answers_for(host: &str, member: &Member) -> bool {
+    let first_label = host.split('.').next().unwrap_or(host);
+    member.peer_urls.iter().any(|u| crate::identity::url_host(u).is_some_and(|h| h == host))
+        || (!member.name.is_empty() && member.name == first_label)
 }

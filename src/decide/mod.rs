@@ -8,6 +8,8 @@
 
 pub mod answers;
 pub mod joiners;
+pub mod new_hold;
+pub mod round;
 pub mod refusals;
 mod start_mode;
 
@@ -127,10 +129,16 @@ impl Decision {
 pub struct Verdict {
     pub decision: Decision,
     pub reason: String,
+    /// Something the operator should know that did not change the decision (a `--restore-from`
+    /// that was not done, and why): logged as a warning, shown by `plan`.
+    pub warning: Option<String>,
+    /// The table said NEW and the start is held for a moment (see [`new_hold`]): the round's
+    /// caller counts the hold's time from the first such round.
+    pub new_held: bool,
 }
 
-fn verdict(decision: Decision, reason: impl Into<String>) -> Verdict {
-    Verdict { decision, reason: reason.into() }
+pub(crate) fn verdict(decision: Decision, reason: impl Into<String>) -> Verdict {
+    Verdict { decision, reason: reason.into(), warning: None, new_held: false }
 }
 
 /// Decide how this member starts.
@@ -235,7 +243,13 @@ fn existing_or_stale(me: &Me, meta: &WalMeta, members: &[Member]) -> Verdict {
 fn decide_empty(obs: &Observation<'_>, settings: &Settings) -> Verdict {
     match obs.cluster {
         ClusterView::Answer { members, .. } if my_static_entry(obs.me, members, settings).is_some() => {
-            late_initial_member(obs, settings)
+            match my_static_entry(obs.me, members, settings).map(|e| answers::never_served_proven(e, obs.cluster, obs.heard)) {
+                Some(Err(why)) => verdict(
+                    Decision::Wait,
+                    format!("the cluster lists my initial-cluster entry {:x} as never served, but {why}: waiting (never NEW under a member ID that may have served)", obs.me.static_id),
+                ),
+                _ => late_initial_member(obs, settings),
+            }
         }
         ClusterView::Answer { members, quorum: true, .. } if members.iter().any(Member::served) => {
             join_running(obs.me, members, settings)
@@ -244,9 +258,13 @@ fn decide_empty(obs: &Observation<'_>, settings: &Settings) -> Verdict {
             match my_added_entry(obs.me, members) {
                 // Added for me and never started: joining as it needs no quorum, and quorum may
                 // need it (a 1 -> 2 scale-up whose pod died between the add and etcd's start).
-                Some(entry) => {
-                    reuse_entry(entry, "; the cluster has no quorum, which it may need this member for")
-                }
+                Some(entry) => match answers::never_served_proven(entry, obs.cluster, obs.heard) {
+                    Ok(()) => reuse_entry(entry, "; the cluster has no quorum, which it may need this member for"),
+                    Err(why) => verdict(
+                        Decision::Wait,
+                        format!("member {:x} with my peer URL is listed as never started, but {why}: waiting (never reuse a member ID that may have served)", entry.id),
+                    ),
+                },
                 None => wait_for_quorum(obs.me, members),
             }
         }

@@ -37,6 +37,11 @@ fn static_entry(name: &str, url: &str) -> Member {
     }
 }
 
+/// The host name of pod `ordinal`, as an answer names who gave it.
+fn host(ordinal: u32) -> String {
+    format!("etcd-{ordinal}.etcd.default.svc.cluster.local")
+}
+
 fn peer(ordinal: u32) -> String {
     format!("http://etcd-{ordinal}.etcd.default.svc.cluster.local:2380")
 }
@@ -46,7 +51,7 @@ fn three_started() -> Vec<Member> {
 }
 
 fn answer(members: Vec<Member>, quorum: bool) -> ClusterView {
-    ClusterView::Answer { endpoint: "http://10.0.0.2:2379".into(), cluster_id: CLUSTER, members, quorum }
+    ClusterView::Answer { endpoint: host(0), cluster_id: CLUSTER, members, quorum }
 }
 
 fn no_answer() -> ClusterView {
@@ -265,14 +270,37 @@ mod empty_any_answer_my_own_static_entry_new {
     }
 
     #[test]
-    fn empty_with_my_never_served_static_entry_without_quorum_is_new() {
+    fn empty_with_my_never_served_static_entry_without_quorum_is_new_where_enough_voters_agree() {
+        // Without quorum, lists from ceil(3/2) = 2 of the other voters must agree: every
+        // majority that could have committed my entry's start holds one of them.
         let members = vec![
             member(0x10, "etcd-0", &peer(0)),
             static_entry("etcd-1", MY_URL),
             static_entry("etcd-2", &peer(2)),
         ];
-        let v = run(DataDirState::Empty, answer(members, false), all_resolve());
+        let heard = lists(vec![list(2, CLUSTER, members.clone())]);
+        let v = run_heard(DataDirState::Empty, answer(members, false), heard);
         assert_eq!(v.decision, Decision::New, "{}", v.reason);
+    }
+
+    // Found in review (issue 18): one list without quorum may lag behind my entry's start. An
+    // empty volume that started NEW on it would be a member that forgot what it acknowledged.
+    #[test]
+    fn one_list_without_quorum_is_not_trusted_for_my_entry_never_served() {
+        let members = vec![
+            member(0x10, "etcd-0", &peer(0)),
+            static_entry("etcd-1", MY_URL),
+            member(0x12, "etcd-2", &peer(2)),
+        ];
+        let v = run_heard(DataDirState::Empty, no_answer(), lists(vec![list(0, CLUSTER, members.clone())]));
+        assert_eq!(v.decision, Decision::Wait, "{}", v.reason);
+        assert!(v.reason.contains("1 of the 3 voting members") && v.reason.contains("lags"), "{}", v.reason);
+        // A second list that shows my entry served settles it: never NEW.
+        let mut served = members.clone();
+        served[1] = member(static_id(MY_URL), "etcd-1", MY_URL);
+        let heard = lists(vec![list(0, CLUSTER, members), list(2, CLUSTER, served)]);
+        let v = run_heard(DataDirState::Empty, no_answer(), heard);
+        assert_eq!(v.decision, Decision::Wait, "{}", v.reason);
     }
 
     #[test]
@@ -315,10 +343,26 @@ mod empty_another_never_served_entry_with_my_peer_url_join_reusing_it {
     // quorum before reusing the entry waited forever.
     #[test]
     fn my_unstarted_entry_is_reused_without_quorum_after_a_kill_between_add_and_start() {
+        // Two voters, one of them mine: the other one's list meets every majority.
         let members = vec![member(0x10, "etcd-0", &peer(0)), member(0x77, "", MY_URL)];
         let v = run(DataDirState::Empty, answer(members, false), all_resolve());
         assert_eq!(v.decision, Decision::Join { reuse: Some(0x77), as_learner: false }, "{}", v.reason);
         assert!(v.reason.contains("no quorum"), "{}", v.reason);
+    }
+
+    // Found in review (issue 18): a list without quorum from one of three other voters may lag
+    // behind my entry's start; reusing the entry would start a member that forgot its writes.
+    #[test]
+    fn my_unstarted_entry_from_too_few_lists_without_quorum_waits() {
+        let mut members = three_started();
+        members[1] = member(0x77, "", MY_URL);
+        members.push(member(0x13, "etcd-3", &peer(3)));
+        let v = run(DataDirState::Empty, answer(members.clone(), false), all_resolve());
+        assert_eq!(v.decision, Decision::Wait, "{}", v.reason);
+        assert!(v.reason.contains("never reuse"), "{}", v.reason);
+        let heard = lists(vec![list(2, CLUSTER, members.clone())]);
+        let v = run_heard(DataDirState::Empty, answer(members, false), heard);
+        assert_eq!(v.decision, Decision::Join { reuse: Some(0x77), as_learner: false }, "{}", v.reason);
     }
 
     #[test]
@@ -510,7 +554,7 @@ fn list(ordinal: u32, cluster_id: u64, members: Vec<Member>) -> PeerList {
 }
 
 fn lists(lists: Vec<PeerList>) -> Heard {
-    Heard { client_ids: vec![], peer_lists: lists }
+    Heard { clients: vec![], peer_lists: lists }
 }
 
 /// The initial static members, never served (a bootstrap before its first quorum).
@@ -582,7 +626,12 @@ fn another_client_answer_naming_my_cluster_keeps_the_volume_mine() {
         quorum: false,
     };
     let heard = Heard {
-        client_ids: vec![("etcd-0.etcd.default.svc.cluster.local".into(), CLUSTER)],
+        clients: vec![crate::observed::ClientAnswer {
+            host: host(0),
+            cluster_id: CLUSTER,
+            quorum: false,
+            members: three_started(),
+        }],
         ..Heard::default()
     };
     let v = run_heard(has_data(ME_ID), foreign, heard);
@@ -635,10 +684,11 @@ fn empty_initial_pod_starts_new_on_never_served_peer_lists() {
 }
 
 #[test]
-fn late_initial_member_starts_new_on_a_served_peer_list_with_my_entry_never_served() {
+fn late_initial_member_starts_new_on_served_peer_lists_with_my_entry_never_served() {
     let mut members = three_started();
     members[1] = static_entry("etcd-1", MY_URL);
-    let v = run_heard(DataDirState::Empty, no_answer(), lists(vec![list(0, CLUSTER, members)]));
+    let heard = lists(vec![list(0, CLUSTER, members.clone()), list(2, CLUSTER, members)]);
+    let v = run_heard(DataDirState::Empty, no_answer(), heard);
     assert_eq!(v.decision, Decision::New, "{}", v.reason);
 }
 

@@ -10,7 +10,7 @@ use tokio::task::JoinSet;
 
 use crate::decide::answers::client_answer_needed;
 use crate::identity::url_host;
-use crate::observed::{DataDirState, Heard, PeerList};
+use crate::observed::{ClientAnswer, DataDirState, Heard, PeerList};
 
 use super::cluster::{self, Answer, Endpoint, Observed};
 use super::peer_members::{self, PeerAccess, PeerEndpoint};
@@ -52,7 +52,7 @@ pub async fn observe(ask: &Sources<'_>, data: &DataDirState, endpoints: &[Endpoi
     let mut state: Vec<PeerState> = endpoints.iter().map(|_| PeerState::default()).collect();
     let mut answers = Vec::new();
     let mut tried = Vec::new();
-    let mut client_ids = Vec::new();
+    let mut clients = Vec::new();
     while !settled(ask, data, &state) {
         let Some(joined) = probes.join_next().await else { break };
         let Ok(event) = joined else { continue };
@@ -63,7 +63,12 @@ pub async fn observe(ask: &Sources<'_>, data: &DataDirState, endpoints: &[Endpoi
                 }
                 match result {
                     Ok(answer) => {
-                        client_ids.push((answer.endpoint.host.clone(), answer.cluster_id));
+                        clients.push(ClientAnswer {
+                            host: answer.endpoint.host.clone(),
+                            cluster_id: answer.cluster_id,
+                            quorum: answer.quorum,
+                            members: answer.members.clone(),
+                        });
                         answers.push(*answer);
                     }
                     Err(why) => {
@@ -89,8 +94,8 @@ pub async fn observe(ask: &Sources<'_>, data: &DataDirState, endpoints: &[Endpoi
         }
     }
     let peer_lists = state.into_iter().filter_map(|s| s.peer.and_then(Result::ok)).collect();
-    client_ids.sort();
-    (cluster::best_of(answers, tried), Heard { client_ids, peer_lists })
+    clients.sort_by(|a: &ClientAnswer, b: &ClientAnswer| a.host.cmp(&b.host));
+    (cluster::best_of(answers, tried), Heard { clients, peer_lists })
 }
 
 fn settled(ask: &Sources<'_>, data: &DataDirState, state: &[PeerState]) -> bool {

@@ -16,7 +16,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::decide::{self, Me, Observation, Settings, Verdict};
+use crate::decide::{self, Me, Observation};
 use crate::error::Result;
 use crate::identity::Identity;
 use crate::observed::{ClusterView, DataDirState, Heard, Member};
@@ -57,16 +57,9 @@ pub struct Round {
 }
 
 impl Round {
-    /// The decision for this round.
-    pub fn verdict(&self, me: &Me, settings: &Settings) -> Verdict {
-        let obs = Observation {
-            me,
-            data: &self.data,
-            cluster: &self.observed.view,
-            heard: &self.heard,
-            peers: &self.scan.dns,
-        };
-        decide::decide(&obs, settings)
+    /// What the decision reads of this round.
+    pub fn observation<'a>(&'a self, me: &'a Me) -> Observation<'a> {
+        Observation { me, data: &self.data, cluster: &self.observed.view, heard: &self.heard, peers: &self.scan.dns }
     }
 
     /// The members the cluster listed as the decision read them (none when nobody answered).

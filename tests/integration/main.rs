@@ -19,6 +19,7 @@ mod peer_port;
 mod peer_port_safety;
 mod prereq;
 mod restore;
+mod restore_safety;
 mod s3_server;
 mod scheduled_backups;
 mod sidecar;
