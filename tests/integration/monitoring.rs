@@ -151,6 +151,68 @@ fn alert_rules_pass_promtool_and_every_alert_has_unit_tests_and_a_runbook() {
     eprintln!("{} alerts: promtool check and unit tests pass, each with a runbook section", alerts.len());
 }
 
+/// The sidecar metric names a text mentions.
+fn sidecar_metric_names(text: &str) -> Vec<String> {
+    const PREFIX: &str = "etcd_bootstrap_sidecar_";
+    let mut names: Vec<String> = text
+        .match_indices(PREFIX)
+        .map(|(at, _)| {
+            text[at..]
+                .chars()
+                .take_while(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_')
+                .collect()
+        })
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+#[test]
+fn the_rules_and_the_dashboard_name_only_metrics_the_sidecar_exports() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let exported = std::fs::read_to_string(root.join("src/sidecar/metrics.rs")).expect("metrics.rs");
+    let exported: Vec<String> = sidecar_metric_names(&exported)
+        .into_iter()
+        .filter(|n| exported.contains(&format!("\"{n}\"")))
+        .collect();
+    let dashboard = std::fs::read_to_string(component_dir().join("etcd-dashboard.json")).expect("dashboard");
+    let rules = rule_groups().to_string();
+    for (what, text) in [("the rules", &rules), ("the dashboard", &dashboard)] {
+        let used = sidecar_metric_names(text);
+        assert!(!used.is_empty(), "{what} use sidecar metrics");
+        for name in used {
+            assert!(
+                exported.contains(&name),
+                "{what} use {name}, which src/sidecar/metrics.rs does not export"
+            );
+        }
+    }
+    // Every panel queries something and every query has an id, as Grafana needs.
+    let parsed: Value = serde_json::from_str(&dashboard).expect("the dashboard is JSON");
+    let panels = parsed["panels"].as_array().expect("panels");
+    let mut ids: Vec<u64> = panels.iter().filter_map(|p| p["id"].as_u64()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), panels.len(), "every panel has its own id");
+    for panel in panels.iter().filter(|p| p["type"] != "row") {
+        let title = panel["title"].as_str().unwrap_or("?");
+        let targets = panel["targets"].as_array().unwrap_or_else(|| panic!("{title}: no targets"));
+        assert!(!targets.is_empty(), "{title}: no queries");
+        for t in targets {
+            assert!(
+                t["expr"].as_str().is_some_and(|e| e.contains("namespace=~\"$namespace\"")),
+                "{title}: {t}"
+            );
+            assert!(t["refId"].is_string(), "{title}: refId");
+        }
+    }
+    assert_eq!(
+        dashboard_exprs().len(),
+        panels.iter().map(|p| p["targets"].as_array().map_or(0, Vec::len)).sum::<usize>()
+    );
+}
+
 // ---- a real Prometheus against a real cluster ----------------------------------------------
 
 /// A Prometheus server on 127.0.0.1 with its own data dir, scraping the pods every second and
