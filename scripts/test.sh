@@ -24,10 +24,22 @@ install_debian_packages() {
   [ -x /usr/bin/etcd ] || missing+=(etcd-server)                  # etcd 3.4 for the 3.4 tests
   [ -x /usr/bin/etcdctl ] || missing+=(etcd-client)                # etcd 3.4's restore tool (etcdctl)
   command -v iptables >/dev/null || missing+=(iptables)           # blocks a pod's client port
+  # Prometheus 2.42 with promtool: `promtool check rules`/`test rules` on k8s/components/monitoring,
+  # and a real Prometheus server scraping a cluster on the pod bed (tests/integration/monitoring.rs).
+  command -v promtool >/dev/null || missing+=(prometheus)
   if [ "${#missing[@]}" -gt 0 ]; then
     log "installing Debian packages: ${missing[*]}"
     apt-get update -qq
+    # Installing only: no package's service is started here (the prometheus package would start
+    # its server); the tests run their own.
+    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d.etcd-bootstrap-tests
+    chmod 0755 /usr/sbin/policy-rc.d.etcd-bootstrap-tests
+    [ -e /usr/sbin/policy-rc.d ] || ln -s policy-rc.d.etcd-bootstrap-tests /usr/sbin/policy-rc.d
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    if [ "$(readlink /usr/sbin/policy-rc.d 2>/dev/null)" = policy-rc.d.etcd-bootstrap-tests ]; then
+      rm -f /usr/sbin/policy-rc.d
+    fi
+    rm -f /usr/sbin/policy-rc.d.etcd-bootstrap-tests
   fi
 }
 

@@ -50,6 +50,7 @@ impl Scheduler {
         retry: Duration,
     ) {
         let now = Instant::now();
+        shared.lock().backup_interval = Some(self.schedule.interval);
         if self.next_look.is_some_and(|at| now < at) {
             return;
         }
@@ -60,6 +61,7 @@ impl Scheduler {
                 warn!(reason = reason.as_str(), "scheduled backup failed: {e}");
                 let mut m = shared.lock();
                 *m.backup_failures.entry(reason).or_default() += 1;
+                m.backup_consecutive_failures += 1;
                 m.error(&format!("backup: {e}"));
                 drop(m);
                 self.next_look = Some(now + retry);
@@ -80,7 +82,11 @@ impl Scheduler {
         let listed = store.list().await?;
         let interval = schedule.interval;
         let wait = manifest::due_in(listed.first(), unix_now(), interval);
+        if let Some(newest) = listed.first() {
+            shared.lock().backup_newest = Some(newest.unix_time as f64);
+        }
         if !wait.is_zero() {
+            shared.lock().backup_consecutive_failures = 0;
             return Ok(wait);
         }
         let started = Instant::now();
@@ -96,6 +102,8 @@ impl Scheduler {
             let mut m = shared.lock();
             m.backups += 1;
             m.backup_last = Some(done);
+            m.backup_newest = Some(done.at);
+            m.backup_consecutive_failures = 0;
         }
         let deleted = command::apply_retention(store, schedule.keep).await?;
         info!(

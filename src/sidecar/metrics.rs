@@ -6,6 +6,8 @@ use std::fmt::Write as _;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use crate::observed::Member;
+
 use super::maintenance::SkipReason as DefragSkip;
 use super::removal::SkipReason;
 
@@ -70,6 +72,34 @@ pub struct BackupDone {
     pub duration_secs: f64,
 }
 
+/// The cluster as the leader's sidecar saw it in its last round (for the alerts: fewer started
+/// voters than pods, a removal pending for long).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct ClusterView {
+    /// Started voting members, learners, and members added but never started.
+    pub voters: u64,
+    pub learners: u64,
+    pub unstarted: u64,
+    /// Pods of the set that exist in DNS.
+    pub pods: u64,
+    /// The longest a member's pod has been gone from DNS without its removal (0: none).
+    pub removal_pending_secs: f64,
+}
+
+impl ClusterView {
+    /// From the member list, how many pods DNS found, and the longest run of "gone" answers.
+    pub fn new(members: &[Member], pods: usize, removal_pending: Option<Duration>) -> ClusterView {
+        let count = |f: &dyn Fn(&Member) -> bool| members.iter().filter(|m| f(m)).count() as u64;
+        ClusterView {
+            voters: count(&|m| m.started() && !m.is_learner),
+            learners: count(&|m| m.is_learner),
+            unstarted: count(&|m| !m.started() && !m.is_learner),
+            pods: pods as u64,
+            removal_pending_secs: removal_pending.map(|d| d.as_secs_f64()).unwrap_or_default(),
+        }
+    }
+}
+
 /// The counters and gauges.
 #[derive(Debug, Clone)]
 pub struct Metrics {
@@ -77,6 +107,14 @@ pub struct Metrics {
     pub backups: u64,
     pub backup_last: Option<BackupDone>,
     pub backup_failures: BTreeMap<BackupFailure, u64>,
+    /// Scheduled backups that failed since the last success (or since this sidecar started).
+    pub backup_consecutive_failures: u64,
+    /// Unix time of the newest snapshot in the store, as last listed or uploaded here.
+    pub backup_newest: Option<f64>,
+    /// `--backup-interval`, once this sidecar has looked at the schedule.
+    pub backup_interval: Option<Duration>,
+    /// Leader only (None on the other sidecars): the members and pods it saw.
+    pub cluster: Option<ClusterView>,
     pub rounds: u64,
     pub promotions: u64,
     pub promotions_skipped: BTreeMap<PromotionSkip, u64>,
@@ -119,6 +157,10 @@ impl Metrics {
             backups: 0,
             backup_last: None,
             backup_failures: BackupFailure::ALL.iter().map(|r| (*r, 0)).collect(),
+            backup_consecutive_failures: 0,
+            backup_newest: None,
+            backup_interval: None,
+            cluster: None,
             rounds: 0,
             promotions: 0,
             promotions_skipped: PromotionSkip::ALL.iter().map(|r| (*r, 0)).collect(),
@@ -147,13 +189,17 @@ impl Metrics {
     pub fn local_down(&mut self, message: &str) {
         self.local_member_up = false;
         self.leader = false;
+        self.cluster = None;
         self.error(message);
     }
 
-    /// The local member answered; `leader` when it leads.
+    /// The local member answered; `leader` when it leads (the leader's view is kept only then).
     pub fn local_up(&mut self, leader: bool) {
         self.local_member_up = true;
         self.leader = leader;
+        if !leader {
+            self.cluster = None;
+        }
     }
 }
 
@@ -374,6 +420,52 @@ pub fn render(m: &Metrics) -> String {
     for (name, help, value) in gauges {
         family(name, "gauge", help, &[(String::new(), value)]);
     }
+    let cluster: Vec<(String, String)> = m
+        .cluster
+        .map(|c| {
+            [("voter", c.voters), ("learner", c.learners), ("unstarted", c.unstarted)]
+                .iter()
+                .map(|(state, n)| (format!("{{state=\"{state}\"}}"), n.to_string()))
+                .collect()
+        })
+        .unwrap_or_default();
+    family(
+        "etcd_bootstrap_sidecar_members",
+        "gauge",
+        "Members by state (voter: started voting member; learner; unstarted: added, never started), as the leader's sidecar lists them; absent on the others.",
+        &cluster,
+    );
+    let leader_only = |v: Option<String>| v.map(|v| (String::new(), v)).into_iter().collect::<Vec<_>>();
+    family(
+        "etcd_bootstrap_sidecar_pods",
+        "gauge",
+        "Pods of the set that exist in DNS, as the leader's sidecar looked them up; absent on the others.",
+        &leader_only(m.cluster.map(|c| c.pods.to_string())),
+    );
+    family(
+        "etcd_bootstrap_sidecar_removal_pending_seconds",
+        "gauge",
+        "The longest a member's pod has been gone from DNS while the member is still listed (0: none), on the leader's sidecar; absent on the others.",
+        &leader_only(m.cluster.map(|c| format_float(c.removal_pending_secs))),
+    );
+    family(
+        "etcd_bootstrap_sidecar_backup_consecutive_failures",
+        "gauge",
+        "Scheduled backups by this sidecar that failed since its last success.",
+        &plain(m.backup_consecutive_failures),
+    );
+    family(
+        "etcd_bootstrap_sidecar_backup_newest_timestamp_seconds",
+        "gauge",
+        "Unix time of the newest snapshot in the backup store, as this sidecar last listed it (beside the leader); absent before.",
+        &leader_only(m.backup_newest.map(format_float)),
+    );
+    family(
+        "etcd_bootstrap_sidecar_backup_interval_seconds",
+        "gauge",
+        "The backup interval (--backup-interval); absent without scheduled backups.",
+        &leader_only(m.backup_interval.map(|d| format_float(d.as_secs_f64()))),
+    );
     let failures: Vec<(String, String)> = m
         .backup_failures
         .iter()
@@ -505,6 +597,75 @@ mod tests {
             "etcd_bootstrap_sidecar_backup_last_duration_seconds 0.250",
             "etcd_bootstrap_sidecar_backup_failures_total{reason=\"store\"} 2",
             "etcd_bootstrap_sidecar_backup_failures_total{reason=\"snapshot\"} 0",
+        ] {
+            assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
+        }
+    }
+
+    #[test]
+    fn the_leaders_view_of_members_and_pods_is_exported_by_the_leader_only() {
+        let member = |id: u64, name: &str, is_learner: bool| Member {
+            id,
+            name: name.into(),
+            peer_urls: vec![],
+            client_urls: vec![],
+            is_learner,
+        };
+        let members = [
+            member(1, "etcd-0", false),
+            member(2, "etcd-1", false),
+            member(3, "etcd-2", true),
+            member(4, "", false),
+        ];
+        let view = ClusterView::new(&members, 5, Some(Duration::from_millis(61_500)));
+        let want = ClusterView { voters: 2, learners: 1, unstarted: 1, pods: 5, removal_pending_secs: 61.5 };
+        assert_eq!(view, want);
+        assert_eq!(ClusterView::new(&[], 0, None).removal_pending_secs, 0.0);
+
+        let mut m = Metrics::new(Instant::now());
+        m.local_up(true);
+        m.cluster = Some(view);
+        let text = render(&m);
+        for line in [
+            "etcd_bootstrap_sidecar_members{state=\"voter\"} 2",
+            "etcd_bootstrap_sidecar_members{state=\"learner\"} 1",
+            "etcd_bootstrap_sidecar_members{state=\"unstarted\"} 1",
+            "etcd_bootstrap_sidecar_pods 5",
+            "etcd_bootstrap_sidecar_removal_pending_seconds 61.500",
+        ] {
+            assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
+        }
+        // No longer the leader, or the local member down: the view is gone, not stale.
+        for lost in [|m: &mut Metrics| m.local_up(false), |m: &mut Metrics| m.local_down("x")] {
+            let mut m = m.clone();
+            lost(&mut m);
+            let text = render(&m);
+            for absent in
+                ["etcd_bootstrap_sidecar_members{", "etcd_bootstrap_sidecar_pods ", "_pending_seconds "]
+            {
+                assert!(
+                    !text.lines().any(|l| l.starts_with(absent)),
+                    "{absent} after leadership lost:\n{text}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn backup_age_failures_in_a_row_and_interval_are_exported() {
+        let mut m = Metrics::new(Instant::now());
+        let text = render(&m);
+        assert!(text.contains("\netcd_bootstrap_sidecar_backup_consecutive_failures 0\n"), "{text}");
+        assert!(!text.contains("\netcd_bootstrap_sidecar_backup_newest_timestamp_seconds "), "{text}");
+        assert!(!text.contains("\netcd_bootstrap_sidecar_backup_interval_seconds "), "{text}");
+        m.backup_consecutive_failures = 3;
+        m.backup_newest = Some(1_795_833_000.0);
+        m.backup_interval = Some(Duration::from_secs(3600));
+        let text = render(&m);
+        for line in [
+            "etcd_bootstrap_sidecar_backup_consecutive_failures 3",
+            "etcd_bootstrap_sidecar_backup_newest_timestamp_seconds 1795833000.000",
+            "etcd_bootstrap_sidecar_backup_interval_seconds 3600.000",
         ] {
             assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
         }

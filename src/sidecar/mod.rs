@@ -237,7 +237,17 @@ impl<'a> Sidecar<'a> {
             pods::look_up(&self.ctx.resolver, &self.ctx.identity, &self.ctx.scan.peer_port_name, &members)
                 .await;
         self.last_ip.extend(pods.ips.iter().map(|(o, ip)| (*o, *ip)));
-        self.clock.record(&pods.answers, Instant::now());
+        let now = Instant::now();
+        self.clock.record(&pods.answers, now);
+        // A removal pending: a listed member whose pod is gone (not the probe one past the set).
+        let listed: BTreeSet<u32> =
+            members.iter().filter_map(|m| pods::member_ordinal(&self.ctx.identity, m)).collect();
+        let pending = (self.clock.missing_since().iter())
+            .filter(|(o, _)| listed.contains(*o))
+            .map(|(_, since)| now.saturating_duration_since(*since))
+            .max();
+        let found = pods.answers.values().filter(|a| **a == removal::Answer::Found).count();
+        self.shared.lock().cluster = Some(metrics::ClusterView::new(&members, found, pending));
         let id = &self.ctx.identity;
         let watched = members
             .iter()

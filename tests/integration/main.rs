@@ -15,6 +15,7 @@ mod maintenance;
 mod maintenance_calls;
 mod manifests;
 mod membership;
+mod monitoring;
 mod peer_port;
 mod peer_port_safety;
 mod prereq;

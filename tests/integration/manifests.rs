@@ -436,6 +436,24 @@ fn manifests_render_and_validate_strictly() {
     assert_eq!(probe_path(etcd, "livenessProbe"), "/livez");
     assert_eq!(probe_path(etcd, "readinessProbe"), "/readyz");
 
+    // Monitoring: the base with the monitoring component. The Prometheus Operator's kinds are
+    // CRDs that Kubernetes' schemas do not cover: the other objects are validated strictly, and
+    // these are checked for the fields the operator acts on.
+    let monitoring = render(&k8s.join("overlays/monitoring"));
+    let objs = objects(&monitoring);
+    let (crds, builtin): (Vec<Value>, Vec<Value>) = objs
+        .iter()
+        .cloned()
+        .partition(|o| o["apiVersion"].as_str().is_some_and(|v| v.starts_with("monitoring.coreos.com/")));
+    let builtin_yaml: String = builtin.iter().map(|o| format!("---\n{o}\n")).collect();
+    assert_valid("k8s/overlays/monitoring (built-in kinds)", &builtin_yaml);
+    let sts = check_statefulset(&builtin, 3);
+    check_monitoring(&sts, &crds, &builtin);
+    eprintln!(
+        "k8s/overlays/monitoring: {} Prometheus Operator objects (CRDs: shape checked only)",
+        crds.len()
+    );
+
     // The cert-manager example: CRD kinds, which Kubernetes' own schemas do not cover (the tool
     // says so and checks nothing), so only its shape is checked here: it issues exactly the
     // Secrets the TLS overlay mounts.
@@ -463,4 +481,69 @@ fn manifests_render_and_validate_strictly() {
         find(&objs, cert["spec"]["issuerRef"]["kind"].as_str().unwrap_or("Issuer"), issuer);
     }
     eprintln!("k8s/examples/cert-manager: {} cert-manager objects (CRDs: shape checked only)", objs.len());
+}
+
+/// The monitoring component's objects: PodMonitors that select the StatefulSet's pods and name
+/// its ports (etcd's metrics port and the sidecar's), a PrometheusRule whose every alert has a
+/// runbook, and the dashboard's ConfigMap holding a dashboard.
+fn check_monitoring(sts: &Value, crds: &[Value], builtin: &[Value]) {
+    let pod = &sts["spec"]["template"];
+    let labels = &pod["metadata"]["labels"];
+    let port_names: Vec<String> = pod["spec"]["containers"]
+        .as_array()
+        .expect("containers")
+        .iter()
+        .flat_map(|c| c["ports"].as_array().cloned().unwrap_or_default())
+        .filter_map(|p| p["name"].as_str().map(str::to_string))
+        .collect();
+    let mut jobs = Vec::new();
+    for monitor in crds.iter().filter(|o| o["kind"] == "PodMonitor") {
+        let name = monitor["metadata"]["name"].as_str().unwrap_or("?");
+        assert_eq!(monitor["apiVersion"], "monitoring.coreos.com/v1", "{name}");
+        let selector = monitor["spec"]["selector"]["matchLabels"].as_object().expect("PodMonitor selector");
+        assert!(!selector.is_empty(), "{name}: selects something");
+        for (k, v) in selector {
+            assert_eq!(&labels[k], v, "{name}: selector {k} matches the pods");
+        }
+        for endpoint in monitor["spec"]["podMetricsEndpoints"].as_array().expect("podMetricsEndpoints") {
+            let port = endpoint["port"].as_str().expect("a named port");
+            assert!(port_names.iter().any(|p| p == port), "{name}: port {port} is not one of {port_names:?}");
+            assert_eq!(endpoint["path"], "/metrics", "{name}");
+            let job = endpoint["relabelings"]
+                .as_array()
+                .and_then(|r| r.iter().find(|r| r["targetLabel"] == "job"))
+                .and_then(|r| r["replacement"].as_str())
+                .unwrap_or_else(|| panic!("{name}: the job label is fixed"));
+            jobs.push((port.to_string(), job.to_string()));
+        }
+    }
+    jobs.sort();
+    assert_eq!(
+        jobs,
+        [
+            ("etcd-metrics".to_string(), "etcd".to_string()),
+            ("sidecar-http".into(), "etcd-bootstrap-sidecar".into())
+        ]
+    );
+    let rules = crds.iter().find(|o| o["kind"] == "PrometheusRule").expect("a PrometheusRule");
+    assert_eq!(rules["apiVersion"], "monitoring.coreos.com/v1");
+    let alerts: Vec<&Value> = rules["spec"]["groups"]
+        .as_array()
+        .expect("groups")
+        .iter()
+        .flat_map(|g| g["rules"].as_array().expect("rules").iter())
+        .collect();
+    assert!(alerts.len() >= 10, "{} alerts", alerts.len());
+    for alert in alerts {
+        let name = alert["alert"].as_str().expect("every rule is an alert");
+        assert!(alert["expr"].as_str().is_some_and(|e| !e.trim().is_empty()), "{name}: expr");
+        assert!(alert["labels"]["severity"].is_string(), "{name}: severity");
+        let runbook = alert["annotations"]["runbook_url"].as_str().unwrap_or_default();
+        assert!(runbook.starts_with("k8s/README.md#"), "{name}: runbook_url {runbook:?}");
+    }
+    let dashboard = find(builtin, "ConfigMap", "etcd-dashboard");
+    assert_eq!(dashboard["metadata"]["labels"]["grafana_dashboard"], "1");
+    let json = dashboard["data"]["etcd-dashboard.json"].as_str().expect("the dashboard JSON");
+    let parsed: Value = serde_json::from_str(json).expect("the dashboard is JSON");
+    assert!(parsed["panels"].as_array().is_some_and(|p| !p.is_empty()), "the dashboard has panels");
 }
