@@ -205,7 +205,8 @@ pub fn parse_endpoints(given: &[String]) -> Result<Vec<GivenEndpoint>> {
     for raw in given.iter().map(|s| s.trim()).filter(|s| !s.is_empty()) {
         let bad = || {
             Error::config(format!(
-                "--endpoints {raw:?}: give etcd client URLs such as http://etcd-0.etcd:2379"
+                "--endpoints {:?}: give etcd client URLs such as http://etcd-0.etcd:2379, with no user information (etcd users go in --auth-user and --auth-password-file)",
+                crate::backup::location::display_url(raw)
             ))
         };
         let (https, rest) = match raw.split_once("://") {
@@ -328,6 +329,10 @@ mod tests {
             assert!(parse_endpoints(&[bad.to_string()]).is_err(), "{bad}");
         }
         assert!(parse_endpoints(&["http://a:1".into(), "https://b:1".into()]).is_err());
+        for secret in ["http://u:hunter2@h:1", "u:hunter2@h:1", "ftp://root:hunter2@h"] {
+            let err = parse_endpoints(&[secret.to_string()]).expect_err(secret).to_string();
+            assert!(!err.contains("hunter2") && err.contains("***@h"), "{err}");
+        }
     }
 
     #[test]

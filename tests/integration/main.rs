@@ -21,5 +21,6 @@ mod prereq;
 mod restore;
 mod s3_server;
 mod scheduled_backups;
+mod secrets_in_urls;
 mod sidecar;
 mod stateful_set;
