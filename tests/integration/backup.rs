@@ -72,6 +72,8 @@ impl Fixture {
         let mut etcd = EtcdProcess::start(&etcd_bin, &dir.path().join("etcd"), &dir.path().join("etcd.log"));
         etcd.wait_healthy();
         let s3 = S3Server::start(&s3_bin, &dir.path().join("s3"), &[BUCKET]);
+        // A directory store must exist: backup never creates it (a missing volume is an error).
+        std::fs::create_dir(dir.path().join("backups")).expect("the directory store");
         Some(Fixture { dir, etcd, s3 })
     }
 
