@@ -8,6 +8,7 @@ mod bed_selftest;
 mod bootstrap;
 mod chaos;
 mod compose;
+mod compose_exec;
 mod datadir_wal;
 mod dns_lookup;
 mod etcd_check;
