@@ -31,8 +31,10 @@ export ETCD_IMAGE="${ETCD_IMAGE:-$DEFAULT_IMAGE}"
 
 # The compose subcommand: the first word that is neither an option nor an option's value.
 command=
+at=0
 skip=
 for arg in "$@"; do
+  at=$((at + 1))
   if [ -n "$skip" ]; then skip= && continue; fi
   case "$arg" in
     -f | --file | -p | --project-name | --profile | --env-file | --project-directory | --ansi | --log-level | -c | --context | -H | --host) skip=1 ;;
@@ -40,6 +42,23 @@ for arg in "$@"; do
     *) command="$arg" && break ;;
   esac
 done
+
+# `exec` allocates a terminal by default, and docker-compose v1 fails without one ("the input
+# device is not a TTY"): from a script or a pipe, ask for none (-T, which v2 takes too).
+if [ "$command" = exec ] && [ ! -t 0 ]; then
+  has_t=
+  skip=
+  for arg in "${@:at+1}"; do # exec's own options, up to the service
+    if [ -n "$skip" ]; then skip= && continue; fi
+    case "$arg" in
+      -T | --no-TTY | --no-tty) has_t=1 ;;
+      -e | --env | -u | --user | -w | --workdir | --index) skip=1 ;;
+      -*) ;;
+      *) break ;;
+    esac
+  done
+  [ -n "$has_t" ] || set -- "${@:1:at}" -T "${@:at+1}"
+fi
 
 # Commands on what exists act on every service, whatever its profile, as docker-compose v1 does
 # (v2 leaves services of profiles not given out): `stop` stops the sidecars and etcd-3 too;

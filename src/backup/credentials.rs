@@ -175,8 +175,12 @@ fn check_endpoint(endpoint: &str) -> Result<(), String> {
         Some(rest) if rest.contains('@') => {
             Err("the S3 endpoint has user information: credentials never go in the URL; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY".into())
         }
+        _ if crate::backup::location::has_userinfo(endpoint) => {
+            Err("the S3 endpoint has user information: credentials never go in the URL; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY".into())
+        }
         _ => Err(format!(
-            "S3 endpoint {endpoint:?} is not an http:// or https:// URL: give one such as http://minio.backup:9000"
+            "S3 endpoint {:?} is not an http:// or https:// URL: give one such as http://minio.backup:9000",
+            crate::backup::location::display_url(endpoint)
         )),
     }
 }
@@ -259,6 +263,18 @@ mod tests {
             (
                 &[("AWS_ACCESS_KEY_ID", "a"), ("AWS_SECRET_ACCESS_KEY", "hunter2")],
                 Some("http://u:hunter2@minio"),
+                None,
+                "user information",
+            ),
+            (
+                &[("AWS_ACCESS_KEY_ID", "a"), ("AWS_SECRET_ACCESS_KEY", "x")],
+                Some("ftp://u:hunter2@minio"),
+                None,
+                "user information",
+            ),
+            (
+                &[("AWS_ACCESS_KEY_ID", "a"), ("AWS_SECRET_ACCESS_KEY", "x")],
+                Some("minio.backup:hunter2@9000"),
                 None,
                 "user information",
             ),

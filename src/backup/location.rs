@@ -31,12 +31,19 @@ impl StoreUrl {
     pub fn parse(text: &str) -> Result<StoreUrl, String> {
         let text = text.trim();
         let Some((scheme, rest)) = text.split_once("://") else {
-            return Err(format!("{:?} is not a URL: use {SCHEMES}", shown(text)));
+            return Err(format!("{:?} is not a URL: use {SCHEMES}", display_url(text)));
         };
+        if has_userinfo(text) {
+            // Never echo it: that part may hold a secret.
+            return Err(format!(
+                "{:?} has user information: credentials never go in a store URL; for S3 set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or a credentials file)",
+                display_url(text)
+            ));
+        }
         match scheme.to_ascii_lowercase().as_str() {
             "file" => parse_file(rest),
             "s3" => parse_s3(rest),
-            other => Err(format!("unknown scheme {other:?} in {:?}: use {SCHEMES}", shown(text))),
+            other => Err(format!("unknown scheme {other:?} in {:?}: use {SCHEMES}", display_url(text))),
         }
     }
 
@@ -62,10 +69,21 @@ impl SnapshotUrl {
         let Some((store, name)) = trimmed.rsplit_once('/') else {
             return Err(format!(
                 "{:?} is not a URL: use {SCHEMES} followed by /<snapshot name>",
-                shown(text)
+                display_url(text)
             ));
         };
-        let store = StoreUrl::parse(store)?;
+        let store = match StoreUrl::parse(store) {
+            Ok(store) => store,
+            // `file:///backups` is a store (a directory), not a snapshot in one.
+            Err(_) if StoreUrl::parse(trimmed).is_ok() => {
+                return Err(format!(
+                    "{:?} names a store, not a snapshot in it: give one of the snapshot URLs that `etcd-bootstrap backup list {}` prints",
+                    display_url(text),
+                    display_url(trimmed)
+                ))
+            }
+            Err(e) => return Err(e),
+        };
         let name_ok = !name.is_empty()
             && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
             && name != "."
@@ -73,7 +91,7 @@ impl SnapshotUrl {
         if !name_ok {
             return Err(format!(
                 "{:?} does not name a snapshot: give a name that `etcd-bootstrap backup list` prints",
-                shown(text)
+                display_url(text)
             ));
         }
         Ok(SnapshotUrl { store, name: name.to_string() })
@@ -84,7 +102,8 @@ fn parse_file(rest: &str) -> Result<StoreUrl, String> {
     // file:///abs/path: an empty host, then the absolute path. file://host/path is refused.
     if !rest.starts_with('/') {
         return Err(format!(
-            "file://{rest}: a file URL needs an absolute path with three slashes, as in file:///backups/etcd"
+            "{}: a file URL needs an absolute path with three slashes, as in file:///backups/etcd",
+            display_url(&format!("file://{rest}"))
         ));
     }
     let root = rest.trim_end_matches('/');
@@ -99,10 +118,6 @@ fn parse_file(rest: &str) -> Result<StoreUrl, String> {
 
 fn parse_s3(rest: &str) -> Result<StoreUrl, String> {
     let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
-    if authority.contains('@') {
-        // Never echo it: that part may hold a secret.
-        return Err("s3 URL with user information: credentials never go in the URL; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or a credentials file)".into());
-    }
     let bucket_ok = (3..=63).contains(&authority.len())
         && authority.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-.".contains(&b));
     if !bucket_ok {
@@ -118,33 +133,46 @@ fn parse_s3(rest: &str) -> Result<StoreUrl, String> {
     Ok(StoreUrl::S3 { bucket: authority.to_string(), prefix: prefix.to_string() })
 }
 
-/// The text of a URL as shown in an error: anything between `://` and `@` is dropped.
-fn shown(text: &str) -> String {
-    match text.split_once("://") {
-        Some((scheme, rest)) => match rest.split_once('/').unwrap_or((rest, "")) {
-            (authority, path) if authority.contains('@') => {
-                let host = authority.rsplit_once('@').map(|(_, h)| h).unwrap_or("");
-                format!("{scheme}://***@{host}/{path}")
-            }
-            _ => text.to_string(),
-        },
+/// Where the user information of a URL would be: after `scheme://` (or from the start when there
+/// is no scheme) up to the first `/`, `?` or `#`; the part up to its last `@`.
+fn userinfo_span(text: &str) -> Option<std::ops::Range<usize>> {
+    let start = text.find("://").map_or(0, |i| i + 3);
+    let rest = text.get(start..)?;
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let at = rest.get(..end)?.rfind('@')?;
+    Some(start..start + at)
+}
+
+/// Whether `text` has user information (`user:password@`) in its authority.
+pub fn has_userinfo(text: &str) -> bool {
+    userinfo_span(text).is_some()
+}
+
+/// A URL (store, snapshot, S3 or etcd endpoint) as it may be shown in an error, a log line,
+/// `plan` or a metric label: any user information is replaced by `***`, so a password written
+/// into the URL never leaves the process. Every Display of a store or snapshot URL, and every
+/// message that repeats a URL the user gave, goes through here.
+pub fn display_url(text: &str) -> String {
+    match userinfo_span(text) {
+        Some(span) => format!("{}***{}", &text[..span.start], &text[span.end..]),
         None => text.to_string(),
     }
 }
 
 impl fmt::Display for StoreUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            StoreUrl::File { root } => write!(f, "file://{root}"),
-            StoreUrl::S3 { bucket, prefix } if prefix.is_empty() => write!(f, "s3://{bucket}"),
-            StoreUrl::S3 { bucket, prefix } => write!(f, "s3://{bucket}/{prefix}"),
-        }
+        let text = match self {
+            StoreUrl::File { root } => format!("file://{root}"),
+            StoreUrl::S3 { bucket, prefix } if prefix.is_empty() => format!("s3://{bucket}"),
+            StoreUrl::S3 { bucket, prefix } => format!("s3://{bucket}/{prefix}"),
+        };
+        f.write_str(&display_url(&text))
     }
 }
 
 impl fmt::Display for SnapshotUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.store, self.name)
+        f.write_str(&display_url(&format!("{}/{}", self.store, self.name)))
     }
 }
 
@@ -191,11 +219,46 @@ mod tests {
 
     #[test]
     fn credentials_in_a_url_are_refused_and_never_repeated() {
-        for text in ["s3://AKIA:hunter2@bucket/x", "gs://AKIA:hunter2@bucket/x", "nope://u:hunter2@h"] {
+        for text in [
+            "s3://AKIA:hunter2@bucket/x",
+            "gs://AKIA:hunter2@bucket/x",
+            "nope://u:hunter2@h",
+            "file://u:hunter2@host/backups",
+            "file://u:hunter2@/backups",
+            "FILE://hunter2@host",
+            "u:hunter2@host/x",
+        ] {
             let err = StoreUrl::parse(text).expect_err(text);
             assert!(!err.contains("hunter2"), "{err}");
             let err = SnapshotUrl::parse(&format!("{text}/snap")).expect_err(text);
             assert!(!err.contains("hunter2"), "{err}");
+        }
+    }
+
+    #[test]
+    fn display_url_drops_user_information_only() {
+        let table: &[(&str, &str)] = &[
+            ("file://u:hunter2@host/backups", "file://***@host/backups"),
+            ("http://user:hunter2@minio:9000", "http://***@minio:9000"),
+            ("http://a@b:hunter2@minio:9000/x@y", "http://***@minio:9000/x@y"),
+            ("https://minio:9000/p?q=a@b", "https://minio:9000/p?q=a@b"),
+            ("u:hunter2@etcd-0:2379", "***@etcd-0:2379"),
+            ("file:///backups/a@b", "file:///backups/a@b"),
+            ("s3://bucket/etcd", "s3://bucket/etcd"),
+            ("", ""),
+        ];
+        for (text, want) in table {
+            assert_eq!(display_url(text), *want, "{text}");
+            assert_eq!(has_userinfo(text), text != want, "{text}");
+        }
+    }
+
+    #[test]
+    fn a_store_given_where_a_snapshot_belongs_is_named_as_such() {
+        for text in ["file:///backups", "file:///backups/", "s3://bucket"] {
+            let err = SnapshotUrl::parse(text).expect_err(text);
+            assert!(err.contains("names a store, not a snapshot"), "{text}: {err}");
+            assert!(!err.contains("three slashes"), "{text}: {err}");
         }
     }
 

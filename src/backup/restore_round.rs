@@ -48,8 +48,7 @@ impl RestoreSource {
         }
         if self.store.is_none() {
             let env = command::Env { vars: &ctx.store_env, resolv_conf: None };
-            self.store =
-                Some(command::open_store(&self.url.store, &ctx.store, &env, Some(&ctx.resolver), false)?);
+            self.store = Some(command::open_store(&self.url.store, &ctx.store, &env, Some(&ctx.resolver))?);
         }
         let Some(store) = &self.store else {
             return Err(Error::config("--restore-from: the store could not be opened"));

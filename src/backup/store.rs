@@ -64,29 +64,18 @@ pub struct Store {
 pub type HostResolver = Arc<dyn object_store::client::DnsResolver>;
 
 impl Store {
-    /// Open the store at `url`. `s3` is required for `s3://`. `create` makes a missing `file://`
-    /// directory (a backup writes there); reading never creates anything.
-    pub fn open(
-        url: &StoreUrl,
-        s3: Option<&S3Settings>,
-        resolver: Option<HostResolver>,
-        create: bool,
-    ) -> Result<Store> {
+    /// Open the store at `url`. `s3` is required for `s3://`. A missing `file://` directory is
+    /// an error, never created: it is usually a volume that is not mounted, and a backup written
+    /// into the container's own file system would be lost with it.
+    pub fn open(url: &StoreUrl, s3: Option<&S3Settings>, resolver: Option<HostResolver>) -> Result<Store> {
         match url {
             StoreUrl::File { root } => {
-                if create {
-                    std::fs::create_dir_all(root).map_err(|e| {
-                        store_error(
-                            url,
-                            StoreProblem::Unreachable,
-                            &format!("cannot create the directory: {e}"),
-                        )
-                    })?;
-                } else if !FsPath::new(root).is_dir() {
+                if !FsPath::new(root).is_dir() {
+                    // Not Unreachable: its hint is about endpoints and networks.
                     return Err(store_error(
                         url,
-                        StoreProblem::Unreachable,
-                        "the directory does not exist (is the volume mounted?)",
+                        StoreProblem::NotFound,
+                        "the directory does not exist (is the volume mounted?): create it, or mount the volume there",
                     ));
                 }
                 let fs = LocalFileSystem::new_with_prefix(root)

@@ -105,10 +105,18 @@ pub fn decision_view(data: &DataDirState, client: &ClusterView, heard: &Heard) -
     }
 }
 
+/// How a peer port's list is named as the endpoint of a view.
+const PEER_PORT: &str = " (peer port)";
+
+/// Whether a view's endpoint is a peer port's list (which cannot tell quorum), not a client port.
+pub fn is_peer_port_view(endpoint: &str) -> bool {
+    endpoint.ends_with(PEER_PORT)
+}
+
 /// A peer port's list as an answer without quorum (the peer port cannot tell quorum).
 fn as_view(list: &PeerList) -> ClusterView {
     ClusterView::Answer {
-        endpoint: format!("{} (peer port)", list.host),
+        endpoint: format!("{}{PEER_PORT}", list.host),
         cluster_id: list.cluster_id,
         members: list.members.clone(),
         quorum: false,

@@ -197,6 +197,14 @@ fn decide_with_data(me: &Me, meta: &WalMeta, cluster: &ClusterView) -> Verdict {
                 ),
             )
         }
+        // A peer port's list cannot tell quorum: do not claim the cluster has none.
+        ClusterView::Answer { quorum: false, endpoint, .. } if answers::is_peer_port_view(endpoint) => verdict(
+            Decision::Existing { update_peer_urls: None },
+            format!(
+                "data dir holds member {:x}, which the member list from {endpoint} names with this pod's peer URL: start on it, etcd finds its peers in its WAL (with or without quorum)",
+                meta.member_id
+            ),
+        ),
         ClusterView::Answer { quorum: false, .. } => verdict(
             Decision::Existing { update_peer_urls: None },
             format!(

@@ -645,7 +645,15 @@ fn data_with_only_my_cluster_on_the_peer_port_is_existing() {
     for (members, mine) in [(three_started(), ME_ID), (three_static(), static_id(MY_URL))] {
         let v = run_heard(has_data(mine), no_answer(), lists(vec![list(0, CLUSTER, members)]));
         assert_eq!(v.decision, Decision::Existing { update_peer_urls: None }, "{}", v.reason);
+        // A peer port cannot tell quorum: the reason must not say the cluster has none (a member
+        // restarted beside two serving ones logged "the cluster has no quorum").
+        assert!(!v.reason.contains("no quorum"), "{}", v.reason);
+        assert!(v.reason.contains("(peer port) names"), "{}", v.reason);
     }
+    // A client port that answered without quorum does say so.
+    let v = run_heard(has_data(ME_ID), answer(three_started(), false), lists(vec![]));
+    assert_eq!(v.decision, Decision::Existing { update_peer_urls: None }, "{}", v.reason);
+    assert!(v.reason.contains("the cluster has no quorum"), "{}", v.reason);
 }
 
 // Row: empty | started members, no quorum | WAIT: a formed cluster whose client ports are blocked

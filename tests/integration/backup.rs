@@ -11,13 +11,17 @@ use std::process::Command;
 
 use serde_json::Value;
 
+use crate::bed::dns_server::DnsServer;
 use crate::bootstrap::bootstrap_bin;
 use crate::datadir_wal::EtcdProcess;
 use crate::prereq;
+use crate::readme_tables;
 use crate::s3_server::{S3Server, SECRET_KEY};
 
 /// The bucket and prefix of the S3 store.
 const BUCKET: &str = "etcd-backups";
+/// The domain of the pod names of the `--restore-from` cases.
+const DOMAIN: &str = "etcd.default.svc.cluster.local";
 
 /// What one run of the binary gave.
 pub struct Outcome {
@@ -72,6 +76,8 @@ impl Fixture {
         let mut etcd = EtcdProcess::start(&etcd_bin, &dir.path().join("etcd"), &dir.path().join("etcd.log"));
         etcd.wait_healthy();
         let s3 = S3Server::start(&s3_bin, &dir.path().join("s3"), &[BUCKET]);
+        // A directory store must exist: backup never creates it (a missing volume is an error).
+        std::fs::create_dir(dir.path().join("backups")).expect("the directory store");
         Some(Fixture { dir, etcd, s3 })
     }
 
@@ -242,21 +248,24 @@ async fn an_upload_killed_before_its_manifest_never_lists_as_a_snapshot() {
     }
 }
 
-/// One bad-input case: what to run, the exit code, and words the error line must hold.
+/// One bad-input case: the README row it runs (its input cell), what to run.
 struct Case {
-    name: &'static str,
+    input: &'static str,
     args: Vec<String>,
     env: Vec<(String, String)>,
-    code: i32,
-    says: &'static str,
 }
 
+/// Every row of the README's bad-input table of `backup` and `--restore-from`, run against a
+/// real etcd and a real S3 server: the documented exit code, one error line with the documented
+/// words (for `backup`, the only line on stderr), no secret printed, no store changed, and no
+/// missing directory created.
 #[tokio::test(flavor = "multi_thread")]
 async fn bad_backup_input_is_one_line_with_its_exit_code_and_changes_no_store() {
     let Some(fx) = Fixture::start("bad_backup_input_is_one_line_with_its_exit_code_and_changes_no_store")
     else {
         return;
     };
+    let etcd_bin = prereq::etcd_bin().expect("etcd, as the fixture found it");
     fx.put_keys("/k", 10).await;
     // Three snapshots in the directory to damage: truncated, corrupted, manifest of another.
     let mut good = Vec::new();
@@ -281,6 +290,40 @@ async fn bad_backup_input_is_one_line_with_its_exit_code_and_changes_no_store() 
     std::fs::write(db(&good[1]), &bytes).expect("corrupt");
     // Manifest and data disagree: the data of snapshot 3 under the name of snapshot 2.
     std::fs::copy(db(&good[3]), db(&good[2])).expect("swap data");
+    // A pod that would start a new one-member cluster, for `--restore-from`: its name resolves
+    // (the bed's DNS server), nobody answers on its ports.
+    let dns = DnsServer::start("127.0.0.1:0".parse().expect("addr")).await.expect("dns server");
+    dns.set_a(&format!("etcd-0.{DOMAIN}"), Ipv4Addr::LOCALHOST);
+    let (client_port, peer_port) = (closed_port().to_string(), closed_port().to_string());
+    let pod = |data: &str, from: &str| -> Vec<String> {
+        let data = fx.dir.path().join(data);
+        std::fs::create_dir_all(&data).expect("data dir");
+        [
+            "run",
+            "--name",
+            "etcd-0",
+            "--initial-cluster-size",
+            "1",
+            "--domain",
+            DOMAIN,
+            "--dns-server",
+            &dns.addr().to_string(),
+            "--client-port",
+            &client_port,
+            "--peer-port",
+            &peer_port,
+            "--wait-timeout",
+            "20s",
+            "--data-dir",
+            &data.display().to_string(),
+            "--etcd-binary",
+            &etcd_bin.display().to_string(),
+            "--restore-from",
+            from,
+        ]
+        .map(String::from)
+        .to_vec()
+    };
 
     let s = |v: &str| v.to_string();
     let s3_env = fx.s3.client_env();
@@ -294,87 +337,93 @@ async fn bad_backup_input_is_one_line_with_its_exit_code_and_changes_no_store() 
         (s("AWS_SECRET_ACCESS_KEY"), s("y")),
         (s("AWS_ENDPOINT_URL"), format!("http://127.0.0.1:{}", closed_port())),
     ];
+    let mut secret_endpoint = s3_env.clone();
+    secret_endpoint.retain(|(k, _)| k != "AWS_ENDPOINT_URL");
+    secret_endpoint.push((s("AWS_ENDPOINT_URL"), s("http://user:secret-in-a-url@host:9000")));
     let endpoints = fx.etcd.client_url.clone();
+    let take = |to: &str| vec![s("backup"), s("--to"), s(to), s("--endpoints"), endpoints.clone()];
+    let missing = "/missing/dir";
+    assert!(!Path::new(missing).exists(), "{missing} exists on this machine");
     let cases = vec![
+        Case { input: "`backup` without `--to`", args: vec![s("backup")], env: vec![] },
+        Case { input: "`backup list` without a URL", args: vec![s("backup"), s("list")], env: vec![] },
         Case {
-            name: "unknown scheme",
-            args: vec![s("backup"), s("--to"), s("gs://bucket/etcd"), s("--endpoints"), endpoints.clone()],
+            input: "an unknown scheme (`backup --to gs://bucket/etcd`)",
+            args: take("gs://bucket/etcd"),
             env: s3_env.clone(),
-            code: 2,
-            says: "unknown scheme \"gs\"",
         },
         Case {
-            name: "unreachable destination",
-            args: vec![s("backup"), s("--to"), fx.s3_url(), s("--endpoints"), endpoints.clone()],
+            input: "a password in the store URL (`backup --to file://user:secret@host/backups`)",
+            args: take("file://user:secret-in-a-url@host/backups"),
+            env: vec![],
+        },
+        Case {
+            input: "a password in the S3 endpoint (`AWS_ENDPOINT_URL=http://user:secret@host:9000`)",
+            args: take(&fx.s3_url()),
+            env: secret_endpoint,
+        },
+        Case {
+            input: "no S3 credentials anywhere (`backup --to s3://...`)",
+            args: take(&fx.s3_url()),
+            env: no_keys,
+        },
+        Case {
+            input: "an S3 endpoint that does not answer (`backup --to s3://...`)",
+            args: take(&fx.s3_url()),
             env: unreachable.clone(),
-            code: 8,
-            says: "cannot connect",
         },
         Case {
-            name: "unreachable on list",
+            input: "an S3 endpoint that does not answer (`backup list s3://...`)",
             args: vec![s("backup"), s("list"), fx.s3_url()],
             env: unreachable,
-            code: 8,
-            says: "cannot connect",
         },
         Case {
-            name: "missing directory",
-            args: vec![s("backup"), s("list"), format!("file://{}/nowhere", fx.dir.path().display())],
+            input: "a missing directory, often a volume not mounted (`backup --to file:///missing/dir`)",
+            args: take(&format!("file://{missing}")),
             env: vec![],
-            code: 8,
-            says: "does not exist",
         },
         Case {
-            name: "missing credentials",
-            args: vec![s("backup"), s("--to"), fx.s3_url(), s("--endpoints"), endpoints.clone()],
-            env: no_keys,
-            code: 2,
-            says: "no S3 credentials",
+            input: "a missing directory (`backup list file:///missing/dir`)",
+            args: vec![s("backup"), s("list"), format!("file://{missing}")],
+            env: vec![],
         },
         Case {
-            name: "wrong credentials",
-            args: vec![s("backup"), s("--to"), fx.s3_url(), s("--endpoints"), endpoints.clone()],
+            input: "a missing bucket (`backup list s3://no-such-bucket/etcd`)",
+            args: vec![s("backup"), s("list"), s("s3://no-such-bucket/etcd")],
+            env: s3_env.clone(),
+        },
+        Case {
+            input: "wrong credentials (`backup --to s3://...`)",
+            args: take(&fx.s3_url()),
             env: wrong_secret.clone(),
-            code: 8,
-            says: "refused the credentials",
         },
         Case {
-            name: "wrong credentials on list",
+            input: "wrong credentials (`backup list s3://...`)",
             args: vec![s("backup"), s("list"), fx.s3_url()],
             env: wrong_secret,
-            code: 8,
-            says: "SignatureDoesNotMatch",
         },
         Case {
-            name: "snapshot URL that does not exist",
+            input: "a snapshot URL that does not exist (`backup verify`)",
             args: vec![s("backup"), s("verify"), format!("{}/snapshot-19700101T000000Z-r1", fx.s3_url())],
             env: s3_env.clone(),
-            code: 8,
-            says: "does not exist",
         },
         Case {
-            name: "truncated snapshot",
+            input: "a truncated snapshot (`backup verify`)",
             args: vec![s("backup"), s("verify"), good[0].clone()],
             env: vec![],
-            code: 9,
-            says: "truncated",
         },
         Case {
-            name: "corrupted snapshot",
+            input: "a corrupted snapshot (`backup verify`)",
             args: vec![s("backup"), s("verify"), good[1].clone()],
             env: vec![],
-            code: 9,
-            says: "corrupted",
         },
         Case {
-            name: "manifest that does not match its data",
+            input: "a manifest that does not match its data (`backup verify`)",
             args: vec![s("backup"), s("verify"), good[2].clone()],
             env: vec![],
-            code: 9,
-            says: "does not belong to this manifest",
         },
         Case {
-            name: "etcd unreachable",
+            input: "etcd does not answer (`backup --to ... --endpoints http://127.0.0.1:PORT`)",
             args: vec![
                 s("backup"),
                 s("--to"),
@@ -383,31 +432,63 @@ async fn bad_backup_input_is_one_line_with_its_exit_code_and_changes_no_store() 
                 format!("http://127.0.0.1:{}", closed_port()),
             ],
             env: vec![],
-            code: 6,
-            says: "etcd api",
+        },
+        Case {
+            input: "`--restore-from` with an unknown scheme (`gs://bucket/etcd/snapshot-1`)",
+            args: pod("data-scheme", "gs://bucket/etcd/snapshot-1"),
+            env: vec![],
+        },
+        Case {
+            input: "`--restore-from` a store instead of a snapshot (`file:///backups`)",
+            args: pod("data-store", "file:///backups"),
+            env: vec![],
+        },
+        Case {
+            input: "`--restore-from` a snapshot that fails its check on download",
+            args: pod("data-corrupted", &good[1]),
+            env: vec![],
         },
     ];
+    let rows = readme_tables::bad_input_rows(readme_tables::BACKUP_BAD_INPUT);
+    readme_tables::assert_unique_inputs(&rows);
+    let unrun: Vec<&str> =
+        rows.iter().map(|r| r.input.as_str()).filter(|i| !cases.iter().any(|c| c.input == *i)).collect();
+    assert!(unrun.is_empty(), "README bad-input rows no case runs: {unrun:#?}");
     for case in cases {
+        let row = readme_tables::row(&rows, case.input);
         let before = snapshot_of_tree(fx.dir.path().join("backups").as_path());
         let before_s3 = snapshot_of_tree(&fx.s3.root);
         let args: Vec<&str> = case.args.iter().map(String::as_str).collect();
         let out = run(&args, &case.env, &fx.home());
-        assert_eq!(out.code, case.code, "{}: {}", case.name, out.stderr);
+        assert_eq!(out.code, row.exit, "{}: {}", case.input, out.stderr);
         let line = out.error_line();
-        assert!(line.contains(case.says), "{}: {line}", case.name);
-        for secret in [SECRET_KEY, "wrong-secret-never-printed"] {
+        if let Err(why) = readme_tables::says(line, &row.says) {
+            panic!("{}: {why}", case.input);
+        }
+        if args[0] == "backup" {
+            assert_eq!(
+                out.stderr.trim_end().lines().count(),
+                1,
+                "{}: one line on stderr:\n{}",
+                case.input,
+                out.stderr
+            );
+        }
+        for secret in [SECRET_KEY, "wrong-secret-never-printed", "secret-in-a-url"] {
             assert!(
                 !out.stderr.contains(secret) && !out.stdout.contains(secret),
                 "{}: a secret printed",
-                case.name
+                case.input
             );
         }
         assert_eq!(
             before,
             snapshot_of_tree(fx.dir.path().join("backups").as_path()),
             "{}: the directory store changed",
-            case.name
+            case.input
         );
-        assert_eq!(before_s3, snapshot_of_tree(&fx.s3.root), "{}: the S3 store changed", case.name);
+        assert_eq!(before_s3, snapshot_of_tree(&fx.s3.root), "{}: the S3 store changed", case.input);
+        assert!(!Path::new(missing).exists(), "{}: created {missing}", case.input);
     }
+    drop(dns);
 }

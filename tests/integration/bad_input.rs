@@ -37,6 +37,7 @@ use serde_json::Value;
 use crate::bed::dns_server::{DnsServer, Fault};
 use crate::bootstrap::bootstrap_bin;
 use crate::prereq;
+use crate::readme_tables::{self, BadInputRow, RUN_BAD_INPUT};
 
 /// The domain of the pod names in every case that serves DNS.
 const DOMAIN: &str = "etcd.default.svc.cluster.local";
@@ -74,13 +75,19 @@ macro_rules! cases {
         )+
         /// Every case of the table, by name.
         const CASES: &[&str] = &[$(stringify!($name)),+];
+
+        /// Every case of the table, built (nothing runs).
+        fn all_cases() -> Vec<(&'static str, Case)> {
+            vec![$((stringify!($name), $case)),+]
+        }
     };
 }
 
 cases! {
     // ---- flags and variables ----
     name_with_letters_after_the_ordinal_is_rejected =>
-        case().args(&["--name", "etcd-1a"]).error(2, "\"etcd-1a\" does not end in a number");
+        case().args(&["--name", "etcd-1a"])
+            .readme("a pod name with no ordinal at its end (`--name etcd-1a`)");
     name_with_a_double_dash_is_rejected =>
         case().args(&["--name", "etcd--1"]).error(2, "\"etcd--1\" has no valid set name");
     ordinal_larger_than_u32_is_rejected =>
@@ -90,11 +97,12 @@ cases! {
     pod_name_from_pod_name_variable_is_checked_too =>
         case().without(&["--name"]).env("POD_NAME", "etcd-x").error(2, "\"etcd-x\" does not end in a number");
     initial_cluster_size_zero_is_rejected =>
-        case().args(&["--initial-cluster-size", "0"]).error(2, "--initial-cluster-size 0");
+        case().args(&["--initial-cluster-size", "0"]).readme("`--initial-cluster-size 0`");
     unknown_join_mode_is_rejected =>
         case().args(&["--join-as", "observer"]).error(2, "'observer'");
     malformed_dns_server_is_rejected =>
-        case().args(&["--dns-server", "dns.local"]).error(2, "--dns-server \"dns.local\" is not an address");
+        case().args(&["--dns-server", "dns.local"])
+            .readme("a DNS server that is a host name (`--dns-server dns.local`)");
     dns_server_port_out_of_range_is_rejected =>
         case().args(&["--dns-server", "10.0.0.1:99999"]).error(2, "--dns-server \"10.0.0.1:99999\"");
     negative_wait_timeout_is_rejected =>
@@ -102,56 +110,71 @@ cases! {
     unparsable_wait_timeout_is_rejected =>
         case().args(&["--wait-timeout", "soon"]).error(2, "expected a duration like 500ms, 30s or 5m");
     unparsable_wait_timeout_variable_is_rejected =>
-        case().env("ETCD_BOOTSTRAP_WAIT_TIMEOUT", "10").error(2, "expected a duration");
+        case().env("ETCD_BOOTSTRAP_WAIT_TIMEOUT", "10")
+            .readme("a duration without a unit (`ETCD_BOOTSTRAP_WAIT_TIMEOUT=10`)");
     zero_probe_timeout_variable_is_rejected =>
         case().env("ETCD_BOOTSTRAP_PROBE_TIMEOUT", "0s").error(2, "--probe-timeout 0s");
     equal_client_and_peer_ports_are_rejected =>
-        case().args(&["--client-port", "2380"]).error(2, "ports must be non-zero and different");
+        case().args(&["--client-port", "2380"])
+            .readme("the same client and peer port (`--client-port 2380`)");
     namespace_that_is_not_a_dns_label_is_rejected =>
-        case().args(&["--namespace", "Prod"]).error(2, "--namespace \"Prod\" is not a DNS label");
+        case().args(&["--namespace", "Prod"])
+            .readme("a namespace that is not a DNS label (`--namespace Prod`)");
     unknown_option_is_rejected =>
-        case().args(&["--frobnicate"]).error(2, "unexpected argument '--frobnicate'");
+        case().args(&["--frobnicate"]).readme("an unknown option (`--frobnicate`)");
     log_format_variable_with_an_unknown_value_is_rejected =>
         case().env("ETCD_BOOTSTRAP_LOG_FORMAT", "xml").error(2, "'xml'");
     unknown_value_error_lists_the_valid_values =>
-        case().args(&["--log-format", "yaml"]).error(2, "'yaml' for '--log-format <LOG_FORMAT>' [possible values: text, json]");
+        case().args(&["--log-format", "yaml"])
+            .readme("a value that is not one of the option's values (`--log-format yaml`)");
     missing_auth_password_file_is_a_config_error =>
         case().args(&["--auth-user", "root", "--auth-password-file", "{scratch}/missing-pw"])
             .error(2, "cannot read {scratch}/missing-pw: no such file or directory");
+    missing_auth_password_file_as_the_readme_says =>
+        case().args(&["--auth-user", "root", "--auth-password-file", "{scratch}/missing-pw"])
+            .readme("a missing `--auth-password-file`");
     empty_auth_password_file_is_rejected =>
         case().setup(|s| write(&s.root.join("pw"), b"\n"))
             .args(&["--auth-user", "root", "--auth-password-file", "{scratch}/pw"])
-            .error(2, "{scratch}/pw: the file is empty");
+            .readme("an empty `--auth-password-file`");
     missing_etcd_tls_file_is_a_config_error =>
         case().args(&["--", "--trusted-ca-file={scratch}/ca.pem"]).error(2, "cannot read {scratch}/ca.pem");
     etcd_cert_file_without_key_file_is_rejected =>
-        case().args(&["--", "--cert-file={scratch}/etcd"]).error(2, "--cert-file and --key-file go together");
+        case().args(&["--", "--cert-file={scratch}/etcd"])
+            .readme("etcd's `--cert-file` without `--key-file` (`-- --cert-file=...`)");
     same_setting_as_etcd_flag_and_variable_is_rejected =>
         case().args(&["--", "--data-dir={data}"]).env("ETCD_DATA_DIR", "{data}")
-            .error(2, "--data-dir is given both as a flag and as ETCD_DATA_DIR");
+            .readme("an etcd setting given as a flag and as a variable (`-- --data-dir=...` and `ETCD_DATA_DIR`)");
     data_dir_differing_from_etcds_is_rejected =>
         case().args(&["--", "--data-dir={scratch}/elsewhere"]).error(2, "differs from etcd's data dir");
     etcd_positional_argument_is_rejected =>
         case().args(&["--", "etcd"]).error(2, "etcd argument \"etcd\" is not a flag");
     etcd_flag_given_twice_is_rejected =>
-        case().args(&["--", "--debug", "--debug"]).error(2, "etcd flag --debug is given twice");
+        case().args(&["--", "--debug", "--debug"]).readme("an etcd flag given twice (`-- --debug --debug`)");
     etcd_flag_naming_another_member_is_rejected =>
         case().args(&["--", "--name=other"]).error(2, "differs from the pod name");
     managed_etcd_setting_is_rejected =>
-        case().env("ETCD_INITIAL_CLUSTER", "a=http://a:2380").error(2, "decided by etcd-bootstrap");
+        case().env("ETCD_INITIAL_CLUSTER", "a=http://a:2380")
+            .readme("an etcd setting the bootstrap decides (`ETCD_INITIAL_CLUSTER=...`)");
     missing_etcd_binary_exits_127 =>
-        case().args(&["--etcd-binary", "/nonexistent/etcd"]).error(127, "/nonexistent/etcd");
+        case().args(&["--etcd-binary", "/nonexistent/etcd"])
+            .readme("an etcd binary that does not exist (`--etcd-binary /nonexistent/etcd`)");
     etcd_binary_not_on_path_exits_127 =>
         case().setup(|s| mkdir(&s.root.join("empty-bin"))).without(&["--etcd-binary"])
-            .env("PATH", "{scratch}/empty-bin").error(127, "not found on PATH");
+            .env("PATH", "{scratch}/empty-bin").readme("no etcd on `PATH` and no `--etcd-binary`");
     etcd_binary_that_is_not_executable_exits_126 =>
-        case().setup(|s| chmod(&s.etcd(), 0o644)).error(126, "permission denied");
+        case().setup(|s| chmod(&s.etcd(), 0o644))
+            .readme("an etcd binary that is not executable (mode 644)");
+    sidecar_metrics_port_in_use_exits_7 =>
+        case().args(&["sidecar", "--metrics-port", "{busy_port}"]).busy_port()
+            .readme("the sidecar's `--metrics-port` in use");
     etcd_binary_that_is_a_directory_exits_126 =>
         case().args(&["--etcd-binary", "{scratch}"]).error(126, "not an executable file");
 
     // ---- hostnames (a UTS namespace with its own hostname, no --name) ----
     hostname_without_an_ordinal_is_a_config_error =>
-        case().without(&["--name"]).hostname("etcd").error(2, "pod name \"etcd\" has no ordinal");
+        case().without(&["--name"]).hostname("etcd")
+            .readme("a hostname with no ordinal and no `--name` (hostname `etcd`)");
     hostname_with_uppercase_letters_is_rejected =>
         case().without(&["--name"]).hostname("Etcd-0").error(2, "\"Etcd-0\" is not a DNS label");
     hostname_with_a_leading_zero_ordinal_is_rejected =>
@@ -159,7 +182,7 @@ cases! {
             .error(2, "\"etcd-01\" has an ordinal with a leading zero");
     hostname_that_is_a_fqdn_is_rejected =>
         case().without(&["--name"]).hostname("etcd-0.etcd.default.svc.cluster.local")
-            .error(2, "\"etcd-0.etcd.default.svc.cluster.local\" is not a DNS label");
+            .readme("a hostname that is a full DNS name (`etcd-0.etcd.default.svc.cluster.local`)");
     empty_pod_name_variable_falls_back_to_the_hostname =>
         case().without(&["--name"]).env("POD_NAME", "").hostname("etcd")
             .error(2, "pod name \"etcd\" has no ordinal");
@@ -168,7 +191,7 @@ cases! {
     resolv_conf_without_nameserver_is_a_config_error =>
         case().without(&["--dns-server"])
             .resolv_conf(b"search default.svc.cluster.local svc.cluster.local\noptions ndots:5\n")
-            .error(2, "resolv.conf lists no nameserver");
+            .readme("resolv.conf without a nameserver, and no `--dns-server`");
     resolv_conf_with_only_unusable_nameservers_is_a_config_error =>
         case().without(&["--dns-server"])
             .resolv_conf(b"nameserver fe80::1%eth0\nnameserver dns.example\n")
@@ -204,6 +227,8 @@ cases! {
             .safe_wait("waiting for DNS of etcd-0.etcd.default.svc.cluster.local, etcd-1");
     dns_servfail_for_everything_waits =>
         case().dns(|d| d.set_fault(Fault::Servfail)).safe_wait(WAITING_FOR_POD_0);
+    wait_timeout_exits_5_naming_what_it_waited_for =>
+        case().dns(|d| d.set_fault(Fault::Servfail)).readme("pod 0's name never resolves (a WAIT)");
     dns_refused_for_everything_waits =>
         case().dns(|d| d.set_fault(Fault::Refused)).safe_wait(WAITING_FOR_POD_0);
     dns_server_that_never_replies_waits =>
@@ -264,7 +289,7 @@ cases! {
 
     // ---- data dirs ----
     data_dir_that_is_a_file_is_rejected =>
-        case().setup(|s| write(&s.data(), b"not a dir")).error(3, "is not a directory");
+        case().setup(|s| write(&s.data(), b"not a dir")).readme("a data dir that is a file");
     data_dir_below_a_file_is_rejected =>
         case().args(&["--data-dir", "{scratch}/etcd/data"]).error(3, "not a directory");
     dangling_data_dir_symlink_is_rejected =>
@@ -272,13 +297,12 @@ cases! {
             .error(3, "symbolic link to a missing target");
     data_dir_holding_other_files_is_refused_untouched =>
         case().setup(|s| { mkdir(&s.data()); write(&s.data().join("notes.txt"), b"keep me") })
-            .error(4, "notes.txt which is not etcd member data");
+            .readme("a data dir holding other files (`notes.txt`)");
     member_that_is_a_file_is_refused =>
         case().setup(|s| { mkdir(&s.data()); write(&s.data().join("member"), b"a file") })
             .error(4, "the data dir holds member which is not etcd member data");
     truncated_wal_is_a_data_dir_error =>
-        case().setup(|s| write_wal(&s.data(), &[0x10, 0x00, 0x00]))
-            .error(3, "the frame header at offset 0 is cut short: 3 of 8 bytes");
+        case().setup(|s| write_wal(&s.data(), &[0x10, 0x00, 0x00])).readme("a WAL cut short (3 bytes)");
     wal_of_garbage_is_a_data_dir_error =>
         case().setup(|s| write_wal(&s.data(), b"this is not a write-ahead log at all"))
             .error(3, WAL_NAME);
@@ -296,7 +320,7 @@ cases! {
             w.extend(frame(&record(1, crc32c(0, &meta) ^ 1, &meta)));
             write_wal(&s.data(), &w)
         })
-        .error(3, "fails its crc check");
+        .readme("a WAL whose metadata fails its CRC");
     wal_file_that_is_a_directory_is_a_data_dir_error =>
         case().setup(|s| mkdir(&s.data().join("member/wal").join(WAL_NAME)))
             .error(3, "cannot read member/wal/0000000000000000-0000000000000000.wal: is a directory");
@@ -314,7 +338,7 @@ cases! {
             .error(3, "cannot write it: permission denied");
     read_only_volume_with_member_data_is_rejected_untouched =>
         case().setup(|s| write_wal(&s.data(), &wal(0x1111, 0x2222))).read_only_data()
-            .error(3, "cannot write it: read-only file system");
+            .readme("a data dir on a read-only volume");
     read_only_volume_of_another_program_is_still_refused =>
         case().setup(|s| { mkdir(&s.data()); write(&s.data().join("pg_hba.conf"), b"local all all trust") })
             .read_only_data().error(4, "pg_hba.conf");
@@ -350,6 +374,46 @@ fn the_table_has_at_least_30_cases() {
     assert_eq!(names.len(), CASES.len(), "case names are unique");
 }
 
+/// Every row of the README's bad-input table of `run` is one case here, and every case that
+/// names a row names one that is there.
+#[test]
+fn every_readme_bad_input_row_is_a_case() {
+    let rows = readme_tables::bad_input_rows(RUN_BAD_INPUT);
+    readme_tables::assert_unique_inputs(&rows);
+    let mut claimed: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for (name, case) in all_cases() {
+        if let Some(Expect::Readme { input }) = case.expect {
+            claimed.entry(input).or_default().push(name);
+        }
+    }
+    let unrun: Vec<&str> =
+        rows.iter().map(|r| r.input.as_str()).filter(|i| !claimed.contains_key(i)).collect();
+    assert!(unrun.is_empty(), "README bad-input rows no case runs: {unrun:#?}");
+    for (input, names) in &claimed {
+        readme_tables::row(&rows, input);
+        assert_eq!(names.len(), 1, "{input:?} is run by {names:?}");
+    }
+}
+
+/// The exit code each case of this table ends with (0 for a plan, 5 for a WAIT), for the
+/// exit-code table's test.
+pub fn case_codes() -> Vec<(&'static str, i32)> {
+    let rows = readme_tables::bad_input_rows(RUN_BAD_INPUT);
+    all_cases()
+        .into_iter()
+        .map(|(name, case)| {
+            let code = match case.expect {
+                Some(Expect::Error { code, .. }) => code,
+                Some(Expect::Readme { input }) => readme_tables::row(&rows, input).exit,
+                Some(Expect::SafeWait { .. }) => 5,
+                Some(Expect::Plan { .. }) => 0,
+                None => panic!("{name}: the case expects nothing"),
+            };
+            (name, code)
+        })
+        .collect()
+}
+
 #[test]
 fn bad_input_snapshot_sees_every_kind_of_change() {
     let scratch = Scratch::new();
@@ -379,6 +443,8 @@ fn bad_input_snapshot_sees_every_kind_of_change() {
 enum Expect {
     /// One error line naming `needle` (placeholders filled in), exit `code`.
     Error { code: i32, needle: &'static str },
+    /// One error line with the exit code and words of the README's bad-input row `input`.
+    Readme { input: &'static str },
     /// `run` logs a WAIT naming `needle`, then exits 5 at `--wait-timeout` with it.
     SafeWait { needle: &'static str },
     /// `plan --format json` prints this decision and passes `check`.
@@ -408,6 +474,7 @@ struct Case {
     resolv_conf: Option<&'static [u8]>,
     nobody: bool,
     read_only_data: bool,
+    busy_port: bool,
     expect: Option<Expect>,
 }
 
@@ -423,6 +490,7 @@ fn case() -> Case {
         resolv_conf: None,
         nobody: false,
         read_only_data: false,
+        busy_port: false,
         expect: None,
     }
 }
@@ -495,6 +563,18 @@ impl Case {
         self
     }
 
+    /// Hold a TCP port on 0.0.0.0 for the run, named `{busy_port}` in the arguments.
+    fn busy_port(mut self) -> Self {
+        self.busy_port = true;
+        self
+    }
+
+    /// Expect what the README's bad-input row `input` documents.
+    fn readme(mut self, input: &'static str) -> Self {
+        self.expect = Some(Expect::Readme { input });
+        self
+    }
+
     fn error(mut self, code: i32, needle: &'static str) -> Self {
         self.expect = Some(Expect::Error { code, needle });
         self
@@ -533,9 +613,17 @@ impl Case {
         }
         let dns = self.dns.map(TestDns::start);
         let listener = self.peers.map(FakeEtcd::start);
+        let busy = self.busy_port.then(|| TcpListener::bind("0.0.0.0:0").expect("hold a port"));
+        let busy_port = busy.as_ref().map(|l| l.local_addr().expect("addr").port().to_string());
         let before = scratch.snapshot();
 
-        let fill = |text: &str| scratch.fill(text);
+        let fill = |text: &str| {
+            let text = scratch.fill(text);
+            match &busy_port {
+                Some(port) => text.replace("{busy_port}", port),
+                None => text,
+            }
+        };
         let mut argv: Vec<OsString> = Vec::new();
         if let Expect::Plan { .. } = expect {
             argv.extend(["plan", "--format", "json"].map(OsString::from));
@@ -546,9 +634,15 @@ impl Case {
         let out = self.spawn(&scratch, &argv, &env);
         drop(listener);
         drop(dns);
+        drop(busy);
 
         let verdict = match expect {
             Expect::Error { code, needle } => check_error(&out, code, &fill(needle)),
+            Expect::Readme { input } => {
+                let rows = readme_tables::bad_input_rows(RUN_BAD_INPUT);
+                let BadInputRow { exit, says, .. } = readme_tables::row(&rows, input);
+                check_error_line(&out, *exit, |line| readme_tables::says(line, says))
+            }
             Expect::SafeWait { needle } => check_safe_wait(&out, needle),
             Expect::Plan { decision, check } => check_plan(&out, decision, check),
         };
@@ -701,13 +795,26 @@ fn run_with_deadline(mut cmd: Command) -> Outcome {
 
 /// Exactly one error line, the last line of stderr, naming `needle`, with exit `code`.
 fn check_error(out: &Outcome, code: i32, needle: &str) -> Result<(), String> {
+    check_error_line(out, code, |line| {
+        if line.contains(needle) {
+            Ok(())
+        } else {
+            Err(format!("the error line lacks {needle:?}: {line}"))
+        }
+    })
+}
+
+/// Exactly one error line, the last line of stderr, that passes `check`, with exit `code`.
+fn check_error_line(
+    out: &Outcome,
+    code: i32,
+    check: impl Fn(&str) -> Result<(), String>,
+) -> Result<(), String> {
     let errors: Vec<&str> = out.stderr.lines().filter(|l| l.starts_with("etcd-bootstrap: error: ")).collect();
     let [line] = errors.as_slice() else {
         return Err(format!("want one error line, got {}", errors.len()));
     };
-    if !line.contains(needle) {
-        return Err(format!("the error line lacks {needle:?}: {line}"));
-    }
+    check(line)?;
     if out.stderr.trim_end().lines().last() != Some(line) {
         return Err("the error line is not the last line".into());
     }

@@ -214,6 +214,10 @@ async fn pod_recreated_with_its_volume_and_a_new_ip_rejoins_as_existing() {
     assert_ne!(old_ip, new_ip, "the recreated pod must get a new IP");
     assert_eq!(member_ids(&bed, &[0, 1, 2]).await, ids, "same members, none added or removed");
     assert_all_decided(&bed, &[1], "EXISTING");
+    // Two members serve with quorum: the reason must not say the cluster has none.
+    let decided: Vec<String> =
+        bed.logs_current(1).lines().filter(|l| l.contains("decision=")).map(str::to_string).collect();
+    assert!(!decided.is_empty() && decided.iter().all(|l| !l.contains("no quorum")), "{decided:#?}");
     etcd_check::assert_keys_on(&bed, 1, "before", 50).await;
     etcd_check::assert_keys_on(&bed, 1, "while-away", 20).await;
     let plan = plan_in_pod(&bed, 1, &etcd);

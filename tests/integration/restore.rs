@@ -79,7 +79,7 @@ async fn assert_one_cluster_at_least(bed: &Bed, ordinals: &[u32], revision: i64)
 
 async fn restore_another_clusters_snapshot(test: &str, etcd: PathBuf) {
     let scratch = tempfile::tempdir().expect("scratch");
-    let store = format!("file://{}/store", scratch.path().display());
+    let store = store_in(scratch.path());
     // The other cluster: one etcd of the same version on the host.
     let mut source =
         EtcdProcess::start(&etcd, &scratch.path().join("source"), &scratch.path().join("source.log"));
@@ -148,7 +148,7 @@ async fn restore_from_is_ignored_while_the_old_cluster_has_quorum() {
     let test = "restore_from_is_ignored_while_the_old_cluster_has_quorum";
     let Some(etcd) = setup(test) else { return };
     let scratch = tempfile::tempdir().expect("scratch");
-    let store = format!("file://{}/store", scratch.path().display());
+    let store = store_in(scratch.path());
     let bed = Bed::new("restore-quorum").await;
     let check = Checker::plain(&bed);
     form_cluster(&bed, &etcd, &[0, 1, 2]).await;
@@ -171,7 +171,7 @@ async fn a_restore_is_refused_on_a_sha256_mismatch_and_changes_no_volume() {
     let test = "a_restore_is_refused_on_a_sha256_mismatch_and_changes_no_volume";
     let Some(etcd) = setup(test) else { return };
     let scratch = tempfile::tempdir().expect("scratch");
-    let store = format!("file://{}/store", scratch.path().display());
+    let store = store_in(scratch.path());
     let mut source =
         EtcdProcess::start(&etcd, &scratch.path().join("source"), &scratch.path().join("source.log"));
     source.wait_healthy();
@@ -271,7 +271,7 @@ async fn permanent_quorum_loss_runbook_restores_every_acknowledged_key() {
     let test = "permanent_quorum_loss_runbook_restores_every_acknowledged_key";
     let Some(etcd) = setup(test) else { return };
     let scratch = tempfile::tempdir().expect("scratch");
-    let store = format!("file://{}/store", scratch.path().display());
+    let store = store_in(scratch.path());
     let bed = Bed::new("restore-runbook").await;
     form_cluster(&bed, &etcd, &[0, 1, 2]).await;
     quorum_loss_runbook(&bed, &etcd, &store, scratch.path(), 0, None).await;
@@ -283,7 +283,7 @@ async fn kill_at_every_step(test: &str, etcd: PathBuf) {
         return;
     }
     let scratch = tempfile::tempdir().expect("scratch");
-    let store = format!("file://{}/store", scratch.path().display());
+    let store = store_in(scratch.path());
     let bed = Bed::new(test).await;
     form_cluster(&bed, &etcd, &[0, 1, 2]).await;
     let steps = ["during-download", "after-restore", "after-restore-archive", "after-restore-move"];
@@ -304,4 +304,10 @@ async fn kill_at_every_step_of_a_restore_converges_on_etcd_34() {
     let test = "kill_at_every_step_of_a_restore_converges_on_etcd_34";
     let Some(etcd) = setup34(test) else { return };
     kill_at_every_step("restore-kill-34", etcd).await;
+}
+
+/// A directory store in `scratch` (made here: backup never creates one), as its URL.
+fn store_in(scratch: &Path) -> String {
+    std::fs::create_dir_all(scratch.join("store")).expect("the directory store");
+    format!("file://{}/store", scratch.display())
 }

@@ -103,6 +103,7 @@ async fn scheduled_backups_come_from_the_leader_once_per_interval_and_keep_the_n
     let writer = Writer::start(urls);
 
     // To a directory.
+    std::fs::create_dir_all(home.join("backups")).expect("the directory store");
     let dir_url = format!("file://{}/backups", home.display());
     restart_sidecars(&set, backup_env(&dir_url)).await;
     let started = Instant::now();
