@@ -108,8 +108,10 @@ impl Heard {
     /// Every member list heard, as (who answered, cluster ID, quorum, members): the client
     /// ports' and the peer ports' (which cannot tell quorum).
     pub fn lists(&self) -> impl Iterator<Item = (&str, u64, bool, &[Member])> {
-        let clients = self.clients.iter().map(|c| (c.host.as_str(), c.cluster_id, c.quorum, c.members.as_slice()));
-        let peers = self.peer_lists.iter().map(|l| (l.host.as_str(), l.cluster_id, false, l.members.as_slice()));
+        let clients =
+            self.clients.iter().map(|c| (c.host.as_str(), c.cluster_id, c.quorum, c.members.as_slice()));
+        let peers =
+            self.peer_lists.iter().map(|l| (l.host.as_str(), l.cluster_id, false, l.members.as_slice()));
         clients.chain(peers)
     }
 }

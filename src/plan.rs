@@ -9,8 +9,8 @@ use crate::context::Context;
 use crate::decide::{start_mode, Decision, StartMode, Verdict};
 use crate::etcd_args;
 use crate::observe::Round;
-use crate::round::Decided;
 use crate::observed::{ClusterView, DataDirState, Member};
+use crate::round::Decided;
 
 /// The etcd argv `run` would exec for this verdict, where it is known without acting: the same
 /// pure `decide::start_mode` that `run` calls.
@@ -43,7 +43,10 @@ fn member_json(m: &Member) -> Value {
 }
 
 /// The snapshot a RESTORE verdict restores: its URL (never with credentials) and manifest.
-fn restored<'a>(verdict: &Verdict, snapshot: Option<(String, &'a Manifest)>) -> Option<(String, &'a Manifest)> {
+fn restored<'a>(
+    verdict: &Verdict,
+    snapshot: Option<(String, &'a Manifest)>,
+) -> Option<(String, &'a Manifest)> {
     snapshot.filter(|_| matches!(verdict.decision, Decision::Restore { .. }))
 }
 

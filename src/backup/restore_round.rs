@@ -73,9 +73,11 @@ impl RestoreSource {
 /// of the restore asked for) and a fact for the policy otherwise.
 pub async fn gather(ctx: &Context, round: &Round, source: &mut RestoreSource) -> Result<RestoreFacts> {
     let snapshot = source.url.to_string();
-    let restored_from_this = restore::read_marker(&ctx.member.data_dir).is_some_and(|m| m.snapshot == snapshot);
+    let restored_from_this =
+        restore::read_marker(&ctx.member.data_dir).is_some_and(|m| m.snapshot == snapshot);
     let obs = round.observation(&ctx.me);
-    let not_read = RestoreFacts { snapshot: snapshot.clone(), restored_from_this, manifest: SnapshotFacts::NotRead };
+    let not_read =
+        RestoreFacts { snapshot: snapshot.clone(), restored_from_this, manifest: SnapshotFacts::NotRead };
     if policy::settled_without_manifest(&obs, restored_from_this, &snapshot).is_some() {
         return Ok(not_read);
     }

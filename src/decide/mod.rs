@@ -9,8 +9,8 @@
 pub mod answers;
 pub mod joiners;
 pub mod new_hold;
-pub mod round;
 pub mod refusals;
+pub mod round;
 mod start_mode;
 
 pub use start_mode::{join_mode, start_mode, Launch, StartMode};

@@ -189,7 +189,9 @@ fn peer_ports_without_client_answer(obs: &Observation<'_>, cluster: u64) -> Vec<
         .peer_lists
         .iter()
         .filter(|l| l.cluster_id == cluster)
-        .filter(|l| !obs.heard.clients.iter().any(|c| c.host == l.host && c.cluster_id == cluster && !c.quorum))
+        .filter(|l| {
+            !obs.heard.clients.iter().any(|c| c.host == l.host && c.cluster_id == cluster && !c.quorum)
+        })
         .map(|l| l.host.clone())
         .collect()
 }
@@ -233,7 +235,11 @@ fn with_quorum_of(obs: &Observation<'_>, cluster: u64) -> bool {
 }
 
 /// Whether this member restores, where [`settled_without_manifest`] did not settle it.
-pub fn decide_restore(obs: &Observation<'_>, settings: &Settings, request: &RestoreRequest) -> RestoreVerdict {
+pub fn decide_restore(
+    obs: &Observation<'_>,
+    settings: &Settings,
+    request: &RestoreRequest,
+) -> RestoreVerdict {
     let usual_with = |warning: String| RestoreVerdict::Usual { warning: Some(warning) };
     if let Some((who, _, _, _)) =
         every_answer(obs).into_iter().find(|(_, id, _, _)| *id == request.configured_cluster_id)
@@ -409,7 +415,13 @@ mod tests {
     }
 
     /// The whole verdict of the round (the table, then `--restore-from`), as `decide::round` has it.
-    fn verdict_with(data: DataDirState, cluster: ClusterView, heard: Heard, ordinal: u32, marked: bool) -> Verdict {
+    fn verdict_with(
+        data: DataDirState,
+        cluster: ClusterView,
+        heard: Heard,
+        ordinal: u32,
+        marked: bool,
+    ) -> Verdict {
         let me = me(ordinal);
         let peers = peers(false);
         let obs = Observation { me: &me, data: &data, cluster: &cluster, heard: &heard, peers: &peers };
@@ -422,7 +434,13 @@ mod tests {
     }
 
     /// The restore policy alone, with the round's answers in `heard` too.
-    fn run_heard(data: DataDirState, cluster: ClusterView, heard: Heard, ordinal: u32, dns: bool) -> RestoreVerdict {
+    fn run_heard(
+        data: DataDirState,
+        cluster: ClusterView,
+        heard: Heard,
+        ordinal: u32,
+        dns: bool,
+    ) -> RestoreVerdict {
         let me = me(ordinal);
         let peers = peers(dns);
         let obs = Observation { me: &me, data: &data, cluster: &cluster, heard: &heard, peers: &peers };

@@ -59,7 +59,13 @@ pub struct Round {
 impl Round {
     /// What the decision reads of this round.
     pub fn observation<'a>(&'a self, me: &'a Me) -> Observation<'a> {
-        Observation { me, data: &self.data, cluster: &self.observed.view, heard: &self.heard, peers: &self.scan.dns }
+        Observation {
+            me,
+            data: &self.data,
+            cluster: &self.observed.view,
+            heard: &self.heard,
+            peers: &self.scan.dns,
+        }
     }
 
     /// The members the cluster listed as the decision read them (none when nobody answered).

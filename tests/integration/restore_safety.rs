@@ -42,7 +42,13 @@ fn restore_tool_present(test: &str, etcd: &Path) -> bool {
 /// The runbook on a formed cluster: keys written, a backup, every pod deleted, then every pod
 /// started with `--restore-from` and a new token (volumes kept: the restore archives the old
 /// data). Returns the snapshot URL, once the restored cluster is healthy.
-async fn restored_cluster(bed: &Bed, etcd: &Path, store: &str, home: &Path, old_copy: Option<&Path>) -> String {
+async fn restored_cluster(
+    bed: &Bed,
+    etcd: &Path,
+    store: &str,
+    home: &Path,
+    old_copy: Option<&Path>,
+) -> String {
     let check = Checker::plain(bed);
     form_cluster(bed, etcd, &[0, 1, 2]).await;
     check.put_keys(&[0, 1, 2], "before", 20).await;
