@@ -102,6 +102,12 @@ async fn scale_up_three_to_four_to_five_voters_etcd34() {
     scale_up_three_to_five_voters("up-34", etcd).await;
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn scale_up_three_to_four_to_five_voters_etcd3530() {
+    let Some(etcd) = prereq::need_etcd3530("scale_up_three_to_four_to_five_voters_etcd3530") else { return };
+    scale_up_three_to_five_voters("up-3530", etcd).await;
+}
+
 /// Poll until `name` is a started learner, then promote it, retrying "not in sync".
 async fn promote_when_in_sync(bed: &Bed, name: &str) {
     let check = Checker::plain(bed);
@@ -151,6 +157,14 @@ async fn scale_up_as_learners_promoted_by_the_test_etcd35() {
 async fn scale_up_as_learners_promoted_by_the_test_etcd34() {
     let Some(etcd) = setup34("scale_up_as_learners_promoted_by_the_test_etcd34") else { return };
     scale_up_learners("learn-34", etcd).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn scale_up_as_learners_promoted_by_the_test_etcd3530() {
+    let Some(etcd) = prereq::need_etcd3530("scale_up_as_learners_promoted_by_the_test_etcd3530") else {
+        return;
+    };
+    scale_up_learners("learn-3530", etcd).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -633,3 +647,4 @@ async fn restart_under_a_peer_url_another_member_has_waits_and_never_starts() {
     let now = members.iter().find(|m| m.id == old.id).expect("etcd-1's member is still listed");
     assert_eq!(now.peer_urls, old.peer_urls, "its peer URL untouched");
 }
+
