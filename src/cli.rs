@@ -81,6 +81,7 @@ fn start(args: &RunArgs, surroundings: &Surroundings) -> Result<ExitCode> {
     ctx.restore_from = args.restore_from.clone();
     let etcd = exec::locate(&ctx.etcd_binary, ctx.path_var.as_deref())?;
     exec::check_executable(&etcd)?;
+    ctx.etcd_version = observe::local_etcd::version(&etcd, ctx.path_var.as_deref());
     // etcd must write its data dir: say so now rather than let it crash-loop after a membership
     // change. A data dir that is refused anyway is left to the loop, whose REFUSE names the problem.
     if !matches!(datadir::inspect(&ctx.member.data_dir)?, DataDirState::Unknown { .. }) {
@@ -108,6 +109,10 @@ fn plan_command(plan: &PlanArgs, surroundings: &Surroundings) -> Result<ExitCode
     init_logging(plan.run.common.log_format);
     let mut ctx = Context::resolve(&plan.run.common, &plan.run.etcd_flags, surroundings)?;
     ctx.restore_from = plan.run.restore_from.clone();
+    ctx.etcd_version = match exec::locate(&ctx.etcd_binary, ctx.path_var.as_deref()) {
+        Ok(etcd) => observe::local_etcd::version(&etcd, ctx.path_var.as_deref()),
+        Err(e) => crate::observed::LocalEtcd::Unknown(e.to_string()),
+    };
     let mut source = backup::restore_round::RestoreSource::from_context(&ctx)?;
     let rt = runtime()?;
     let (round, verdict, pending) = rt.block_on(async {

@@ -6,10 +6,10 @@ use serde_json::{json, Value};
 use crate::act::exec;
 use crate::backup::restore_round::Pending;
 use crate::context::Context;
-use crate::decide::{start_mode, Decision, StartMode, Verdict};
+use crate::decide::{start_mode, version, Decision, StartMode, Verdict};
 use crate::etcd_args;
 use crate::observe::Round;
-use crate::observed::{ClusterView, DataDirState, Member};
+use crate::observed::{ClusterView, DataDirState, LocalEtcd, Member};
 
 /// The etcd argv `run` would exec for this verdict, where it is known without acting: the same
 /// pure `decide::start_mode` that `run` calls.
@@ -99,6 +99,7 @@ pub fn to_json(ctx: &Context, round: &Round, verdict: &Verdict, pending: Option<
             "served": l.served(),
             "members": l.members.iter().map(member_json).collect::<Vec<_>>(),
         })).collect::<Vec<_>>(),
+        "versions": versions_json(round),
         "decision": verdict.decision.name(),
         "detail": detail,
         "reason": verdict.reason,
@@ -111,6 +112,24 @@ pub fn to_json(ctx: &Context, round: &Round, verdict: &Verdict, pending: Option<
             "cluster_id": p.manifest.cluster_id,
             "time": p.manifest.time,
         })),
+    })
+}
+
+/// The version check as `plan` shows it: this pod's etcd, the cluster version, each version a
+/// peer told, and the check's outcome with its words.
+fn versions_json(round: &Round) -> Value {
+    let v = &round.versions;
+    let check = version::check(v);
+    json!({
+        "etcd": match &v.local { LocalEtcd::Known(r) => Some(r.to_string()), LocalEtcd::Unknown(_) => None },
+        "cluster_version": version::cluster_version(&v.peers).map(|(c, _)| c.minor_line_text()),
+        "peers": v.peers.iter().map(|p| json!({
+            "endpoint": p.host,
+            "etcd": p.server.map(|r| r.to_string()),
+            "cluster_version": p.cluster.map(|r| r.minor_line_text()),
+        })).collect::<Vec<_>>(),
+        "check": check.name(),
+        "check_reason": check.words(),
     })
 }
 
@@ -184,6 +203,10 @@ pub fn to_text(ctx: &Context, round: &Round, verdict: &Verdict, pending: Option<
                 );
             }
         }
+    }
+    if looked_up {
+        let check = version::check(&round.versions);
+        line("versions", format!("{}: {}", check.name(), check.words()));
     }
     line("decision", verdict.decision.name().to_string());
     line("reason", verdict.reason.clone());

@@ -434,6 +434,7 @@ pub fn after_add(my_id: u64, members: &[Member], ordinal_of: impl Fn(&Member) ->
 }
 
 pub mod restore;
+pub mod version;
 
 #[cfg(test)]
 mod tests;
