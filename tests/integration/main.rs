@@ -18,6 +18,7 @@ mod membership;
 mod peer_port;
 mod peer_port_safety;
 mod prereq;
+mod releases;
 mod restore;
 mod s3_server;
 mod scheduled_backups;
