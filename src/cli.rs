@@ -4,7 +4,7 @@
 use std::ffi::OsString;
 use std::process::ExitCode;
 
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::act::{self, exec};
 use crate::config::backup_args::{BackupAction, BackupCommand};
@@ -82,6 +82,12 @@ fn start(args: &RunArgs, surroundings: &Surroundings) -> Result<ExitCode> {
     let etcd = exec::locate(&ctx.etcd_binary, ctx.path_var.as_deref())?;
     exec::check_executable(&etcd)?;
     ctx.etcd_version = observe::local_etcd::version(&etcd, ctx.path_var.as_deref());
+    // A setting this etcd refuses (a 3.7 binary and an --experimental-* flag) is an error now,
+    // before any membership change; a deprecated one is a warning.
+    let deprecated = match &ctx.etcd_version {
+        crate::observed::LocalEtcd::Known(release) => etcd_args::check_release(&ctx.user, *release)?,
+        crate::observed::LocalEtcd::Unknown(_) => Vec::new(),
+    };
     // etcd must write its data dir: say so now rather than let it crash-loop after a membership
     // change. A data dir that is refused anyway is left to the loop, whose REFUSE names the problem.
     if !matches!(datadir::inspect(&ctx.member.data_dir)?, DataDirState::Unknown { .. }) {
@@ -97,6 +103,9 @@ fn start(args: &RunArgs, surroundings: &Surroundings) -> Result<ExitCode> {
             "etcd-bootstrap {} starting",
             env!("CARGO_PKG_VERSION")
         );
+        for warning in &deprecated {
+            warn!("{warning}");
+        }
         act::bootstrap(&ctx, &mut shutdown).await
     })?;
     drop(rt);
