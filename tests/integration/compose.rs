@@ -312,6 +312,18 @@ fn check_image(image: &str) {
     assert!(shell.is_err(), "the image must have no shell, but /bin/sh ran");
     let version = docker(&["run", "--rm", image, "--version"]).expect("etcd-bootstrap --version");
     assert!(version.starts_with("etcd-bootstrap "), "{version}");
+    // A current etcd, never one older than 3.5.24 (docker/build.sh refuses it unless asked),
+    // runnable in the image (a dynamically linked one with the loader and libc it carries).
+    let etcd = docker(&["run", "--rm", "--entrypoint", "/usr/local/bin/etcd", image, "--version"])
+        .expect("etcd --version in the image");
+    let release = etcd.lines().find_map(|l| l.strip_prefix("etcd Version: ")).unwrap_or_default();
+    let release = etcd_bootstrap::observed::Release::parse(release);
+    assert!(
+        release.is_some_and(|r| r >= etcd_bootstrap::observed::Release::new(3, 5, 24)),
+        "the image's etcd: {etcd}"
+    );
+    docker(&["run", "--rm", "--entrypoint", "/usr/local/bin/etcdutl", image, "version"])
+        .expect("etcdutl in the image");
     let size = docker(&["image", "inspect", image, "--format", "{{.Size}}"]).expect("size");
     eprintln!("image {image}: {} MB", size.trim().parse::<u64>().unwrap_or(0) / 1_000_000);
 }
