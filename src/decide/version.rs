@@ -95,19 +95,19 @@ pub fn check(versions: &Versions) -> Check {
             ));
         }
     }
-    // The lowest line a jump is measured from: the cluster version, else the oldest member.
-    let from = match (cluster, oldest) {
-        (Some((c, _)), Some((o, oh))) if o.minor_line() < c.minor_line() => Some((o, oh)),
-        (Some(c), _) => Some(c),
-        (None, o) => o,
-    };
-    let Some((from, host)) = from else {
-        return Check::Unchecked(format!("no peer told a version: this pod's etcd {mine} not compared"));
+    // A jump is measured from the oldest member's own version, never from the cluster version:
+    // etcd reports a placeholder 3.0 as the cluster version while a new cluster forms (its
+    // leader cannot ask every member yet), long before it settles at the members' version.
+    let Some((from, host)) = oldest else {
+        let told = match cluster {
+            Some((c, host)) => format!("only the cluster version {} ({host}) was told", c.minor_line_text()),
+            None => "no peer told a version".to_string(),
+        };
+        return Check::Unchecked(format!("{told}: this pod's etcd {mine} not compared with the members'"));
     };
     if mine.major != from.major || mine.minor > from.minor + 1 {
         return Check::Refused(format!(
-            "this pod's etcd {mine} is more than one minor version ahead of the cluster at {} ({host}): etcd upgrades one minor version at a time, so it is not started. Way out: run this pod's image with etcd {}.{} first, or the image back",
-            from.minor_line_text(),
+            "this pod's etcd {mine} is more than one minor version ahead of member {host}'s etcd {from}: etcd upgrades one minor version at a time, so it is not started. Way out: run this pod's image with etcd {}.{} first, or the image back",
             from.major,
             from.minor + 1
         ));
@@ -116,7 +116,10 @@ pub fn check(versions: &Versions) -> Check {
         return Check::Refused(refusal);
     }
     let told = match cluster {
-        Some((c, host)) => format!("the cluster version {} (told by {host})", c.minor_line_text()),
+        Some((c, chost)) => format!(
+            "the cluster version {} (told by {chost}) and the oldest member's etcd {from} ({host})",
+            c.minor_line_text()
+        ),
         None => format!("the oldest member's etcd {from} ({host}); no cluster version decided yet"),
     };
     Check::Fine(format!("this pod's etcd {mine} may run beside {told}"))
@@ -235,7 +238,7 @@ mod tests {
                 "3.7 beside 3.5 members without a decided cluster version",
                 versions("3.7.1", vec![peer("etcd-0", "3.5.30", None)]),
                 Want::Refused,
-                &["3.7.1", "cluster at 3.5 (etcd-0)", "etcd 3.6 first"],
+                &["3.7.1", "member etcd-0's etcd 3.5.30", "etcd 3.6 first"],
             ),
             (
                 "a major version apart",
@@ -277,6 +280,27 @@ mod tests {
                 versions("3.5.30", vec![peer("etcd-0", "3.6.14", v36), peer("etcd-1", "3.6.14", v36)]),
                 Want::Refused,
                 &["cluster version 3.6", "downgrade validate 3.5", "downgrade enable 3.5"],
+            ),
+            // While a new cluster forms its leader reports the placeholder cluster version 3.0
+            // (seen here: 3.5.1 members told etcdcluster 3.0.0 before the last initial member
+            // started): the jump is measured from the members' own versions, so this starts.
+            (
+                "3.5.1 joining a forming 3.5.1 cluster that tells 3.0",
+                versions(
+                    "3.5.1",
+                    vec![peer("etcd-0", "3.5.1", Some("3.0.0")), peer("etcd-1", "3.5.1", Some("3.0.0"))],
+                ),
+                Want::Fine,
+                &["3.0", "3.5.1"],
+            ),
+            (
+                "only a cluster version told",
+                versions(
+                    "3.5.30",
+                    vec![PeerVersion { host: "etcd-0".into(), server: None, cluster: Some(r("3.5.0")) }],
+                ),
+                Want::Unchecked,
+                &["only the cluster version 3.5"],
             ),
             // Nothing to compare: never held for it.
             ("nobody told a version", versions("3.5.30", vec![]), Want::Unchecked, &["3.5.30"]),
