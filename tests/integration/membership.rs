@@ -214,6 +214,12 @@ async fn wiped_volume_is_replaced_and_keys_kept_etcd34() {
     lost_volume_is_replaced("wipe-34", etcd).await;
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn wiped_volume_is_replaced_and_keys_kept_etcd3530() {
+    let Some(etcd) = prereq::need_etcd3530("wiped_volume_is_replaced_and_keys_kept_etcd3530") else { return };
+    lost_volume_is_replaced("wipe-3530", etcd).await;
+}
+
 pub fn archives(volume: &Path) -> Vec<PathBuf> {
     std::fs::read_dir(volume)
         .map(|entries| {
@@ -261,6 +267,13 @@ async fn removed_member_returning_with_its_volume_is_stale_archived_and_rejoins_
         return;
     };
     removed_member_volume_is_archived("stale-34", etcd).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn removed_member_returning_with_its_volume_is_stale_archived_and_rejoins_etcd3530() {
+    let test = "removed_member_returning_with_its_volume_is_stale_archived_and_rejoins_etcd3530";
+    let Some(etcd) = prereq::need_etcd3530(test) else { return };
+    removed_member_volume_is_archived("stale-3530", etcd).await;
 }
 
 pub fn tree(dir: &Path) -> Vec<(PathBuf, u64)> {

@@ -306,6 +306,20 @@ async fn kill_at_every_step_of_a_restore_converges_on_etcd_34() {
     kill_at_every_step("restore-kill-34", etcd).await;
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn kill_at_every_step_of_a_restore_converges_on_etcd_3530() {
+    let test = "kill_at_every_step_of_a_restore_converges_on_etcd_3530";
+    let Some(etcd) = prereq::need_etcd3530(test) else { return };
+    kill_at_every_step("restore-kill-3530", etcd).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_new_statefulset_restores_another_clusters_snapshot_on_etcd_3530() {
+    let test = "a_new_statefulset_restores_another_clusters_snapshot_on_etcd_3530";
+    let Some(etcd) = prereq::need_etcd3530(test) else { return };
+    restore_another_clusters_snapshot("restore-3530", etcd).await;
+}
+
 /// The revision bump, for real on etcd 3.5.30 (its etcdutl has `--bump-revision` and
 /// `--mark-compacted`): a watcher of the old cluster that resumes from the last revision it saw
 /// never sees a revision again. Its watch is cancelled as compacted past that revision (or gets
