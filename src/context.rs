@@ -17,7 +17,7 @@ use crate::observe::dns::Resolver;
 use crate::observe::peer_members::{PeerAccess, PeerTlsFiles};
 use crate::observe::peers::ScanSettings;
 use crate::observe::Sources;
-use crate::observed::static_member_id;
+use crate::observed::{static_member_id, LocalEtcd};
 
 /// What the process sees of its surroundings, gathered by `main`.
 #[derive(Debug, Clone, Default)]
@@ -53,6 +53,8 @@ pub struct Context {
     pub path_var: Option<String>,
     /// `--restore-from` (run and plan only; set by the command).
     pub restore_from: Option<String>,
+    /// This pod's etcd version (run and plan only; set by the command: `observe::local_etcd`).
+    pub etcd_version: LocalEtcd,
     /// Backup store settings.
     pub store: StoreOptions,
     /// The variables a store reads (`AWS_*`, `HOME`), never logged.
@@ -136,6 +138,7 @@ impl Context {
             initial_cluster,
             path_var: env.env.get("PATH").cloned(),
             restore_from: None,
+            etcd_version: LocalEtcd::Unknown("not looked at".into()),
             store: common.store.clone(),
             store_env: env
                 .env
@@ -161,6 +164,7 @@ impl Context {
             // The restore policy reads quorum from the client port's answers: with
             // `--restore-from` set, wait for them even where a peer port settled the rest.
             every_client_answer: self.restore_from.is_some(),
+            etcd_version: &self.etcd_version,
         }
     }
 

@@ -24,6 +24,7 @@ const BOOL_FLAGS: &[&str] = &[
     "auto-tls",
     "client-cert-auth",
     "debug",
+    "enable-distributed-tracing",
     "enable-grpc-gateway",
     "enable-log-rotation",
     "enable-pprof",
@@ -38,8 +39,10 @@ const BOOL_FLAGS: &[&str] = &[
     "experimental-stop-grpc-service-on-defrag",
     "force-new-cluster",
     "help",
+    "memory-mlock",
     "peer-auto-tls",
     "peer-client-cert-auth",
+    "peer-skip-client-san-verification",
     "pre-vote",
     "socket-reuse-address",
     "socket-reuse-port",
@@ -47,6 +50,127 @@ const BOOL_FLAGS: &[&str] = &[
     "unsafe-no-fsync",
     "version",
 ];
+
+/// What etcd 3.6 and 3.7 did to a flag of 3.5 (etcd's upgrade guides "Upgrade etcd from v3.5 to
+/// v3.6" and "from v3.6 to v3.7", CHANGELOG-3.6 and CHANGELOG-3.7).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlagFate {
+    /// Deprecated in 3.6 for a flag of the new name (added in 3.6), removed in 3.7.
+    Renamed(&'static str),
+    /// Deprecated in 3.6 for this `--feature-gates` entry (`--feature-gates=NAME=true`, added in
+    /// 3.6), removed in 3.7.
+    FeatureGate(&'static str),
+    /// Deprecated in 3.6 for a flag of the new name, and not (yet) removed.
+    RenamedKept(&'static str),
+    /// Removed in 3.6 with nothing in its place: the v2 API and the v2 proxy.
+    RemovedV2,
+}
+
+/// Every 3.5 flag etcd 3.6 or 3.7 renamed, turned into a feature gate or removed. Each row is a
+/// test citing its source.
+pub const FLAG_FATES: &[(&str, FlagFate)] = &[
+    (
+        "experimental-bootstrap-defrag-threshold-megabytes",
+        FlagFate::Renamed("bootstrap-defrag-threshold-megabytes"),
+    ),
+    ("experimental-compaction-batch-limit", FlagFate::Renamed("compaction-batch-limit")),
+    ("experimental-compact-hash-check-time", FlagFate::Renamed("compact-hash-check-time")),
+    ("experimental-compaction-sleep-interval", FlagFate::Renamed("compaction-sleep-interval")),
+    ("experimental-corrupt-check-time", FlagFate::Renamed("corrupt-check-time")),
+    ("experimental-enable-distributed-tracing", FlagFate::Renamed("enable-distributed-tracing")),
+    ("experimental-distributed-tracing-address", FlagFate::Renamed("distributed-tracing-address")),
+    ("experimental-distributed-tracing-instance-id", FlagFate::Renamed("distributed-tracing-instance-id")),
+    (
+        "experimental-distributed-tracing-sampling-rate",
+        FlagFate::Renamed("distributed-tracing-sampling-rate"),
+    ),
+    ("experimental-distributed-tracing-service-name", FlagFate::Renamed("distributed-tracing-service-name")),
+    ("experimental-downgrade-check-time", FlagFate::Renamed("downgrade-check-time")),
+    ("experimental-max-learners", FlagFate::RenamedKept("max-learners")),
+    ("experimental-memory-mlock", FlagFate::Renamed("memory-mlock")),
+    (
+        "experimental-peer-skip-client-san-verification",
+        FlagFate::Renamed("peer-skip-client-san-verification"),
+    ),
+    ("experimental-snapshot-catchup-entries", FlagFate::Renamed("snapshot-catchup-entries")),
+    ("experimental-warning-apply-duration", FlagFate::Renamed("warning-apply-duration")),
+    ("experimental-warning-unary-request-duration", FlagFate::Renamed("warning-unary-request-duration")),
+    ("experimental-watch-progress-notify-interval", FlagFate::Renamed("watch-progress-notify-interval")),
+    ("experimental-compact-hash-check-enabled", FlagFate::FeatureGate("CompactHashCheck")),
+    ("experimental-initial-corrupt-check", FlagFate::FeatureGate("InitialCorruptCheck")),
+    ("experimental-enable-lease-checkpoint", FlagFate::FeatureGate("LeaseCheckpoint")),
+    ("experimental-enable-lease-checkpoint-persist", FlagFate::FeatureGate("LeaseCheckpointPersist")),
+    ("experimental-stop-grpc-service-on-defrag", FlagFate::FeatureGate("StopGRPCServiceOnDefrag")),
+    ("experimental-txn-mode-write-with-shared-buffer", FlagFate::FeatureGate("TxnModeWriteWithSharedBuffer")),
+    ("enable-v2", FlagFate::RemovedV2),
+    ("experimental-enable-v2v3", FlagFate::RemovedV2),
+    ("proxy", FlagFate::RemovedV2),
+    ("proxy-failure-wait", FlagFate::RemovedV2),
+    ("proxy-refresh-interval", FlagFate::RemovedV2),
+    ("proxy-dial-timeout", FlagFate::RemovedV2),
+    ("proxy-write-timeout", FlagFate::RemovedV2),
+    ("proxy-read-timeout", FlagFate::RemovedV2),
+];
+
+/// Flags etcd added in 3.6 besides the new names above: an older etcd refuses them.
+const ADDED_IN_36: &[&str] = &["feature-gates"];
+
+/// The user's etcd settings against the etcd release that will run them: a setting that release
+/// refuses ("flag provided but not defined") is an error naming what to write instead, before
+/// anything is changed or exec'd; a deprecated one is a warning (returned, for the log).
+pub fn check_release(user: &UserSettings, release: crate::observed::Release) -> Result<Vec<String>> {
+    let line = release.minor_line();
+    let mut warnings = Vec::new();
+    let given = |flag: &str| user.is_set(flag).then(|| format!("--{flag} ({})", env_name(flag)));
+    for (flag, fate) in FLAG_FATES {
+        if let Some(setting) = given(flag) {
+            let instead = match fate {
+                FlagFate::Renamed(new) | FlagFate::RenamedKept(new) => format!("--{new}"),
+                FlagFate::FeatureGate(gate) => {
+                    format!("--feature-gates={gate}=true (or =false, as the old flag was set)")
+                }
+                FlagFate::RemovedV2 => {
+                    "nothing: migrate the v2 data and drop it (etcd's v2 migration guide)".to_string()
+                }
+            };
+            let removed = match fate {
+                FlagFate::RemovedV2 => Some((3, 6)),
+                FlagFate::Renamed(_) | FlagFate::FeatureGate(_) => Some((3, 7)),
+                FlagFate::RenamedKept(_) => None,
+            };
+            if removed.is_some_and(|r| line >= r) {
+                return Err(Error::config(format!(
+                    "etcd {release} refuses {setting}: it was removed (etcd's upgrade guide to {}.{}); use {instead}",
+                    removed.map_or(0, |r| r.0),
+                    removed.map_or(0, |r| r.1)
+                )));
+            }
+            if line >= (3, 6) {
+                warnings.push(format!(
+                    "{setting} is deprecated in etcd {}.{} and refused from 3.7 on: use {instead}",
+                    release.major, release.minor
+                ));
+            }
+        }
+        let new_name = match fate {
+            FlagFate::Renamed(new) | FlagFate::RenamedKept(new) => Some(*new),
+            FlagFate::FeatureGate(_) | FlagFate::RemovedV2 => None,
+        };
+        if let Some(setting) = new_name.and_then(&given).filter(|_| line < (3, 6)) {
+            return Err(Error::config(format!(
+                "etcd {release} refuses {setting}: the name comes with etcd 3.6; with {release} write --{flag}"
+            )));
+        }
+    }
+    for flag in ADDED_IN_36 {
+        if let Some(setting) = given(flag).filter(|_| line < (3, 6)) {
+            return Err(Error::config(format!(
+                "etcd {release} refuses {setting}: it comes with etcd 3.6; with {release} use the --experimental-* flags"
+            )));
+        }
+    }
+    Ok(warnings)
+}
 
 /// Flags the bootstrap decides itself; a user value would defeat it.
 const MANAGED_FLAGS: &[&str] = &["initial-cluster", "initial-cluster-state", "discovery", "discovery-srv"];
@@ -279,6 +403,73 @@ mod tests {
             client_url: "http://etcd-1.etcd:2379".into(),
             peer_port: 2380,
             client_port: 2379,
+        }
+    }
+
+    /// Each row of the table as a user would meet it, with its source: etcd's "Upgrade etcd from
+    /// v3.5 to v3.6" ("Flags deprecated", "Flags removed"), "Upgrade etcd from v3.6 to v3.7"
+    /// ("Flags removed": every deprecated --experimental-* flag, etcd-io/etcd#19959), and 3.6's
+    /// feature-gates page (--feature-gates).
+    #[test]
+    fn each_renamed_gated_or_removed_flag_meets_each_release_as_etcd_would() {
+        use crate::observed::Release;
+        let (r35, r36, r37) = (Release::new(3, 5, 30), Release::new(3, 6, 14), Release::new(3, 7, 1));
+        for (flag, fate) in FLAG_FATES {
+            let user = UserSettings::new(&strings(&[&format!("--{flag}=1")]), &env(&[])).expect("parses");
+            let as_var = UserSettings::new(&[], &env(&[(&env_name(flag), "1")])).expect("parses");
+            for u in [&user, &as_var] {
+                let (on35, on36, on37) =
+                    (check_release(u, r35), check_release(u, r36), check_release(u, r37));
+                match fate {
+                    // Removed in 3.6 (upgrade guide 3.6, "Flags removed").
+                    FlagFate::RemovedV2 => {
+                        assert_eq!(on35.as_ref().map(Vec::len).ok(), Some(0), "{flag} on 3.5");
+                        let err = on36.expect_err(flag).to_string();
+                        assert!(err.contains("refuses") && err.contains(flag), "{err}");
+                        assert!(on37.is_err(), "{flag} on 3.7");
+                    }
+                    // Deprecated in 3.6 (upgrade guide 3.6, "Flags deprecated"); removed in 3.7
+                    // (upgrade guide 3.7, "Flags removed").
+                    FlagFate::Renamed(new) | FlagFate::FeatureGate(new) => {
+                        assert_eq!(on35.as_ref().map(Vec::len).ok(), Some(0), "{flag} on 3.5");
+                        let warned = on36.expect("3.6 still takes it");
+                        assert!(warned.len() == 1 && warned[0].contains(new), "{flag}: {warned:?}");
+                        let err = on37.expect_err(flag).to_string();
+                        assert!(err.contains("etcd 3.7.1 refuses") && err.contains(new), "{err}");
+                        assert!(err.contains(&env_name(flag)), "names the variable too: {err}");
+                    }
+                    // Deprecated in 3.6, not in 3.7's list of removed flags.
+                    FlagFate::RenamedKept(new) => {
+                        assert!(on36.expect("3.6").iter().any(|w| w.contains(new)));
+                        assert!(on37.is_ok(), "{flag} on 3.7");
+                    }
+                }
+            }
+            // The new names and --feature-gates come with 3.6: etcd 3.5 refuses them.
+            if let FlagFate::Renamed(new) | FlagFate::RenamedKept(new) = fate {
+                let user = UserSettings::new(&strings(&[&format!("--{new}=1")]), &env(&[])).expect("parses");
+                assert!(check_release(&user, r35).is_err(), "--{new} on 3.5");
+                assert_eq!(check_release(&user, r37).map(|w| w.len()).ok(), Some(0), "--{new} on 3.7");
+            }
+        }
+        let gates =
+            UserSettings::new(&strings(&["--feature-gates=InitialCorruptCheck=true"]), &env(&[])).unwrap();
+        assert!(check_release(&gates, r35).unwrap_err().to_string().contains("etcd 3.6"));
+        assert_eq!(check_release(&gates, r36).map(|w| w.len()).ok(), Some(0));
+        assert_eq!(check_release(&gates, r37).map(|w| w.len()).ok(), Some(0));
+        // The 3.7 guide's list, whole: the renamed and gated rows are exactly its 23 flags.
+        let removed_in_37 = FLAG_FATES
+            .iter()
+            .filter(|(_, f)| matches!(f, FlagFate::Renamed(_) | FlagFate::FeatureGate(_)))
+            .count();
+        assert_eq!(removed_in_37, 23);
+    }
+
+    #[test]
+    fn the_new_boolean_flags_take_no_separate_value() {
+        for flag in ["enable-distributed-tracing", "memory-mlock", "peer-skip-client-san-verification"] {
+            let parsed = parse_flags(&strings(&[&format!("--{flag}"), "--name=a"])).expect("parses");
+            assert_eq!(parsed.len(), 2, "--{flag}: {parsed:?}");
         }
     }
 

@@ -201,3 +201,118 @@ mod tests {
         assert_eq!(format!("{default:x}"), "8e9e05c52164694d");
     }
 }
+
+/// An etcd release, `major.minor.patch` (a pre-release or build suffix is dropped). Ordered as
+/// releases are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Release {
+    pub major: u32,
+    pub minor: u32,
+    pub patch: u32,
+}
+
+impl Release {
+    pub const fn new(major: u32, minor: u32, patch: u32) -> Self {
+        Release { major, minor, patch }
+    }
+
+    /// `3.5.30`, `v3.5.30`, `3.6.0-rc.1` (read as 3.6.0), `3.5` (read as 3.5.0); None otherwise.
+    pub fn parse(text: &str) -> Option<Release> {
+        let text = text.trim();
+        let text = text.strip_prefix('v').unwrap_or(text);
+        let core = text.split(['-', '+']).next()?;
+        let mut parts = core.split('.');
+        let major = parts.next()?.parse().ok()?;
+        let minor = parts.next()?.parse().ok()?;
+        let patch = match parts.next() {
+            Some(p) => p.parse().ok()?,
+            None => 0,
+        };
+        if parts.next().is_some() {
+            return None;
+        }
+        Some(Release { major, minor, patch })
+    }
+
+    /// The release from `etcd --version`'s output (its line `etcd Version: 3.5.30`).
+    pub fn from_version_output(output: &str) -> Option<Release> {
+        output.lines().find_map(|l| l.trim().strip_prefix("etcd Version:")).and_then(Release::parse)
+    }
+
+    /// `(major, minor)`: what the cluster version is made of.
+    pub fn minor_line(&self) -> (u32, u32) {
+        (self.major, self.minor)
+    }
+
+    /// `3.5`.
+    pub fn minor_line_text(&self) -> String {
+        format!("{}.{}", self.major, self.minor)
+    }
+}
+
+impl std::fmt::Display for Release {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}.{}", self.major, self.minor, self.patch)
+    }
+}
+
+/// This pod's etcd as `etcd --version` tells it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LocalEtcd {
+    Known(Release),
+    /// Not found, not runnable, or an output without a version: why.
+    Unknown(String),
+}
+
+/// What one peer told about versions: its own (`etcdserver` on the peer port, `version` in its
+/// status) and the cluster's (`etcdcluster`; None while etcd has not decided it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerVersion {
+    pub host: String,
+    pub server: Option<Release>,
+    pub cluster: Option<Release>,
+}
+
+/// Every version a round saw.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Versions {
+    pub local: LocalEtcd,
+    pub peers: Vec<PeerVersion>,
+}
+
+impl Default for Versions {
+    fn default() -> Self {
+        Versions { local: LocalEtcd::Unknown("not looked at".into()), peers: Vec::new() }
+    }
+}
+
+#[cfg(test)]
+mod release_tests {
+    use super::*;
+
+    // The forms etcd prints: `etcd --version` (3.4.23, 3.5.1, 3.5.30 checked here), GET /version
+    // (`{"etcdserver":"3.5.30","etcdcluster":"3.5.0"}`), and tags with a `v`.
+    #[test]
+    fn reads_the_forms_etcd_prints_and_orders_releases() {
+        let rows: [(&str, Option<Release>); 8] = [
+            ("3.5.30", Some(Release::new(3, 5, 30))),
+            ("v3.6.14", Some(Release::new(3, 6, 14))),
+            ("3.5.0", Some(Release::new(3, 5, 0))),
+            ("3.6.0-rc.1", Some(Release::new(3, 6, 0))),
+            ("3.5", Some(Release::new(3, 5, 0))),
+            ("not_decided", None),
+            ("3.5.x", None),
+            ("3.5.1.2", None),
+        ];
+        for (text, want) in rows {
+            assert_eq!(Release::parse(text), want, "{text}");
+        }
+        let out = "etcd Version: 3.5.30\nGit SHA: Not provided (use ./build instead of go build)\nGo Version: go1.26.4\n";
+        assert_eq!(Release::from_version_output(out), Some(Release::new(3, 5, 30)));
+        assert_eq!(Release::from_version_output("usage: etcd"), None);
+        assert!(
+            Release::new(3, 4, 23) < Release::new(3, 5, 1) && Release::new(3, 5, 9) < Release::new(3, 5, 30)
+        );
+        assert_eq!(Release::new(3, 5, 30).to_string(), "3.5.30");
+    }
+}

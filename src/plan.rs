@@ -6,10 +6,10 @@ use serde_json::{json, Value};
 use crate::act::exec;
 use crate::backup::manifest::Manifest;
 use crate::context::Context;
-use crate::decide::{start_mode, Decision, StartMode, Verdict};
+use crate::decide::{start_mode, version, Decision, StartMode, Verdict};
 use crate::etcd_args;
 use crate::observe::Round;
-use crate::observed::{ClusterView, DataDirState, Member};
+use crate::observed::{ClusterView, DataDirState, LocalEtcd, Member};
 use crate::round::Decided;
 
 /// The etcd argv `run` would exec for this verdict, where it is known without acting: the same
@@ -109,6 +109,7 @@ pub fn to_json(ctx: &Context, decided: &Decided, snapshot: Option<(String, &Mani
             "served": l.served(),
             "members": l.members.iter().map(member_json).collect::<Vec<_>>(),
         })).collect::<Vec<_>>(),
+        "versions": versions_json(round),
         "decision": verdict.decision.name(),
         "detail": detail,
         "reason": verdict.reason,
@@ -122,6 +123,24 @@ pub fn to_json(ctx: &Context, decided: &Decided, snapshot: Option<(String, &Mani
             "cluster_id": m.cluster_id,
             "time": m.time,
         })),
+    })
+}
+
+/// The version check as `plan` shows it: this pod's etcd, the cluster version, each version a
+/// peer told, and the check's outcome with its words.
+fn versions_json(round: &Round) -> Value {
+    let v = &round.versions;
+    let check = version::check(v);
+    json!({
+        "etcd": match &v.local { LocalEtcd::Known(r) => Some(r.to_string()), LocalEtcd::Unknown(_) => None },
+        "cluster_version": version::cluster_version(&v.peers).map(|(c, _)| c.minor_line_text()),
+        "peers": v.peers.iter().map(|p| json!({
+            "endpoint": p.host,
+            "etcd": p.server.map(|r| r.to_string()),
+            "cluster_version": p.cluster.map(|r| r.minor_line_text()),
+        })).collect::<Vec<_>>(),
+        "check": check.name(),
+        "check_reason": check.words(),
     })
 }
 
@@ -196,6 +215,10 @@ pub fn to_text(ctx: &Context, decided: &Decided, snapshot: Option<(String, &Mani
                 );
             }
         }
+    }
+    if looked_up {
+        let check = version::check(&round.versions);
+        line("versions", format!("{}: {}", check.name(), check.words()));
     }
     line("decision", verdict.decision.name().to_string());
     line("reason", verdict.reason.clone());

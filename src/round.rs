@@ -42,6 +42,7 @@ pub async fn gather_and_decide(
             held_for,
             peer_ports_asked: !matches!(ctx.peer_access, PeerAccess::Unavailable(_)),
         },
+        versions: &round.versions,
     };
     let verdict = verdict_of::verdict(&facts, &ctx.settings);
     Ok(Decided { round, restore, verdict })

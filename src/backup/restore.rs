@@ -57,8 +57,32 @@ pub struct Marker {
 }
 
 /// The restore tool for `etcd_binary`: `etcdutl` beside it, else `etcdctl` beside it, else the
-/// same names on `PATH`.
+/// same names on `PATH`. From etcd 3.6 on, `etcdutl` only: etcd 3.6 removed `etcdctl snapshot
+/// restore` (CHANGELOG-3.6, etcd-io/etcd#13809).
 pub fn find_tool(etcd_binary: &Path, path_var: Option<&str>) -> Result<PathBuf> {
+    let found = find_any_tool(etcd_binary, path_var)?;
+    let release = match crate::observe::local_etcd::version(etcd_binary, path_var) {
+        crate::observed::LocalEtcd::Known(r) => Some(r),
+        crate::observed::LocalEtcd::Unknown(_) => None,
+    };
+    tool_fits(&found, release)?;
+    Ok(found)
+}
+
+/// Whether `tool` can restore for etcd `release` (pure): etcdctl only before 3.6.
+pub fn tool_fits(tool: &Path, release: Option<crate::observed::Release>) -> Result<()> {
+    match release {
+        Some(r) if r.minor_line() >= (3, 6) && tool.file_name().is_some_and(|n| n == "etcdctl") => {
+            Err(Error::config(format!(
+                "--restore-from with etcd {r} needs etcdutl (etcd 3.6 removed `etcdctl snapshot restore`), but only {} was found: add etcdutl of the same release beside etcd",
+                tool.display()
+            )))
+        }
+        _ => Ok(()),
+    }
+}
+
+fn find_any_tool(etcd_binary: &Path, path_var: Option<&str>) -> Result<PathBuf> {
     let mut dirs: Vec<PathBuf> = etcd_binary
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -246,6 +270,29 @@ fn unix_now() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    // CHANGELOG-3.6: "Removed etcdctl snapshot restore" (etcd-io/etcd#13809): from 3.6 on the
+    // restore is etcdutl's only; 3.4 has only etcdctl's, 3.5 both.
+    #[test]
+    fn restore_uses_etcdutl_only_from_etcd_36_on() {
+        use crate::observed::Release;
+        let (ctl, utl) = (Path::new("/usr/bin/etcdctl"), Path::new("/usr/bin/etcdutl"));
+        let rows: [(&Path, Option<Release>, bool); 6] = [
+            (ctl, Some(Release::new(3, 4, 23)), true),
+            (ctl, Some(Release::new(3, 5, 30)), true),
+            (ctl, Some(Release::new(3, 6, 14)), false),
+            (ctl, Some(Release::new(3, 7, 1)), false),
+            (utl, Some(Release::new(3, 7, 1)), true),
+            (ctl, None, true),
+        ];
+        for (tool, release, fits) in rows {
+            let got = tool_fits(tool, release);
+            assert_eq!(got.is_ok(), fits, "{} for {release:?}: {got:?}", tool.display());
+            if let Err(e) = got {
+                assert!(e.to_string().contains("needs etcdutl"), "{e}");
+            }
+        }
+    }
 
     fn target() -> RestoreTarget {
         RestoreTarget {

@@ -225,6 +225,9 @@ fn decide_with_data(me: &Me, meta: &WalMeta, cluster: &ClusterView) -> Verdict {
 
 fn existing_or_stale(me: &Me, meta: &WalMeta, members: &[Member]) -> Verdict {
     match members.iter().find(|m| m.id == meta.member_id) {
+        Some(member) if member.is_learner && !member.peer_urls.iter().any(|u| u == &me.peer_url) => {
+            learner_peer_url_changed(me, member)
+        }
         Some(member) if !member.peer_urls.iter().any(|u| u == &me.peer_url) => verdict(
             Decision::Existing { update_peer_urls: Some(member.id) },
             format!(
@@ -246,6 +249,22 @@ fn existing_or_stale(me: &Me, meta: &WalMeta, members: &[Member]) -> Verdict {
             ),
         ),
     }
+}
+
+/// My member is a learner and my peer URL changed: never `member update` it. Before the fix of
+/// etcd-io/etcd#21694, an update clears a learner's flag and leaves a member that etcd can never
+/// promote; the update waits until the learner is promoted.
+fn learner_peer_url_changed(me: &Me, member: &Member) -> Verdict {
+    verdict(
+        Decision::Wait,
+        format!(
+            "member {:x} is a learner listed with peer URLs {} but advertises {}: a learner's peer URL is never updated (`member update` clears a learner's flag in etcd releases without the fix of etcd-io/etcd#21694, and the member can then never be promoted); waiting until it is promoted. A learner is promoted only while it runs in sync: start this pod once with its old peer URL until it is promoted, or remove the learner (etcdctl member remove {:x}) and this pod's data is archived and it joins anew",
+            member.id,
+            member.peer_urls.join(","),
+            me.peer_url,
+            member.id
+        ),
+    )
 }
 
 fn decide_empty(obs: &Observation<'_>, settings: &Settings) -> Verdict {
@@ -441,6 +460,7 @@ pub fn after_add(my_id: u64, members: &[Member], ordinal_of: impl Fn(&Member) ->
 }
 
 pub mod restore;
+pub mod version;
 
 #[cfg(test)]
 mod tests;

@@ -1,12 +1,15 @@
-//! The round's whole verdict, in one pure function: the decision table ([`decide`]), then
-//! `--restore-from` ([`restore::apply`]), then the NEW start hold ([`new_hold`]). `run` acts on
+//! The round's whole verdict, in one pure function: the decision table ([`decide`]), gated by
+//! the version check ([`version::gate`]: an etcd older than the cluster's, or a step etcd's
+//! upgrade guide forbids, is never started), then `--restore-from` ([`restore::apply`]: a
+//! restore starts a new cluster, so it is not gated), then the NEW start hold ([`new_hold`]). `run` acts on
 //! exactly this verdict and `plan` prints exactly this verdict; nothing after it changes the
 //! decision.
 
 use std::time::Duration;
 
 use crate::decide::restore::{self, RestoreFacts};
-use crate::decide::{decide, new_hold, Decision, Observation, Settings, Verdict};
+use crate::decide::{decide, new_hold, version, Decision, Observation, Settings, Verdict};
+use crate::observed::Versions;
 
 /// Everything one round gathered that the verdict reads.
 #[derive(Debug, Clone)]
@@ -15,6 +18,8 @@ pub struct RoundFacts<'a> {
     /// With `--restore-from`: the snapshot and what the round read of it.
     pub restore: Option<&'a RestoreFacts>,
     pub hold: HoldFacts<'a>,
+    /// This pod's etcd version and every version the peers told.
+    pub versions: &'a Versions,
 }
 
 /// What the NEW start hold reads.
@@ -30,7 +35,7 @@ pub struct HoldFacts<'a> {
 
 /// The round's verdict.
 pub fn verdict(facts: &RoundFacts<'_>, settings: &Settings) -> Verdict {
-    let usual = decide(&facts.obs, settings);
+    let usual = version::gate(decide(&facts.obs, settings), facts.versions);
     let verdict = match facts.restore {
         Some(restore_facts) => restore::apply(&facts.obs, settings, usual, restore_facts),
         None => usual,

@@ -172,6 +172,35 @@ mod has_data_quorum_my_member_id_is_listed_existing {
         assert_eq!(v.decision, Decision::Existing { update_peer_urls: Some(ME_ID) });
         assert!(v.reason.contains("10.0.0.9"), "{}", v.reason);
     }
+
+    /// A learner's peer URL is never updated (etcd-io/etcd#21694: the update clears its learner
+    /// flag): WAIT until it is promoted, naming both URLs. Promoted, it is updated as any member.
+    #[test]
+    fn a_learner_listed_with_old_peer_url_waits_until_promoted_and_is_never_updated() {
+        let rows: [(&str, bool, &str, Decision); 4] = [
+            ("learner, URL changed", true, "http://10.0.0.9:2380", Decision::Wait),
+            ("learner, same URL", true, MY_URL, Decision::Existing { update_peer_urls: None }),
+            (
+                "promoted, URL changed",
+                false,
+                "http://10.0.0.9:2380",
+                Decision::Existing { update_peer_urls: Some(ME_ID) },
+            ),
+            ("promoted, same URL", false, MY_URL, Decision::Existing { update_peer_urls: None }),
+        ];
+        for (what, learner, url, want) in rows {
+            let mut members = three_started();
+            members[1].is_learner = learner;
+            members[1].peer_urls = vec![url.into()];
+            let v = run(has_data(ME_ID), answer(members, true), all_resolve());
+            assert_eq!(v.decision, want, "{what}: {}", v.reason);
+            if want == Decision::Wait {
+                for needle in ["is a learner", "10.0.0.9", MY_URL, "until it is promoted", "#21694"] {
+                    assert!(v.reason.contains(needle), "{what}: no {needle:?} in {}", v.reason);
+                }
+            }
+        }
+    }
 }
 
 /// Row: has data | quorum, same cluster ID | my member ID is not listed | STALE: move `member/` to `member.removed-<unix-time>` in the data dir, decide again as empty

@@ -10,7 +10,7 @@ use tokio::task::JoinSet;
 
 use crate::decide::answers::client_answer_needed;
 use crate::identity::url_host;
-use crate::observed::{ClientAnswer, DataDirState, Heard, PeerList};
+use crate::observed::{ClientAnswer, DataDirState, Heard, PeerList, PeerVersion};
 
 use super::cluster::{self, Answer, Endpoint, Observed};
 use super::peer_members::{self, PeerAccess, PeerEndpoint};
@@ -19,13 +19,16 @@ use super::Sources;
 enum Event {
     Client(usize, Result<Box<Answer>, String>),
     Peer(usize, Result<PeerList, String>),
+    Version(usize, Result<PeerVersion, String>),
 }
 
-/// Per peer: whether its client probe ended, and what its peer port said.
+/// Per peer: whether its client probe ended, what its peer port said, and whether its peer
+/// port's `GET /version` is still out.
 #[derive(Default)]
 struct PeerState {
     client_done: bool,
     peer: Option<Result<PeerList, String>>,
+    version_pending: bool,
 }
 
 /// The peer port of a client endpoint: the same IP (the URL is by IP), the peer port.
@@ -35,21 +38,34 @@ pub fn peer_endpoint(endpoint: &Endpoint, peer_port: u16) -> Option<PeerEndpoint
 }
 
 /// Ask all `endpoints` on both ports; ends when every peer's client probe has ended, or its peer
-/// port's list made its client answer unneeded.
-pub async fn observe(ask: &Sources<'_>, data: &DataDirState, endpoints: &[Endpoint]) -> (Observed, Heard) {
+/// port's list made its client answer unneeded (and its peer port told its versions). Returns
+/// also every version told: the peer ports' `GET /version` and the client answers' status.
+pub async fn observe(
+    ask: &Sources<'_>,
+    data: &DataDirState,
+    endpoints: &[Endpoint],
+) -> (Observed, Heard, Vec<PeerVersion>) {
     let mut probes = JoinSet::new();
     let ask_peer_port = !matches!(ask.peer_access, PeerAccess::Unavailable(_));
+    let mut state: Vec<PeerState> = endpoints.iter().map(|_| PeerState::default()).collect();
     for (i, endpoint) in endpoints.iter().enumerate() {
         let (access, client_endpoint, timeout) = (ask.access.clone(), endpoint.clone(), ask.probe_timeout);
         probes.spawn(async move {
             Event::Client(i, cluster::probe(&access, &client_endpoint, timeout).await.map(Box::new))
         });
         if let Some(peer) = peer_endpoint(endpoint, ask.peer_port).filter(|_| ask_peer_port) {
-            let access = ask.peer_access.clone();
+            let (access, version_peer) = (ask.peer_access.clone(), peer.clone());
             probes.spawn(async move { Event::Peer(i, peer_members::ask(&access, &peer, timeout).await) });
+            let access = ask.peer_access.clone();
+            probes.spawn(async move {
+                Event::Version(i, peer_members::ask_version(&access, &version_peer, timeout).await)
+            });
+            if let Some(s) = state.get_mut(i) {
+                s.version_pending = true;
+            }
         }
     }
-    let mut state: Vec<PeerState> = endpoints.iter().map(|_| PeerState::default()).collect();
+    let mut versions = Vec::new();
     let mut answers = Vec::new();
     let mut tried = Vec::new();
     let mut clients = Vec::new();
@@ -69,6 +85,10 @@ pub async fn observe(ask: &Sources<'_>, data: &DataDirState, endpoints: &[Endpoi
                             quorum: answer.quorum,
                             members: answer.members.clone(),
                         });
+                        if answer.version.is_some() {
+                            let host = answer.endpoint.host.clone();
+                            versions.push(PeerVersion { host, server: answer.version, cluster: None });
+                        }
                         answers.push(*answer);
                     }
                     Err(why) => {
@@ -83,6 +103,15 @@ pub async fn observe(ask: &Sources<'_>, data: &DataDirState, endpoints: &[Endpoi
                     s.peer = Some(result);
                 }
             }
+            Event::Version(i, result) => {
+                if let Some(s) = state.get_mut(i) {
+                    s.version_pending = false;
+                }
+                // A peer port that does not tell its versions is judged by the rest.
+                if let Ok(told) = result {
+                    versions.push(told);
+                }
+            }
         }
     }
     // Whatever is still running is not needed: dropping the set aborts it.
@@ -95,14 +124,18 @@ pub async fn observe(ask: &Sources<'_>, data: &DataDirState, endpoints: &[Endpoi
     }
     let peer_lists = state.into_iter().filter_map(|s| s.peer.and_then(Result::ok)).collect();
     clients.sort_by(|a: &ClientAnswer, b: &ClientAnswer| a.host.cmp(&b.host));
-    (cluster::best_of(answers, tried), Heard { clients, peer_lists })
+    versions.sort_by(|a, b| a.host.cmp(&b.host));
+    (cluster::best_of(answers, tried), Heard { clients, peer_lists }, versions)
 }
 
 fn settled(ask: &Sources<'_>, data: &DataDirState, state: &[PeerState]) -> bool {
+    // The peer port's versions come in milliseconds with its list (and where it does not
+    // answer, no later than the client probe's timeout): always waited for.
     state.iter().all(|s| {
-        s.client_done
-            || (!ask.every_client_answer
-                && matches!(&s.peer, Some(Ok(list)) if !client_answer_needed(data, ask.me, list)))
+        !s.version_pending
+            && (s.client_done
+                || (!ask.every_client_answer
+                    && matches!(&s.peer, Some(Ok(list)) if !client_answer_needed(data, ask.me, list))))
     })
 }
 

@@ -137,6 +137,8 @@ pub struct Answer {
     pub cluster_id: u64,
     pub members: Vec<Member>,
     pub quorum: bool,
+    /// The answering member's own etcd version (its status).
+    pub version: Option<crate::observed::Release>,
 }
 
 /// Ask all `endpoints` concurrently; prefer an answer with quorum.
@@ -224,7 +226,8 @@ pub async fn probe(access: &Access, endpoint: &Endpoint, timeout: Duration) -> R
     let list = within(timeout, "member list", client.member_list()).await?;
     let cluster_id = list.header().map(|h| h.cluster_id()).unwrap_or_default();
     let members = list.members().iter().map(to_member).collect();
-    Ok(Answer { endpoint: endpoint.clone(), client, cluster_id, members, quorum })
+    let version = crate::observed::Release::parse(status.version());
+    Ok(Answer { endpoint: endpoint.clone(), client, cluster_id, members, quorum, version })
 }
 
 async fn within<T>(

@@ -9,6 +9,7 @@ pub mod both_ports;
 pub mod cluster;
 pub mod datadir;
 pub mod dns;
+pub mod local_etcd;
 pub mod peer_members;
 pub mod peers;
 
@@ -19,7 +20,7 @@ use std::time::Duration;
 use crate::decide::{self, Me, Observation};
 use crate::error::Result;
 use crate::identity::Identity;
-use crate::observed::{ClusterView, DataDirState, Heard, Member};
+use crate::observed::{ClusterView, DataDirState, Heard, LocalEtcd, Member, Versions};
 
 use cluster::{Access, Observed};
 use dns::Resolver;
@@ -42,6 +43,8 @@ pub struct Sources<'a> {
     /// Wait for every client port's answer even where a peer port settled the decision (`plan`
     /// shows the whole picture; `run` does not wait for it).
     pub every_client_answer: bool,
+    /// This pod's etcd, as `etcd --version` told it once per start.
+    pub etcd_version: &'a LocalEtcd,
 }
 
 /// Everything observed in one round.
@@ -54,6 +57,8 @@ pub struct Round {
     pub heard: Heard,
     /// The cluster as the decision reads it (`decide::answers::decision_view`).
     pub view: ClusterView,
+    /// This pod's etcd version and every version the peers told.
+    pub versions: Versions,
 }
 
 impl Round {
@@ -84,10 +89,12 @@ pub async fn round(sources: &Sources<'_>) -> Result<Round> {
         // REFUSE whatever the cluster says: do not touch the network for it.
         let view = ClusterView::NoAnswer { tried: Vec::new() };
         let observed = Observed { view: view.clone(), quorum_member: None };
-        return Ok(Round { data, scan: PeerScan::default(), observed, heard: Heard::default(), view });
+        let (scan, heard) = (PeerScan::default(), Heard::default());
+        return Ok(Round { data, scan, observed, heard, view, versions: Versions::default() });
     }
     let scan = peers::scan(sources.resolver, sources.identity, sources.scan).await;
-    let (observed, heard) = both_ports::observe(sources, &data, &scan.endpoints).await;
+    let (observed, heard, told) = both_ports::observe(sources, &data, &scan.endpoints).await;
     let view = decide::answers::decision_view(&data, &observed.view, &heard);
-    Ok(Round { data, scan, observed, heard, view })
+    let versions = Versions { local: sources.etcd_version.clone(), peers: told };
+    Ok(Round { data, scan, observed, heard, view, versions })
 }

@@ -25,7 +25,7 @@ use tokio_rustls::TlsConnector;
 
 use crate::error::{Error, Result};
 use crate::etcd_args::UserSettings;
-use crate::observed::{Member, PeerList};
+use crate::observed::{Member, PeerList, PeerVersion, Release};
 
 /// The largest response read: a member list of a few hundred members fits many times over.
 const MAX_RESPONSE: usize = 1 << 20;
@@ -171,11 +171,35 @@ pub async fn ask(
     endpoint: &PeerEndpoint,
     timeout: Duration,
 ) -> std::result::Result<PeerList, String> {
+    let answer = get(access, endpoint, "/members", timeout).await?;
+    let (cluster_id, members) = parse_response(&answer)?;
+    Ok(PeerList { host: endpoint.host.clone(), cluster_id, members })
+}
+
+/// Ask one peer port for its versions (`GET /version`: `etcdserver`, `etcdcluster`), within
+/// `timeout`. etcd serves it on the peer port (its members ask each other there).
+pub async fn ask_version(
+    access: &PeerAccess,
+    endpoint: &PeerEndpoint,
+    timeout: Duration,
+) -> std::result::Result<PeerVersion, String> {
+    let answer = get(access, endpoint, "/version", timeout).await?;
+    let (server, cluster) = parse_version_response(&answer)?;
+    Ok(PeerVersion { host: endpoint.host.clone(), server, cluster })
+}
+
+/// `GET path` on one peer port, within `timeout`: the whole response.
+async fn get(
+    access: &PeerAccess,
+    endpoint: &PeerEndpoint,
+    path: &str,
+    timeout: Duration,
+) -> std::result::Result<Vec<u8>, String> {
     let exchange = async {
         let tcp = TcpStream::connect(endpoint.addr).await.map_err(|e| format!("connect: {e}"))?;
         let _ = tcp.set_nodelay(true);
         let bytes = match access {
-            PeerAccess::Plain => exchange(tcp, &endpoint.host, endpoint.addr.port()).await?,
+            PeerAccess::Plain => exchange(tcp, &endpoint.host, endpoint.addr.port(), path).await?,
             PeerAccess::Tls(config) => {
                 let name = ServerName::try_from(endpoint.host.clone())
                     .map_err(|e| format!("{}: not a TLS server name: {e}", endpoint.host))?;
@@ -183,17 +207,16 @@ pub async fn ask(
                     .connect(name, tcp)
                     .await
                     .map_err(|e| format!("tls: {e}"))?;
-                exchange(tls, &endpoint.host, endpoint.addr.port()).await?
+                exchange(tls, &endpoint.host, endpoint.addr.port(), path).await?
             }
             PeerAccess::Unavailable(why) => return Err(why.clone()),
         };
-        parse_response(&bytes)
+        Ok(bytes)
     };
-    let (cluster_id, members) = match tokio::time::timeout(timeout, exchange).await {
-        Ok(result) => result?,
-        Err(_) => return Err(format!("GET /members: timed out after {}", crate::duration::format(timeout))),
-    };
-    Ok(PeerList { host: endpoint.host.clone(), cluster_id, members })
+    match tokio::time::timeout(timeout, exchange).await {
+        Ok(result) => result,
+        Err(_) => Err(format!("GET {path}: timed out after {}", crate::duration::format(timeout))),
+    }
 }
 
 /// Send the request and read the response until it is complete (or the peer closes).
@@ -201,9 +224,10 @@ async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
     mut stream: S,
     host: &str,
     port: u16,
+    path: &str,
 ) -> std::result::Result<Vec<u8>, String> {
     let request = format!(
-        "GET /members HTTP/1.1\r\nHost: {host}:{port}\r\nUser-Agent: etcd-bootstrap\r\nAccept: application/json\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUser-Agent: etcd-bootstrap\r\nAccept: application/json\r\nConnection: close\r\n\r\n"
     );
     stream.write_all(request.as_bytes()).await.map_err(|e| format!("send: {e}"))?;
     let mut buf = Vec::new();
@@ -330,6 +354,31 @@ pub fn parse_response(bytes: &[u8]) -> std::result::Result<(u64, Vec<Member>), S
     Ok((cluster_id, members))
 }
 
+/// A whole `GET /version` response: `{"etcdserver":"3.5.30","etcdcluster":"3.5.0"}`; the
+/// cluster version is None while etcd answers `not_decided`.
+pub fn parse_version_response(
+    bytes: &[u8],
+) -> std::result::Result<(Option<Release>, Option<Release>), String> {
+    let head = split_head(bytes)?.ok_or_else(|| "the response ended before its head".to_string())?;
+    if head.status != 200 {
+        return Err(format!("GET /version: HTTP status {}", head.status));
+    }
+    let body = if head.chunked() {
+        dechunk(head.body)?
+    } else {
+        let n = head.content_length().unwrap_or(head.body.len());
+        head.body.get(..n).ok_or_else(|| "GET /version: body cut short".to_string())?.to_vec()
+    };
+    let told: serde_json::Value =
+        serde_json::from_slice(&body).map_err(|e| format!("GET /version: not etcd's versions: {e}"))?;
+    let field = |key: &str| told.get(key).and_then(serde_json::Value::as_str).and_then(Release::parse);
+    let server = field("etcdserver");
+    if server.is_none() {
+        return Err(format!("GET /version: no etcdserver version in {}", truncate(&told.to_string())));
+    }
+    Ok((server, field("etcdcluster")))
+}
+
 /// One member as etcd's peer port lists it (etcd's `membership.Member` in JSON: `id`, `name`,
 /// `peerURLs`, `clientURLs`, `isLearner`; empty ones left out).
 fn listed_member(m: &serde_json::Value) -> std::result::Result<Member, String> {
@@ -415,6 +464,31 @@ mod tests {
         assert!(parse_response(no_id.as_bytes()).unwrap_err().contains("numeric id"));
         let html = "HTTP/1.1 200 OK\r\nX-Etcd-Cluster-Id: 1\r\nContent-Length: 6\r\n\r\n<html>";
         assert!(parse_response(html.as_bytes()).unwrap_err().contains("not a member list"));
+    }
+
+    // As etcd 3.5.30's peer port answered (`etcdcluster` is `not_decided` before the first
+    // quorum decides it).
+    #[test]
+    fn reads_the_versions_a_peer_port_tells() {
+        let told = |body: &str| {
+            format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            )
+        };
+        let decided = told(r#"{"etcdserver":"3.5.30","etcdcluster":"3.5.0"}"#);
+        assert_eq!(
+            parse_version_response(decided.as_bytes()).unwrap(),
+            (Some(Release::new(3, 5, 30)), Some(Release::new(3, 5, 0)))
+        );
+        let undecided = told(r#"{"etcdserver":"3.4.23","etcdcluster":"not_decided"}"#);
+        assert_eq!(
+            parse_version_response(undecided.as_bytes()).unwrap(),
+            (Some(Release::new(3, 4, 23)), None)
+        );
+        assert!(parse_version_response(told("{}").as_bytes()).unwrap_err().contains("etcdserver"));
+        let not_found = "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n";
+        assert!(parse_version_response(not_found.as_bytes()).unwrap_err().contains("404"));
     }
 
     #[test]

@@ -129,6 +129,16 @@ pub struct Metrics {
     /// When the last round ended (for liveness).
     pub last_round: Instant,
     pub maintenance: Maintenance,
+    /// The local member's name and etcd version (its status), and the cluster version as its
+    /// peer port tells it (`GET /version`: `etcdcluster`), so a rolling upgrade can be watched.
+    pub versions: VersionsSeen,
+}
+
+/// Versions the sidecar last saw; None where not (yet) known.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VersionsSeen {
+    pub member: Option<(String, String)>,
+    pub cluster: Option<String>,
 }
 
 /// What maintenance did and saw.
@@ -175,6 +185,7 @@ impl Metrics {
                 defrags_skipped: DefragSkip::ALL.iter().map(|r| (*r, 0)).collect(),
                 ..Maintenance::default()
             },
+            versions: VersionsSeen::default(),
         }
     }
 
@@ -306,6 +317,32 @@ pub fn render(m: &Metrics) -> String {
         "gauge",
         "1 when the local member answered in the last round, else 0.",
         &plain(u64::from(m.local_member_up)),
+    );
+    let member_version: Vec<(String, String)> = m
+        .versions
+        .member
+        .iter()
+        .map(|(name, v)| {
+            (format!("{{member=\"{}\",version=\"{}\"}}", label_value(name), label_value(v)), "1".into())
+        })
+        .collect();
+    family(
+        "etcd_bootstrap_sidecar_member_version_info",
+        "gauge",
+        "The local member's etcd version (its status), as a label; absent until it answered.",
+        &member_version,
+    );
+    let cluster_version: Vec<(String, String)> = m
+        .versions
+        .cluster
+        .iter()
+        .map(|v| (format!("{{version=\"{}\"}}", label_value(v)), "1".into()))
+        .collect();
+    family(
+        "etcd_bootstrap_sidecar_cluster_version_info",
+        "gauge",
+        "The cluster version as the local member's peer port tells it (GET /version: etcdcluster), as a label; absent while undecided or unknown.",
+        &cluster_version,
     );
     let mm = &m.maintenance;
     let some = |v: Option<u64>| v.map(|v| (String::new(), v.to_string())).into_iter().collect::<Vec<_>>();
@@ -510,6 +547,26 @@ fn label_value(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    // A rolling upgrade is watched by the versions each sidecar reports: its member's, and the
+    // cluster version, absent while unknown.
+    #[test]
+    fn renders_the_member_and_cluster_versions_as_labels_once_known() {
+        let mut m = Metrics::new(Instant::now());
+        let text = render(&m);
+        assert!(text.contains("# TYPE etcd_bootstrap_sidecar_member_version_info gauge"), "{text}");
+        assert!(!text.contains("etcd_bootstrap_sidecar_member_version_info{"), "{text}");
+        assert!(!text.contains("etcd_bootstrap_sidecar_cluster_version_info{"), "{text}");
+        m.versions =
+            VersionsSeen { member: Some(("etcd-1".into(), "3.5.30".into())), cluster: Some("3.5".into()) };
+        let text = render(&m);
+        for line in [
+            "etcd_bootstrap_sidecar_member_version_info{member=\"etcd-1\",version=\"3.5.30\"} 1",
+            "etcd_bootstrap_sidecar_cluster_version_info{version=\"3.5\"} 1",
+        ] {
+            assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
+        }
+    }
 
     #[test]
     fn renders_every_family_with_help_and_type() {

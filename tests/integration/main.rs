@@ -21,6 +21,7 @@ mod peer_port;
 mod peer_port_safety;
 mod prereq;
 mod readme_tables;
+mod releases;
 mod restore;
 mod restore_safety;
 mod s3_server;

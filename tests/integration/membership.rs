@@ -102,6 +102,12 @@ async fn scale_up_three_to_four_to_five_voters_etcd34() {
     scale_up_three_to_five_voters("up-34", etcd).await;
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn scale_up_three_to_four_to_five_voters_etcd3530() {
+    let Some(etcd) = prereq::need_etcd3530("scale_up_three_to_four_to_five_voters_etcd3530") else { return };
+    scale_up_three_to_five_voters("up-3530", etcd).await;
+}
+
 /// Poll until `name` is a started learner, then promote it, retrying "not in sync".
 async fn promote_when_in_sync(bed: &Bed, name: &str) {
     let check = Checker::plain(bed);
@@ -154,6 +160,14 @@ async fn scale_up_as_learners_promoted_by_the_test_etcd34() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn scale_up_as_learners_promoted_by_the_test_etcd3530() {
+    let Some(etcd) = prereq::need_etcd3530("scale_up_as_learners_promoted_by_the_test_etcd3530") else {
+        return;
+    };
+    scale_up_learners("learn-3530", etcd).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn two_new_pods_at_the_same_instant_both_join_one_at_a_time() {
     let Some(etcd) = setup("two_new_pods_at_the_same_instant_both_join_one_at_a_time") else { return };
     let bed = Bed::new("two-at-once").await;
@@ -198,6 +212,12 @@ async fn wiped_volume_is_replaced_and_keys_kept_etcd35() {
 async fn wiped_volume_is_replaced_and_keys_kept_etcd34() {
     let Some(etcd) = setup34("wiped_volume_is_replaced_and_keys_kept_etcd34") else { return };
     lost_volume_is_replaced("wipe-34", etcd).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn wiped_volume_is_replaced_and_keys_kept_etcd3530() {
+    let Some(etcd) = prereq::need_etcd3530("wiped_volume_is_replaced_and_keys_kept_etcd3530") else { return };
+    lost_volume_is_replaced("wipe-3530", etcd).await;
 }
 
 pub fn archives(volume: &Path) -> Vec<PathBuf> {
@@ -247,6 +267,13 @@ async fn removed_member_returning_with_its_volume_is_stale_archived_and_rejoins_
         return;
     };
     removed_member_volume_is_archived("stale-34", etcd).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn removed_member_returning_with_its_volume_is_stale_archived_and_rejoins_etcd3530() {
+    let test = "removed_member_returning_with_its_volume_is_stale_archived_and_rejoins_etcd3530";
+    let Some(etcd) = prereq::need_etcd3530(test) else { return };
+    removed_member_volume_is_archived("stale-3530", etcd).await;
 }
 
 pub fn tree(dir: &Path) -> Vec<(PathBuf, u64)> {
@@ -632,4 +659,93 @@ async fn restart_under_a_peer_url_another_member_has_waits_and_never_starts() {
     let members = check.members(&[0]).await.expect("etcd-0's member list");
     let now = members.iter().find(|m| m.id == old.id).expect("etcd-1's member is still listed");
     assert_eq!(now.peer_urls, old.peer_urls, "its peer URL untouched");
+}
+
+// ----- a learner's changed peer URL -------------------------------------------------------------
+
+/// Poll until `name` is listed as a started learner.
+async fn wait_started_learner(bed: &Bed, name: &str) -> SeenMember {
+    let check = Checker::plain(bed);
+    let deadline = Instant::now() + HEALTHY;
+    let mut last = String::new();
+    while Instant::now() < deadline {
+        match check.members(&[0, 1, 2]).await {
+            Ok(members) => match members.iter().find(|m| m.name == name) {
+                Some(m) if m.is_learner => return m.clone(),
+                Some(m) => panic!("{name} is a voter, not a learner: {m:?}"),
+                None => last = format!("{name} not started yet: {members:?}"),
+            },
+            Err(e) => last = e,
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    panic!("{name} never started as a learner: {last}\n{}", bed_logs(bed, &[3]));
+}
+
+/// A learner whose peer URL changed is never `member update`d (before etcd-io/etcd#21694 the
+/// update clears its learner flag, and etcd can never promote it): the bootstrap waits, naming
+/// the learner and both URLs, and the member list keeps the learner as it was. Started again
+/// under its old URL, it is promoted; then the new URL is taken with an update, as for any member.
+async fn learner_with_a_new_peer_url(test: &str, etcd: PathBuf) {
+    let bed = Bed::new(test).await;
+    let check = Checker::plain(&bed);
+    form_cluster(&bed, &etcd, &[0, 1, 2]).await;
+    bed.start_pod(3, pod_with(&bed, 3, &etcd, &[("ETCD_BOOTSTRAP_JOIN_AS", "learner")])).await;
+    let learner = wait_started_learner(&bed, "etcd-3").await;
+    // The pods under a second domain (as if the headless service were renamed).
+    let alt = "alt.default.svc.cluster.local";
+    let alt_host = |o: u32| format!("etcd-{o}.{alt}");
+    for o in [0, 1, 2] {
+        bed.dns().set_a(&alt_host(o), bed.pod_ip(o));
+    }
+    bed.delete_pod(3).await;
+    let env = [("ETCD_BOOTSTRAP_DOMAIN", alt), ("ETCD_BOOTSTRAP_WAIT_TIMEOUT", "6s")];
+    let ip = bed.start_pod(3, pod_with(&bed, 3, &etcd, &env)).await;
+    bed.dns().set_a(&alt_host(3), ip);
+    let exit = bed.wait_exit(3, Duration::from_secs(60)).await;
+    let log = bed.logs_current(3);
+    assert_eq!(exit, Some(PodExit::Code(5)), "a WAIT that timed out, not etcd running\n{log}");
+    let new_url = format!("http://{}:2380", alt_host(3));
+    for needle in [&format!("{:x} is a learner", learner.id), &new_url, &learner.peer_urls[0]] {
+        assert!(log.contains(needle.as_str()), "no {needle:?} in\n{log}");
+    }
+    assert!(log.contains("waiting until it is promoted"), "{log}");
+    assert!(!log.contains("peer URL updated") && !log.contains("exec etcd"), "{log}");
+    let members = check.members(&[0, 1, 2]).await.expect("member list");
+    let now = members.iter().find(|m| m.id == learner.id).expect("the learner is still listed");
+    assert!(now.is_learner, "still a learner: {now:?}");
+    assert_eq!(now.peer_urls, learner.peer_urls, "its peer URL untouched");
+    // Under its old URL it runs, and is promoted; then the new URL is an ordinary update.
+    bed.delete_pod(3).await;
+    bed.start_pod(3, pod_with(&bed, 3, &etcd, &[])).await;
+    promote_when_in_sync(&bed, "etcd-3").await;
+    check.wait_healthy(&[0, 1, 2, 3], HEALTHY).await;
+    bed.delete_pod(3).await;
+    let ip = bed.start_pod(3, pod_with(&bed, 3, &etcd, &[("ETCD_BOOTSTRAP_DOMAIN", alt)])).await;
+    bed.dns().set_a(&alt_host(3), ip);
+    let members = check.wait_healthy(&[0, 1, 2, 3], HEALTHY).await;
+    let now = members.iter().find(|m| m.name == "etcd-3").expect("etcd-3");
+    assert_eq!((now.id, &now.peer_urls), (learner.id, &vec![new_url]), "the same member, updated");
+    assert!(bed.logs_current(3).contains("peer URL updated"), "{}", bed.logs_current(3));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_learner_with_a_new_peer_url_waits_until_promoted_etcd35() {
+    let Some(etcd) = setup("a_learner_with_a_new_peer_url_waits_until_promoted_etcd35") else { return };
+    learner_with_a_new_peer_url("learner-url-35", etcd).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_learner_with_a_new_peer_url_waits_until_promoted_etcd34() {
+    let Some(etcd) = setup34("a_learner_with_a_new_peer_url_waits_until_promoted_etcd34") else { return };
+    learner_with_a_new_peer_url("learner-url-34", etcd).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_learner_with_a_new_peer_url_waits_until_promoted_etcd3530() {
+    let Some(etcd) = prereq::need_etcd3530("a_learner_with_a_new_peer_url_waits_until_promoted_etcd3530")
+    else {
+        return;
+    };
+    learner_with_a_new_peer_url("learner-url-3530", etcd).await;
 }

@@ -61,6 +61,35 @@ pub fn etcd34_bin() -> Option<PathBuf> {
     p.is_file().then_some(p)
 }
 
+/// Where scripts/test.sh unpacks Debian unstable's etcd 3.5.30 (etcd-server and etcd-client).
+const ETCD_3530_DEFAULT: &str = "/opt/etcd-3.5.30/usr/bin/etcd";
+
+/// Path of etcd 3.5.30 (etcdctl and etcdutl beside it): `$TEST_ETCD_3530_BIN`, else where
+/// scripts/test.sh unpacks it. Dynamically linked against glibc: the pod bed's mount namespaces
+/// share the host's `/lib` and `/etc/ld.so.cache`, so it runs in a pod as the static ones do.
+pub fn etcd3530_bin() -> Option<PathBuf> {
+    let p = std::env::var("TEST_ETCD_3530_BIN").unwrap_or_else(|_| ETCD_3530_DEFAULT.into());
+    let p = PathBuf::from(p);
+    p.is_file().then_some(p)
+}
+
+/// Needs root and etcd 3.5.30 with its etcdutl; returns the etcd binary, or None after printing
+/// why it skips (in CI: fails).
+pub fn need_etcd3530(test: &str) -> Option<PathBuf> {
+    if !need_root(test) {
+        return None;
+    }
+    let bin = etcd3530_bin().filter(|b| b.with_file_name("etcdutl").is_file());
+    let problem = bin.is_none().then(|| {
+        "etcd 3.5.30 not found (scripts/test.sh unpacks Debian unstable's etcd-server and etcd-client into /opt/etcd-3.5.30; or set TEST_ETCD_3530_BIN)".to_string()
+    });
+    if check(test, problem) {
+        bin
+    } else {
+        None
+    }
+}
+
 /// Needs the real etcd 3.5 binary; returns its path, or None after printing why it skips.
 pub fn need_etcd(test: &str) -> Option<PathBuf> {
     let bin = etcd_bin();

@@ -4,7 +4,7 @@
 //! on a sha256 mismatch, nothing more once restored), and a kill at every step of a restore.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -307,7 +307,99 @@ async fn kill_at_every_step_of_a_restore_converges_on_etcd_34() {
 }
 
 /// A directory store in `scratch` (made here: backup never creates one), as its URL.
-fn store_in(scratch: &Path) -> String {
+pub fn store_in(scratch: &Path) -> String {
     std::fs::create_dir_all(scratch.join("store")).expect("the directory store");
     format!("file://{}/store", scratch.display())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kill_at_every_step_of_a_restore_converges_on_etcd_3530() {
+    let test = "kill_at_every_step_of_a_restore_converges_on_etcd_3530";
+    let Some(etcd) = prereq::need_etcd3530(test) else { return };
+    kill_at_every_step("restore-kill-3530", etcd).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_new_statefulset_restores_another_clusters_snapshot_on_etcd_3530() {
+    let test = "a_new_statefulset_restores_another_clusters_snapshot_on_etcd_3530";
+    let Some(etcd) = prereq::need_etcd3530(test) else { return };
+    restore_another_clusters_snapshot("restore-3530", etcd).await;
+}
+
+/// The revision bump, for real on etcd 3.5.30 (its etcdutl has `--bump-revision` and
+/// `--mark-compacted`): a watcher of the old cluster that resumes from the last revision it saw
+/// never sees a revision again. Its watch is cancelled as compacted past that revision (or gets
+/// only events after it), and every write of the restored cluster has a higher revision.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_restore_on_etcd_3530_bumps_the_revision_past_every_revision_the_old_cluster_had() {
+    use etcd_client::{EventType, WatchOptions};
+    let test = "a_restore_on_etcd_3530_bumps_the_revision_past_every_revision_the_old_cluster_had";
+    let Some(etcd) = prereq::need_etcd3530(test) else { return };
+    let scratch = tempfile::tempdir().expect("scratch");
+    let store = store_in(scratch.path());
+    let mut source =
+        EtcdProcess::start(&etcd, &scratch.path().join("source"), &scratch.path().join("source.log"));
+    source.wait_healthy();
+    let mut c = etcd_client::Client::connect([source.client_url.as_str()], None).await.expect("connect");
+    for i in 0..50 {
+        c.put(format!("k/{i}"), format!("v-{i}"), None).await.expect("put");
+    }
+    let snapshot = backup(&store, &source.client_url, scratch.path());
+    // The old cluster goes on after the backup: its watchers see these revisions too.
+    let mut last_seen = 0;
+    for i in 0..30 {
+        let put = c.put(format!("late/{i}"), "x", None).await.expect("put");
+        last_seen = put.header().expect("header").revision();
+    }
+    source.stop();
+    let snapshot_revision = manifest_of(&snapshot)["revision"].as_i64().expect("revision");
+    assert!(last_seen > snapshot_revision, "{last_seen} > {snapshot_revision}");
+
+    let bed = Bed::new("restore-bump").await;
+    for o in 0..3 {
+        bed.start_pod(o, restoring_pod(&bed, o, &etcd, &snapshot, &[])).await;
+    }
+    let check = Checker::plain(&bed);
+    check.wait_healthy(&[0, 1, 2], HEALTHY).await;
+    check.assert_keys_on(0, "k", 50).await;
+    assert_one_cluster_at_least(&bed, &[0, 1, 2], snapshot_revision + 1_000_000_000).await;
+    // The old cluster's watcher resumes on the restored one from the revision after its last.
+    let mut w = check.client(0).await.expect("connect");
+    let mut stream = w
+        .watch("", Some(WatchOptions::new().with_all_keys().with_start_revision(last_seen + 1)))
+        .await
+        .expect("watch");
+    let mut c = check.client(1).await.expect("connect");
+    let put = c.put("after-restore", "y", None).await.expect("put");
+    let written = put.header().expect("header").revision();
+    assert!(written > last_seen, "a write of the restored cluster at {written} <= {last_seen}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let resp = tokio::time::timeout(left, stream.message())
+            .await
+            .expect("the watch answers: cancelled as compacted, or the new write")
+            .expect("watch stream")
+            .expect("watch response");
+        if resp.canceled() {
+            assert!(
+                resp.compact_revision() > last_seen,
+                "cancelled with compact revision {} <= the last seen {last_seen}",
+                resp.compact_revision()
+            );
+            break;
+        }
+        for event in resp.events() {
+            let kv = event.kv().expect("kv");
+            assert!(
+                kv.mod_revision() > last_seen,
+                "seen again: revision {} <= {last_seen}",
+                kv.mod_revision()
+            );
+            assert_eq!(event.event_type(), EventType::Put);
+        }
+        if resp.events().iter().any(|e| e.kv().is_some_and(|kv| kv.key() == b"after-restore")) {
+            break;
+        }
+    }
 }

@@ -73,7 +73,7 @@ async fn restored_cluster(
 
 async fn lost_volume_after_a_restore_is_replaced_never_restored(test: &str, etcd: &Path) {
     let scratch = tempfile::tempdir().expect("scratch");
-    let store = format!("file://{}/store", scratch.path().display());
+    let store = crate::restore::store_in(scratch.path());
     let bed = Bed::new(test).await;
     let check = Checker::plain(&bed);
     let snapshot = restored_cluster(&bed, etcd, &store, scratch.path(), None).await;
@@ -123,7 +123,7 @@ async fn a_volume_lost_after_a_restore_waits_then_is_replaced_never_restored_on_
 
 async fn swapped_in_source_volume_is_refused(test: &str, etcd: &Path) {
     let scratch = tempfile::tempdir().expect("scratch");
-    let store = format!("file://{}/store", scratch.path().display());
+    let store = crate::restore::store_in(scratch.path());
     let old = scratch.path().join("etcd-1-old");
     std::fs::create_dir_all(&old).expect("mkdir");
     let bed = Bed::new(test).await;

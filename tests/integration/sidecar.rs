@@ -442,3 +442,33 @@ fn sidecar_help_names_the_defaults() {
         assert!(help.contains(default), "{help}");
     }
 }
+
+/// A rolling upgrade is watched through the sidecars: each reports its member's etcd version and
+/// the cluster version its member's peer port tells.
+#[tokio::test(flavor = "multi_thread")]
+async fn each_sidecar_reports_its_members_version_and_the_cluster_version() {
+    let Some(set) = three("sidecar-versions").await else { return };
+    let out = Command::new(&set.etcd).arg("--version").output().expect("etcd --version");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let release = text.lines().find_map(|l| l.strip_prefix("etcd Version: ")).expect("a version line").trim();
+    let minor = release.rsplit_once('.').map(|(m, _)| m).expect("major.minor.patch");
+    for o in 0..3 {
+        let want = [
+            format!(
+                "etcd_bootstrap_sidecar_member_version_info{{member=\"etcd-{o}\",version=\"{release}\"}}"
+            ),
+            format!("etcd_bootstrap_sidecar_cluster_version_info{{version=\"{minor}\"}}"),
+        ];
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let metrics = set.scrape(o).await.unwrap_or_default();
+            if want.iter().all(|w| metrics.get(w) == Some(&1.0)) {
+                break;
+            }
+            if Instant::now() > deadline {
+                panic!("etcd-{o}'s sidecar: want {want:?} in {metrics:?}\n{}", set.logs(&[o]));
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    }
+}

@@ -32,6 +32,8 @@ pub struct DbReport {
     pub db_in_use: u64,
     /// The key-value store's revision as this member has applied it.
     pub revision: i64,
+    /// The member's own etcd version (`version` in its status).
+    pub version: Option<crate::observed::Release>,
 }
 
 impl DbReport {
@@ -101,6 +103,7 @@ impl MemberClient {
             db_size: u64::try_from(status.db_size()).unwrap_or_default(),
             db_in_use: u64::try_from(status.raft_used_db_size()).unwrap_or_default(),
             revision: header.map(|h| h.revision()).unwrap_or_default(),
+            version: crate::observed::Release::parse(status.version()),
         })
     }
 
