@@ -1,8 +1,11 @@
 //! etcd-bootstrap: start etcd correctly in a Kubernetes StatefulSet pod from DNS, the etcd API and
 //! the data directory alone.
 //!
-//! Module map, in layers from the bottom up; a module imports only from its own layer or the
-//! layers below it (checked by the unit tests in `src/layering.rs` against [`LAYERS`]).
+//! Module map, in layers from the bottom up; a module names only its own layer or the layers
+//! below it (checked by the unit tests in `src/layering.rs`, which parse every file with `syn`:
+//! `use` trees and every path, against [`LAYERS`]). The pure modules that file lists (the
+//! decision table, `observed`, the parsers, the sidecar's and backups' policies) name no file
+//! system, network, process or environment, no async runtime and no crate of the edges.
 //! The folders show the flow of one start: observe -> decide -> act -> exec.
 //!
 //! 1. Base: [`error`] (the one error type, exit codes), [`duration`] (`500ms`/`30s`/`5m`),
