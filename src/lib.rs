@@ -12,7 +12,8 @@
 //!    [`size`] (`100MB`/`512MiB`), [`signals`] (SIGTERM/SIGINT as PID 1), [`crash`] (test crash points), [`identity`] (pod
 //!    name, set, ordinal, peer host names, URL host and port helpers).
 //! 2. [`observed`]: what a round observed, as plain data: the data dir's state, the cluster view
-//!    and its members, the peers in DNS, and etcd's refusals as the closed enum `Refusal`.
+//!    and its members, the peers in DNS, and etcd's refusals as the closed enum `Refusal`, with
+//!    `refusal_of`, the one reading of etcd's answers: the gRPC code, then etcd's exact message.
 //! 3. [`decide`]: pure. The decision table (`decide`), `JoinAs`, `StartMode` and the one
 //!    `start_mode` that `run` and `plan` both call, `after_add`, `decide::answers` (every answer
 //!    merged into the view the table reads; a volume no answer claims is foreign),
@@ -22,7 +23,7 @@
 //!    below `observe` because the etcd client reads etcd's client TLS files from it.
 //! 5. [`observe`]: what looks: `dns` (uncached hickory lookups), `peers` (which pods exist),
 //!    `datadir` (classify, archive; `datadir/wal.rs` decodes the WAL), `cluster` (the etcd API;
-//!    the one place that reads etcd's error text), `peer_members` (`GET /members` on etcd's peer
+//!    a failed call's gRPC status read into a `Refusal`), `peer_members` (`GET /members` on etcd's peer
 //!    port, answered before quorum), `both_ports` (every peer on both ports at once), and
 //!    `observe::round` that looks once.
 //! 6. Settings: [`config`] (clap, every option also `ETCD_BOOTSTRAP_<NAME>`) and [`context`]

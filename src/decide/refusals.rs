@@ -2,8 +2,8 @@
 //! the call and the refusal, as the table in the tests shows. The same refusal means different
 //! things to different calls (etcd answers "member not
 //! found" to a remove that is done, to an add whose new ID clashed, to a promote whose learner is
-//! gone and to an update of a member that was removed). The cluster module maps etcd's errors to
-//! [`Refusal`] once; nothing else reads etcd's words.
+//! gone and to an update of a member that was removed). `observed::refusal_of` maps etcd's answers
+//! (gRPC code, then exact message) to [`Refusal`] once; nothing else reads etcd's words.
 
 use crate::observed::Refusal;
 

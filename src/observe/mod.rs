@@ -1,7 +1,7 @@
 //! Everything that looks, and nothing that changes: DNS ([`dns`]), which pods exist ([`peers`]),
 //! the data directory with its WAL decoder ([`datadir`]), and the etcd API ([`cluster`], which
-//! also carries the membership calls `act` and the sidecar make, and is the one place that reads
-//! etcd's error text), etcd's peer port ([`peer_members`]: `GET /members`, answered before
+//! also carries the membership calls `act` and the sidecar make, and reads each failed call's
+//! gRPC status into a `Refusal`), etcd's peer port ([`peer_members`]: `GET /members`, answered before
 //! quorum), both ports of every peer at once ([`both_ports`]). [`round`] observes once and
 //! returns plain data for `decide`.
 

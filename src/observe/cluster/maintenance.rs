@@ -9,7 +9,7 @@ use etcd_client::{AlarmAction, AlarmOptions, AlarmType, Client, CompactionOption
 
 use crate::observed::{CallError, Refusal};
 
-use super::{call_error, short, within, Access, Endpoint, MemberClient, MEMBERSHIP_CALL_TIMEOUT};
+use super::{refusal, short, timed_call, within, Access, Endpoint, MemberClient, MEMBERSHIP_CALL_TIMEOUT};
 
 /// A defragmentation blocks its member for as long as it takes (about a second per 100 MB of
 /// a disk's worth of copying); past this the call is given up, and the member is waited for.
@@ -80,13 +80,16 @@ pub async fn defragment_at(
     let connecting = Client::connect([endpoint.url.as_str()], Some(options));
     let mut client = match tokio::time::timeout(connect_timeout, connecting).await {
         Ok(Ok(client)) => client,
-        Ok(Err(e)) => return Err(call_error(format!("connect {}: {}", endpoint.url, short(&e)))),
+        Ok(Err(e)) => {
+            let message = format!("connect {}: {}", endpoint.url, short(&e));
+            return Err(CallError { refusal: refusal(&e), message });
+        }
         Err(_) => {
             let message = format!("connect {}: timed out", endpoint.url);
             return Err(CallError { refusal: Refusal::Unreachable, message });
         }
     };
-    within(DEFRAG_TIMEOUT, "defragment", client.defragment()).await.map(|_| ()).map_err(call_error)
+    timed_call(DEFRAG_TIMEOUT, "defragment", client.defragment()).await.map(|_| ())
 }
 
 impl MemberClient {
@@ -107,9 +110,9 @@ impl MemberClient {
     /// The alarms raised in the cluster (the request goes through etcd's log: it needs quorum),
     /// within `timeout`.
     pub async fn alarms(&mut self, timeout: Duration) -> Result<Vec<RaisedAlarm>, CallError> {
-        let list = within(timeout, "alarm list", self.client.alarm(AlarmAction::Get, AlarmType::None, None))
-            .await
-            .map_err(call_error)?;
+        let list =
+            timed_call(timeout, "alarm list", self.client.alarm(AlarmAction::Get, AlarmType::None, None))
+                .await?;
         Ok(list
             .alarms()
             .iter()
@@ -121,23 +124,19 @@ impl MemberClient {
     pub async fn disarm_nospace(&mut self, member: u64) -> Result<(), CallError> {
         let mut options = AlarmOptions::new();
         options.with_member(member);
-        within(
+        timed_call(
             MEMBERSHIP_CALL_TIMEOUT,
             "alarm disarm",
             self.client.alarm(AlarmAction::Deactivate, AlarmType::Nospace, Some(options)),
         )
         .await
         .map(|_| ())
-        .map_err(call_error)
     }
 
     /// Compact the key history up to `revision`, physically (the call returns once the backend
     /// has dropped it, so a defragmentation after it gives the space back).
     pub async fn compact(&mut self, revision: i64) -> Result<(), CallError> {
         let options = CompactionOptions::new().with_physical();
-        within(COMPACT_TIMEOUT, "compact", self.client.compact(revision, Some(options)))
-            .await
-            .map(|_| ())
-            .map_err(call_error)
+        timed_call(COMPACT_TIMEOUT, "compact", self.client.compact(revision, Some(options))).await.map(|_| ())
     }
 }
