@@ -21,8 +21,9 @@
 //!    membership call, what etcd's refusal means next (table-tested).
 //! 4. [`etcd_args`]: etcd's own settings (flags after `--`, `ETCD_*`) and the argv to exec. Pure;
 //!    below `observe` because the etcd client reads etcd's client TLS files from it.
-//! 5. [`observe`]: what looks: `dns` (uncached hickory lookups), `peers` (which pods exist),
-//!    `datadir` (classify, archive; `datadir/wal.rs` decodes the WAL), `cluster` (the etcd API;
+//! 5. [`observe`]: what looks, and nothing that writes (a unit test finds no etcd write and no
+//!    data dir write in it): `dns` (uncached hickory lookups), `peers` (which pods exist),
+//!    `datadir` (classify; `datadir/wal.rs` decodes the WAL), `cluster` (the etcd API;
 //!    a failed call's gRPC status read into a `Refusal`), `peer_members` (`GET /members` on etcd's peer
 //!    port, answered before quorum), `both_ports` (every peer on both ports at once), and
 //!    `observe::round` that looks once.
@@ -34,7 +35,10 @@
 //!    one into the data dir, and the `backup` commands. `act` (`--restore-from`) and the sidecar
 //!    (scheduled backups) call it; the restore decision itself is pure, in `decide::restore`.
 //! 8. [`act`]: the observe/decide/act loop (`act::bootstrap`), `act::pacing` (its pauses, pure),
-//!    `act::membership` (update, add, remove, withdraw, archive), `act::exec` (execve etcd).
+//!    `act::membership` (update, add, remove, withdraw, archive), `act::etcd_calls` (every etcd
+//!    call that changes the cluster: member add/remove/update/promote, defragment, alarm disarm,
+//!    compact, for `act` and the sidecar), `act::archive` (moves `member/` aside; in a layer of
+//!    its own below `backup`, whose restore archives too), `act::exec` (execve etcd).
 //! 9. [`sidecar`]: the second container. `mod.rs` is its loop; `learners` (pure learner choice),
 //!    `removal` (pure removal policy and its clock), `probe` (who answers, `/proc/net/tcp`),
 //!    `pods` (pod lookup through `observe::peers`), `membership`, `http`, `metrics`; maintenance
@@ -62,14 +66,16 @@ pub mod signals;
 pub mod size;
 
 /// The layers of the module map, bottom first: a module may import from its own layer and the
-/// layers before it, never from a later one. `backup` and `maintenance` have their places
-/// reserved. `plan` may use `act::exec` (to find the etcd binary) but not `act`'s loop.
+/// layers before it, never from a later one. A module path (`act::archive`) has the layer of its
+/// longest listed prefix: moving a data dir aside is `act`'s, and a restore (`backup`) does it.
+/// `plan` may use `act::exec` (to find the etcd binary) but not `act`'s loop.
 pub const LAYERS: &[&[&str]] = &[
     &["error", "duration", "size", "signals", "crash", "identity"],
     &["observed"],
     &["decide"],
     &["etcd_args"],
     &["observe"],
+    &["act::archive"],
     &["config", "context"],
     &["backup"],
     &["act"],

@@ -1,11 +1,15 @@
 //! One start: observe -> decide -> act, in a loop until the decision is actionable or
 //! `--wait-timeout` passes; the caller then execs etcd ([`exec`]). The membership calls a
-//! decision needs are in [`membership`]; what etcd's refusals mean is `decide::refusals`.
+//! decision needs are in [`membership`], which makes them through [`etcd_calls`] (every etcd call
+//! that changes the cluster) and moves a stale `member/` aside with [`archive`]; what etcd's
+//! refusals mean is `decide::refusals`.
 
 use std::time::{Duration, Instant};
 
 use tracing::{error, info, warn};
 
+pub mod archive;
+pub mod etcd_calls;
 pub mod exec;
 mod membership;
 pub mod pacing;

@@ -174,7 +174,7 @@ pub async fn restore(
     }
     crash::point("after-restore");
     let archived = if data_dir.join("member").exists() {
-        let moved = datadir::archive_member(data_dir, unix_now())?;
+        let moved = crate::act::archive::archive_member(data_dir, unix_now())?;
         crash::point("after-restore-archive");
         tracing::warn!(archive = %moved.display(), "old member data archived before the restore (kept, never deleted)");
         Some(moved.display().to_string())

@@ -1,4 +1,5 @@
-//! The etcd API at the edge: ask peers for the member list and quorum, and make membership calls.
+//! The etcd API at the edge: ask peers for the member list and quorum, and the connection to one
+//! member that `act::etcd_calls` makes the calls that change the cluster through.
 //!
 //! Peers are reached by IP (resolved by our own DNS, as a static binary cannot use libc's
 //! resolver), with the peer's host name as the TLS server name.
@@ -6,7 +7,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use etcd_client::{Certificate, Client, ConnectOptions, GetOptions, Identity, MemberAddOptions, TlsOptions};
+use etcd_client::{Certificate, Client, ConnectOptions, GetOptions, Identity, TlsOptions};
 use tokio::task::JoinSet;
 
 use crate::error::{Error, Result};
@@ -259,7 +260,8 @@ pub fn short(e: &etcd_client::Error) -> String {
     }
 }
 
-fn to_member(m: &etcd_client::Member) -> Member {
+/// A member as etcd-client lists it, as plain data.
+pub fn to_member(m: &etcd_client::Member) -> Member {
     Member {
         id: m.id(),
         name: m.name().to_string(),
@@ -341,35 +343,32 @@ impl MemberClient {
         &self.endpoint.host
     }
 
-    /// `member add`; returns the new member and the full member list after the add.
-    pub async fn add(&mut self, peer_url: &str, learner: bool) -> Result<(Member, Vec<Member>), CallError> {
-        let options = learner.then(|| MemberAddOptions::new().with_is_learner());
-        let mut cluster = self.client.cluster_client();
-        let resp = call("member add", cluster.member_add(vec![peer_url.to_string()], options)).await?;
-        let added = resp.member().map(to_member).ok_or_else(|| CallError {
-            refusal: Refusal::Other,
-            message: "member add returned no member".into(),
-        })?;
-        let all = resp.member_list().iter().map(to_member).collect();
-        Ok((added, all))
+    /// The client, for the calls that change the cluster (`act::etcd_calls`) and the snapshot.
+    pub fn client(&mut self) -> &mut Client {
+        &mut self.client
     }
 
-    /// `member remove`.
-    pub async fn remove(&mut self, id: u64) -> Result<(), CallError> {
-        let mut cluster = self.client.cluster_client();
-        call("member remove", cluster.member_remove(id)).await.map(|_| ())
-    }
-
-    /// `member update` of the peer URLs.
-    pub async fn update(&mut self, id: u64, peer_urls: Vec<String>) -> Result<(), CallError> {
-        let mut cluster = self.client.cluster_client();
-        call("member update", cluster.member_update(id, peer_urls)).await.map(|_| ())
-    }
-
-    /// `member promote`.
-    pub async fn promote(&mut self, id: u64) -> Result<(), CallError> {
-        let mut cluster = self.client.cluster_client();
-        call("member promote", cluster.member_promote(id)).await.map(|_| ())
+    /// Connect to one given member for a call that may take `call_timeout` (a defragmentation),
+    /// the connection itself within `connect_timeout`.
+    pub async fn connect_for_long_call(
+        access: &Access,
+        endpoint: &Endpoint,
+        call_timeout: Duration,
+        connect_timeout: Duration,
+    ) -> Result<MemberClient, CallError> {
+        let options = access.options(&endpoint.host, call_timeout).with_connect_timeout(connect_timeout);
+        let connecting = Client::connect([endpoint.url.as_str()], Some(options));
+        match tokio::time::timeout(connect_timeout, connecting).await {
+            Ok(Ok(client)) => Ok(MemberClient { client, endpoint: endpoint.clone() }),
+            Ok(Err(e)) => {
+                let message = format!("connect {}: {}", endpoint.url, short(&e));
+                Err(CallError { refusal: refusal(&e), message })
+            }
+            Err(_) => {
+                let message = format!("connect {}: timed out", endpoint.url);
+                Err(CallError { refusal: Refusal::Unreachable, message })
+            }
+        }
     }
 
     /// The member list (serializable, from this member).
@@ -379,7 +378,8 @@ impl MemberClient {
     }
 }
 
-async fn call<T>(
+/// One call within [`MEMBERSHIP_CALL_TIMEOUT`].
+pub async fn call<T>(
     what: &str,
     f: impl std::future::Future<Output = Result<T, etcd_client::Error>>,
 ) -> Result<T, CallError> {

@@ -10,6 +10,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use tokio::task::JoinSet;
 use tracing::{info, warn};
 
+use crate::act::etcd_calls;
 use crate::config::SidecarArgs;
 use crate::context::Context;
 use crate::decide::refusals::{self, Call, Next};
@@ -162,7 +163,7 @@ impl Maintainer {
                 }
             }
             Step::Unchanged => {}
-            Step::Compact { revision, reason } => match local.compact(revision).await {
+            Step::Compact { revision, reason } => match etcd_calls::compact(local, revision).await {
                 Ok(()) => {
                     self.episode.compacted = true;
                     shared.lock().maintenance.compactions += 1;
@@ -183,7 +184,7 @@ impl Maintainer {
             Step::Skip(skip) => self.skipped(skip, shared),
             Step::Disarm { members: raised, reason } => {
                 for member in &raised {
-                    if let Err(e) = local.disarm_nospace(*member).await {
+                    if let Err(e) = etcd_calls::disarm_nospace(local, *member).await {
                         return self.refused(Call::Alarm, "alarm disarm", &e, shared);
                     }
                 }
@@ -219,7 +220,7 @@ impl Maintainer {
         let before = members.iter().find(|m| m.id == target.id).and_then(|m| m.status).map(|s| s.size);
         info!(action = "defragment", member = %label, "defragmenting {label}: {}", target.reason);
         let started = Instant::now();
-        let result = calls::defragment_at(access, &endpoint, timeout).await;
+        let result = etcd_calls::defragment_at(access, &endpoint, timeout).await;
         // Done or not, it must answer again before the next one.
         self.awaiting = Some(target.id);
         let took = started.elapsed().as_secs_f64();
