@@ -29,7 +29,7 @@ use super::metrics::Shared;
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Settings {
     pub defrag: defrag::Settings,
-    pub nospace: nospace::Settings,
+    pub nospace: nospace::NospaceSettings,
 }
 
 impl Settings {
@@ -40,7 +40,7 @@ impl Settings {
             nospace::quota_from(ctx.user.get("quota-backend-bytes").as_deref()).map_err(Error::config)?;
         Ok(Settings {
             defrag: defrag::Settings { threshold, min_size: args.defrag_min_size },
-            nospace: nospace::Settings { quota, compact: args.compact_on_nospace },
+            nospace: nospace::NospaceSettings { quota, compact: args.compact_on_nospace },
         })
     }
 }

@@ -60,7 +60,7 @@ pub struct Alarm {
 
 /// The settings the policy reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Settings {
+pub struct NospaceSettings {
     /// etcd's backend quota in bytes.
     pub quota: u64,
     /// `--compact-on-nospace`.
@@ -138,7 +138,7 @@ pub enum Step {
 }
 
 /// The next step out of a NOSPACE alarm.
-pub fn next(settings: &Settings, facts: &Facts, episode: &Episode) -> Step {
+pub fn next(settings: &NospaceSettings, facts: &Facts, episode: &Episode) -> Step {
     if let Some(corrupt) = facts.alarms.iter().find(|a| a.kind == AlarmKind::Corrupt) {
         return Step::Corrupt(format!(
             "member {:x} raised a CORRUPT alarm: no defragmentation and no alarm is touched; compare the members' hashes (etcdctl endpoint hashkv) and replace the corrupt one",
@@ -186,7 +186,7 @@ pub fn next(settings: &Settings, facts: &Facts, episode: &Episode) -> Step {
 }
 
 /// Every member has been defragmented: disarm, or keep the alarm and say why.
-fn verdict(settings: &Settings, facts: &Facts, raised: Vec<u64>) -> Step {
+fn verdict(settings: &NospaceSettings, facts: &Facts, raised: Vec<u64>) -> Step {
     if let Some(down) = facts.members.iter().find(|m| m.status.is_none()) {
         return Step::Skip(Skip {
             reason: SkipReason::Unhealthy,
@@ -308,7 +308,7 @@ mod tests {
                 awaiting: self.awaiting,
                 backup_revision: self.backup,
             };
-            next(&Settings { quota: QUOTA, compact: self.compact }, &facts, &self.episode)
+            next(&NospaceSettings { quota: QUOTA, compact: self.compact }, &facts, &self.episode)
         }
     }
 
