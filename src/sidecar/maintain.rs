@@ -28,7 +28,7 @@ use super::metrics::Shared;
 /// The maintenance settings, checked.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Settings {
-    pub defrag: defrag::Settings,
+    pub defrag: defrag::DefragSettings,
     pub nospace: nospace::NospaceSettings,
 }
 
@@ -39,7 +39,7 @@ impl Settings {
         let quota =
             nospace::quota_from(ctx.user.get("quota-backend-bytes").as_deref()).map_err(Error::config)?;
         Ok(Settings {
-            defrag: defrag::Settings { threshold, min_size: args.defrag_min_size },
+            defrag: defrag::DefragSettings { threshold, min_size: args.defrag_min_size },
             nospace: nospace::NospaceSettings { quota, compact: args.compact_on_nospace },
         })
     }

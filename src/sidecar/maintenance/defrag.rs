@@ -14,14 +14,14 @@ pub const DEFAULT_MIN_SIZE: u64 = 100_000_000;
 
 /// `--defrag-threshold` and `--defrag-min-size`.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Settings {
+pub struct DefragSettings {
     /// A fraction in [0, 1); 0 switches routine defragmentation off.
     pub threshold: f64,
     /// Bytes; only larger databases are defragmented.
     pub min_size: u64,
 }
 
-impl Settings {
+impl DefragSettings {
     pub fn enabled(&self) -> bool {
         self.threshold > 0.0
     }
@@ -45,7 +45,7 @@ impl Settings {
 
 /// The member to defragment this round, why none may be, or None when none needs it.
 pub fn pick(
-    settings: &Settings,
+    settings: &DefragSettings,
     members: &[MemberDb],
     leader: u64,
     awaiting: Option<u64>,
@@ -75,8 +75,8 @@ mod tests {
 
     const MB: u64 = 1_000_000;
 
-    fn settings(threshold: f64, min_size: u64) -> Settings {
-        Settings { threshold, min_size }
+    fn settings(threshold: f64, min_size: u64) -> DefragSettings {
+        DefragSettings { threshold, min_size }
     }
 
     #[test]
