@@ -27,18 +27,18 @@ use super::metrics::Shared;
 
 /// The maintenance settings, checked.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Settings {
+pub struct MaintenanceSettings {
     pub defrag: defrag::DefragSettings,
     pub nospace: nospace::NospaceSettings,
 }
 
-impl Settings {
+impl MaintenanceSettings {
     /// From the sidecar's options and etcd's own quota setting.
     pub fn new(args: &SidecarArgs, ctx: &Context) -> Result<Self> {
         let threshold = defrag::check_threshold(args.defrag_threshold).map_err(Error::config)?;
         let quota =
             nospace::quota_from(ctx.user.get("quota-backend-bytes").as_deref()).map_err(Error::config)?;
-        Ok(Settings {
+        Ok(MaintenanceSettings {
             defrag: defrag::DefragSettings { threshold, min_size: args.defrag_min_size },
             nospace: nospace::NospaceSettings { quota, compact: args.compact_on_nospace },
         })
@@ -56,7 +56,7 @@ pub struct Whom {
 
 /// What maintenance remembers between rounds (only while the local member leads).
 pub struct Maintainer {
-    settings: Settings,
+    settings: MaintenanceSettings,
     /// The member defragmented last, until it has answered again.
     awaiting: Option<u64>,
     episode: Episode,
@@ -67,7 +67,7 @@ pub struct Maintainer {
 }
 
 impl Maintainer {
-    pub fn new(settings: Settings, tls: ClientTlsFiles) -> Self {
+    pub fn new(settings: MaintenanceSettings, tls: ClientTlsFiles) -> Self {
         Maintainer {
             settings,
             awaiting: None,

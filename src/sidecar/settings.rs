@@ -15,7 +15,7 @@ pub struct Settings {
     pub interval: Duration,
     pub removal_delay: Duration,
     pub metrics_port: u16,
-    pub maintenance: super::maintain::Settings,
+    pub maintenance: super::maintain::MaintenanceSettings,
     /// Scheduled backups, when `--backup-to` is given.
     pub backups: Option<BackupSchedule>,
 }
@@ -55,7 +55,7 @@ impl Settings {
                 "--metrics-port {port}: etcd's --listen-metrics-urls uses that port in this pod; choose another"
             )));
         }
-        let maintenance = super::maintain::Settings::new(args, ctx)?;
+        let maintenance = super::maintain::MaintenanceSettings::new(args, ctx)?;
         let backups = match args.backup_to.as_deref().filter(|t| !t.trim().is_empty()) {
             None => None,
             Some(text) => {
