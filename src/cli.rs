@@ -128,7 +128,7 @@ fn plan_command(plan: &PlanArgs, surroundings: &Surroundings) -> Result<ExitCode
 fn sidecar_command(args: &SidecarArgs, surroundings: &Surroundings) -> Result<ExitCode> {
     init_logging(args.common.log_format);
     let ctx = Context::resolve(&args.common, &args.etcd_flags, surroundings)?;
-    let settings = sidecar::Settings::new(args, &ctx)?;
+    let settings = sidecar::SidecarSettings::new(args, &ctx)?;
     let rt = runtime()?;
     let result = rt.block_on(async {
         let mut shutdown = Shutdown::install()?;

@@ -62,10 +62,10 @@ use crate::signals::Shutdown;
 
 use metrics::Shared;
 use role::Role;
-pub use settings::Settings;
+pub use settings::SidecarSettings;
 
 /// Run until SIGTERM or SIGINT; a signal is the normal end (exit 0).
-pub async fn run(ctx: &Context, settings: &Settings, shutdown: &mut Shutdown) -> Result<ExitCode> {
+pub async fn run(ctx: &Context, settings: &SidecarSettings, shutdown: &mut Shutdown) -> Result<ExitCode> {
     let shared = Arc::new(Shared::new(settings.stall_limit()));
     let addr = SocketAddr::from(([0, 0, 0, 0], settings.metrics_port));
     let listener = TcpListener::bind(addr).await.map_err(|e| {
@@ -135,7 +135,7 @@ async fn sleep_until(at: Option<Instant>) {
 
 struct Sidecar<'a> {
     ctx: &'a Context,
-    settings: Settings,
+    settings: SidecarSettings,
     shared: Arc<Shared>,
     local_endpoint: Endpoint,
     local: Option<MemberClient>,
@@ -156,7 +156,7 @@ struct Sidecar<'a> {
 }
 
 impl<'a> Sidecar<'a> {
-    fn new(ctx: &'a Context, settings: &Settings, shared: Arc<Shared>) -> Self {
+    fn new(ctx: &'a Context, settings: &SidecarSettings, shared: Arc<Shared>) -> Self {
         let local_endpoint = Endpoint {
             host: ctx.identity.own_host(),
             url: format!("{}://127.0.0.1:{}", ctx.access.scheme(), ctx.member.client_port),

@@ -11,7 +11,7 @@ use crate::identity::url_port;
 
 /// The sidecar's own settings, checked.
 #[derive(Debug, Clone)]
-pub struct Settings {
+pub struct SidecarSettings {
     pub interval: Duration,
     pub removal_delay: Duration,
     pub metrics_port: u16,
@@ -29,7 +29,7 @@ pub struct BackupSchedule {
     pub scratch_dir: PathBuf,
 }
 
-impl Settings {
+impl SidecarSettings {
     /// Check the sidecar's options against each other and against etcd's settings.
     pub fn new(args: &SidecarArgs, ctx: &Context) -> Result<Self> {
         if args.interval.is_zero() {
@@ -75,7 +75,7 @@ impl Settings {
                 })
             }
         };
-        Ok(Settings {
+        Ok(SidecarSettings {
             interval: args.interval,
             removal_delay: args.removal_delay,
             metrics_port: port,
