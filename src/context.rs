@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use crate::config::backup_args::StoreOptions;
 use crate::config::Common;
-use crate::decide::{Launch, Me, Settings};
+use crate::decide::{DecisionSettings, Launch, Me};
 use crate::error::{Error, Result};
 use crate::etcd_args::{MemberSpec, UserSettings};
 use crate::identity::{self, Identity};
@@ -34,7 +34,7 @@ pub struct Context {
     pub namespace: String,
     pub service: String,
     pub me: Me,
-    pub settings: Settings,
+    pub settings: DecisionSettings,
     pub user: UserSettings,
     pub member: MemberSpec,
     pub token: String,
@@ -107,7 +107,10 @@ impl Context {
                 static_id: static_member_id(std::slice::from_ref(&peer_url), &token),
                 peer_url: peer_url.clone(),
             },
-            settings: Settings { initial_cluster_size: common.initial_cluster_size, join_as: common.join_as },
+            settings: DecisionSettings {
+                initial_cluster_size: common.initial_cluster_size,
+                join_as: common.join_as,
+            },
             member: MemberSpec {
                 name: identity.pod_name.clone(),
                 data_dir,

@@ -64,9 +64,9 @@ pub struct Me {
     pub static_id: u64,
 }
 
-/// Settings the decision depends on.
+/// What the user sets that the decision depends on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Settings {
+pub struct DecisionSettings {
     pub initial_cluster_size: u32,
     pub join_as: JoinAs,
 }
@@ -134,7 +134,7 @@ fn verdict(decision: Decision, reason: impl Into<String>) -> Verdict {
 }
 
 /// Decide how this member starts.
-pub fn decide(obs: &Observation<'_>, settings: &Settings) -> Verdict {
+pub fn decide(obs: &Observation<'_>, settings: &DecisionSettings) -> Verdict {
     match obs.data {
         DataDirState::Unknown { entries } => verdict(
             Decision::Refuse,
@@ -232,7 +232,7 @@ fn existing_or_stale(me: &Me, meta: &WalMeta, members: &[Member]) -> Verdict {
     }
 }
 
-fn decide_empty(obs: &Observation<'_>, settings: &Settings) -> Verdict {
+fn decide_empty(obs: &Observation<'_>, settings: &DecisionSettings) -> Verdict {
     match obs.cluster {
         ClusterView::Answer { members, .. } if my_static_entry(obs.me, members, settings).is_some() => {
             late_initial_member(obs, settings)
@@ -256,7 +256,7 @@ fn decide_empty(obs: &Observation<'_>, settings: &Settings) -> Verdict {
 
 /// My own entry of the static initial cluster, never served: same peer URL and exactly the ID
 /// etcd derives for it, so starting NEW with the same initial cluster makes this pod that member.
-fn my_static_entry<'m>(me: &Me, members: &'m [Member], settings: &Settings) -> Option<&'m Member> {
+fn my_static_entry<'m>(me: &Me, members: &'m [Member], settings: &DecisionSettings) -> Option<&'m Member> {
     if me.ordinal >= settings.initial_cluster_size {
         return None;
     }
@@ -268,7 +268,7 @@ fn wait_for_dns(why: &str, unresolved: &[String]) -> Verdict {
     verdict(Decision::Wait, format!("{why}; waiting for DNS of {}", unresolved.join(", ")))
 }
 
-fn late_initial_member(obs: &Observation<'_>, settings: &Settings) -> Verdict {
+fn late_initial_member(obs: &Observation<'_>, settings: &DecisionSettings) -> Verdict {
     if !obs.peers.unresolved_initial.is_empty() {
         return wait_for_dns(
             "my entry of the initial cluster has never served",
@@ -284,7 +284,7 @@ fn late_initial_member(obs: &Observation<'_>, settings: &Settings) -> Verdict {
     )
 }
 
-fn initial_bootstrap(obs: &Observation<'_>, settings: &Settings) -> Verdict {
+fn initial_bootstrap(obs: &Observation<'_>, settings: &DecisionSettings) -> Verdict {
     let size = settings.initial_cluster_size;
     let nobody = match obs.cluster {
         ClusterView::NoAnswer { .. } => "no peer answers",
@@ -351,7 +351,7 @@ fn reuse_entry(entry: &Member, why: &str) -> Verdict {
     )
 }
 
-fn join_running(me: &Me, members: &[Member], settings: &Settings) -> Verdict {
+fn join_running(me: &Me, members: &[Member], settings: &DecisionSettings) -> Verdict {
     if let Some(entry) = my_added_entry(me, members) {
         return reuse_entry(entry, "");
     }

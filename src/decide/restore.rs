@@ -12,7 +12,7 @@
 //! - every initial member restores with the same token, derived from the configured token and
 //!   the snapshot's sha256, so members that restored different bytes can never form one cluster.
 
-use crate::decide::{Decision, Observation, Settings, Verdict};
+use crate::decide::{Decision, DecisionSettings, Observation, Verdict};
 use crate::observed::{ClusterView, DataDirState};
 
 /// The snapshot named by `--restore-from`, as its manifest describes it, and the cluster IDs
@@ -117,7 +117,7 @@ pub fn settled_without_manifest(
 /// Whether this member restores, given the usual verdict of the round.
 pub fn decide_restore(
     obs: &Observation<'_>,
-    settings: &Settings,
+    settings: &DecisionSettings,
     usual: &Verdict,
     request: &RestoreRequest,
 ) -> RestoreVerdict {
@@ -223,7 +223,7 @@ impl NotNow {
     }
 }
 
-fn not_an_initial_start(obs: &Observation<'_>, settings: &Settings) -> Option<NotNow> {
+fn not_an_initial_start(obs: &Observation<'_>, settings: &DecisionSettings) -> Option<NotNow> {
     if obs.me.ordinal >= settings.initial_cluster_size {
         return Some(NotNow::BeyondInitial(format!(
             "ordinal {} is beyond the initial cluster of {}: this member joins the restored cluster once it runs",
@@ -299,7 +299,7 @@ mod tests {
             unresolved_initial: if dns_missing { vec!["etcd-2.etcd".into()] } else { vec![] },
             beyond_initial: vec![],
         };
-        let settings = Settings { initial_cluster_size: 3, join_as: JoinAs::Voter };
+        let settings = DecisionSettings { initial_cluster_size: 3, join_as: JoinAs::Voter };
         let heard = crate::observed::Heard::default();
         let obs = Observation { me: &me, data: &data, cluster: &cluster, heard: &heard, peers: &peers };
         let usual = decide(&obs, &settings);
@@ -383,7 +383,7 @@ mod tests {
         let data = data_of(CONFIGURED);
         let cluster = nobody();
         let peers = PeerDns::default();
-        let settings = Settings { initial_cluster_size: 3, join_as: JoinAs::Voter };
+        let settings = DecisionSettings { initial_cluster_size: 3, join_as: JoinAs::Voter };
         let heard = crate::observed::Heard::default();
         let obs = Observation { me: &me, data: &data, cluster: &cluster, heard: &heard, peers: &peers };
         let v = decide_restore(&obs, &settings, &decide(&obs, &settings), &request);

@@ -16,7 +16,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::decide::{self, Me, Observation, Settings, Verdict};
+use crate::decide::{self, DecisionSettings, Me, Observation, Verdict};
 use crate::error::Result;
 use crate::identity::Identity;
 use crate::observed::{ClusterView, DataDirState, Heard, Member};
@@ -58,7 +58,7 @@ pub struct Round {
 
 impl Round {
     /// The decision for this round.
-    pub fn verdict(&self, me: &Me, settings: &Settings) -> Verdict {
+    pub fn verdict(&self, me: &Me, settings: &DecisionSettings) -> Verdict {
         let obs = Observation {
             me,
             data: &self.data,
