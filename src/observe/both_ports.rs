@@ -12,7 +12,7 @@ use crate::decide::answers::client_answer_needed;
 use crate::identity::url_host;
 use crate::observed::{DataDirState, Heard, PeerList};
 
-use super::cluster::{self, Answer, Endpoint, Observed};
+use super::cluster::{self, Answer, ClientAnswer, Endpoint};
 use super::peer_members::{self, PeerAccess, PeerEndpoint};
 use super::Sources;
 
@@ -36,7 +36,11 @@ pub fn peer_endpoint(endpoint: &Endpoint, peer_port: u16) -> Option<PeerEndpoint
 
 /// Ask all `endpoints` on both ports; ends when every peer's client probe has ended, or its peer
 /// port's list made its client answer unneeded.
-pub async fn observe(ask: &Sources<'_>, data: &DataDirState, endpoints: &[Endpoint]) -> (Observed, Heard) {
+pub async fn observe(
+    ask: &Sources<'_>,
+    data: &DataDirState,
+    endpoints: &[Endpoint],
+) -> (ClientAnswer, Heard) {
     let mut probes = JoinSet::new();
     let ask_peer_port = !matches!(ask.peer_access, PeerAccess::Unavailable(_));
     for (i, endpoint) in endpoints.iter().enumerate() {

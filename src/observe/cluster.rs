@@ -125,8 +125,10 @@ pub struct MemberClient {
     endpoint: Endpoint,
 }
 
-/// The result of asking every peer: the view, and a connection to a member with quorum.
-pub struct Observed {
+/// What the client ports answered, asked all at once: the view from the best answer, and a
+/// connection to a member with quorum. (Not to be confused with the `observed` module: the plain
+/// data every observation is made of.)
+pub struct ClientAnswer {
     pub view: ClusterView,
     pub quorum_member: Option<MemberClient>,
 }
@@ -141,7 +143,7 @@ pub struct Answer {
 }
 
 /// Ask all `endpoints` concurrently; prefer an answer with quorum.
-pub async fn observe(access: &Access, endpoints: &[Endpoint], timeout: Duration) -> Observed {
+pub async fn observe(access: &Access, endpoints: &[Endpoint], timeout: Duration) -> ClientAnswer {
     let mut probes = JoinSet::new();
     for endpoint in endpoints.iter().cloned() {
         let access = access.clone();
@@ -169,7 +171,7 @@ pub fn tried_entry(endpoint: &Endpoint) -> String {
 
 /// The view from the answers that came (the first with quorum, else the first) and the
 /// endpoints that gave none.
-pub fn best_of(answers: Vec<Answer>, mut tried: Vec<(String, String)>) -> Observed {
+pub fn best_of(answers: Vec<Answer>, mut tried: Vec<(String, String)>) -> ClientAnswer {
     let mut best: Option<Answer> = None;
     for answer in answers {
         if best.as_ref().is_none_or(|b| !b.quorum && answer.quorum) {
@@ -178,8 +180,8 @@ pub fn best_of(answers: Vec<Answer>, mut tried: Vec<(String, String)>) -> Observ
     }
     tried.sort();
     match best {
-        None => Observed { view: ClusterView::NoAnswer { tried }, quorum_member: None },
-        Some(a) => Observed {
+        None => ClientAnswer { view: ClusterView::NoAnswer { tried }, quorum_member: None },
+        Some(a) => ClientAnswer {
             view: ClusterView::Answer {
                 endpoint: a.endpoint.host.clone(),
                 cluster_id: a.cluster_id,

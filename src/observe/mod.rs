@@ -21,7 +21,7 @@ use crate::error::Result;
 use crate::identity::Identity;
 use crate::observed::{ClusterView, DataDirState, Heard, Member};
 
-use cluster::{Access, Observed};
+use cluster::{Access, ClientAnswer};
 use dns::Resolver;
 use peer_members::PeerAccess;
 use peers::{PeerScan, ScanSettings};
@@ -49,7 +49,7 @@ pub struct Round {
     pub data: DataDirState,
     pub scan: PeerScan,
     /// The client port's answers (the best one, and a member with quorum to call through).
-    pub observed: Observed,
+    pub observed: ClientAnswer,
     /// Every answer beyond the best client answer: other client answers, the peer ports' lists.
     pub heard: Heard,
     /// The cluster as the decision reads it (`decide::answers::decision_view`).
@@ -84,7 +84,7 @@ pub async fn round(sources: &Sources<'_>) -> Result<Round> {
     if let DataDirState::Unknown { .. } = data {
         // REFUSE whatever the cluster says: do not touch the network for it.
         let view = ClusterView::NoAnswer { tried: Vec::new() };
-        let observed = Observed { view: view.clone(), quorum_member: None };
+        let observed = ClientAnswer { view: view.clone(), quorum_member: None };
         return Ok(Round { data, scan: PeerScan::default(), observed, heard: Heard::default(), view });
     }
     let scan = peers::scan(sources.resolver, sources.identity, sources.scan).await;
