@@ -12,10 +12,10 @@ use crate::decide::StartMode;
 use crate::error::{Error, Result};
 
 /// Prefix of the bootstrap's own variables, stripped before exec.
-pub const OWN_ENV_PREFIX: &str = "ETCD_BOOTSTRAP_";
+pub(crate) const OWN_ENV_PREFIX: &str = "ETCD_BOOTSTRAP_";
 
 /// Default data dir when neither the bootstrap nor etcd is told one.
-pub const DEFAULT_DATA_DIR: &str = "/var/lib/etcd";
+pub(crate) const DEFAULT_DATA_DIR: &str = "/var/lib/etcd";
 
 /// etcd flags that take no separate value (Go boolean flags): `--flag value` does not consume
 /// `value` for these. Everything else takes the next argument as its value, as Go's flag package
@@ -53,7 +53,7 @@ const MANAGED_FLAGS: &[&str] = &["initial-cluster", "initial-cluster-state", "di
 
 /// One flag the user gave etcd, as parsed.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UserFlag {
+pub(crate) struct UserFlag {
     /// Flag name without dashes.
     pub name: String,
     /// Its value; `None` for a bare boolean flag.
@@ -61,12 +61,12 @@ pub struct UserFlag {
 }
 
 /// The `ETCD_*` variable that corresponds to an etcd flag.
-pub fn env_name(flag: &str) -> String {
+pub(crate) fn env_name(flag: &str) -> String {
     format!("ETCD_{}", flag.to_ascii_uppercase().replace('-', "_"))
 }
 
 /// Parse etcd flags as Go's flag package does: `--f=v`, `-f=v`, `--f v`, `-f v`, bare booleans.
-pub fn parse_flags(args: &[String]) -> Result<Vec<UserFlag>> {
+pub(crate) fn parse_flags(args: &[String]) -> Result<Vec<UserFlag>> {
     let mut flags = Vec::new();
     let mut iter = args.iter();
     while let Some(arg) = iter.next() {
@@ -219,7 +219,7 @@ pub struct MemberSpec {
 }
 
 /// The flags etcd-bootstrap adds to the user's flags, in order, skipping what the user set.
-pub fn derived_flags(user: &UserSettings, member: &MemberSpec, mode: &StartMode) -> Vec<String> {
+pub(crate) fn derived_flags(user: &UserSettings, member: &MemberSpec, mode: &StartMode) -> Vec<String> {
     let peer_scheme = if user.peer_tls() { "https" } else { "http" };
     let client_scheme = if user.client_tls() { "https" } else { "http" };
     let mut wanted: Vec<(&str, String)> = vec![
@@ -253,7 +253,7 @@ pub fn derived_flags(user: &UserSettings, member: &MemberSpec, mode: &StartMode)
 }
 
 /// The full argv (without the program) etcd is exec'd with: derived flags, then the user's.
-pub fn argv(user: &UserSettings, member: &MemberSpec, mode: &StartMode) -> Vec<String> {
+pub(crate) fn argv(user: &UserSettings, member: &MemberSpec, mode: &StartMode) -> Vec<String> {
     let mut args = derived_flags(user, member, mode);
     args.extend(user.raw_flags().iter().cloned());
     args

@@ -311,6 +311,10 @@ impl<'ast> Visit<'ast> for Walker {
         visit::visit_expr_method_call(self, call);
     }
 
+    fn visit_visibility(&mut self, _: &'ast syn::Visibility) {
+        // `pub(crate)`, `pub(super)`, `pub(in crate::a)` restrict who sees an item: no use of one.
+    }
+
     fn visit_attribute(&mut self, attr: &'ast syn::Attribute) {
         // Doc comments are prose, not code: only other attributes are looked into.
         if !attr.path().is_ident("doc") {
@@ -610,6 +614,10 @@ fn the_layer_check_catches_every_form_of_an_upward_path() {
     assert!(clean("sidecar/probe.rs", "use crate::observe::cluster::{self, Access};"));
     assert!(clean("decide/mod.rs", "mod t { use super::super::observed::Member; use self::x::Y; }"));
     assert!(clean("decide/mod.rs", "use std::fmt; fn f() { crate::LAYERS.len(); }"));
+    assert!(clean(
+        "decide/mod.rs",
+        "pub(crate) fn f() {} pub(super) struct S; pub(in crate::decide) fn g() {}"
+    ));
 }
 
 #[test]

@@ -47,23 +47,28 @@
 //! 10. Top: [`plan`] (print a round without acting; it never imports `act`'s loop) and [`cli`]
 //!     (the commands wired; `main` only gathers surroundings and maps exit codes).
 
+// Only what `main`, the integration tests and the benchmark use is `pub` (`cli`, `context`,
+// `error`, `observe`, `observed`, `act::etcd_calls`); the rest is `pub(crate)`, and this lint
+// keeps it so, which lets dead code show.
+#![warn(unreachable_pub)]
+
 pub mod act;
-pub mod backup;
+pub(crate) mod backup;
 pub mod cli;
-pub mod config;
+pub(crate) mod config;
 pub mod context;
-pub mod crash;
-pub mod decide;
-pub mod duration;
+pub(crate) mod crash;
+pub(crate) mod decide;
+pub(crate) mod duration;
 pub mod error;
-pub mod etcd_args;
-pub mod identity;
+pub(crate) mod etcd_args;
+pub(crate) mod identity;
 pub mod observe;
 pub mod observed;
-pub mod plan;
-pub mod sidecar;
-pub mod signals;
-pub mod size;
+pub(crate) mod plan;
+pub(crate) mod sidecar;
+pub(crate) mod signals;
+pub(crate) mod size;
 
 /// The layers of the module map, bottom first: a module may import from its own layer and the
 /// layers before it, never from a later one. A module path (`act::archive`) has the layer of its

@@ -13,7 +13,7 @@ use crate::observed::{ClusterView, DataDirState, Member};
 
 /// The etcd argv `run` would exec for this verdict, where it is known without acting: the same
 /// pure `decide::start_mode` that `run` calls.
-pub fn predicted_mode(ctx: &Context, round: &Round, verdict: &Verdict) -> Option<StartMode> {
+pub(crate) fn predicted_mode(ctx: &Context, round: &Round, verdict: &Verdict) -> Option<StartMode> {
     start_mode(&verdict.decision, round.members(), &ctx.launch())
 }
 
@@ -42,7 +42,7 @@ fn member_json(m: &Member) -> Value {
 }
 
 /// The plan as JSON.
-pub fn to_json(ctx: &Context, round: &Round, verdict: &Verdict, pending: Option<&Pending>) -> Value {
+pub(crate) fn to_json(ctx: &Context, round: &Round, verdict: &Verdict, pending: Option<&Pending>) -> Value {
     let data = match &round.data {
         DataDirState::Empty => json!({"state": "empty"}),
         DataDirState::Member(meta) => {
@@ -136,7 +136,7 @@ fn dns_summary(source: &str, resolved: &std::collections::BTreeSet<u32>, unresol
 }
 
 /// The plan as text for a person.
-pub fn to_text(ctx: &Context, round: &Round, verdict: &Verdict, pending: Option<&Pending>) -> String {
+pub(crate) fn to_text(ctx: &Context, round: &Round, verdict: &Verdict, pending: Option<&Pending>) -> String {
     let mut out = String::new();
     let id = &ctx.identity;
     let mut line = |k: &str, v: String| out.push_str(&format!("{k:<10} {v}\n"));

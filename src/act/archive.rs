@@ -26,7 +26,7 @@ const MAX_ARCHIVE_SUFFIX: u32 = 1000;
 /// The archive stays in the data dir (usually a volume's mount point, which cannot be renamed),
 /// so the rename is atomic. An existing archive name is never overwritten: `-1`, `-2`... are
 /// appended. The data dir is fsynced after the rename so the move survives a crash.
-pub fn archive_member(dir: &Path, unix_time: u64) -> Result<PathBuf> {
+pub(crate) fn archive_member(dir: &Path, unix_time: u64) -> Result<PathBuf> {
     let from = dir.join(MEMBER);
     match fs::symlink_metadata(&from) {
         Ok(_) => {}

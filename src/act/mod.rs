@@ -8,11 +8,11 @@ use std::time::{Duration, Instant};
 
 use tracing::{error, info, warn};
 
-pub mod archive;
+pub(crate) mod archive;
 pub mod etcd_calls;
-pub mod exec;
+pub(crate) mod exec;
 mod membership;
-pub mod pacing;
+pub(crate) mod pacing;
 
 use crate::backup::restore_round::{self, Pending, RestoreSource};
 use crate::context::Context;

@@ -11,18 +11,18 @@ use std::time::Duration;
 use crate::identity::url_host;
 
 /// The pause while waiting for DNS of initial peers.
-pub const DNS_POLL: Duration = Duration::from_millis(25);
+pub(crate) const DNS_POLL: Duration = Duration::from_millis(25);
 /// The first pause of any other WAIT.
-pub const WAIT_FIRST: Duration = Duration::from_millis(25);
+pub(crate) const WAIT_FIRST: Duration = Duration::from_millis(25);
 /// The longest pause of a WAIT whose reason does not change.
-pub const WAIT_CAP: Duration = Duration::from_millis(250);
+pub(crate) const WAIT_CAP: Duration = Duration::from_millis(250);
 /// The first backoff after a refused membership call.
-pub const RETRY_BASE: Duration = Duration::from_millis(100);
+pub(crate) const RETRY_BASE: Duration = Duration::from_millis(100);
 /// The longest backoff after refused membership calls.
-pub const RETRY_CAP: Duration = Duration::from_secs(8);
+pub(crate) const RETRY_CAP: Duration = Duration::from_secs(8);
 
 /// The longest a NEW start is held for the first initial member's peer port (see [`hold_new`]).
-pub const NEW_HOLD_LIMIT: Duration = Duration::from_secs(1);
+pub(crate) const NEW_HOLD_LIMIT: Duration = Duration::from_secs(1);
 
 /// Whether to hold a NEW start for a moment. etcd's own check at a NEW start asks the other
 /// initial members' peer ports for their member list one after the other, in the order of their
@@ -34,7 +34,7 @@ pub const NEW_HOLD_LIMIT: Duration = Duration::from_secs(1);
 /// round): the first question its etcd asks then gets an answer at once. Never longer than
 /// [`NEW_HOLD_LIMIT`] (what one unanswered question costs etcd), and not where the peer ports are
 /// not asked (`peer_ports`: false).
-pub fn hold_new(
+pub(crate) fn hold_new(
     my_url: &str,
     initial_urls: &[String],
     answered: &[&str],
@@ -59,7 +59,7 @@ fn doubled(base: Duration, n: u32, cap: Duration) -> Duration {
 
 /// The pause after the `same`-th WAIT in a row with one reason (1-based); `dns` when that round
 /// found initial peers missing from DNS.
-pub fn wait_pause(dns: bool, same: u32) -> Duration {
+pub(crate) fn wait_pause(dns: bool, same: u32) -> Duration {
     if dns {
         DNS_POLL
     } else {
@@ -68,7 +68,7 @@ pub fn wait_pause(dns: bool, same: u32) -> Duration {
 }
 
 /// The pause before the `attempt`-th retry of a refused call (1-based): 100 ms, 200 ms, ... 8 s.
-pub fn retry_delay(attempt: u32) -> Duration {
+pub(crate) fn retry_delay(attempt: u32) -> Duration {
     doubled(RETRY_BASE, attempt, RETRY_CAP)
 }
 

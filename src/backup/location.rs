@@ -8,7 +8,7 @@ use std::fmt;
 
 /// A store: a directory or a bucket prefix.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StoreUrl {
+pub(crate) enum StoreUrl {
     /// An absolute local directory.
     File { root: String },
     /// A bucket and a key prefix (no leading or trailing `/`; may be empty).
@@ -17,18 +17,18 @@ pub enum StoreUrl {
 
 /// One snapshot in a store.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SnapshotUrl {
+pub(crate) struct SnapshotUrl {
     pub store: StoreUrl,
     pub name: String,
 }
 
 /// The schemes `--to`, `--backup-to`, `backup list` and `--restore-from` accept.
-pub const SCHEMES: &str = "file:///path or s3://bucket/prefix";
+pub(crate) const SCHEMES: &str = "file:///path or s3://bucket/prefix";
 
 impl StoreUrl {
     /// Parse a store URL. The error names the problem and what is accepted; it never repeats
     /// a user:password part.
-    pub fn parse(text: &str) -> Result<StoreUrl, String> {
+    pub(crate) fn parse(text: &str) -> Result<StoreUrl, String> {
         let text = text.trim();
         let Some((scheme, rest)) = text.split_once("://") else {
             return Err(format!("{:?} is not a URL: use {SCHEMES}", shown(text)));
@@ -41,12 +41,12 @@ impl StoreUrl {
     }
 
     /// The URL of the snapshot `name` in this store.
-    pub fn snapshot(&self, name: &str) -> SnapshotUrl {
+    pub(crate) fn snapshot(&self, name: &str) -> SnapshotUrl {
         SnapshotUrl { store: self.clone(), name: name.to_string() }
     }
 
     /// Key prefix of this store's objects inside its bucket or directory ("" or "a/b/").
-    pub fn key_prefix(&self) -> String {
+    pub(crate) fn key_prefix(&self) -> String {
         match self {
             StoreUrl::File { .. } => String::new(),
             StoreUrl::S3 { prefix, .. } if prefix.is_empty() => String::new(),
@@ -57,7 +57,7 @@ impl StoreUrl {
 
 impl SnapshotUrl {
     /// Parse the URL of one snapshot: a store URL with the snapshot's name as its last part.
-    pub fn parse(text: &str) -> Result<SnapshotUrl, String> {
+    pub(crate) fn parse(text: &str) -> Result<SnapshotUrl, String> {
         let trimmed = text.trim().trim_end_matches('/');
         let Some((store, name)) = trimmed.rsplit_once('/') else {
             return Err(format!(

@@ -19,7 +19,7 @@ use crate::observe::Round;
 use crate::observed::DataDirState;
 
 /// The snapshot `--restore-from` names, with its store and manifest once read.
-pub struct RestoreSource {
+pub(crate) struct RestoreSource {
     pub url: SnapshotUrl,
     store: Option<Store>,
     manifest: Option<Manifest>,
@@ -28,7 +28,7 @@ pub struct RestoreSource {
 
 /// A RESTORE decided: what `perform` needs.
 #[derive(Debug, Clone)]
-pub struct Pending {
+pub(crate) struct Pending {
     pub url: SnapshotUrl,
     pub manifest: Manifest,
     pub token: String,
@@ -37,7 +37,7 @@ pub struct Pending {
 impl RestoreSource {
     /// The source of `ctx.restore_from`, checked before anything is touched (a bad URL is a
     /// configuration error).
-    pub fn from_context(ctx: &Context) -> Result<Option<RestoreSource>> {
+    pub(crate) fn from_context(ctx: &Context) -> Result<Option<RestoreSource>> {
         let Some(text) = ctx.restore_from.as_deref().filter(|t| !t.trim().is_empty()) else {
             return Ok(None);
         };
@@ -71,7 +71,7 @@ impl RestoreSource {
 }
 
 /// The round's verdict with `--restore-from` applied, and what a RESTORE needs.
-pub async fn apply(
+pub(crate) async fn apply(
     ctx: &Context,
     round: &Round,
     usual: Verdict,
@@ -137,7 +137,12 @@ pub async fn apply(
 
 /// Carry out a RESTORE: find etcd's restore tool beside `etcd`, download and check the snapshot,
 /// restore it into the data dir (archiving old data first), as `decide` said.
-pub async fn perform(ctx: &Context, source: &RestoreSource, pending: &Pending, etcd: &Path) -> Result<()> {
+pub(crate) async fn perform(
+    ctx: &Context,
+    source: &RestoreSource,
+    pending: &Pending,
+    etcd: &Path,
+) -> Result<()> {
     let tool_path = restore::find_tool(etcd, ctx.path_var.as_deref())?;
     let tool = restore::probe_tool(&tool_path).await?;
     let Some(store) = &source.store else {

@@ -6,12 +6,12 @@
 //! own `member add` ([`after_add`]), and what each membership call does next when etcd refuses
 //! it ([`refusals`]).
 
-pub mod answers;
-pub mod joiners;
-pub mod refusals;
+pub(crate) mod answers;
+pub(crate) mod joiners;
+pub(crate) mod refusals;
 mod start_mode;
 
-pub use start_mode::{join_mode, start_mode, Launch, StartMode};
+pub(crate) use start_mode::{join_mode, start_mode, Launch, StartMode};
 
 use crate::observed::{ClusterView, DataDirState, Heard, Member, PeerDns, WalMeta};
 
@@ -73,7 +73,7 @@ pub struct DecisionSettings {
 
 /// Everything observed in one round.
 #[derive(Debug, Clone)]
-pub struct Observation<'a> {
+pub(crate) struct Observation<'a> {
     pub me: &'a Me,
     pub data: &'a DataDirState,
     /// The client port's best answer.
@@ -134,7 +134,7 @@ fn verdict(decision: Decision, reason: impl Into<String>) -> Verdict {
 }
 
 /// Decide how this member starts.
-pub fn decide(obs: &Observation<'_>, settings: &DecisionSettings) -> Verdict {
+pub(crate) fn decide(obs: &Observation<'_>, settings: &DecisionSettings) -> Verdict {
     match obs.data {
         DataDirState::Unknown { entries } => verdict(
             Decision::Refuse,
@@ -390,7 +390,7 @@ fn join_running(me: &Me, members: &[Member], settings: &DecisionSettings) -> Ver
 /// list the other's add made stale: "member count is unequal"), so one withdraws: the higher
 /// `(ordinal, id)`. Members that are not of this set rank after all of it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AfterAdd {
+pub(crate) enum AfterAdd {
     /// No other joiner: start with this member list.
     Start,
     /// Another joiner ranks first: remove my own entry (it never started, it holds nothing) and
@@ -401,7 +401,11 @@ pub enum AfterAdd {
 }
 
 /// See [`AfterAdd`]; `ordinal_of` maps a member to its pod ordinal when it belongs to this set.
-pub fn after_add(my_id: u64, members: &[Member], ordinal_of: impl Fn(&Member) -> Option<u32>) -> AfterAdd {
+pub(crate) fn after_add(
+    my_id: u64,
+    members: &[Member],
+    ordinal_of: impl Fn(&Member) -> Option<u32>,
+) -> AfterAdd {
     let rank = |m: &Member| (ordinal_of(m).unwrap_or(u32::MAX), m.id);
     let Some(me) = members.iter().find(|m| m.id == my_id) else {
         return AfterAdd::Start;
@@ -414,7 +418,7 @@ pub fn after_add(my_id: u64, members: &[Member], ordinal_of: impl Fn(&Member) ->
     }
 }
 
-pub mod restore;
+pub(crate) mod restore;
 
 #[cfg(test)]
 mod tests;

@@ -18,7 +18,7 @@ use crate::observed::{ClusterView, DataDirState};
 /// The snapshot named by `--restore-from`, as its manifest describes it, and the cluster IDs
 /// that matter.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RestoreRequest {
+pub(crate) struct RestoreRequest {
     /// The snapshot's URL, for messages.
     pub snapshot: String,
     pub sha256: String,
@@ -33,7 +33,7 @@ pub struct RestoreRequest {
 
 /// What `--restore-from` means for this round.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RestoreVerdict {
+pub(crate) enum RestoreVerdict {
     /// Restore the snapshot and start the restored cluster; first archive the member data with
     /// this ID when there is one (data of the old cluster).
     Restore { archive_member: Option<u64>, reason: String },
@@ -46,7 +46,7 @@ pub enum RestoreVerdict {
 }
 
 /// The verdict of the round: the usual one, or RESTORE where the policy says so.
-pub fn final_verdict(usual: Verdict, restore: RestoreVerdict, token: &str) -> Verdict {
+pub(crate) fn final_verdict(usual: Verdict, restore: RestoreVerdict, token: &str) -> Verdict {
     match restore {
         RestoreVerdict::Restore { archive_member, reason } => {
             Verdict { decision: Decision::Restore { archive_member, token: token.to_string() }, reason }
@@ -58,7 +58,7 @@ pub fn final_verdict(usual: Verdict, restore: RestoreVerdict, token: &str) -> Ve
 
 /// The restore token: the configured token and the first 16 hex digits of the snapshot's
 /// sha256.
-pub fn restore_token(configured: &str, sha256: &str) -> String {
+pub(crate) fn restore_token(configured: &str, sha256: &str) -> String {
     let short: String = sha256.chars().take(16).collect::<String>().to_ascii_lowercase();
     format!("{configured}-restore-{short}")
 }
@@ -66,7 +66,7 @@ pub fn restore_token(configured: &str, sha256: &str) -> String {
 /// The cluster ID etcd gives a static initial cluster: the first 8 bytes, big-endian, of the
 /// sha1 of its member IDs (sorted, 8 bytes big-endian each), each member ID derived from its peer
 /// URLs and the token (etcd's `RaftCluster.genID`).
-pub fn static_cluster_id(initial_cluster: &[(String, String)], token: &str) -> u64 {
+pub(crate) fn static_cluster_id(initial_cluster: &[(String, String)], token: &str) -> u64 {
     use sha1::{Digest, Sha1};
     let mut by_name: std::collections::BTreeMap<&str, Vec<String>> = std::collections::BTreeMap::new();
     for (name, url) in initial_cluster {
@@ -89,7 +89,7 @@ pub fn static_cluster_id(initial_cluster: &[(String, String)], token: &str) -> u
 /// refuse, data the marker says came from this very snapshot, data whose cluster has quorum (a
 /// restore never rolls back a live cluster: warned), an empty member beside a cluster with
 /// quorum (it joins). None where a restore could happen.
-pub fn settled_without_manifest(
+pub(crate) fn settled_without_manifest(
     data: &DataDirState,
     cluster: &ClusterView,
     restored_from_this: bool,
@@ -115,7 +115,7 @@ pub fn settled_without_manifest(
 }
 
 /// Whether this member restores, given the usual verdict of the round.
-pub fn decide_restore(
+pub(crate) fn decide_restore(
     obs: &Observation<'_>,
     settings: &DecisionSettings,
     usual: &Verdict,

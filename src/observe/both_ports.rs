@@ -29,14 +29,14 @@ struct PeerState {
 }
 
 /// The peer port of a client endpoint: the same IP (the URL is by IP), the peer port.
-pub fn peer_endpoint(endpoint: &Endpoint, peer_port: u16) -> Option<PeerEndpoint> {
+pub(crate) fn peer_endpoint(endpoint: &Endpoint, peer_port: u16) -> Option<PeerEndpoint> {
     let ip: IpAddr = url_host(&endpoint.url)?.parse().ok()?;
     Some(PeerEndpoint { host: endpoint.host.clone(), addr: SocketAddr::new(ip, peer_port) })
 }
 
 /// Ask all `endpoints` on both ports; ends when every peer's client probe has ended, or its peer
 /// port's list made its client answer unneeded.
-pub async fn observe(
+pub(crate) async fn observe(
     ask: &Sources<'_>,
     data: &DataDirState,
     endpoints: &[Endpoint],

@@ -5,12 +5,12 @@
 //! quorum), both ports of every peer at once ([`both_ports`]). [`round`] observes once and
 //! returns plain data for `decide`.
 
-pub mod both_ports;
+pub(crate) mod both_ports;
 pub mod cluster;
 pub mod datadir;
 pub mod dns;
 pub mod peer_members;
-pub mod peers;
+pub(crate) mod peers;
 
 use std::path::Path;
 use std::sync::Arc;

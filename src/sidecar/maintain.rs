@@ -27,14 +27,14 @@ use super::metrics::Shared;
 
 /// The maintenance settings, checked.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct MaintenanceSettings {
+pub(crate) struct MaintenanceSettings {
     pub defrag: defrag::DefragSettings,
     pub nospace: nospace::NospaceSettings,
 }
 
 impl MaintenanceSettings {
     /// From the sidecar's options and etcd's own quota setting.
-    pub fn new(args: &SidecarArgs, ctx: &Context) -> Result<Self> {
+    pub(crate) fn new(args: &SidecarArgs, ctx: &Context) -> Result<Self> {
         let threshold = defrag::check_threshold(args.defrag_threshold).map_err(Error::config)?;
         let quota =
             nospace::quota_from(ctx.user.get("quota-backend-bytes").as_deref()).map_err(Error::config)?;
@@ -47,7 +47,7 @@ impl MaintenanceSettings {
 
 /// A member and where to reach it (None: no address known).
 #[derive(Debug, Clone)]
-pub struct Whom {
+pub(crate) struct Whom {
     pub id: u64,
     pub label: String,
     pub is_learner: bool,
@@ -55,7 +55,7 @@ pub struct Whom {
 }
 
 /// What maintenance remembers between rounds (only while the local member leads).
-pub struct Maintainer {
+pub(crate) struct Maintainer {
     settings: MaintenanceSettings,
     /// The member defragmented last, until it has answered again.
     awaiting: Option<u64>,
@@ -67,7 +67,7 @@ pub struct Maintainer {
 }
 
 impl Maintainer {
-    pub fn new(settings: MaintenanceSettings, tls: ClientTlsFiles) -> Self {
+    pub(crate) fn new(settings: MaintenanceSettings, tls: ClientTlsFiles) -> Self {
         Maintainer {
             settings,
             awaiting: None,
@@ -79,7 +79,7 @@ impl Maintainer {
     }
 
     /// The local member does not lead: a new leader's sidecar starts afresh.
-    pub fn stand_by(&mut self, shared: &Shared) {
+    pub(crate) fn stand_by(&mut self, shared: &Shared) {
         self.awaiting = None;
         self.episode = Episode::default();
         self.last_skip = None;
@@ -88,12 +88,12 @@ impl Maintainer {
     }
 
     /// The member that must not be taken for gone: the one defragmented last, until it answers.
-    pub fn busy_with(&self) -> Option<u64> {
+    pub(crate) fn busy_with(&self) -> Option<u64> {
         self.awaiting
     }
 
     /// One maintenance round beside the leader `leader` (the local member): at most one action.
-    pub async fn lead(
+    pub(crate) async fn lead(
         &mut self,
         access: &Access,
         local: &mut MemberClient,
@@ -307,7 +307,7 @@ async fn statuses(access: &Access, whom: &[Whom], timeout: std::time::Duration) 
 /// The client TLS files, read every round: a change is used at once (a Kubernetes Secret
 /// update swaps a symlink; nothing here caches a file), and the certificate's state is the
 /// metric, the readiness and one log line per change of state.
-pub struct Certificates {
+pub(crate) struct Certificates {
     files: ClientTlsFiles,
     /// The bytes of (certificate, key, CA) last read.
     seen: Option<[Option<Vec<u8>>; 3]>,
@@ -322,7 +322,7 @@ impl Certificates {
 
     /// Read the files; a new access when they changed since the last round (the caller
     /// reconnects with it). Updates the metrics and readiness.
-    pub fn check(&mut self, access: &Access, shared: &Shared) -> Option<Access> {
+    pub(crate) fn check(&mut self, access: &Access, shared: &Shared) -> Option<Access> {
         let cert_path = self.files.cert.clone()?;
         let read = |p: &Option<std::path::PathBuf>| p.as_ref().map(std::fs::read).transpose();
         let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or_default();

@@ -27,16 +27,16 @@
 //! round, so a renewed Secret is used without a restart.
 
 mod backups;
-pub mod http;
-pub mod learners;
-pub mod maintain;
-pub mod maintenance;
+pub(crate) mod http;
+pub(crate) mod learners;
+pub(crate) mod maintain;
+pub(crate) mod maintenance;
 mod membership;
-pub mod metrics;
-pub mod pods;
-pub mod presence;
-pub mod probe;
-pub mod removal;
+pub(crate) mod metrics;
+pub(crate) mod pods;
+pub(crate) mod presence;
+pub(crate) mod probe;
+pub(crate) mod removal;
 mod role;
 mod settings;
 
@@ -62,10 +62,14 @@ use crate::signals::Shutdown;
 
 use metrics::Shared;
 use role::Role;
-pub use settings::SidecarSettings;
+pub(crate) use settings::SidecarSettings;
 
 /// Run until SIGTERM or SIGINT; a signal is the normal end (exit 0).
-pub async fn run(ctx: &Context, settings: &SidecarSettings, shutdown: &mut Shutdown) -> Result<ExitCode> {
+pub(crate) async fn run(
+    ctx: &Context,
+    settings: &SidecarSettings,
+    shutdown: &mut Shutdown,
+) -> Result<ExitCode> {
     let shared = Arc::new(Shared::new(settings.stall_limit()));
     let addr = SocketAddr::from(([0, 0, 0, 0], settings.metrics_port));
     let listener = TcpListener::bind(addr).await.map_err(|e| {
@@ -270,7 +274,7 @@ impl<'a> Sidecar<'a> {
     /// now rather than at the next round ([`presence`]).
     async fn look_between_rounds(&mut self) {
         let connected = probe::peer_connection_ips(self.ctx.member.peer_port);
-        let ask = self.presence.to_look_up(&connected, self.clock.missing_since(), Instant::now());
+        let ask = self.presence.pods_to_look_up(&connected, self.clock.missing_since(), Instant::now());
         if ask.is_empty() {
             return;
         }

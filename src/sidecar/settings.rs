@@ -11,7 +11,7 @@ use crate::identity::url_port;
 
 /// The sidecar's own settings, checked.
 #[derive(Debug, Clone)]
-pub struct SidecarSettings {
+pub(crate) struct SidecarSettings {
     pub interval: Duration,
     pub removal_delay: Duration,
     pub metrics_port: u16,
@@ -22,7 +22,7 @@ pub struct SidecarSettings {
 
 /// Scheduled backups: where, how often, how many kept.
 #[derive(Debug, Clone)]
-pub struct BackupSchedule {
+pub(crate) struct BackupSchedule {
     pub to: StoreUrl,
     pub interval: Duration,
     pub keep: usize,
@@ -31,7 +31,7 @@ pub struct BackupSchedule {
 
 impl SidecarSettings {
     /// Check the sidecar's options against each other and against etcd's settings.
-    pub fn new(args: &SidecarArgs, ctx: &Context) -> Result<Self> {
+    pub(crate) fn new(args: &SidecarArgs, ctx: &Context) -> Result<Self> {
         if args.interval.is_zero() {
             return Err(Error::config("--interval 0s: give a positive duration such as 10s"));
         }
@@ -86,7 +86,7 @@ impl SidecarSettings {
 
     /// /healthz fails when no round has ended for this long: a round is bounded by its calls'
     /// timeouts (well under two minutes), so only a stuck loop gets there.
-    pub fn stall_limit(&self) -> Duration {
+    pub(crate) fn stall_limit(&self) -> Duration {
         self.interval.saturating_mul(3).max(self.interval.saturating_add(Duration::from_secs(120)))
     }
 }
