@@ -77,8 +77,7 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 
 fn start(args: &RunArgs, surroundings: &Surroundings) -> Result<ExitCode> {
     init_logging(args.common.log_format);
-    let mut ctx = Context::resolve(&args.common, &args.etcd_flags, surroundings)?;
-    ctx.restore_from = args.restore_from.clone();
+    let ctx = Context::resolve(&args.common, &args.etcd_flags, args.restore_from.clone(), surroundings)?;
     let etcd = exec::locate(&ctx.etcd_binary, ctx.path_var.as_deref())?;
     exec::check_executable(&etcd)?;
     // etcd must write its data dir: say so now rather than let it crash-loop after a membership
@@ -106,8 +105,8 @@ fn start(args: &RunArgs, surroundings: &Surroundings) -> Result<ExitCode> {
 
 fn plan_command(plan: &PlanArgs, surroundings: &Surroundings) -> Result<ExitCode> {
     init_logging(plan.run.common.log_format);
-    let mut ctx = Context::resolve(&plan.run.common, &plan.run.etcd_flags, surroundings)?;
-    ctx.restore_from = plan.run.restore_from.clone();
+    let run = &plan.run;
+    let ctx = Context::resolve(&run.common, &run.etcd_flags, run.restore_from.clone(), surroundings)?;
     let mut source = backup::restore_round::RestoreSource::from_context(&ctx)?;
     let rt = runtime()?;
     let (round, verdict, pending) = rt.block_on(async {
@@ -127,7 +126,7 @@ fn plan_command(plan: &PlanArgs, surroundings: &Surroundings) -> Result<ExitCode
 
 fn sidecar_command(args: &SidecarArgs, surroundings: &Surroundings) -> Result<ExitCode> {
     init_logging(args.common.log_format);
-    let ctx = Context::resolve(&args.common, &args.etcd_flags, surroundings)?;
+    let ctx = Context::resolve(&args.common, &args.etcd_flags, None, surroundings)?;
     let settings = sidecar::SidecarSettings::new(args, &ctx)?;
     let rt = runtime()?;
     let result = rt.block_on(async {

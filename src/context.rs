@@ -51,7 +51,7 @@ pub struct Context {
     pub initial_cluster: Vec<(String, String)>,
     /// `PATH`, to find a bare `etcd`.
     pub path_var: Option<String>,
-    /// `--restore-from` (run and plan only; set by the command).
+    /// `--restore-from` (run and plan only).
     pub restore_from: Option<String>,
     /// Backup store settings.
     pub store: StoreOptions,
@@ -60,8 +60,15 @@ pub struct Context {
 }
 
 impl Context {
-    /// Resolve the settings; every bad input fails here, before anything is touched.
-    pub fn resolve(common: &Common, etcd_flags: &[String], env: &Surroundings) -> Result<Self> {
+    /// Resolve the settings; every bad input fails here, before anything is touched. Nothing
+    /// changes a context after this: `restore_from` is the command's `--restore-from` (run and
+    /// plan), `None` for the sidecar.
+    pub fn resolve(
+        common: &Common,
+        etcd_flags: &[String],
+        restore_from: Option<String>,
+        env: &Surroundings,
+    ) -> Result<Self> {
         common.validate()?;
         let user = UserSettings::new(etcd_flags, &env.env)?;
         let identity_parts = IdentityParts::resolve(common, env)?;
@@ -138,7 +145,7 @@ impl Context {
             etcd_binary,
             initial_cluster,
             path_var: env.env.get("PATH").cloned(),
-            restore_from: None,
+            restore_from,
             store: common.store.clone(),
             store_env: env
                 .env
