@@ -78,7 +78,7 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 fn start(args: &RunArgs, surroundings: &Surroundings) -> Result<ExitCode> {
     init_logging(args.common.log_format);
     let ctx = Context::resolve(&args.common, &args.etcd_flags, args.restore_from.clone(), surroundings)?;
-    let etcd = exec::locate(&ctx.etcd_binary, ctx.path_var.as_deref())?;
+    let etcd = exec::locate(&ctx.etcd_binary, ctx.env.path_var.as_deref())?;
     exec::check_executable(&etcd)?;
     // etcd must write its data dir: say so now rather than let it crash-loop after a membership
     // change. A data dir that is refused anyway is left to the loop, whose REFUSE names the problem.

@@ -28,7 +28,25 @@ pub struct Surroundings {
     pub resolv_conf: Option<String>,
 }
 
-/// The resolved settings of one run.
+/// How a run reaches the world, made once at resolve: the DNS resolver, and the access material
+/// (scheme, TLS, credentials) of etcd's client and peer ports.
+pub struct Clients {
+    pub resolver: Arc<Resolver>,
+    pub access: Access,
+    /// How to reach peers' peer ports (`GET /members`), with etcd's peer TLS files.
+    pub peer_access: PeerAccess,
+}
+
+/// What a run reads of its environment besides its settings.
+pub struct Environment {
+    /// `PATH`, to find a bare `etcd`.
+    pub path_var: Option<String>,
+    /// The variables a store reads (`AWS_*`, `HOME`), never logged.
+    pub store_env: BTreeMap<String, String>,
+}
+
+/// One run, resolved once and never changed after: its settings, its clients and what it read
+/// of its environment.
 pub struct Context {
     pub identity: Identity,
     pub namespace: String,
@@ -38,10 +56,6 @@ pub struct Context {
     pub user: UserSettings,
     pub member: MemberSpec,
     pub token: String,
-    pub access: Access,
-    /// How to reach peers' peer ports (`GET /members`), with etcd's peer TLS files.
-    pub peer_access: PeerAccess,
-    pub resolver: Arc<Resolver>,
     pub scan: ScanSettings,
     pub wait_timeout: Duration,
     pub probe_timeout: Duration,
@@ -49,14 +63,12 @@ pub struct Context {
     pub etcd_binary: PathBuf,
     /// The static initial cluster of a NEW start: every initial pod by name and peer URL.
     pub initial_cluster: Vec<(String, String)>,
-    /// `PATH`, to find a bare `etcd`.
-    pub path_var: Option<String>,
     /// `--restore-from` (run and plan only).
     pub restore_from: Option<String>,
     /// Backup store settings.
     pub store: StoreOptions,
-    /// The variables a store reads (`AWS_*`, `HOME`), never logged.
-    pub store_env: BTreeMap<String, String>,
+    pub clients: Clients,
+    pub env: Environment,
 }
 
 impl Context {
@@ -137,22 +149,22 @@ impl Context {
             identity,
             user,
             token,
-            access,
-            peer_access,
-            resolver,
+            clients: Clients { resolver, access, peer_access },
             wait_timeout: common.wait_timeout,
             probe_timeout: common.probe_timeout,
             etcd_binary,
             initial_cluster,
-            path_var: env.env.get("PATH").cloned(),
             restore_from,
             store: common.store.clone(),
-            store_env: env
-                .env
-                .iter()
-                .filter(|(k, _)| k.starts_with("AWS_") || k.as_str() == "HOME")
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
+            env: Environment {
+                path_var: env.env.get("PATH").cloned(),
+                store_env: env
+                    .env
+                    .iter()
+                    .filter(|(k, _)| k.starts_with("AWS_") || k.as_str() == "HOME")
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+            },
         })
     }
 
@@ -160,11 +172,11 @@ impl Context {
     pub fn sources(&self) -> Sources<'_> {
         Sources {
             data_dir: &self.member.data_dir,
-            resolver: &self.resolver,
+            resolver: &self.clients.resolver,
             identity: &self.identity,
             scan: &self.scan,
-            access: &self.access,
-            peer_access: &self.peer_access,
+            access: &self.clients.access,
+            peer_access: &self.clients.peer_access,
             peer_port: self.member.peer_port,
             me: &self.me,
             probe_timeout: self.probe_timeout,

@@ -19,7 +19,7 @@ pub(crate) fn predicted_mode(ctx: &Context, round: &Round, verdict: &Verdict) ->
 
 /// The etcd binary `run` would exec, or the name as given when it cannot be found here.
 fn etcd_path(ctx: &Context) -> String {
-    exec::locate(&ctx.etcd_binary, ctx.path_var.as_deref())
+    exec::locate(&ctx.etcd_binary, ctx.env.path_var.as_deref())
         .unwrap_or_else(|_| ctx.etcd_binary.clone())
         .display()
         .to_string()

@@ -129,7 +129,7 @@ async fn round(
         let held_since = *new_held_since.get_or_insert_with(Instant::now);
         let answered: Vec<&str> = round.heard.peer_lists.iter().map(|l| l.host.as_str()).collect();
         let urls: Vec<String> = ctx.initial_cluster.iter().map(|(_, url)| url.clone()).collect();
-        let asked = !matches!(ctx.peer_access, PeerAccess::Unavailable(_));
+        let asked = !matches!(ctx.clients.peer_access, PeerAccess::Unavailable(_));
         if pacing::hold_new(&ctx.me.peer_url, &urls, &answered, held_since.elapsed(), asked) {
             let first = urls.iter().min().cloned().unwrap_or_default();
             let reason = format!(
@@ -151,7 +151,7 @@ async fn restore(
     pending: &Pending,
 ) -> Result<Step> {
     info!(decision = "RESTORE", snapshot = %pending.url, sha256 = %pending.manifest.sha256, revision = pending.manifest.revision, "{}", verdict.reason);
-    let etcd = exec::locate(&ctx.etcd_binary, ctx.path_var.as_deref())?;
+    let etcd = exec::locate(&ctx.etcd_binary, ctx.env.path_var.as_deref())?;
     restore_round::perform(ctx, source, pending, &etcd).await?;
     match start_mode(&verdict.decision, round.members(), &ctx.launch()) {
         Some(mode) => Ok(Step::Start(mode)),

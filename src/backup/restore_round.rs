@@ -50,9 +50,14 @@ impl RestoreSource {
             return Ok(m.clone());
         }
         if self.store.is_none() {
-            let env = command::Env { vars: &ctx.store_env, resolv_conf: None };
-            self.store =
-                Some(command::open_store(&self.url.store, &ctx.store, &env, Some(&ctx.resolver), false)?);
+            let env = command::Env { vars: &ctx.env.store_env, resolv_conf: None };
+            self.store = Some(command::open_store(
+                &self.url.store,
+                &ctx.store,
+                &env,
+                Some(&ctx.clients.resolver),
+                false,
+            )?);
         }
         let Some(store) = &self.store else {
             return Err(Error::config("--restore-from: the store could not be opened"));
@@ -143,7 +148,7 @@ pub(crate) async fn perform(
     pending: &Pending,
     etcd: &Path,
 ) -> Result<()> {
-    let tool_path = restore::find_tool(etcd, ctx.path_var.as_deref())?;
+    let tool_path = restore::find_tool(etcd, ctx.env.path_var.as_deref())?;
     let tool = restore::probe_tool(&tool_path).await?;
     let Some(store) = &source.store else {
         return Err(Error::config("--restore-from: the store was not opened"));

@@ -109,8 +109,9 @@ impl Scheduler {
 
     fn store(&mut self, ctx: &Context) -> Result<&Store> {
         if self.store.is_none() {
-            let env = Env { vars: &ctx.store_env, resolv_conf: None };
-            let store = command::open_store(&self.schedule.to, &ctx.store, &env, Some(&ctx.resolver), true)?;
+            let env = Env { vars: &ctx.env.store_env, resolv_conf: None };
+            let store =
+                command::open_store(&self.schedule.to, &ctx.store, &env, Some(&ctx.clients.resolver), true)?;
             self.store = Some(store);
         }
         self.store.as_ref().ok_or_else(|| Error::config("--backup-to: the store could not be opened"))

@@ -163,7 +163,7 @@ impl<'a> Sidecar<'a> {
     fn new(ctx: &'a Context, settings: &SidecarSettings, shared: Arc<Shared>) -> Self {
         let local_endpoint = Endpoint {
             host: ctx.identity.own_host(),
-            url: format!("{}://127.0.0.1:{}", ctx.access.scheme(), ctx.member.client_port),
+            url: format!("{}://127.0.0.1:{}", ctx.clients.access.scheme(), ctx.member.client_port),
         };
         let backups = settings.backups.clone().map(backups::Scheduler::new);
         let settings = settings.clone();
@@ -175,7 +175,7 @@ impl<'a> Sidecar<'a> {
             shared,
             local_endpoint,
             local: None,
-            access: ctx.access.clone(),
+            access: ctx.clients.access.clone(),
             maint,
             clock,
             presence: presence::Presence::default(),
@@ -237,9 +237,13 @@ impl<'a> Sidecar<'a> {
             }
         };
         self.settle_unconfirmed_removal(&members);
-        let pods =
-            pods::look_up(&self.ctx.resolver, &self.ctx.identity, &self.ctx.scan.peer_port_name, &members)
-                .await;
+        let pods = pods::look_up(
+            &self.ctx.clients.resolver,
+            &self.ctx.identity,
+            &self.ctx.scan.peer_port_name,
+            &members,
+        )
+        .await;
         self.last_ip.extend(pods.ips.iter().map(|(o, ip)| (*o, *ip)));
         self.clock.record(&pods.answers, Instant::now());
         let id = &self.ctx.identity;
@@ -278,7 +282,9 @@ impl<'a> Sidecar<'a> {
         if ask.is_empty() {
             return;
         }
-        for (ordinal, host, answer) in peers::lookup_all(&self.ctx.resolver, &self.ctx.identity, &ask).await {
+        for (ordinal, host, answer) in
+            peers::lookup_all(&self.ctx.clients.resolver, &self.ctx.identity, &ask).await
+        {
             if matches!(answer, Lookup::Missing) && self.clock.start(ordinal, Instant::now()) {
                 info!(
                     pod = %host,
