@@ -85,11 +85,9 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 
 fn start(args: &RunArgs, surroundings: &Surroundings) -> Result<ExitCode> {
     init_logging(args.common.log_format);
-    let mut ctx = Context::resolve(&args.common, &args.etcd_flags, surroundings)?;
-    ctx.restore_from = args.restore_from.clone();
-    let etcd = exec::locate(&ctx.etcd_binary, ctx.path_var.as_deref())?;
+    let ctx = Context::resolve(&args.common, &args.etcd_flags, args.restore_from.clone(), surroundings)?;
+    let etcd = exec::locate(&ctx.etcd_binary, ctx.env.path_var.as_deref())?;
     exec::check_executable(&etcd)?;
-    ctx.etcd_version = observe::local_etcd::version(&etcd, ctx.path_var.as_deref());
     // A setting this etcd refuses (a 3.7 binary and an --experimental-* flag) is an error now,
     // before any membership change; a deprecated one is a warning.
     let deprecated = match &ctx.etcd_version {
@@ -124,12 +122,8 @@ fn start(args: &RunArgs, surroundings: &Surroundings) -> Result<ExitCode> {
 
 fn plan_command(plan: &PlanArgs, surroundings: &Surroundings) -> Result<ExitCode> {
     init_logging(plan.run.common.log_format);
-    let mut ctx = Context::resolve(&plan.run.common, &plan.run.etcd_flags, surroundings)?;
-    ctx.restore_from = plan.run.restore_from.clone();
-    ctx.etcd_version = match exec::locate(&ctx.etcd_binary, ctx.path_var.as_deref()) {
-        Ok(etcd) => observe::local_etcd::version(&etcd, ctx.path_var.as_deref()),
-        Err(e) => crate::observed::LocalEtcd::Unknown(e.to_string()),
-    };
+    let run = &plan.run;
+    let ctx = Context::resolve(&run.common, &run.etcd_flags, run.restore_from.clone(), surroundings)?;
     let mut source = backup::restore_round::RestoreSource::from_context(&ctx)?;
     let rt = runtime()?;
     let decided = rt.block_on(async {
@@ -147,8 +141,8 @@ fn plan_command(plan: &PlanArgs, surroundings: &Surroundings) -> Result<ExitCode
 
 fn sidecar_command(args: &SidecarArgs, surroundings: &Surroundings) -> Result<ExitCode> {
     init_logging(args.common.log_format);
-    let ctx = Context::resolve(&args.common, &args.etcd_flags, surroundings)?;
-    let settings = sidecar::Settings::new(args, &ctx)?;
+    let ctx = Context::resolve(&args.common, &args.etcd_flags, None, surroundings)?;
+    let settings = sidecar::SidecarSettings::new(args, &ctx)?;
     let rt = runtime()?;
     let result = rt.block_on(async {
         let mut shutdown = Shutdown::install()?;

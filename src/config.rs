@@ -1,7 +1,7 @@
 //! The command line: clap (derive), every option also read from `ETCD_BOOTSTRAP_<NAME>`.
 //! Validation that clap cannot express lives here too, so bad input fails before anything runs.
 
-pub mod backup_args;
+pub(crate) mod backup_args;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -26,7 +26,7 @@ use crate::duration;
     allow_negative_numbers = true,
     subcommand_negates_reqs = true
 )]
-pub struct Cli {
+pub(crate) struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
 
@@ -37,7 +37,7 @@ pub struct Cli {
 
 /// The subcommands.
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Bootstrap, then exec etcd (the default).
     Run(RunArgs),
     /// Observe and decide; print the decision, the reasons and the etcd argv; change nothing.
@@ -51,7 +51,7 @@ pub enum Command {
 
 /// `run`: common options plus the etcd flags after `--`.
 #[derive(Debug, Args, Clone)]
-pub struct RunArgs {
+pub(crate) struct RunArgs {
     #[command(flatten)]
     pub common: Common,
 
@@ -68,7 +68,7 @@ pub struct RunArgs {
 
 /// `plan`: like `run`, plus the output format.
 #[derive(Debug, Args, Clone)]
-pub struct PlanArgs {
+pub(crate) struct PlanArgs {
     #[command(flatten)]
     pub run: RunArgs,
 
@@ -79,7 +79,7 @@ pub struct PlanArgs {
 
 /// `sidecar`.
 #[derive(Debug, Args, Clone)]
-pub struct SidecarArgs {
+pub(crate) struct SidecarArgs {
     #[command(flatten)]
     pub common: Common,
 
@@ -232,7 +232,7 @@ pub enum LogFormat {
 
 /// Plan output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Format {
+pub(crate) enum Format {
     Text,
     Json,
 }
@@ -240,7 +240,7 @@ pub enum Format {
 impl Cli {
     /// Parse argv (program name first). Options may also come before the subcommand
     /// (`etcd-bootstrap --name etcd-0 plan`): the subcommand is moved in front of them.
-    pub fn parse_any_order<I, T>(args: I) -> Result<Cli, clap::Error>
+    pub(crate) fn parse_any_order<I, T>(args: I) -> Result<Cli, clap::Error>
     where
         I: IntoIterator<Item = T>,
         T: Into<OsString> + Clone,

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use crate::config::backup_args::StoreOptions;
 use crate::config::Common;
-use crate::decide::{Launch, Me, Settings};
+use crate::decide::{DecisionSettings, Launch, Me};
 use crate::error::{Error, Result};
 use crate::etcd_args::{MemberSpec, UserSettings};
 use crate::identity::{self, Identity};
@@ -28,20 +28,34 @@ pub struct Surroundings {
     pub resolv_conf: Option<String>,
 }
 
-/// The resolved settings of one run.
+/// How a run reaches the world, made once at resolve: the DNS resolver, and the access material
+/// (scheme, TLS, credentials) of etcd's client and peer ports.
+pub struct Clients {
+    pub resolver: Arc<Resolver>,
+    pub access: Access,
+    /// How to reach peers' peer ports (`GET /members`), with etcd's peer TLS files.
+    pub peer_access: PeerAccess,
+}
+
+/// What a run reads of its environment besides its settings.
+pub struct Environment {
+    /// `PATH`, to find a bare `etcd`.
+    pub path_var: Option<String>,
+    /// The variables a store reads (`AWS_*`, `HOME`), never logged.
+    pub store_env: BTreeMap<String, String>,
+}
+
+/// One run, resolved once and never changed after: its settings, its clients and what it read
+/// of its environment.
 pub struct Context {
     pub identity: Identity,
     pub namespace: String,
     pub service: String,
     pub me: Me,
-    pub settings: Settings,
+    pub settings: DecisionSettings,
     pub user: UserSettings,
     pub member: MemberSpec,
     pub token: String,
-    pub access: Access,
-    /// How to reach peers' peer ports (`GET /members`), with etcd's peer TLS files.
-    pub peer_access: PeerAccess,
-    pub resolver: Arc<Resolver>,
     pub scan: ScanSettings,
     pub wait_timeout: Duration,
     pub probe_timeout: Duration,
@@ -49,21 +63,26 @@ pub struct Context {
     pub etcd_binary: PathBuf,
     /// The static initial cluster of a NEW start: every initial pod by name and peer URL.
     pub initial_cluster: Vec<(String, String)>,
-    /// `PATH`, to find a bare `etcd`.
-    pub path_var: Option<String>,
-    /// `--restore-from` (run and plan only; set by the command).
+    /// `--restore-from` (run and plan only).
     pub restore_from: Option<String>,
     /// This pod's etcd version (run and plan only; set by the command: `observe::local_etcd`).
     pub etcd_version: LocalEtcd,
     /// Backup store settings.
     pub store: StoreOptions,
-    /// The variables a store reads (`AWS_*`, `HOME`), never logged.
-    pub store_env: BTreeMap<String, String>,
+    pub clients: Clients,
+    pub env: Environment,
 }
 
 impl Context {
-    /// Resolve the settings; every bad input fails here, before anything is touched.
-    pub fn resolve(common: &Common, etcd_flags: &[String], env: &Surroundings) -> Result<Self> {
+    /// Resolve the settings; every bad input fails here, before anything is touched. Nothing
+    /// changes a context after this: `restore_from` is the command's `--restore-from` (run and
+    /// plan), `None` for the sidecar.
+    pub fn resolve(
+        common: &Common,
+        etcd_flags: &[String],
+        restore_from: Option<String>,
+        env: &Surroundings,
+    ) -> Result<Self> {
         common.validate()?;
         let user = UserSettings::new(etcd_flags, &env.env)?;
         let identity_parts = IdentityParts::resolve(common, env)?;
@@ -109,7 +128,10 @@ impl Context {
                 static_id: static_member_id(std::slice::from_ref(&peer_url), &token),
                 peer_url: peer_url.clone(),
             },
-            settings: Settings { initial_cluster_size: common.initial_cluster_size, join_as: common.join_as },
+            settings: DecisionSettings {
+                initial_cluster_size: common.initial_cluster_size,
+                join_as: common.join_as,
+            },
             member: MemberSpec {
                 name: identity.pod_name.clone(),
                 data_dir,
@@ -129,23 +151,27 @@ impl Context {
             identity,
             user,
             token,
-            access,
-            peer_access,
-            resolver,
+            clients: Clients { resolver, access, peer_access },
             wait_timeout: common.wait_timeout,
             probe_timeout: common.probe_timeout,
-            etcd_binary,
+            etcd_binary: etcd_binary.clone(),
             initial_cluster,
-            path_var: env.env.get("PATH").cloned(),
-            restore_from: None,
-            etcd_version: LocalEtcd::Unknown("not looked at".into()),
+            restore_from,
+            // `etcd --version` of the binary this pod would exec, looked at once here.
+            etcd_version: crate::observe::local_etcd::version(
+                &etcd_binary,
+                env.env.get("PATH").map(String::as_str),
+            ),
             store: common.store.clone(),
-            store_env: env
-                .env
-                .iter()
-                .filter(|(k, _)| k.starts_with("AWS_") || k.as_str() == "HOME")
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
+            env: Environment {
+                path_var: env.env.get("PATH").cloned(),
+                store_env: env
+                    .env
+                    .iter()
+                    .filter(|(k, _)| k.starts_with("AWS_") || k.as_str() == "HOME")
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+            },
         })
     }
 
@@ -153,11 +179,11 @@ impl Context {
     pub fn sources(&self) -> Sources<'_> {
         Sources {
             data_dir: &self.member.data_dir,
-            resolver: &self.resolver,
+            resolver: &self.clients.resolver,
             identity: &self.identity,
             scan: &self.scan,
-            access: &self.access,
-            peer_access: &self.peer_access,
+            access: &self.clients.access,
+            peer_access: &self.clients.peer_access,
             peer_port: self.member.peer_port,
             me: &self.me,
             probe_timeout: self.probe_timeout,

@@ -2,22 +2,9 @@
 //! ends abruptly right after the named step when `ETCD_BOOTSTRAP_TEST_CRASH_AFTER` names it, so
 //! tests can prove that a restart converges from every intermediate state.
 
-/// Steps that have a crash point.
-pub const STEPS: [&str; 9] = [
-    "after-add",
-    "after-remove",
-    "after-archive",
-    "after-update",
-    "after-upload-data",
-    "during-download",
-    "after-restore",
-    "after-restore-archive",
-    "after-restore-move",
-];
-
 /// End the process here if the test asked for a crash after `step`.
 #[cfg(feature = "crash-points")]
-pub fn point(step: &str) {
+pub(crate) fn point(step: &str) {
     if std::env::var("ETCD_BOOTSTRAP_TEST_CRASH_AFTER").is_ok_and(|v| v == step) {
         eprintln!("etcd-bootstrap: crash point {step}: exiting abruptly (test build)");
         // PID 1 ignores SIGKILL sent from inside its namespace; exit without cleanup instead.
@@ -28,4 +15,4 @@ pub fn point(step: &str) {
 /// Release builds: no crash points.
 #[cfg(not(feature = "crash-points"))]
 #[inline(always)]
-pub fn point(_step: &str) {}
+pub(crate) fn point(_step: &str) {}

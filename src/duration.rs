@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 /// Parse a duration. Errors name the expected form; the caller adds which option it was.
-pub fn parse(text: &str) -> Result<Duration, String> {
+pub(crate) fn parse(text: &str) -> Result<Duration, String> {
     let expected = "expected a duration like 500ms, 30s or 5m";
     let trimmed = text.trim();
     if trimmed.is_empty() {
@@ -42,7 +42,7 @@ fn unit_duration(number: u64, unit: &str) -> Option<Duration> {
 }
 
 /// Format a duration the way `parse` reads it (for help texts and logs).
-pub fn format(d: Duration) -> String {
+pub(crate) fn format(d: Duration) -> String {
     let ms = d.as_millis();
     if ms.is_multiple_of(3_600_000) && ms > 0 {
         format!("{}h", ms / 3_600_000)

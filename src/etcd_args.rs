@@ -12,10 +12,10 @@ use crate::decide::StartMode;
 use crate::error::{Error, Result};
 
 /// Prefix of the bootstrap's own variables, stripped before exec.
-pub const OWN_ENV_PREFIX: &str = "ETCD_BOOTSTRAP_";
+pub(crate) const OWN_ENV_PREFIX: &str = "ETCD_BOOTSTRAP_";
 
 /// Default data dir when neither the bootstrap nor etcd is told one.
-pub const DEFAULT_DATA_DIR: &str = "/var/lib/etcd";
+pub(crate) const DEFAULT_DATA_DIR: &str = "/var/lib/etcd";
 
 /// etcd flags that take no separate value (Go boolean flags): `--flag value` does not consume
 /// `value` for these. Everything else takes the next argument as its value, as Go's flag package
@@ -54,7 +54,7 @@ const BOOL_FLAGS: &[&str] = &[
 /// What etcd 3.6 and 3.7 did to a flag of 3.5 (etcd's upgrade guides "Upgrade etcd from v3.5 to
 /// v3.6" and "from v3.6 to v3.7", CHANGELOG-3.6 and CHANGELOG-3.7).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FlagFate {
+pub(crate) enum FlagFate {
     /// Deprecated in 3.6 for a flag of the new name (added in 3.6), removed in 3.7.
     Renamed(&'static str),
     /// Deprecated in 3.6 for this `--feature-gates` entry (`--feature-gates=NAME=true`, added in
@@ -68,7 +68,7 @@ pub enum FlagFate {
 
 /// Every 3.5 flag etcd 3.6 or 3.7 renamed, turned into a feature gate or removed. Each row is a
 /// test citing its source.
-pub const FLAG_FATES: &[(&str, FlagFate)] = &[
+pub(crate) const FLAG_FATES: &[(&str, FlagFate)] = &[
     (
         "experimental-bootstrap-defrag-threshold-megabytes",
         FlagFate::Renamed("bootstrap-defrag-threshold-megabytes"),
@@ -118,7 +118,7 @@ const ADDED_IN_36: &[&str] = &["feature-gates"];
 /// The user's etcd settings against the etcd release that will run them: a setting that release
 /// refuses ("flag provided but not defined") is an error naming what to write instead, before
 /// anything is changed or exec'd; a deprecated one is a warning (returned, for the log).
-pub fn check_release(user: &UserSettings, release: crate::observed::Release) -> Result<Vec<String>> {
+pub(crate) fn check_release(user: &UserSettings, release: crate::observed::Release) -> Result<Vec<String>> {
     let line = release.minor_line();
     let mut warnings = Vec::new();
     let given = |flag: &str| user.is_set(flag).then(|| format!("--{flag} ({})", env_name(flag)));
@@ -177,7 +177,7 @@ const MANAGED_FLAGS: &[&str] = &["initial-cluster", "initial-cluster-state", "di
 
 /// One flag the user gave etcd, as parsed.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UserFlag {
+pub(crate) struct UserFlag {
     /// Flag name without dashes.
     pub name: String,
     /// Its value; `None` for a bare boolean flag.
@@ -185,12 +185,12 @@ pub struct UserFlag {
 }
 
 /// The `ETCD_*` variable that corresponds to an etcd flag.
-pub fn env_name(flag: &str) -> String {
+pub(crate) fn env_name(flag: &str) -> String {
     format!("ETCD_{}", flag.to_ascii_uppercase().replace('-', "_"))
 }
 
 /// Parse etcd flags as Go's flag package does: `--f=v`, `-f=v`, `--f v`, `-f v`, bare booleans.
-pub fn parse_flags(args: &[String]) -> Result<Vec<UserFlag>> {
+pub(crate) fn parse_flags(args: &[String]) -> Result<Vec<UserFlag>> {
     let mut flags = Vec::new();
     let mut iter = args.iter();
     while let Some(arg) = iter.next() {
@@ -343,7 +343,7 @@ pub struct MemberSpec {
 }
 
 /// The flags etcd-bootstrap adds to the user's flags, in order, skipping what the user set.
-pub fn derived_flags(user: &UserSettings, member: &MemberSpec, mode: &StartMode) -> Vec<String> {
+pub(crate) fn derived_flags(user: &UserSettings, member: &MemberSpec, mode: &StartMode) -> Vec<String> {
     let peer_scheme = if user.peer_tls() { "https" } else { "http" };
     let client_scheme = if user.client_tls() { "https" } else { "http" };
     let mut wanted: Vec<(&str, String)> = vec![
@@ -377,7 +377,7 @@ pub fn derived_flags(user: &UserSettings, member: &MemberSpec, mode: &StartMode)
 }
 
 /// The full argv (without the program) etcd is exec'd with: derived flags, then the user's.
-pub fn argv(user: &UserSettings, member: &MemberSpec, mode: &StartMode) -> Vec<String> {
+pub(crate) fn argv(user: &UserSettings, member: &MemberSpec, mode: &StartMode) -> Vec<String> {
     let mut args = derived_flags(user, member, mode);
     args.extend(user.raw_flags().iter().cloned());
     args

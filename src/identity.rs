@@ -43,7 +43,7 @@ impl Identity {
 }
 
 /// Host part of `scheme://host:port`.
-pub fn url_host(url: &str) -> Option<&str> {
+pub(crate) fn url_host(url: &str) -> Option<&str> {
     let rest = url.split_once("://")?.1;
     let host_port = rest.split('/').next()?;
     if let Some(v6) = host_port.strip_prefix('[') {
@@ -53,14 +53,14 @@ pub fn url_host(url: &str) -> Option<&str> {
 }
 
 /// The port of `scheme://host:port[/...]`.
-pub fn url_port(url: &str) -> Option<u16> {
+pub(crate) fn url_port(url: &str) -> Option<u16> {
     let rest = url.split_once("://")?.1;
     let host_port = rest.split('/').next()?;
     host_port.rsplit_once(':')?.1.parse().ok()
 }
 
 /// `<set>-<ordinal>[.<domain>]`.
-pub fn host_name(set: &str, ordinal: u32, domain: &str) -> String {
+pub(crate) fn host_name(set: &str, ordinal: u32, domain: &str) -> String {
     if domain.is_empty() {
         format!("{set}-{ordinal}")
     } else {
@@ -70,7 +70,7 @@ pub fn host_name(set: &str, ordinal: u32, domain: &str) -> String {
 
 /// Split a StatefulSet pod name into set name and ordinal, rejecting anything a StatefulSet would
 /// not produce.
-pub fn split_pod_name(name: &str) -> Result<(String, u32)> {
+pub(crate) fn split_pod_name(name: &str) -> Result<(String, u32)> {
     let bad = |problem: &str| Error::PodName { name: name.to_string(), problem: problem.into() };
     if name.is_empty() {
         return Err(bad("is empty"));
@@ -96,7 +96,7 @@ pub fn split_pod_name(name: &str) -> Result<(String, u32)> {
 
 /// Namespace and cluster domain from a resolv.conf `search` list, as Kubernetes writes it:
 /// `search <ns>.svc.<cluster-domain> svc.<cluster-domain> <cluster-domain>`.
-pub fn from_search_list(resolv_conf: &str) -> Option<(String, String)> {
+pub(crate) fn from_search_list(resolv_conf: &str) -> Option<(String, String)> {
     let search = resolv_conf
         .lines()
         .map(str::trim)

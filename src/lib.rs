@@ -1,15 +1,19 @@
 //! etcd-bootstrap: start etcd correctly in a Kubernetes StatefulSet pod from DNS, the etcd API and
 //! the data directory alone.
 //!
-//! Module map, in layers from the bottom up; a module imports only from its own layer or the
-//! layers below it (checked by the unit tests in `src/layering.rs` against [`LAYERS`]).
+//! Module map, in layers from the bottom up; a module names only its own layer or the layers
+//! below it (checked by the unit tests in `src/layering.rs`, which parse every file with `syn`:
+//! `use` trees and every path, against [`LAYERS`]). The pure modules that file lists (the
+//! decision table, `observed`, the parsers, the sidecar's and backups' policies) name no file
+//! system, network, process or environment, no async runtime and no crate of the edges.
 //! The folders show the flow of one start: observe -> decide -> act -> exec.
 //!
 //! 1. Base: [`error`] (the one error type, exit codes), [`duration`] (`500ms`/`30s`/`5m`),
 //!    [`size`] (`100MB`/`512MiB`), [`signals`] (SIGTERM/SIGINT as PID 1), [`crash`] (test crash points), [`identity`] (pod
 //!    name, set, ordinal, peer host names, URL host and port helpers).
 //! 2. [`observed`]: what a round observed, as plain data: the data dir's state, the cluster view
-//!    and its members, the peers in DNS, and etcd's refusals as the closed enum `Refusal`.
+//!    and its members, the peers in DNS, and etcd's refusals as the closed enum `Refusal`, with
+//!    `refusal_of`, the one reading of etcd's answers: the gRPC code, then etcd's exact message.
 //! 3. [`decide`]: pure. The decision table (`decide`), `JoinAs`, `StartMode` and the one
 //!    `start_mode` that `run` and `plan` both call, `after_add`, `decide::answers` (every answer
 //!    merged into the view the table reads; a volume no answer claims is foreign),
@@ -17,9 +21,10 @@
 //!    membership call, what etcd's refusal means next (table-tested).
 //! 4. [`etcd_args`]: etcd's own settings (flags after `--`, `ETCD_*`) and the argv to exec. Pure;
 //!    below `observe` because the etcd client reads etcd's client TLS files from it.
-//! 5. [`observe`]: what looks: `dns` (uncached hickory lookups), `peers` (which pods exist),
-//!    `datadir` (classify, archive; `datadir/wal.rs` decodes the WAL), `cluster` (the etcd API;
-//!    the one place that reads etcd's error text), `peer_members` (`GET /members` on etcd's peer
+//! 5. [`observe`]: what looks, and nothing that writes (a unit test finds no etcd write and no
+//!    data dir write in it): `dns` (uncached hickory lookups), `peers` (which pods exist),
+//!    `datadir` (classify; `datadir/wal.rs` decodes the WAL), `cluster` (the etcd API;
+//!    a failed call's gRPC status read into a `Refusal`), `peer_members` (`GET /members` on etcd's peer
 //!    port, answered before quorum), `both_ports` (every peer on both ports at once), and
 //!    `observe::round` that looks once.
 //! 6. Settings: [`config`] (clap, every option also `ETCD_BOOTSTRAP_<NAME>`) and [`context`]
@@ -32,7 +37,10 @@
 //! 8. [`round`]: one round as `run` and `plan` take it: gather (`observe::round`, and the
 //!    restore facts), then the one pure verdict (`decide::round::verdict`).
 //! 9. [`act`]: the observe/decide/act loop (`act::bootstrap`), `act::pacing` (its pauses, pure),
-//!    `act::membership` (update, add, remove, withdraw, archive), `act::exec` (execve etcd).
+//!    `act::membership` (update, add, remove, withdraw, archive), `act::etcd_calls` (every etcd
+//!    call that changes the cluster: member add/remove/update/promote, defragment, alarm disarm,
+//!    compact, for `act` and the sidecar), `act::archive` (moves `member/` aside; in a layer of
+//!    its own below `backup`, whose restore archives too), `act::exec` (execve etcd).
 //! 10. [`sidecar`]: the second container. `mod.rs` is its loop; `learners` (pure learner choice),
 //!     `removal` (pure removal policy and its clock), `probe` (who answers, `/proc/net/tcp`),
 //!     `pods` (pod lookup through `observe::peers`), `membership`, `http`, `metrics`; maintenance
@@ -41,34 +49,41 @@
 //! 11. Top: [`plan`] (print a round without acting; it never imports `act`'s loop) and [`cli`]
 //!     (the commands wired; `main` only gathers surroundings and maps exit codes).
 
+// Only what `main`, the integration tests and the benchmark use is `pub` (`cli`, `context`,
+// `error`, `observe`, `observed`, `act::etcd_calls`); the rest is `pub(crate)`, and this lint
+// keeps it so, which lets dead code show.
+#![warn(unreachable_pub)]
+
 pub mod act;
-pub mod backup;
+pub(crate) mod backup;
 pub mod cli;
-pub mod config;
+pub(crate) mod config;
 pub mod context;
-pub mod crash;
-pub mod decide;
-pub mod duration;
+pub(crate) mod crash;
+pub(crate) mod decide;
+pub(crate) mod duration;
 pub mod error;
-pub mod etcd_args;
-pub mod identity;
+pub(crate) mod etcd_args;
+pub(crate) mod identity;
 pub mod observe;
 pub mod observed;
-pub mod plan;
-pub mod round;
-pub mod sidecar;
-pub mod signals;
-pub mod size;
+pub(crate) mod plan;
+pub(crate) mod round;
+pub(crate) mod sidecar;
+pub(crate) mod signals;
+pub(crate) mod size;
 
 /// The layers of the module map, bottom first: a module may import from its own layer and the
-/// layers before it, never from a later one. `backup` and `maintenance` have their places
-/// reserved. `plan` may use `act::exec` (to find the etcd binary) but not `act`'s loop.
+/// layers before it, never from a later one. A module path (`act::archive`) has the layer of its
+/// longest listed prefix: moving a data dir aside is `act`'s, and a restore (`backup`) does it.
+/// `plan` may use `act::exec` (to find the etcd binary) but not `act`'s loop.
 pub const LAYERS: &[&[&str]] = &[
     &["error", "duration", "size", "signals", "crash", "identity"],
     &["observed"],
     &["decide"],
     &["etcd_args"],
     &["observe"],
+    &["act::archive"],
     &["config", "context"],
     &["backup"],
     &["round"],

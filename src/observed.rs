@@ -146,8 +146,8 @@ pub enum DataDirState {
     Unknown { entries: Vec<String> },
 }
 
-/// Why etcd refused a call (or could not be asked), as one closed set. The cluster module maps
-/// etcd's errors to it once; what each refusal means depends on the call, which the pure
+/// Why etcd refused a call (or could not be asked), as one closed set. [`refusal_of`] maps
+/// etcd's answers to it, by gRPC code and etcd's exact message, once; what each refusal means depends on the call, which the pure
 /// policies in `decide::refusals` say.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Refusal {
@@ -174,6 +174,98 @@ pub enum Refusal {
     Other,
 }
 
+/// A gRPC status code, by gRPC's own numbers (the same in every language and client). The edge
+/// reads the number from its client's status, so nothing pure names the client crate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GrpcCode {
+    Ok,
+    Cancelled,
+    Unknown,
+    InvalidArgument,
+    DeadlineExceeded,
+    NotFound,
+    AlreadyExists,
+    PermissionDenied,
+    ResourceExhausted,
+    FailedPrecondition,
+    Aborted,
+    OutOfRange,
+    Unimplemented,
+    Internal,
+    Unavailable,
+    DataLoss,
+    Unauthenticated,
+}
+
+impl GrpcCode {
+    /// The code numbered `number`; a number gRPC does not define is `Unknown`, as gRPC says.
+    pub fn from_number(number: i32) -> GrpcCode {
+        use GrpcCode::*;
+        const CODES: [GrpcCode; 17] = [
+            Ok,
+            Cancelled,
+            Unknown,
+            InvalidArgument,
+            DeadlineExceeded,
+            NotFound,
+            AlreadyExists,
+            PermissionDenied,
+            ResourceExhausted,
+            FailedPrecondition,
+            Aborted,
+            OutOfRange,
+            Unimplemented,
+            Internal,
+            Unavailable,
+            DataLoss,
+            Unauthenticated,
+        ];
+        usize::try_from(number).ok().and_then(|i| CODES.get(i).copied()).unwrap_or(Unknown)
+    }
+}
+
+/// etcd's refusals that mean something to a call, each as etcd sends it: the gRPC code and the
+/// exact message (etcd's `api/v3rpc/rpctypes`, the same in 3.4 and 3.5).
+const ETCD_REFUSALS: [(GrpcCode, &str, Refusal); 11] = [
+    (GrpcCode::NotFound, "etcdserver: member not found", Refusal::MemberNotFound),
+    (GrpcCode::FailedPrecondition, "etcdserver: Peer URLs already exists", Refusal::PeerUrlExists),
+    (
+        GrpcCode::FailedPrecondition,
+        "etcdserver: can only promote a learner member which is in sync with leader",
+        Refusal::LearnerNotInSync,
+    ),
+    (GrpcCode::FailedPrecondition, "etcdserver: can only promote a learner member", Refusal::NotALearner),
+    (
+        GrpcCode::FailedPrecondition,
+        "etcdserver: too many learner members in cluster",
+        Refusal::TooManyLearners,
+    ),
+    (GrpcCode::Unavailable, "etcdserver: unhealthy cluster", Refusal::Unhealthy),
+    (
+        GrpcCode::FailedPrecondition,
+        "etcdserver: re-configuration failed due to not enough started members",
+        Refusal::Unhealthy,
+    ),
+    (GrpcCode::Unavailable, "etcdserver: no leader", Refusal::NoLeader),
+    (GrpcCode::Unavailable, "etcdserver: leader changed", Refusal::NoLeader),
+    (GrpcCode::FailedPrecondition, "etcdserver: not leader", Refusal::NoLeader),
+    (GrpcCode::OutOfRange, "etcdserver: mvcc: required revision has been compacted", Refusal::Compacted),
+];
+
+/// The refusal an answer of etcd is, from its gRPC status: the code first, then etcd's exact
+/// message. An answer etcd does not send with that code and message is read by its code alone:
+/// unavailable, past its deadline or cancelled is [`Refusal::Unreachable`] (etcd's own "request
+/// timed out" and "server stopped" among them), anything else [`Refusal::Other`].
+pub fn refusal_of(code: GrpcCode, message: &str) -> Refusal {
+    if let Some((_, _, refusal)) = ETCD_REFUSALS.iter().find(|(c, m, _)| *c == code && *m == message) {
+        return *refusal;
+    }
+    match code {
+        GrpcCode::Unavailable | GrpcCode::DeadlineExceeded | GrpcCode::Cancelled => Refusal::Unreachable,
+        _ => Refusal::Other,
+    }
+}
+
 /// A refused call: the typed reason, and etcd's own words for the log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CallError {
@@ -183,7 +275,67 @@ pub struct CallError {
 
 #[cfg(test)]
 mod tests {
-    use super::static_member_id;
+    use super::*;
+
+    #[test]
+    fn grpc_codes_by_number() {
+        assert_eq!(GrpcCode::from_number(0), GrpcCode::Ok);
+        assert_eq!(GrpcCode::from_number(5), GrpcCode::NotFound);
+        assert_eq!(GrpcCode::from_number(9), GrpcCode::FailedPrecondition);
+        assert_eq!(GrpcCode::from_number(11), GrpcCode::OutOfRange);
+        assert_eq!(GrpcCode::from_number(14), GrpcCode::Unavailable);
+        assert_eq!(GrpcCode::from_number(16), GrpcCode::Unauthenticated);
+        assert_eq!(GrpcCode::from_number(17), GrpcCode::Unknown);
+        assert_eq!(GrpcCode::from_number(-1), GrpcCode::Unknown);
+    }
+
+    #[test]
+    fn etcds_answers_map_to_refusals_by_code_then_exact_message() {
+        use GrpcCode::*;
+        let table = [
+            // etcd's refusals, as etcd sends them.
+            (NotFound, "etcdserver: member not found", Refusal::MemberNotFound),
+            (FailedPrecondition, "etcdserver: Peer URLs already exists", Refusal::PeerUrlExists),
+            (
+                FailedPrecondition,
+                "etcdserver: can only promote a learner member which is in sync with leader",
+                Refusal::LearnerNotInSync,
+            ),
+            (FailedPrecondition, "etcdserver: can only promote a learner member", Refusal::NotALearner),
+            (FailedPrecondition, "etcdserver: too many learner members in cluster", Refusal::TooManyLearners),
+            (Unavailable, "etcdserver: unhealthy cluster", Refusal::Unhealthy),
+            (
+                FailedPrecondition,
+                "etcdserver: re-configuration failed due to not enough started members",
+                Refusal::Unhealthy,
+            ),
+            (Unavailable, "etcdserver: no leader", Refusal::NoLeader),
+            (Unavailable, "etcdserver: leader changed", Refusal::NoLeader),
+            (FailedPrecondition, "etcdserver: not leader", Refusal::NoLeader),
+            (OutOfRange, "etcdserver: mvcc: required revision has been compacted", Refusal::Compacted),
+            // By the code alone: etcd's timeouts and stops, a connection that failed.
+            (Unavailable, "etcdserver: request timed out", Refusal::Unreachable),
+            (Unavailable, "etcdserver: server stopped", Refusal::Unreachable),
+            (Unavailable, "tcp connect error: Connection refused (os error 111)", Refusal::Unreachable),
+            (DeadlineExceeded, "context deadline exceeded", Refusal::Unreachable),
+            (Cancelled, "etcdserver: request cancelled", Refusal::Unreachable),
+            (OutOfRange, "etcdserver: mvcc: required revision is a future revision", Refusal::Other),
+            (PermissionDenied, "etcdserver: permission denied", Refusal::Other),
+            (FailedPrecondition, "etcdserver: member ID already exist", Refusal::Other),
+            (Unimplemented, "unknown method Alarm", Refusal::Other),
+            // The code comes first: etcd's words under another code are not that refusal ...
+            (Unknown, "etcdserver: member not found", Refusal::Other),
+            (Unavailable, "etcdserver: member not found", Refusal::Unreachable),
+            // ... and the message is etcd's whole message, never a part of a longer text.
+            (NotFound, "member remove: NotFound: etcdserver: member not found", Refusal::Other),
+            (FailedPrecondition, "etcdserver: can only promote a learner member ", Refusal::Other),
+            (FailedPrecondition, "ETCDSERVER: PEER URLS ALREADY EXISTS", Refusal::Other),
+            (Unavailable, "etcdserver: unhealthy cluster, try again", Refusal::Unreachable),
+        ];
+        for (code, message, want) in table {
+            assert_eq!(refusal_of(code, message), want, "{code:?} {message:?}");
+        }
+    }
 
     #[test]
     fn static_member_id_hashes_sorted_urls_and_token() {
@@ -220,8 +372,8 @@ impl Release {
     pub fn parse(text: &str) -> Option<Release> {
         let text = text.trim();
         let text = text.strip_prefix('v').unwrap_or(text);
-        let core = text.split(['-', '+']).next()?;
-        let mut parts = core.split('.');
+        let numbers = text.split(['-', '+']).next()?;
+        let mut parts = numbers.split('.');
         let major = parts.next()?.parse().ok()?;
         let minor = parts.next()?.parse().ok()?;
         let patch = match parts.next() {

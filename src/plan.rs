@@ -14,13 +14,13 @@ use crate::round::Decided;
 
 /// The etcd argv `run` would exec for this verdict, where it is known without acting: the same
 /// pure `decide::start_mode` that `run` calls.
-pub fn predicted_mode(ctx: &Context, round: &Round, verdict: &Verdict) -> Option<StartMode> {
+pub(crate) fn predicted_mode(ctx: &Context, round: &Round, verdict: &Verdict) -> Option<StartMode> {
     start_mode(&verdict.decision, round.members(), &ctx.launch())
 }
 
 /// The etcd binary `run` would exec, or the name as given when it cannot be found here.
 fn etcd_path(ctx: &Context) -> String {
-    exec::locate(&ctx.etcd_binary, ctx.path_var.as_deref())
+    exec::locate(&ctx.etcd_binary, ctx.env.path_var.as_deref())
         .unwrap_or_else(|_| ctx.etcd_binary.clone())
         .display()
         .to_string()
@@ -51,7 +51,7 @@ fn restored<'a>(
 }
 
 /// The plan as JSON.
-pub fn to_json(ctx: &Context, decided: &Decided, snapshot: Option<(String, &Manifest)>) -> Value {
+pub(crate) fn to_json(ctx: &Context, decided: &Decided, snapshot: Option<(String, &Manifest)>) -> Value {
     let (round, verdict) = (&decided.round, &decided.verdict);
     let data = match &round.data {
         DataDirState::Empty => json!({"state": "empty"}),
@@ -166,7 +166,7 @@ fn dns_summary(source: &str, resolved: &std::collections::BTreeSet<u32>, unresol
 }
 
 /// The plan as text for a person.
-pub fn to_text(ctx: &Context, decided: &Decided, snapshot: Option<(String, &Manifest)>) -> String {
+pub(crate) fn to_text(ctx: &Context, decided: &Decided, snapshot: Option<(String, &Manifest)>) -> String {
     let (round, verdict) = (&decided.round, &decided.verdict);
     let mut out = String::new();
     let id = &ctx.identity;

@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use crate::backup::restore_round::{self, RestoreSource};
 use crate::context::Context;
-use crate::decide::restore::RestoreFacts;
 use crate::decide::round::{self as verdict_of, HoldFacts, RoundFacts};
 use crate::decide::Verdict;
 use crate::error::Result;
@@ -15,14 +14,13 @@ use crate::observe::peer_members::PeerAccess;
 use crate::observe::{self, Round, Sources};
 
 /// A round gathered and decided.
-pub struct Decided {
+pub(crate) struct Decided {
     pub round: Round,
-    pub restore: Option<RestoreFacts>,
     pub verdict: Verdict,
 }
 
 /// Gather once with `sources` and decide; `held_for`: how long NEW has been held so far.
-pub async fn gather_and_decide(
+pub(crate) async fn gather_and_decide(
     ctx: &Context,
     sources: &Sources<'_>,
     restore_source: Option<&mut RestoreSource>,
@@ -40,10 +38,10 @@ pub async fn gather_and_decide(
         hold: HoldFacts {
             initial_urls: &initial_urls,
             held_for,
-            peer_ports_asked: !matches!(ctx.peer_access, PeerAccess::Unavailable(_)),
+            peer_ports_asked: !matches!(ctx.clients.peer_access, PeerAccess::Unavailable(_)),
         },
         versions: &round.versions,
     };
     let verdict = verdict_of::verdict(&facts, &ctx.settings);
-    Ok(Decided { round, restore, verdict })
+    Ok(Decided { round, verdict })
 }

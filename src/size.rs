@@ -14,7 +14,7 @@ const UNITS: [(&str, f64); 9] = [
 ];
 
 /// Parse a size in bytes. Errors name the expected form; the caller adds which option it was.
-pub fn parse(text: &str) -> Result<u64, String> {
+pub(crate) fn parse(text: &str) -> Result<u64, String> {
     let expected = "expected a size like 100MB, 512MiB, 2GB or a number of bytes";
     let trimmed = text.trim();
     let split = trimmed.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(trimmed.len());
@@ -32,7 +32,7 @@ pub fn parse(text: &str) -> Result<u64, String> {
 }
 
 /// `12.3 MB` (decimal units).
-pub fn format(bytes: u64) -> String {
+pub(crate) fn format(bytes: u64) -> String {
     const STEPS: [(&str, f64); 3] = [("GB", 1e9), ("MB", 1e6), ("kB", 1e3)];
     for (unit, scale) in STEPS {
         if bytes as f64 >= scale {

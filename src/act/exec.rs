@@ -8,7 +8,7 @@ use nix::errno::Errno;
 use crate::error::{exit, Error, Result};
 
 /// Find the etcd binary: a path with a `/` as given, else searched on `path_var`.
-pub fn locate(binary: &Path, path_var: Option<&str>) -> Result<PathBuf> {
+pub(crate) fn locate(binary: &Path, path_var: Option<&str>) -> Result<PathBuf> {
     if binary.components().count() > 1 || binary.is_absolute() {
         return Ok(binary.to_path_buf());
     }
@@ -27,7 +27,7 @@ pub fn locate(binary: &Path, path_var: Option<&str>) -> Result<PathBuf> {
 
 /// Check before acting that the binary can be exec'd, so a membership change is never made for
 /// an etcd that cannot start.
-pub fn check_executable(path: &Path) -> Result<()> {
+pub(crate) fn check_executable(path: &Path) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
     let meta = std::fs::metadata(path)
         .map_err(|e| exec_error(path, Errno::from_raw(e.raw_os_error().unwrap_or(0))))?;
@@ -38,7 +38,7 @@ pub fn check_executable(path: &Path) -> Result<()> {
 }
 
 /// exec etcd. Returns only on failure.
-pub fn exec(path: &Path, args: &[String], env: &[(String, String)]) -> Error {
+pub(crate) fn exec(path: &Path, args: &[String], env: &[(String, String)]) -> Error {
     let Ok(program) = CString::new(path.as_os_str().as_encoded_bytes()) else {
         return exec_error(path, Errno::EINVAL);
     };

@@ -11,10 +11,10 @@ use crate::decide::refusals::{self, Call, Next};
 use crate::decide::{self, join_mode, joiners, AfterAdd, StartMode};
 use crate::error::Result;
 use crate::observe::cluster::{self, MemberClient};
-use crate::observe::{datadir, Round};
+use crate::observe::Round;
 use crate::observed::{Member, Refusal};
 
-use super::Step;
+use super::{archive, etcd_calls, Step};
 
 /// Pause before looking again for a concurrent joiner after my add.
 const SETTLE_PAUSE: Duration = Duration::from_millis(500);
@@ -29,7 +29,7 @@ pub(super) async fn update_peer_url(ctx: &Context, round: &mut Round, id: u64, r
             dns: false,
         });
     };
-    let Err(e) = member.update(id, vec![ctx.me.peer_url.clone()]).await else {
+    let Err(e) = etcd_calls::update(member, id, vec![ctx.me.peer_url.clone()]).await else {
         crash::point("after-update");
         info!(member = %format!("{id:x}"), peer_url = %ctx.me.peer_url, "peer URL updated");
         return Ok(Step::Start(StartMode::Existing));
@@ -62,7 +62,7 @@ pub(super) async fn add_member(
             dns: false,
         });
     };
-    let e = match member.add(&ctx.me.peer_url, learner).await {
+    let e = match etcd_calls::add(member, &ctx.me.peer_url, learner).await {
         Ok((added, all)) => {
             crash::point("after-add");
             info!(member = %format!("{:x}", added.id), via = member.host(), "member added");
@@ -125,7 +125,7 @@ async fn withdraw(
     members: &[Member],
     ctx: &Context,
 ) -> Result<Step> {
-    let withdrawn = match via.remove(my_id).await {
+    let withdrawn = match etcd_calls::remove(via, my_id).await {
         Ok(()) => true,
         Err(e) => match refusals::next(Call::Remove, e.refusal) {
             Next::Done => true,
@@ -152,7 +152,7 @@ pub(super) async fn remove_member(round: &mut Round, id: u64, reason: &str) -> R
             dns: false,
         });
     };
-    if let Err(e) = member.remove(id).await {
+    if let Err(e) = etcd_calls::remove(member, id).await {
         match refusals::next(Call::Remove, e.refusal) {
             // Removed already: as after a success.
             Next::Done => {}
@@ -169,7 +169,7 @@ pub(super) async fn remove_member(round: &mut Round, id: u64, reason: &str) -> R
 
 pub(super) fn archive(ctx: &Context, member_id: u64, reason: &str) -> Result<Step> {
     let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or_default();
-    let moved_to = datadir::archive_member(&ctx.member.data_dir, now)?;
+    let moved_to = archive::archive_member(&ctx.member.data_dir, now)?;
     crash::point("after-archive");
     warn!(decision = "STALE", member = %format!("{member_id:x}"), archive = %moved_to.display(), "{reason}; old data kept at the archive path");
     Ok(Step::Again)

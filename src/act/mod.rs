@@ -1,14 +1,18 @@
 //! One start: observe -> decide -> act, in a loop until the decision is actionable or
 //! `--wait-timeout` passes; the caller then execs etcd ([`exec`]). The membership calls a
-//! decision needs are in [`membership`]; what etcd's refusals mean is `decide::refusals`.
+//! decision needs are in [`membership`], which makes them through [`etcd_calls`] (every etcd call
+//! that changes the cluster) and moves a stale `member/` aside with [`archive`]; what etcd's
+//! refusals mean is `decide::refusals`.
 
 use std::time::{Duration, Instant};
 
 use tracing::{error, info, warn};
 
-pub mod exec;
+pub(crate) mod archive;
+pub mod etcd_calls;
+pub(crate) mod exec;
 mod membership;
-pub mod pacing;
+pub(crate) mod pacing;
 
 use crate::backup::restore_round::{self, RestoreSource};
 use crate::context::Context;
@@ -145,7 +149,7 @@ async fn restore(
     let (sha256, revision) =
         source.manifest_read().map(|m| (m.sha256.clone(), m.revision)).unwrap_or_default();
     info!(decision = "RESTORE", snapshot = %source.url, sha256 = %sha256, revision = revision, "{}", verdict.reason);
-    let etcd = exec::locate(&ctx.etcd_binary, ctx.path_var.as_deref())?;
+    let etcd = exec::locate(&ctx.etcd_binary, ctx.env.path_var.as_deref())?;
     restore_round::perform(ctx, source, token, &etcd).await?;
     match start_mode(&verdict.decision, round.members(), &ctx.launch()) {
         Some(mode) => Ok(Step::Start(mode)),

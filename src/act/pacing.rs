@@ -9,15 +9,15 @@
 use std::time::Duration;
 
 /// The pause while waiting for DNS of initial peers.
-pub const DNS_POLL: Duration = Duration::from_millis(25);
+pub(crate) const DNS_POLL: Duration = Duration::from_millis(25);
 /// The first pause of any other WAIT.
-pub const WAIT_FIRST: Duration = Duration::from_millis(25);
+pub(crate) const WAIT_FIRST: Duration = Duration::from_millis(25);
 /// The longest pause of a WAIT whose reason does not change.
-pub const WAIT_CAP: Duration = Duration::from_millis(250);
+pub(crate) const WAIT_CAP: Duration = Duration::from_millis(250);
 /// The first backoff after a refused membership call.
-pub const RETRY_BASE: Duration = Duration::from_millis(100);
+pub(crate) const RETRY_BASE: Duration = Duration::from_millis(100);
 /// The longest backoff after refused membership calls.
-pub const RETRY_CAP: Duration = Duration::from_secs(8);
+pub(crate) const RETRY_CAP: Duration = Duration::from_secs(8);
 
 /// `base` doubled `n - 1` times (n is 1-based), capped.
 fn doubled(base: Duration, n: u32, cap: Duration) -> Duration {
@@ -27,7 +27,7 @@ fn doubled(base: Duration, n: u32, cap: Duration) -> Duration {
 
 /// The pause after the `same`-th WAIT in a row with one reason (1-based); `dns` when that round
 /// found initial peers missing from DNS.
-pub fn wait_pause(dns: bool, same: u32) -> Duration {
+pub(crate) fn wait_pause(dns: bool, same: u32) -> Duration {
     if dns {
         DNS_POLL
     } else {
@@ -36,7 +36,7 @@ pub fn wait_pause(dns: bool, same: u32) -> Duration {
 }
 
 /// The pause before the `attempt`-th retry of a refused call (1-based): 100 ms, 200 ms, ... 8 s.
-pub fn retry_delay(attempt: u32) -> Duration {
+pub(crate) fn retry_delay(attempt: u32) -> Duration {
     doubled(RETRY_BASE, attempt, RETRY_CAP)
 }
 

@@ -19,14 +19,17 @@ use crate::observe::cluster::{Access, Endpoint};
 use crate::observe::dns::{Lookup, Resolver};
 
 /// What the commands see of the process: its environment and resolv.conf.
-pub struct Env<'a> {
+pub(crate) struct Env<'a> {
     pub vars: &'a BTreeMap<String, String>,
     pub resolv_conf: Option<&'a str>,
 }
 
 /// The resolver for host names in endpoints: `--dns-server`, else resolv.conf; none when
 /// neither is there (then only IP addresses work).
-pub fn resolver(dns_server: Option<std::net::SocketAddr>, env: &Env<'_>) -> Result<Option<Arc<Resolver>>> {
+pub(crate) fn resolver(
+    dns_server: Option<std::net::SocketAddr>,
+    env: &Env<'_>,
+) -> Result<Option<Arc<Resolver>>> {
     match (dns_server, env.resolv_conf) {
         (Some(addr), _) => Ok(Some(Arc::new(Resolver::with_server(addr)?))),
         (None, Some(text)) => Ok(Resolver::from_resolv_conf(text).ok().map(Arc::new)),
@@ -53,7 +56,7 @@ impl object_store::client::DnsResolver for StoreHosts {
 }
 
 /// Open the store at `url`, with S3 settings from the environment when it is `s3://`.
-pub fn open_store(
+pub(crate) fn open_store(
     url: &StoreUrl,
     options: &StoreOptions,
     env: &Env<'_>,
@@ -76,7 +79,7 @@ pub fn open_store(
 }
 
 /// `backup --to URL`: take, check, upload, then apply `--keep`. Returns the line to print.
-pub async fn take_command(args: &TakeArgs, env: &Env<'_>) -> Result<String> {
+pub(crate) async fn take_command(args: &TakeArgs, env: &Env<'_>) -> Result<String> {
     let to = args.to.as_deref().unwrap_or_default();
     let url = StoreUrl::parse(to).map_err(|e| Error::config(format!("--to: {e}")))?;
     if args.keep == Some(0) {
@@ -97,7 +100,7 @@ pub async fn take_command(args: &TakeArgs, env: &Env<'_>) -> Result<String> {
 }
 
 /// Upload a taken snapshot; the line that says so.
-pub async fn upload(store: &Store, taken: &Taken) -> Result<String> {
+pub(crate) async fn upload(store: &Store, taken: &Taken) -> Result<String> {
     store.upload(&taken.file.path, &taken.manifest).await?;
     let url = store.url().snapshot(&taken.manifest.name);
     tracing::info!(
@@ -112,7 +115,7 @@ pub async fn upload(store: &Store, taken: &Taken) -> Result<String> {
 }
 
 /// Delete complete snapshots beyond the newest `keep` (manifest first, then data).
-pub async fn apply_retention(store: &Store, keep: usize) -> Result<Vec<String>> {
+pub(crate) async fn apply_retention(store: &Store, keep: usize) -> Result<Vec<String>> {
     let listed = store.list().await?;
     let doomed = manifest::beyond_retention(&listed, keep);
     for name in &doomed {
@@ -123,7 +126,7 @@ pub async fn apply_retention(store: &Store, keep: usize) -> Result<Vec<String>> 
 }
 
 /// `backup list URL`: the printed listing.
-pub async fn list_command(args: &ListArgs, env: &Env<'_>) -> Result<String> {
+pub(crate) async fn list_command(args: &ListArgs, env: &Env<'_>) -> Result<String> {
     let url = StoreUrl::parse(&args.url).map_err(Error::config)?;
     let resolver = resolver(args.dns_server, env)?;
     let store = open_store(&url, &args.store, env, resolver.as_ref())?;
@@ -135,7 +138,7 @@ pub async fn list_command(args: &ListArgs, env: &Env<'_>) -> Result<String> {
 }
 
 /// `backup verify SNAPSHOT-URL`: download and check; the line that says it verified.
-pub async fn verify_command(args: &VerifyArgs, env: &Env<'_>) -> Result<String> {
+pub(crate) async fn verify_command(args: &VerifyArgs, env: &Env<'_>) -> Result<String> {
     let url = SnapshotUrl::parse(&args.url).map_err(Error::config)?;
     let resolver = resolver(args.dns_server, env)?;
     let store = open_store(&url.store, &args.store, env, resolver.as_ref())?;
@@ -152,7 +155,7 @@ pub async fn verify_command(args: &VerifyArgs, env: &Env<'_>) -> Result<String> 
 }
 
 /// The text listing: one line per snapshot, the URL first (as `--restore-from` takes it).
-pub fn listing_text(url: &StoreUrl, listed: &[Manifest]) -> String {
+pub(crate) fn listing_text(url: &StoreUrl, listed: &[Manifest]) -> String {
     if listed.is_empty() {
         return format!("no complete snapshot in {url}\n");
     }
@@ -172,7 +175,7 @@ pub fn listing_text(url: &StoreUrl, listed: &[Manifest]) -> String {
 }
 
 /// The JSON listing: an array of manifests, each with its `url`.
-pub fn listing_json(url: &StoreUrl, listed: &[Manifest]) -> String {
+pub(crate) fn listing_json(url: &StoreUrl, listed: &[Manifest]) -> String {
     let items: Vec<serde_json::Value> = listed
         .iter()
         .map(|m| {
@@ -192,14 +195,14 @@ fn scratch_dir(given: Option<&Path>) -> PathBuf {
 
 /// An etcd endpoint as given: scheme, host, port.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct GivenEndpoint {
+pub(crate) struct GivenEndpoint {
     pub https: bool,
     pub host: String,
     pub port: u16,
 }
 
 /// Parse `--endpoints` (`http(s)://host:port`, or a bare `host:port` meaning http).
-pub fn parse_endpoints(given: &[String]) -> Result<Vec<GivenEndpoint>> {
+pub(crate) fn parse_endpoints(given: &[String]) -> Result<Vec<GivenEndpoint>> {
     let mut out = Vec::new();
     for raw in given.iter().map(|s| s.trim()).filter(|s| !s.is_empty()) {
         let bad = || {
@@ -240,7 +243,7 @@ fn etcd_access(args: &EtcdAccessArgs, https: bool) -> Result<Access> {
 }
 
 /// Resolve a given endpoint to the URL by IP (the host name stays for TLS and messages).
-pub async fn resolve_endpoint(
+pub(crate) async fn resolve_endpoint(
     given: &GivenEndpoint,
     resolver: Option<&Resolver>,
 ) -> Result<Endpoint, String> {

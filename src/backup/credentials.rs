@@ -7,15 +7,15 @@ use std::fmt;
 
 /// A secret string: usable, never printed.
 #[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
+pub(crate) struct Secret(String);
 
 impl Secret {
-    pub fn new(value: impl Into<String>) -> Secret {
+    pub(crate) fn new(value: impl Into<String>) -> Secret {
         Secret(value.into())
     }
 
     /// The secret itself, for the one place that signs requests.
-    pub fn expose(&self) -> &str {
+    pub(crate) fn expose(&self) -> &str {
         &self.0
     }
 }
@@ -34,7 +34,7 @@ impl fmt::Display for Secret {
 
 /// Where the keys come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Keys {
+pub(crate) enum Keys {
     /// Static keys (variables or the credentials file).
     Static { access_key_id: String, secret_access_key: Secret, session_token: Option<Secret> },
     /// A Kubernetes service-account token exchanged for keys (AWS_WEB_IDENTITY_TOKEN_FILE and
@@ -44,7 +44,7 @@ pub enum Keys {
 
 /// How to reach an S3 or S3-compatible store.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct S3Settings {
+pub(crate) struct S3Settings {
     pub region: String,
     /// A custom endpoint (S3-compatible stores); requests are path-style there.
     pub endpoint: Option<String>,
@@ -56,7 +56,7 @@ pub struct S3Settings {
 
 /// The shared credentials file to read, if any: `AWS_SHARED_CREDENTIALS_FILE`, else
 /// `$HOME/.aws/credentials`.
-pub fn credentials_file_path(env: &BTreeMap<String, String>) -> Option<String> {
+pub(crate) fn credentials_file_path(env: &BTreeMap<String, String>) -> Option<String> {
     non_empty(env, "AWS_SHARED_CREDENTIALS_FILE").or_else(|| {
         non_empty(env, "HOME").map(|home| format!("{}/.aws/credentials", home.trim_end_matches('/')))
     })
@@ -64,7 +64,7 @@ pub fn credentials_file_path(env: &BTreeMap<String, String>) -> Option<String> {
 
 /// Resolve the settings. `endpoint_flag` is `--s3-endpoint`; `credentials_file` is the path and
 /// text of the shared credentials file when it could be read.
-pub fn resolve(
+pub(crate) fn resolve(
     env: &BTreeMap<String, String>,
     endpoint_flag: Option<&str>,
     credentials_file: Option<(&str, &str)>,

@@ -5,11 +5,11 @@
 use sha2::{Digest, Sha256};
 
 /// Length of etcd's trailing sha256.
-pub const TRAILER_LEN: usize = 32;
+pub(crate) const TRAILER_LEN: usize = 32;
 
 /// The two digests of a snapshot being read, chunk by chunk.
 #[derive(Clone, Default)]
-pub struct SnapshotDigest {
+pub(crate) struct SnapshotDigest {
     whole: Sha256,
     /// Digest of every byte except the last [`TRAILER_LEN`] seen so far.
     body: Sha256,
@@ -20,7 +20,7 @@ pub struct SnapshotDigest {
 
 /// What the bytes were found to be.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Checked {
+pub(crate) struct Checked {
     /// sha256 of all bytes, lowercase hex.
     pub sha256: String,
     pub size: u64,
@@ -30,7 +30,7 @@ pub struct Checked {
 
 impl SnapshotDigest {
     /// Feed the next chunk.
-    pub fn update(&mut self, chunk: &[u8]) {
+    pub(crate) fn update(&mut self, chunk: &[u8]) {
         self.whole.update(chunk);
         self.size += chunk.len() as u64;
         self.tail.extend_from_slice(chunk);
@@ -42,7 +42,7 @@ impl SnapshotDigest {
     }
 
     /// The result over every chunk fed.
-    pub fn finish(self) -> Checked {
+    pub(crate) fn finish(self) -> Checked {
         let body = self.body.finalize();
         let trailer_ok =
             self.tail.len() == TRAILER_LEN && self.size > TRAILER_LEN as u64 && body[..] == self.tail[..];
@@ -53,7 +53,7 @@ impl SnapshotDigest {
 impl Checked {
     /// Why these bytes may not be published or restored, if they may not: etcd's trailer must
     /// hold, and where a manifest is known, its size and sha256 must match.
-    pub fn problem(&self, expected: Option<(u64, &str)>) -> Option<String> {
+    pub(crate) fn problem(&self, expected: Option<(u64, &str)>) -> Option<String> {
         if let Some((size, sha256)) = expected {
             if self.size != size {
                 return Some(format!(
@@ -79,7 +79,7 @@ impl Checked {
 }
 
 /// Lowercase hex of `bytes`.
-pub fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 

@@ -8,7 +8,7 @@ use std::fmt;
 
 /// A store: a directory or a bucket prefix.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StoreUrl {
+pub(crate) enum StoreUrl {
     /// An absolute local directory.
     File { root: String },
     /// A bucket and a key prefix (no leading or trailing `/`; may be empty).
@@ -17,18 +17,18 @@ pub enum StoreUrl {
 
 /// One snapshot in a store.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SnapshotUrl {
+pub(crate) struct SnapshotUrl {
     pub store: StoreUrl,
     pub name: String,
 }
 
 /// The schemes `--to`, `--backup-to`, `backup list` and `--restore-from` accept.
-pub const SCHEMES: &str = "file:///path or s3://bucket/prefix";
+pub(crate) const SCHEMES: &str = "file:///path or s3://bucket/prefix";
 
 impl StoreUrl {
     /// Parse a store URL. The error names the problem and what is accepted; it never repeats
     /// a user:password part.
-    pub fn parse(text: &str) -> Result<StoreUrl, String> {
+    pub(crate) fn parse(text: &str) -> Result<StoreUrl, String> {
         let text = text.trim();
         let Some((scheme, rest)) = text.split_once("://") else {
             return Err(format!("{:?} is not a URL: use {SCHEMES}", display_url(text)));
@@ -48,12 +48,12 @@ impl StoreUrl {
     }
 
     /// The URL of the snapshot `name` in this store.
-    pub fn snapshot(&self, name: &str) -> SnapshotUrl {
+    pub(crate) fn snapshot(&self, name: &str) -> SnapshotUrl {
         SnapshotUrl { store: self.clone(), name: name.to_string() }
     }
 
     /// Key prefix of this store's objects inside its bucket or directory ("" or "a/b/").
-    pub fn key_prefix(&self) -> String {
+    pub(crate) fn key_prefix(&self) -> String {
         match self {
             StoreUrl::File { .. } => String::new(),
             StoreUrl::S3 { prefix, .. } if prefix.is_empty() => String::new(),
@@ -64,7 +64,7 @@ impl StoreUrl {
 
 impl SnapshotUrl {
     /// Parse the URL of one snapshot: a store URL with the snapshot's name as its last part.
-    pub fn parse(text: &str) -> Result<SnapshotUrl, String> {
+    pub(crate) fn parse(text: &str) -> Result<SnapshotUrl, String> {
         let trimmed = text.trim().trim_end_matches('/');
         let Some((store, name)) = trimmed.rsplit_once('/') else {
             return Err(format!(
@@ -144,7 +144,7 @@ fn userinfo_span(text: &str) -> Option<std::ops::Range<usize>> {
 }
 
 /// Whether `text` has user information (`user:password@`) in its authority.
-pub fn has_userinfo(text: &str) -> bool {
+pub(crate) fn has_userinfo(text: &str) -> bool {
     userinfo_span(text).is_some()
 }
 
@@ -152,7 +152,7 @@ pub fn has_userinfo(text: &str) -> bool {
 /// `plan` or a metric label: any user information is replaced by `***`, so a password written
 /// into the URL never leaves the process. Every Display of a store or snapshot URL, and every
 /// message that repeats a URL the user gave, goes through here.
-pub fn display_url(text: &str) -> String {
+pub(crate) fn display_url(text: &str) -> String {
     match userinfo_span(text) {
         Some(span) => format!("{}***{}", &text[..span.start], &text[span.end..]),
         None => text.to_string(),

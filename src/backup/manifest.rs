@@ -5,25 +5,25 @@
 //! `NAME.manifest.json`, written last. A snapshot counts only once its manifest exists, so an
 //! upload cut short leaves at most a `.db` that nothing lists.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
 /// Suffix of the snapshot data object.
-pub const DATA_SUFFIX: &str = ".db";
+pub(crate) const DATA_SUFFIX: &str = ".db";
 /// Suffix of the manifest object.
-pub const MANIFEST_SUFFIX: &str = ".manifest.json";
+pub(crate) const MANIFEST_SUFFIX: &str = ".manifest.json";
 /// The manifest format this binary writes and reads.
-pub const FORMAT: u32 = 1;
+pub(crate) const FORMAT: u32 = 1;
 
 /// One member of the cluster the snapshot was taken from.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct ManifestMember {
+pub(crate) struct ManifestMember {
     pub name: String,
     pub peer_urls: Vec<String>,
 }
 
 /// What is known of a snapshot, written as `NAME.manifest.json`.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Manifest {
+pub(crate) struct Manifest {
     pub format: u32,
     pub name: String,
     /// The cluster ID, hex as etcd prints it.
@@ -44,7 +44,7 @@ pub struct Manifest {
 
 impl Manifest {
     /// Parse and check a manifest read from `NAME.manifest.json`.
-    pub fn parse(name: &str, bytes: &[u8]) -> Result<Manifest, String> {
+    pub(crate) fn parse(name: &str, bytes: &[u8]) -> Result<Manifest, String> {
         let manifest: Manifest =
             serde_json::from_slice(bytes).map_err(|e| format!("manifest of {name} is not valid: {e}"))?;
         if manifest.format != FORMAT {
@@ -66,41 +66,36 @@ impl Manifest {
     }
 
     /// The manifest as written (pretty JSON, newline at the end).
-    pub fn to_bytes(&self) -> Vec<u8> {
+    pub(crate) fn to_bytes(&self) -> Vec<u8> {
         let mut text = serde_json::to_string_pretty(self).unwrap_or_default();
         text.push('\n');
         text.into_bytes()
     }
-
-    /// When the snapshot was taken.
-    pub fn taken_at(&self) -> SystemTime {
-        UNIX_EPOCH + Duration::from_secs(self.unix_time)
-    }
 }
 
 /// The name of a snapshot taken at `unix_time` holding `revision`: sorts by time as text.
-pub fn snapshot_name(unix_time: u64, revision: i64) -> String {
+pub(crate) fn snapshot_name(unix_time: u64, revision: i64) -> String {
     let stamp = compact_utc(unix_time);
     format!("snapshot-{stamp}-r{revision}")
 }
 
 /// The object key of the data of snapshot `name` under `key_prefix` ("" or "a/b/").
-pub fn data_key(key_prefix: &str, name: &str) -> String {
+pub(crate) fn data_key(key_prefix: &str, name: &str) -> String {
     format!("{key_prefix}{name}{DATA_SUFFIX}")
 }
 
 /// The object key of the manifest of snapshot `name` under `key_prefix`.
-pub fn manifest_key(key_prefix: &str, name: &str) -> String {
+pub(crate) fn manifest_key(key_prefix: &str, name: &str) -> String {
     format!("{key_prefix}{name}{MANIFEST_SUFFIX}")
 }
 
 /// The snapshot name of an object file name that is a manifest (`NAME.manifest.json`).
-pub fn name_of_manifest(file_name: &str) -> Option<&str> {
+pub(crate) fn name_of_manifest(file_name: &str) -> Option<&str> {
     file_name.strip_suffix(MANIFEST_SUFFIX).filter(|n| !n.is_empty())
 }
 
 /// RFC 3339 in UTC, seconds: `2026-11-28T02:30:00Z`.
-pub fn rfc3339(unix_time: u64) -> String {
+pub(crate) fn rfc3339(unix_time: u64) -> String {
     humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(unix_time)).to_string()
 }
 
@@ -111,25 +106,20 @@ fn compact_utc(unix_time: u64) -> String {
 
 /// Newest first: by time, then by name (both descending), so the order never depends on how the
 /// store listed them.
-pub fn newest_first(manifests: &mut [Manifest]) {
+pub(crate) fn newest_first(manifests: &mut [Manifest]) {
     manifests.sort_by(|a, b| b.unix_time.cmp(&a.unix_time).then_with(|| b.name.cmp(&a.name)));
 }
 
 /// Retention: the names of complete snapshots to delete so that the newest `keep` remain.
 /// `manifests` are newest first. Never returns every snapshot: the newest always stays, even
 /// with `keep` 0.
-pub fn beyond_retention(manifests: &[Manifest], keep: usize) -> Vec<String> {
+pub(crate) fn beyond_retention(manifests: &[Manifest], keep: usize) -> Vec<String> {
     manifests.iter().skip(keep.max(1)).map(|m| m.name.clone()).collect()
 }
 
-/// Whether a new scheduled snapshot is due: none exists, or the newest is at least `interval`
-/// old at `now` (a newest one from the future counts as just taken).
-pub fn backup_due(newest: Option<&Manifest>, now_unix: u64, interval: Duration) -> bool {
-    due_in(newest, now_unix, interval).is_zero()
-}
-
-/// How long until a scheduled snapshot is due (zero: now).
-pub fn due_in(newest: Option<&Manifest>, now_unix: u64, interval: Duration) -> Duration {
+/// How long until a scheduled snapshot is due (zero: now): none exists, or the newest is at
+/// least `interval` old at `now` (a newest one from the future counts as just taken).
+pub(crate) fn due_in(newest: Option<&Manifest>, now_unix: u64, interval: Duration) -> Duration {
     match newest {
         None => Duration::ZERO,
         Some(m) => {
@@ -143,7 +133,7 @@ pub fn due_in(newest: Option<&Manifest>, now_unix: u64, interval: Duration) -> D
 mod tests {
     use super::*;
 
-    pub fn manifest(name: &str, unix_time: u64) -> Manifest {
+    pub(super) fn manifest(name: &str, unix_time: u64) -> Manifest {
         Manifest {
             format: FORMAT,
             name: name.into(),
@@ -221,7 +211,7 @@ mod tests {
             (Some(&newest), 5_000, false), // clock behind the newest: not due
         ];
         for (newest, now, want) in table {
-            assert_eq!(backup_due(*newest, *now, hour), *want, "now {now}");
+            assert_eq!(due_in(*newest, *now, hour).is_zero(), *want, "now {now}");
         }
         assert_eq!(due_in(Some(&newest), 10_600, hour), Duration::from_secs(3000));
         assert_eq!(due_in(Some(&newest), 5_000, hour), hour, "clock behind: a full interval");

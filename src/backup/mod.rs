@@ -10,12 +10,12 @@
 //! - [`restore`]: a snapshot restored into the data dir (work dir, etcdutl/etcdctl, move, marker).
 //! - [`command`]: `backup --to`, `backup list`, `backup verify` (their flags: `config::backup_args`).
 
-pub mod command;
-pub mod credentials;
-pub mod integrity;
-pub mod location;
-pub mod manifest;
-pub mod restore;
-pub mod restore_round;
-pub mod store;
-pub mod take;
+pub(crate) mod command;
+pub(crate) mod credentials;
+pub(crate) mod integrity;
+pub(crate) mod location;
+pub(crate) mod manifest;
+pub(crate) mod restore;
+pub(crate) mod restore_round;
+pub(crate) mod store;
+pub(crate) mod take;

@@ -17,16 +17,16 @@ use crate::error::{Error, Result};
 use crate::observe::datadir;
 
 /// The work directory inside the data dir (ours: removed and redone after a crash).
-pub const WORK_DIR: &str = datadir::RESTORE_WORK_DIR;
+pub(crate) const WORK_DIR: &str = datadir::RESTORE_WORK_DIR;
 /// The marker written into the data dir after a restore, for the operator and for later rounds.
-pub const MARKER: &str = datadir::RESTORE_MARKER;
+pub(crate) const MARKER: &str = datadir::RESTORE_MARKER;
 /// How far a restore moves the revision past the snapshot's where etcdutl can, so a watcher
 /// never sees a revision go backwards (etcd's own recovery guide suggests a large bump).
-pub const BUMP_REVISION: u64 = 1_000_000_000;
+pub(crate) const BUMP_REVISION: u64 = 1_000_000_000;
 
 /// etcd's restore tool.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RestoreTool {
+pub(crate) struct RestoreTool {
     pub path: PathBuf,
     /// `etcdctl` (etcd 3.4) or `etcdutl` (3.5 on).
     pub etcdctl: bool,
@@ -36,7 +36,7 @@ pub struct RestoreTool {
 
 /// What one member restores as.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RestoreTarget {
+pub(crate) struct RestoreTarget {
     pub name: String,
     pub peer_url: String,
     pub initial_cluster: Vec<(String, String)>,
@@ -46,7 +46,7 @@ pub struct RestoreTarget {
 
 /// What the marker records.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Marker {
+pub(crate) struct Marker {
     pub snapshot: String,
     pub sha256: String,
     pub revision: i64,
@@ -59,7 +59,7 @@ pub struct Marker {
 /// The restore tool for `etcd_binary`: `etcdutl` beside it, else `etcdctl` beside it, else the
 /// same names on `PATH`. From etcd 3.6 on, `etcdutl` only: etcd 3.6 removed `etcdctl snapshot
 /// restore` (CHANGELOG-3.6, etcd-io/etcd#13809).
-pub fn find_tool(etcd_binary: &Path, path_var: Option<&str>) -> Result<PathBuf> {
+pub(crate) fn find_tool(etcd_binary: &Path, path_var: Option<&str>) -> Result<PathBuf> {
     let found = find_any_tool(etcd_binary, path_var)?;
     let release = match crate::observe::local_etcd::version(etcd_binary, path_var) {
         crate::observed::LocalEtcd::Known(r) => Some(r),
@@ -70,7 +70,7 @@ pub fn find_tool(etcd_binary: &Path, path_var: Option<&str>) -> Result<PathBuf> 
 }
 
 /// Whether `tool` can restore for etcd `release` (pure): etcdctl only before 3.6.
-pub fn tool_fits(tool: &Path, release: Option<crate::observed::Release>) -> Result<()> {
+pub(crate) fn tool_fits(tool: &Path, release: Option<crate::observed::Release>) -> Result<()> {
     match release {
         Some(r) if r.minor_line() >= (3, 6) && tool.file_name().is_some_and(|n| n == "etcdctl") => {
             Err(Error::config(format!(
@@ -105,7 +105,7 @@ fn find_any_tool(etcd_binary: &Path, path_var: Option<&str>) -> Result<PathBuf> 
 }
 
 /// Ask the tool what it can: `snapshot restore --help` names `--bump-revision` where it has it.
-pub async fn probe_tool(path: &Path) -> Result<RestoreTool> {
+pub(crate) async fn probe_tool(path: &Path) -> Result<RestoreTool> {
     let etcdctl = path.file_name().is_some_and(|n| n == "etcdctl");
     let out = tokio::process::Command::new(path)
         .args(["snapshot", "restore", "--help"])
@@ -120,12 +120,17 @@ pub async fn probe_tool(path: &Path) -> Result<RestoreTool> {
 }
 
 /// Whether a `snapshot restore --help` text offers both `--bump-revision` and `--mark-compacted`.
-pub fn has_bump_flags(help: &str) -> bool {
+pub(crate) fn has_bump_flags(help: &str) -> bool {
     help.contains("--bump-revision") && help.contains("--mark-compacted")
 }
 
 /// The tool's arguments for restoring `snapshot` into the new directory `into`.
-pub fn tool_args(tool: &RestoreTool, target: &RestoreTarget, snapshot: &Path, into: &Path) -> Vec<String> {
+pub(crate) fn tool_args(
+    tool: &RestoreTool,
+    target: &RestoreTarget,
+    snapshot: &Path,
+    into: &Path,
+) -> Vec<String> {
     let cluster: Vec<String> = target.initial_cluster.iter().map(|(n, u)| format!("{n}={u}")).collect();
     let mut args = vec![
         "snapshot".to_string(),
@@ -145,14 +150,14 @@ pub fn tool_args(tool: &RestoreTool, target: &RestoreTarget, snapshot: &Path, in
 }
 
 /// Read the marker of `data_dir`, if there is a readable one.
-pub fn read_marker(data_dir: &Path) -> Option<Marker> {
+pub(crate) fn read_marker(data_dir: &Path) -> Option<Marker> {
     let bytes = std::fs::read(data_dir.join(MARKER)).ok()?;
     serde_json::from_slice(&bytes).ok()
 }
 
 /// Restore `manifest`'s snapshot from `store` into `data_dir` as `target`; archive the old
 /// `member/` first when `archive_old`. Returns the marker written.
-pub async fn restore(
+pub(crate) async fn restore(
     store: &Store,
     manifest: &Manifest,
     tool: &RestoreTool,
@@ -198,7 +203,7 @@ pub async fn restore(
     }
     crash::point("after-restore");
     let archived = if data_dir.join("member").exists() {
-        let moved = datadir::archive_member(data_dir, unix_now())?;
+        let moved = crate::act::archive::archive_member(data_dir, unix_now())?;
         crash::point("after-restore-archive");
         tracing::warn!(archive = %moved.display(), "old member data archived before the restore (kept, never deleted)");
         Some(moved.display().to_string())
@@ -236,7 +241,7 @@ fn write_marker(data_dir: &Path, marker: &Marker) -> Result<()> {
 /// Remove what a restore cut short by a crash left in the data dir (its work directory: a
 /// partial download or restore, ours, never user data). A restore still due is redone from the
 /// start. Returns whether there was something to remove.
-pub fn discard_leftover_work(data_dir: &Path) -> Result<bool> {
+pub(crate) fn discard_leftover_work(data_dir: &Path) -> Result<bool> {
     let work = data_dir.join(WORK_DIR);
     if !work.exists() {
         return Ok(false);

@@ -19,7 +19,7 @@ use crate::observe::Round;
 use crate::observed::DataDirState;
 
 /// The snapshot `--restore-from` names, with its store and manifest once read.
-pub struct RestoreSource {
+pub(crate) struct RestoreSource {
     pub url: SnapshotUrl,
     store: Option<Store>,
     manifest: Option<Manifest>,
@@ -29,7 +29,7 @@ pub struct RestoreSource {
 impl RestoreSource {
     /// The source of `ctx.restore_from`, checked before anything is touched (a bad URL is a
     /// configuration error).
-    pub fn from_context(ctx: &Context) -> Result<Option<RestoreSource>> {
+    pub(crate) fn from_context(ctx: &Context) -> Result<Option<RestoreSource>> {
         let Some(text) = ctx.restore_from.as_deref().filter(|t| !t.trim().is_empty()) else {
             return Ok(None);
         };
@@ -38,7 +38,7 @@ impl RestoreSource {
     }
 
     /// The snapshot's manifest, once read.
-    pub fn manifest_read(&self) -> Option<&Manifest> {
+    pub(crate) fn manifest_read(&self) -> Option<&Manifest> {
         self.manifest.as_ref()
     }
 
@@ -47,8 +47,9 @@ impl RestoreSource {
             return Ok(m.clone());
         }
         if self.store.is_none() {
-            let env = command::Env { vars: &ctx.store_env, resolv_conf: None };
-            self.store = Some(command::open_store(&self.url.store, &ctx.store, &env, Some(&ctx.resolver))?);
+            let env = command::Env { vars: &ctx.env.store_env, resolv_conf: None };
+            self.store =
+                Some(command::open_store(&self.url.store, &ctx.store, &env, Some(&ctx.clients.resolver))?);
         }
         let Some(store) = &self.store else {
             return Err(Error::config("--restore-from: the store could not be opened"));
@@ -59,7 +60,7 @@ impl RestoreSource {
     }
 
     /// Log `warning` unless it is the one logged last.
-    pub fn warn_once(&mut self, warning: &str) {
+    pub(crate) fn warn_once(&mut self, warning: &str) {
         if self.last_warning.as_deref() != Some(warning) {
             warn!("{warning}");
             self.last_warning = Some(warning.to_string());
@@ -71,7 +72,7 @@ impl RestoreSource {
 /// snapshot's manifest where the pure policy says a restore could happen (read once, then kept).
 /// An unreadable store is an error for an empty data dir (it would otherwise start NEW instead
 /// of the restore asked for) and a fact for the policy otherwise.
-pub async fn gather(ctx: &Context, round: &Round, source: &mut RestoreSource) -> Result<RestoreFacts> {
+pub(crate) async fn gather(ctx: &Context, round: &Round, source: &mut RestoreSource) -> Result<RestoreFacts> {
     let snapshot = source.url.to_string();
     let restored_from_this =
         restore::read_marker(&ctx.member.data_dir).is_some_and(|m| m.snapshot == snapshot);
@@ -107,8 +108,8 @@ pub async fn gather(ctx: &Context, round: &Round, source: &mut RestoreSource) ->
 
 /// Carry out a RESTORE: find etcd's restore tool beside `etcd`, download and check the snapshot,
 /// restore it into the data dir with `token` (archiving old data first), as the verdict said.
-pub async fn perform(ctx: &Context, source: &RestoreSource, token: &str, etcd: &Path) -> Result<()> {
-    let tool_path = restore::find_tool(etcd, ctx.path_var.as_deref())?;
+pub(crate) async fn perform(ctx: &Context, source: &RestoreSource, token: &str, etcd: &Path) -> Result<()> {
+    let tool_path = restore::find_tool(etcd, ctx.env.path_var.as_deref())?;
     let tool = restore::probe_tool(&tool_path).await?;
     let (Some(store), Some(manifest)) = (&source.store, &source.manifest) else {
         return Err(Error::config("--restore-from: the snapshot's store was not read before the restore"));

@@ -52,7 +52,7 @@ fn copy_checked(
 }
 
 /// An open store.
-pub struct Store {
+pub(crate) struct Store {
     url: StoreUrl,
     inner: Arc<dyn ObjectStore>,
     /// Strings never to show in a message (secret key, session token).
@@ -61,13 +61,17 @@ pub struct Store {
 
 /// Resolves host names for the S3 client with our own resolver: a static binary cannot use
 /// libc's.
-pub type HostResolver = Arc<dyn object_store::client::DnsResolver>;
+pub(crate) type HostResolver = Arc<dyn object_store::client::DnsResolver>;
 
 impl Store {
     /// Open the store at `url`. `s3` is required for `s3://`. A missing `file://` directory is
     /// an error, never created: it is usually a volume that is not mounted, and a backup written
     /// into the container's own file system would be lost with it.
-    pub fn open(url: &StoreUrl, s3: Option<&S3Settings>, resolver: Option<HostResolver>) -> Result<Store> {
+    pub(crate) fn open(
+        url: &StoreUrl,
+        s3: Option<&S3Settings>,
+        resolver: Option<HostResolver>,
+    ) -> Result<Store> {
         match url {
             StoreUrl::File { root } => {
                 if !FsPath::new(root).is_dir() {
@@ -94,7 +98,7 @@ impl Store {
     }
 
     /// The store's URL.
-    pub fn url(&self) -> &StoreUrl {
+    pub(crate) fn url(&self) -> &StoreUrl {
         &self.url
     }
 
@@ -119,7 +123,7 @@ impl Store {
 
     /// Every complete snapshot (one with a manifest), newest first. A manifest that cannot be
     /// read is skipped with a warning: it must not hide the others.
-    pub async fn list(&self) -> Result<Vec<Manifest>> {
+    pub(crate) async fn list(&self) -> Result<Vec<Manifest>> {
         let prefix = self.url.key_prefix();
         let dir = (!prefix.is_empty()).then(|| self.key(prefix.trim_end_matches('/')));
         let listing =
@@ -138,7 +142,7 @@ impl Store {
     }
 
     /// The manifest of snapshot `name`; a missing one is "does not exist".
-    pub async fn manifest(&self, name: &str) -> Result<Manifest> {
+    pub(crate) async fn manifest(&self, name: &str) -> Result<Manifest> {
         let key = self.key(&manifest::manifest_key(&self.url.key_prefix(), name));
         let got = self.inner.get(&key).await.map_err(|e| match e {
             object_store::Error::NotFound { .. } => store_error(
@@ -155,7 +159,7 @@ impl Store {
 
     /// Upload the checked snapshot file at `file`, then its manifest: the snapshot counts only
     /// once both are there.
-    pub async fn upload(&self, file: &FsPath, manifest: &Manifest) -> Result<()> {
+    pub(crate) async fn upload(&self, file: &FsPath, manifest: &Manifest) -> Result<()> {
         let prefix = self.url.key_prefix();
         let data_key = self.key(&manifest::data_key(&prefix, &manifest.name));
         let mut source = tokio::fs::File::open(file).await.map_err(|e| Error::io(file, e))?;
@@ -183,7 +187,7 @@ impl Store {
 
     /// Download snapshot `manifest.name` to `file`, checking it against the manifest and etcd's
     /// own trailer as it streams. The file is left for the caller, who removes it on error.
-    pub async fn download(&self, manifest: &Manifest, file: &FsPath) -> Result<Checked> {
+    pub(crate) async fn download(&self, manifest: &Manifest, file: &FsPath) -> Result<Checked> {
         let key = self.key(&manifest::data_key(&self.url.key_prefix(), &manifest.name));
         let what = format!("download {}", manifest.name);
         let got = self.inner.get(&key).await.map_err(|e| match e {
@@ -226,7 +230,7 @@ impl Store {
     }
 
     /// Delete snapshot `name`: the manifest first, so a half-deleted snapshot never lists.
-    pub async fn delete(&self, name: &str) -> Result<()> {
+    pub(crate) async fn delete(&self, name: &str) -> Result<()> {
         let prefix = self.url.key_prefix();
         for key in [manifest::manifest_key(&prefix, name), manifest::data_key(&prefix, name)] {
             match self.inner.delete(&self.key(&key)).await {

@@ -13,20 +13,20 @@ use crate::error::{Error, Result};
 use crate::observe::cluster::{self, Access, Endpoint};
 
 /// Deadline of the whole snapshot call (streamed; etcd sends a large database in chunks).
-pub const SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+pub(crate) const SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 /// Deadline of the small calls (status, member list) and of each streamed chunk.
 const CALL_TIMEOUT: Duration = Duration::from_secs(15);
 /// Bytes buffered before a write of the snapshot to the scratch file.
 const WRITE_BUFFER: usize = 1 << 20;
 
 /// A local file removed when dropped: the spool of a snapshot before or after its upload.
-pub struct SpoolFile {
+pub(crate) struct SpoolFile {
     pub path: PathBuf,
 }
 
 impl SpoolFile {
     /// A new unique path in `dir` (nothing is created yet).
-    pub fn new_in(dir: &Path, what: &str) -> SpoolFile {
+    pub(crate) fn new_in(dir: &Path, what: &str) -> SpoolFile {
         let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or_default();
         SpoolFile { path: dir.join(format!(".etcd-bootstrap-{what}-{}-{nanos}.part", std::process::id())) }
     }
@@ -40,7 +40,7 @@ impl Drop for SpoolFile {
 }
 
 /// A snapshot taken and checked, ready to upload.
-pub struct Taken {
+pub(crate) struct Taken {
     pub file: SpoolFile,
     pub manifest: Manifest,
     /// The member it was taken from (host name).
@@ -48,7 +48,7 @@ pub struct Taken {
 }
 
 /// Take a snapshot from the member at `endpoint` into a spool file in `scratch_dir`.
-pub async fn take(access: &Access, endpoint: &Endpoint, scratch_dir: &Path) -> Result<Taken> {
+pub(crate) async fn take(access: &Access, endpoint: &Endpoint, scratch_dir: &Path) -> Result<Taken> {
     let fail = |call: &str, message: String| Error::Cluster {
         call: call.into(),
         endpoint: endpoint.host.clone(),

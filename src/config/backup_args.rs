@@ -22,7 +22,7 @@ pub struct StoreOptions {
 /// `backup`: take one snapshot now, or `list` / `verify` the snapshots of a store.
 #[derive(Debug, Args, Clone)]
 #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
-pub struct BackupCommand {
+pub(crate) struct BackupCommand {
     #[command(subcommand)]
     pub action: Option<BackupAction>,
 
@@ -32,7 +32,7 @@ pub struct BackupCommand {
 
 /// `backup list` and `backup verify`.
 #[derive(Debug, Subcommand, Clone)]
-pub enum BackupAction {
+pub(crate) enum BackupAction {
     /// Print the complete snapshots of a store, newest first, as URLs `--restore-from` takes.
     List(ListArgs),
     /// Download one snapshot and check it against its manifest and etcd's own checksum.
@@ -41,7 +41,7 @@ pub enum BackupAction {
 
 /// `backup --to URL`.
 #[derive(Debug, Args, Clone)]
-pub struct TakeArgs {
+pub(crate) struct TakeArgs {
     /// Store to upload to: file:///path or s3://bucket/prefix.
     #[arg(long, env = "ETCD_BOOTSTRAP_BACKUP_TO", value_name = "URL", required = true)]
     pub to: Option<String>,
@@ -76,7 +76,7 @@ pub struct TakeArgs {
 
 /// How `backup` reaches etcd (etcdctl's flag names).
 #[derive(Debug, Args, Clone)]
-pub struct EtcdAccessArgs {
+pub(crate) struct EtcdAccessArgs {
     /// CA of etcd's client certificates (https endpoints).
     #[arg(long, env = "ETCD_BOOTSTRAP_CACERT")]
     pub cacert: Option<PathBuf>,
@@ -100,7 +100,7 @@ pub struct EtcdAccessArgs {
 
 /// `backup list URL`.
 #[derive(Debug, Args, Clone)]
-pub struct ListArgs {
+pub(crate) struct ListArgs {
     /// Store: file:///path or s3://bucket/prefix.
     #[arg(value_name = "URL")]
     pub url: String,
@@ -119,7 +119,7 @@ pub struct ListArgs {
 
 /// `backup verify SNAPSHOT-URL`.
 #[derive(Debug, Args, Clone)]
-pub struct VerifyArgs {
+pub(crate) struct VerifyArgs {
     /// One snapshot, as `backup list` prints it.
     #[arg(value_name = "SNAPSHOT-URL")]
     pub url: String,

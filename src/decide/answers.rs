@@ -15,7 +15,7 @@ use crate::observed::{ClusterView, DataDirState, Heard, Member, PeerList};
 
 /// Whose answers these are, for a data dir of cluster `mine`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Owner {
+pub(crate) enum Owner {
     /// Nobody answered: nothing is known of any cluster.
     Nobody,
     /// Some answer names my cluster; `others` are the answers that name another one
@@ -41,7 +41,7 @@ fn all_ids(client: &ClusterView, heard: &Heard) -> Vec<(String, u64)> {
 }
 
 /// See [`Owner`].
-pub fn owner(mine: u64, client: &ClusterView, heard: &Heard) -> Owner {
+pub(crate) fn owner(mine: u64, client: &ClusterView, heard: &Heard) -> Owner {
     let ids = all_ids(client, heard);
     let others: Vec<String> =
         ids.iter().filter(|(_, id)| *id != mine).map(|(who, id)| format!("{who} (cluster {id:x})")).collect();
@@ -59,7 +59,12 @@ pub fn owner(mine: u64, client: &ClusterView, heard: &Heard) -> Owner {
 /// quorum), the first that names member `mine` (a data dir's own member: a list that lags behind
 /// its add must not hide the lists that have it), else the first that has served, else the
 /// first; else nobody answered.
-pub fn merged(client: &ClusterView, heard: &Heard, only: Option<u64>, mine: Option<u64>) -> ClusterView {
+pub(crate) fn merged(
+    client: &ClusterView,
+    heard: &Heard,
+    only: Option<u64>,
+    mine: Option<u64>,
+) -> ClusterView {
     let ours = |id: u64| only.is_none_or(|mine| mine == id);
     let client_answer = match client {
         ClusterView::Answer { cluster_id, .. } if ours(*cluster_id) => Some(client),
@@ -94,7 +99,7 @@ pub fn merged(client: &ClusterView, heard: &Heard, only: Option<u64>, mine: Opti
 /// The view the decision (and whatever acts on it) reads for this data dir: the merged view of
 /// my cluster's answers where some answer names my cluster, of every answer for an empty data
 /// dir, and the client view as it is otherwise (no answer, or a foreign volume: REFUSE).
-pub fn decision_view(data: &DataDirState, client: &ClusterView, heard: &Heard) -> ClusterView {
+pub(crate) fn decision_view(data: &DataDirState, client: &ClusterView, heard: &Heard) -> ClusterView {
     match data {
         DataDirState::Empty => merged(client, heard, None, None),
         DataDirState::Member(meta) => match owner(meta.cluster_id, client, heard) {
@@ -109,7 +114,7 @@ pub fn decision_view(data: &DataDirState, client: &ClusterView, heard: &Heard) -
 const PEER_PORT: &str = " (peer port)";
 
 /// Whether a view's endpoint is a peer port's list (which cannot tell quorum), not a client port.
-pub fn is_peer_port_view(endpoint: &str) -> bool {
+pub(crate) fn is_peer_port_view(endpoint: &str) -> bool {
     endpoint.ends_with(PEER_PORT)
 }
 
@@ -129,7 +134,7 @@ fn as_view(list: &PeerList) -> ClusterView {
 /// of another cluster (the client port names the same cluster), or a data dir whose member the
 /// list names with my peer URL (EXISTING whatever the quorum). A formed cluster's client answer
 /// can make an empty pod JOIN, and a data dir STALE or its peer URL updated: wait for it.
-pub fn client_answer_needed(data: &DataDirState, me: &Me, list: &PeerList) -> bool {
+pub(crate) fn client_answer_needed(data: &DataDirState, me: &Me, list: &PeerList) -> bool {
     match data {
         DataDirState::Unknown { .. } => false,
         DataDirState::Empty => list.served(),
@@ -151,7 +156,7 @@ pub fn client_answer_needed(data: &DataDirState, me: &Me, list: &PeerList) -> bo
 /// The entry's start was committed by a majority of the voters (the entry among them when it is
 /// a voter, and it cannot answer for itself: its volume is empty); lists from `ceil(n/2)` of the
 /// other voters meet every such majority, so none of them lagging behind it is then proven.
-pub fn never_served_proven(entry: &Member, view: &ClusterView, heard: &Heard) -> Result<(), String> {
+pub(crate) fn never_served_proven(entry: &Member, view: &ClusterView, heard: &Heard) -> Result<(), String> {
     let (cluster_id, quorum, members) = match view {
         ClusterView::Answer { cluster_id, quorum, members, .. } => (*cluster_id, *quorum, members),
         ClusterView::NoAnswer { .. } => return Ok(()),

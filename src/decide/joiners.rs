@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 use crate::observed::Member;
 
 /// True when a pod other than `me` resolves and no started member is that pod.
-pub fn other_joiner_possible(
+pub(crate) fn other_joiner_possible(
     me: u32,
     resolved: &BTreeSet<u32>,
     members: &[Member],

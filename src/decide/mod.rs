@@ -6,14 +6,14 @@
 //! own `member add` ([`after_add`]), and what each membership call does next when etcd refuses
 //! it ([`refusals`]).
 
-pub mod answers;
-pub mod joiners;
-pub mod new_hold;
-pub mod refusals;
-pub mod round;
+pub(crate) mod answers;
+pub(crate) mod joiners;
+pub(crate) mod new_hold;
+pub(crate) mod refusals;
+pub(crate) mod round;
 mod start_mode;
 
-pub use start_mode::{join_mode, start_mode, Launch, StartMode};
+pub(crate) use start_mode::{join_mode, start_mode, Launch, StartMode};
 
 use crate::observed::{ClusterView, DataDirState, Heard, Member, PeerDns, WalMeta};
 
@@ -66,16 +66,16 @@ pub struct Me {
     pub static_id: u64,
 }
 
-/// Settings the decision depends on.
+/// What the user sets that the decision depends on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Settings {
+pub struct DecisionSettings {
     pub initial_cluster_size: u32,
     pub join_as: JoinAs,
 }
 
 /// Everything observed in one round.
 #[derive(Debug, Clone)]
-pub struct Observation<'a> {
+pub(crate) struct Observation<'a> {
     pub me: &'a Me,
     pub data: &'a DataDirState,
     /// The client port's best answer.
@@ -87,7 +87,7 @@ pub struct Observation<'a> {
 
 /// How this member must start.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Decision {
+pub(crate) enum Decision {
     /// Start a new cluster with the full static initial cluster.
     New,
     /// `--restore-from`: NEW from a snapshot. Restore it with the full initial cluster and
@@ -110,7 +110,7 @@ pub enum Decision {
 
 impl Decision {
     /// The decision's name as the README, the log and `plan` spell it.
-    pub fn name(&self) -> &'static str {
+    pub(crate) fn name(&self) -> &'static str {
         match self {
             Decision::New => "NEW",
             Decision::Restore { .. } => "RESTORE",
@@ -126,7 +126,7 @@ impl Decision {
 
 /// A decision with the reasons that led to it, in words an operator reads in the log.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Verdict {
+pub(crate) struct Verdict {
     pub decision: Decision,
     pub reason: String,
     /// Something the operator should know that did not change the decision (a `--restore-from`
@@ -142,7 +142,7 @@ pub(crate) fn verdict(decision: Decision, reason: impl Into<String>) -> Verdict 
 }
 
 /// Decide how this member starts.
-pub fn decide(obs: &Observation<'_>, settings: &Settings) -> Verdict {
+pub(crate) fn decide(obs: &Observation<'_>, settings: &DecisionSettings) -> Verdict {
     match obs.data {
         DataDirState::Unknown { entries } => verdict(
             Decision::Refuse,
@@ -267,7 +267,7 @@ fn learner_peer_url_changed(me: &Me, member: &Member) -> Verdict {
     )
 }
 
-fn decide_empty(obs: &Observation<'_>, settings: &Settings) -> Verdict {
+fn decide_empty(obs: &Observation<'_>, settings: &DecisionSettings) -> Verdict {
     match obs.cluster {
         ClusterView::Answer { members, .. } if my_static_entry(obs.me, members, settings).is_some() => {
             match my_static_entry(obs.me, members, settings).map(|e| answers::never_served_proven(e, obs.cluster, obs.heard)) {
@@ -301,7 +301,7 @@ fn decide_empty(obs: &Observation<'_>, settings: &Settings) -> Verdict {
 
 /// My own entry of the static initial cluster, never served: same peer URL and exactly the ID
 /// etcd derives for it, so starting NEW with the same initial cluster makes this pod that member.
-fn my_static_entry<'m>(me: &Me, members: &'m [Member], settings: &Settings) -> Option<&'m Member> {
+fn my_static_entry<'m>(me: &Me, members: &'m [Member], settings: &DecisionSettings) -> Option<&'m Member> {
     if me.ordinal >= settings.initial_cluster_size {
         return None;
     }
@@ -313,7 +313,7 @@ fn wait_for_dns(why: &str, unresolved: &[String]) -> Verdict {
     verdict(Decision::Wait, format!("{why}; waiting for DNS of {}", unresolved.join(", ")))
 }
 
-fn late_initial_member(obs: &Observation<'_>, settings: &Settings) -> Verdict {
+fn late_initial_member(obs: &Observation<'_>, settings: &DecisionSettings) -> Verdict {
     if !obs.peers.unresolved_initial.is_empty() {
         return wait_for_dns(
             "my entry of the initial cluster has never served",
@@ -329,7 +329,7 @@ fn late_initial_member(obs: &Observation<'_>, settings: &Settings) -> Verdict {
     )
 }
 
-fn initial_bootstrap(obs: &Observation<'_>, settings: &Settings) -> Verdict {
+fn initial_bootstrap(obs: &Observation<'_>, settings: &DecisionSettings) -> Verdict {
     let size = settings.initial_cluster_size;
     let nobody = match obs.cluster {
         ClusterView::NoAnswer { .. } => "no peer answers",
@@ -396,7 +396,7 @@ fn reuse_entry(entry: &Member, why: &str) -> Verdict {
     )
 }
 
-fn join_running(me: &Me, members: &[Member], settings: &Settings) -> Verdict {
+fn join_running(me: &Me, members: &[Member], settings: &DecisionSettings) -> Verdict {
     if let Some(entry) = my_added_entry(me, members) {
         return reuse_entry(entry, "");
     }
@@ -435,7 +435,7 @@ fn join_running(me: &Me, members: &[Member], settings: &Settings) -> Verdict {
 /// list the other's add made stale: "member count is unequal"), so one withdraws: the higher
 /// `(ordinal, id)`. Members that are not of this set rank after all of it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AfterAdd {
+pub(crate) enum AfterAdd {
     /// No other joiner: start with this member list.
     Start,
     /// Another joiner ranks first: remove my own entry (it never started, it holds nothing) and
@@ -446,7 +446,11 @@ pub enum AfterAdd {
 }
 
 /// See [`AfterAdd`]; `ordinal_of` maps a member to its pod ordinal when it belongs to this set.
-pub fn after_add(my_id: u64, members: &[Member], ordinal_of: impl Fn(&Member) -> Option<u32>) -> AfterAdd {
+pub(crate) fn after_add(
+    my_id: u64,
+    members: &[Member],
+    ordinal_of: impl Fn(&Member) -> Option<u32>,
+) -> AfterAdd {
     let rank = |m: &Member| (ordinal_of(m).unwrap_or(u32::MAX), m.id);
     let Some(me) = members.iter().find(|m| m.id == my_id) else {
         return AfterAdd::Start;
@@ -459,8 +463,8 @@ pub fn after_add(my_id: u64, members: &[Member], ordinal_of: impl Fn(&Member) ->
     }
 }
 
-pub mod restore;
-pub mod version;
+pub(crate) mod restore;
+pub(crate) mod version;
 
 #[cfg(test)]
 mod tests;

@@ -6,7 +6,7 @@ use std::time::Duration;
 use crate::identity::url_host;
 
 /// The longest a NEW start is held for the first initial member's peer port (see [`hold_new`]).
-pub const NEW_HOLD_LIMIT: Duration = Duration::from_secs(1);
+pub(crate) const NEW_HOLD_LIMIT: Duration = Duration::from_secs(1);
 
 /// Whether to hold a NEW start for a moment. etcd's own check at a NEW start asks the other
 /// initial members' peer ports for their member list one after the other, in the order of their
@@ -18,7 +18,7 @@ pub const NEW_HOLD_LIMIT: Duration = Duration::from_secs(1);
 /// round): the first question its etcd asks then gets an answer at once. Never longer than
 /// [`NEW_HOLD_LIMIT`] (what one unanswered question costs etcd), and not where the peer ports are
 /// not asked (`peer_ports`: false).
-pub fn hold_new(
+pub(crate) fn hold_new(
     my_url: &str,
     initial_urls: &[String],
     answered: &[&str],

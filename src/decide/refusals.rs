@@ -2,14 +2,14 @@
 //! the call and the refusal, as the table in the tests shows. The same refusal means different
 //! things to different calls (etcd answers "member not
 //! found" to a remove that is done, to an add whose new ID clashed, to a promote whose learner is
-//! gone and to an update of a member that was removed). The cluster module maps etcd's errors to
-//! [`Refusal`] once; nothing else reads etcd's words.
+//! gone and to an update of a member that was removed). `observed::refusal_of` maps etcd's answers
+//! (gRPC code, then exact message) to [`Refusal`] once; nothing else reads etcd's words.
 
 use crate::observed::Refusal;
 
 /// The next step after a refused call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Next {
+pub(crate) enum Next {
     /// What the call wanted already holds: go on as after a success.
     Done,
     /// The cluster is not what the decision assumed: observe again at once and decide anew.
@@ -23,7 +23,7 @@ pub enum Next {
 
 /// The calls that change the cluster, each with its own column of the policy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Call {
+pub(crate) enum Call {
     /// `member add` of my peer URL.
     Add,
     /// `member remove` (a REPLACE's old member, a withdrawn entry, the sidecar's removal).
@@ -42,7 +42,7 @@ pub enum Call {
 
 /// What `call` does next when etcd refused it with `refusal`. Exhaustive over both: a new
 /// refusal or call does not compile until each pair has an answer.
-pub fn next(call: Call, refusal: Refusal) -> Next {
+pub(crate) fn next(call: Call, refusal: Refusal) -> Next {
     use Call::*;
     use Refusal::*;
     match (call, refusal) {

@@ -21,13 +21,13 @@
 //! - every initial member restores with the same token, derived from the configured token and
 //!   the snapshot's sha256, so members that restored different bytes can never form one cluster.
 
-use crate::decide::{verdict, Decision, Observation, Settings, Verdict};
+use crate::decide::{verdict, Decision, DecisionSettings, Observation, Verdict};
 use crate::observed::{ClusterView, DataDirState, Member};
 
 /// The snapshot named by `--restore-from`, as its manifest describes it, and the cluster IDs
 /// that matter.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RestoreRequest {
+pub(crate) struct RestoreRequest {
     /// The snapshot's URL, for messages (never with credentials).
     pub snapshot: String,
     pub sha256: String,
@@ -44,7 +44,7 @@ pub struct RestoreRequest {
 
 /// What the round gathered for `--restore-from`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RestoreFacts {
+pub(crate) struct RestoreFacts {
     /// The snapshot's URL, for messages (never with credentials).
     pub snapshot: String,
     /// The data dir's restore marker names this very snapshot: it was restored from it.
@@ -54,7 +54,7 @@ pub struct RestoreFacts {
 
 /// The snapshot's manifest, as far as the round read it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SnapshotFacts {
+pub(crate) enum SnapshotFacts {
     /// Not read: [`settled_without_manifest`] settles this round without it.
     NotRead,
     /// The store could not be read (why).
@@ -64,7 +64,7 @@ pub enum SnapshotFacts {
 
 /// What `--restore-from` means for this round.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RestoreVerdict {
+pub(crate) enum RestoreVerdict {
     /// Restore the snapshot and start the restored cluster; first archive the member data with
     /// this ID when there is one (data of the old cluster).
     Restore { archive_member: Option<u64>, reason: String },
@@ -77,7 +77,12 @@ pub enum RestoreVerdict {
 }
 
 /// The round's verdict with `--restore-from` applied to the usual one.
-pub fn apply(obs: &Observation<'_>, settings: &Settings, usual: Verdict, facts: &RestoreFacts) -> Verdict {
+pub(crate) fn apply(
+    obs: &Observation<'_>,
+    settings: &DecisionSettings,
+    usual: Verdict,
+    facts: &RestoreFacts,
+) -> Verdict {
     if let Some(settled) = settled_without_manifest(obs, facts.restored_from_this, &facts.snapshot) {
         return final_verdict(usual, settled, "");
     }
@@ -110,7 +115,7 @@ pub fn apply(obs: &Observation<'_>, settings: &Settings, usual: Verdict, facts: 
 }
 
 /// The verdict of the round: the usual one, or RESTORE where the policy says so.
-pub fn final_verdict(usual: Verdict, restore: RestoreVerdict, token: &str) -> Verdict {
+pub(crate) fn final_verdict(usual: Verdict, restore: RestoreVerdict, token: &str) -> Verdict {
     match restore {
         RestoreVerdict::Restore { archive_member, reason } => {
             verdict(Decision::Restore { archive_member, token: token.to_string() }, reason)
@@ -122,7 +127,7 @@ pub fn final_verdict(usual: Verdict, restore: RestoreVerdict, token: &str) -> Ve
 
 /// The restore token: the configured token and the first 16 hex digits of the snapshot's
 /// sha256.
-pub fn restore_token(configured: &str, sha256: &str) -> String {
+pub(crate) fn restore_token(configured: &str, sha256: &str) -> String {
     let short: String = sha256.chars().take(16).collect::<String>().to_ascii_lowercase();
     format!("{configured}-restore-{short}")
 }
@@ -130,7 +135,7 @@ pub fn restore_token(configured: &str, sha256: &str) -> String {
 /// The cluster ID etcd gives a static initial cluster: the first 8 bytes, big-endian, of the
 /// sha1 of its member IDs (sorted, 8 bytes big-endian each), each member ID derived from its peer
 /// URLs and the token (etcd's `RaftCluster.genID`).
-pub fn static_cluster_id(initial_cluster: &[(String, String)], token: &str) -> u64 {
+pub(crate) fn static_cluster_id(initial_cluster: &[(String, String)], token: &str) -> u64 {
     use sha1::{Digest, Sha1};
     let mut by_name: std::collections::BTreeMap<&str, Vec<String>> = std::collections::BTreeMap::new();
     for (name, url) in initial_cluster {
@@ -201,7 +206,7 @@ fn peer_ports_without_client_answer(obs: &Observation<'_>, cluster: u64) -> Vec<
 /// restore never rolls back a live cluster: warned), data of a pod whose entry has served in
 /// another cluster (warned), an empty member beside a cluster with quorum (it joins), an empty
 /// member beside a cluster that has served (warned). None where a restore could happen.
-pub fn settled_without_manifest(
+pub(crate) fn settled_without_manifest(
     obs: &Observation<'_>,
     restored_from_this: bool,
     snapshot: &str,
@@ -235,9 +240,9 @@ fn with_quorum_of(obs: &Observation<'_>, cluster: u64) -> bool {
 }
 
 /// Whether this member restores, where [`settled_without_manifest`] did not settle it.
-pub fn decide_restore(
+pub(crate) fn decide_restore(
     obs: &Observation<'_>,
-    settings: &Settings,
+    settings: &DecisionSettings,
     request: &RestoreRequest,
 ) -> RestoreVerdict {
     let usual_with = |warning: String| RestoreVerdict::Usual { warning: Some(warning) };
@@ -329,7 +334,7 @@ impl NotNow {
     }
 }
 
-fn not_an_initial_start(obs: &Observation<'_>, settings: &Settings) -> Option<NotNow> {
+fn not_an_initial_start(obs: &Observation<'_>, settings: &DecisionSettings) -> Option<NotNow> {
     if obs.me.ordinal >= settings.initial_cluster_size {
         return Some(NotNow::BeyondInitial(format!(
             "ordinal {} is beyond the initial cluster of {}: this member joins the restored cluster once it runs",
@@ -403,8 +408,8 @@ mod tests {
         ClusterView::NoAnswer { tried: vec![] }
     }
 
-    fn settings() -> Settings {
-        Settings { initial_cluster_size: 3, join_as: JoinAs::Voter }
+    fn settings() -> DecisionSettings {
+        DecisionSettings { initial_cluster_size: 3, join_as: JoinAs::Voter }
     }
 
     fn peers(dns_missing: bool) -> PeerDns {

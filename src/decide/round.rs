@@ -8,12 +8,12 @@
 use std::time::Duration;
 
 use crate::decide::restore::{self, RestoreFacts};
-use crate::decide::{decide, new_hold, version, Decision, Observation, Settings, Verdict};
+use crate::decide::{decide, new_hold, version, Decision, DecisionSettings, Observation, Verdict};
 use crate::observed::Versions;
 
 /// Everything one round gathered that the verdict reads.
 #[derive(Debug, Clone)]
-pub struct RoundFacts<'a> {
+pub(crate) struct RoundFacts<'a> {
     pub obs: Observation<'a>,
     /// With `--restore-from`: the snapshot and what the round read of it.
     pub restore: Option<&'a RestoreFacts>,
@@ -24,7 +24,7 @@ pub struct RoundFacts<'a> {
 
 /// What the NEW start hold reads.
 #[derive(Debug, Clone, Copy)]
-pub struct HoldFacts<'a> {
+pub(crate) struct HoldFacts<'a> {
     /// The peer URLs of the static initial cluster.
     pub initial_urls: &'a [String],
     /// How long NEW has been held so far (zero before the first hold).
@@ -34,7 +34,7 @@ pub struct HoldFacts<'a> {
 }
 
 /// The round's verdict.
-pub fn verdict(facts: &RoundFacts<'_>, settings: &Settings) -> Verdict {
+pub(crate) fn verdict(facts: &RoundFacts<'_>, settings: &DecisionSettings) -> Verdict {
     let usual = version::gate(decide(&facts.obs, settings), facts.versions);
     let verdict = match facts.restore {
         Some(restore_facts) => restore::apply(&facts.obs, settings, usual, restore_facts),

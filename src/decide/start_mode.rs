@@ -32,7 +32,7 @@ pub struct Launch<'a> {
 /// etcd first (a `member add`, a removal), this is the mode that call leads to when it succeeds
 /// with nothing else changing; `run` then builds the mode from the member list the call returns
 /// (see [`join_mode`]). None where no start follows (STALE decides again, WAIT, REFUSE).
-pub fn start_mode(decision: &Decision, members: &[Member], launch: &Launch<'_>) -> Option<StartMode> {
+pub(crate) fn start_mode(decision: &Decision, members: &[Member], launch: &Launch<'_>) -> Option<StartMode> {
     match decision {
         Decision::New => Some(StartMode::New {
             initial_cluster: launch.initial_cluster.to_vec(),
@@ -56,7 +56,7 @@ pub fn start_mode(decision: &Decision, members: &[Member], launch: &Launch<'_>) 
 
 /// `--initial-cluster` for a JOIN: every member (learners and unstarted ones included, etcd
 /// compares counts), named by pod name.
-pub fn join_mode(members: &[Member], launch: &Launch<'_>) -> StartMode {
+pub(crate) fn join_mode(members: &[Member], launch: &Launch<'_>) -> StartMode {
     let mut cluster = Vec::new();
     for m in members {
         let name = member_name(m, launch);

@@ -62,15 +62,21 @@ fn has_data(member_id: u64) -> DataDirState {
     DataDirState::Member(WalMeta { member_id, cluster_id: CLUSTER })
 }
 
-fn settings() -> Settings {
-    Settings { initial_cluster_size: 3, join_as: JoinAs::Voter }
+fn settings() -> DecisionSettings {
+    DecisionSettings { initial_cluster_size: 3, join_as: JoinAs::Voter }
 }
 
 fn run(data: DataDirState, cluster: ClusterView, peers: PeerDns) -> Verdict {
     run_as(&me(), data, cluster, peers, settings())
 }
 
-fn run_as(me: &Me, data: DataDirState, cluster: ClusterView, peers: PeerDns, settings: Settings) -> Verdict {
+fn run_as(
+    me: &Me,
+    data: DataDirState,
+    cluster: ClusterView,
+    peers: PeerDns,
+    settings: DecisionSettings,
+) -> Verdict {
     decide(
         &Observation { me, data: &data, cluster: &cluster, heard: &Heard::default(), peers: &peers },
         &settings,
@@ -506,7 +512,7 @@ mod empty_quorum_none_of_the_above_join {
     fn join_as_learner_setting_is_honoured() {
         let mut members = three_started();
         members.remove(1);
-        let learner = Settings { join_as: JoinAs::Learner, ..settings() };
+        let learner = DecisionSettings { join_as: JoinAs::Learner, ..settings() };
         let v = run_as(&me(), DataDirState::Empty, answer(members, true), all_resolve(), learner);
         assert_eq!(v.decision, Decision::Join { reuse: None, as_learner: true });
     }

@@ -27,7 +27,7 @@ const UPGRADE_FLOORS: [(Release, Release); 2] = [
 
 /// What the check found.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Check {
+pub(crate) enum Check {
     /// Nothing against starting: the words say what was compared (for `plan`).
     Fine(String),
     /// Not comparable (this pod's etcd version unknown, or nobody told a version): the words say
@@ -39,7 +39,7 @@ pub enum Check {
 
 impl Check {
     /// `fine`, `unchecked` or `refused`, as `plan` prints it.
-    pub fn name(&self) -> &'static str {
+    pub(crate) fn name(&self) -> &'static str {
         match self {
             Check::Fine(_) => "fine",
             Check::Unchecked(_) => "unchecked",
@@ -48,7 +48,7 @@ impl Check {
     }
 
     /// The words, whichever the outcome.
-    pub fn words(&self) -> &str {
+    pub(crate) fn words(&self) -> &str {
         match self {
             Check::Fine(w) | Check::Unchecked(w) | Check::Refused(w) => w,
         }
@@ -57,7 +57,7 @@ impl Check {
 
 /// The cluster version as the peers told it: the highest `etcdcluster` answered (it only ever
 /// rises, except by etcd's downgrade procedure), with who told it.
-pub fn cluster_version(peers: &[PeerVersion]) -> Option<(Release, &str)> {
+pub(crate) fn cluster_version(peers: &[PeerVersion]) -> Option<(Release, &str)> {
     let told = peers.iter().filter_map(|p| p.cluster.map(|c| (c, p.host.as_str())));
     told.fold(None, |best, (c, host)| match best {
         Some((b, _)) if b >= c => best,
@@ -66,12 +66,12 @@ pub fn cluster_version(peers: &[PeerVersion]) -> Option<(Release, &str)> {
 }
 
 /// The oldest member version any answer told, with who runs it.
-pub fn oldest_member(peers: &[PeerVersion]) -> Option<(Release, &str)> {
+pub(crate) fn oldest_member(peers: &[PeerVersion]) -> Option<(Release, &str)> {
     peers.iter().filter_map(|p| p.server.map(|s| (s, p.host.as_str()))).min_by_key(|(s, _)| *s)
 }
 
 /// Compare this pod's etcd with the cluster's versions.
-pub fn check(versions: &Versions) -> Check {
+pub(crate) fn check(versions: &Versions) -> Check {
     let mine = match &versions.local {
         LocalEtcd::Known(r) => *r,
         LocalEtcd::Unknown(why) => {
@@ -146,7 +146,7 @@ fn below_upgrade_floor(mine: Release, peers: &[PeerVersion]) -> Option<String> {
 /// The round's verdict with the version check applied: a decision that starts etcd (or changes
 /// the membership or the data dir on the way to starting it) becomes WAIT when the check
 /// refuses; WAIT and REFUSE stand as they are.
-pub fn gate(usual: Verdict, versions: &Versions) -> Verdict {
+pub(crate) fn gate(usual: Verdict, versions: &Versions) -> Verdict {
     if matches!(usual.decision, Decision::Wait | Decision::Refuse) {
         return usual;
     }

@@ -12,7 +12,7 @@ use crate::decide::answers::client_answer_needed;
 use crate::identity::url_host;
 use crate::observed::{ClientAnswer, DataDirState, Heard, PeerList, PeerVersion};
 
-use super::cluster::{self, Answer, Endpoint, Observed};
+use super::cluster::{self, Answer, BestClientAnswer, Endpoint};
 use super::peer_members::{self, PeerAccess, PeerEndpoint};
 use super::Sources;
 
@@ -32,7 +32,7 @@ struct PeerState {
 }
 
 /// The peer port of a client endpoint: the same IP (the URL is by IP), the peer port.
-pub fn peer_endpoint(endpoint: &Endpoint, peer_port: u16) -> Option<PeerEndpoint> {
+pub(crate) fn peer_endpoint(endpoint: &Endpoint, peer_port: u16) -> Option<PeerEndpoint> {
     let ip: IpAddr = url_host(&endpoint.url)?.parse().ok()?;
     Some(PeerEndpoint { host: endpoint.host.clone(), addr: SocketAddr::new(ip, peer_port) })
 }
@@ -40,11 +40,11 @@ pub fn peer_endpoint(endpoint: &Endpoint, peer_port: u16) -> Option<PeerEndpoint
 /// Ask all `endpoints` on both ports; ends when every peer's client probe has ended, or its peer
 /// port's list made its client answer unneeded (and its peer port told its versions). Returns
 /// also every version told: the peer ports' `GET /version` and the client answers' status.
-pub async fn observe(
+pub(crate) async fn observe(
     ask: &Sources<'_>,
     data: &DataDirState,
     endpoints: &[Endpoint],
-) -> (Observed, Heard, Vec<PeerVersion>) {
+) -> (BestClientAnswer, Heard, Vec<PeerVersion>) {
     let mut probes = JoinSet::new();
     let ask_peer_port = !matches!(ask.peer_access, PeerAccess::Unavailable(_));
     let mut state: Vec<PeerState> = endpoints.iter().map(|_| PeerState::default()).collect();

@@ -1,4 +1,5 @@
-//! The etcd API at the edge: ask peers for the member list and quorum, and make membership calls.
+//! The etcd API at the edge: ask peers for the member list and quorum, and the connection to one
+//! member that `act::etcd_calls` makes the calls that change the cluster through.
 //!
 //! Peers are reached by IP (resolved by our own DNS, as a static binary cannot use libc's
 //! resolver), with the peer's host name as the TLS server name.
@@ -6,12 +7,12 @@
 use std::path::Path;
 use std::time::Duration;
 
-use etcd_client::{Certificate, Client, ConnectOptions, GetOptions, Identity, MemberAddOptions, TlsOptions};
+use etcd_client::{Certificate, Client, ConnectOptions, GetOptions, Identity, TlsOptions};
 use tokio::task::JoinSet;
 
 use crate::error::{Error, Result};
 use crate::etcd_args::ClientTlsFiles;
-use crate::observed::{CallError, ClusterView, Member, Refusal};
+use crate::observed::{refusal_of, CallError, ClusterView, GrpcCode, Member, Refusal};
 
 pub mod maintenance;
 
@@ -124,8 +125,10 @@ pub struct MemberClient {
     endpoint: Endpoint,
 }
 
-/// The result of asking every peer: the view, and a connection to a member with quorum.
-pub struct Observed {
+/// What the client ports answered, asked all at once: the view from the best answer, and a
+/// connection to a member with quorum. (Not to be confused with the `observed` module: the plain
+/// data every observation is made of.)
+pub struct BestClientAnswer {
     pub view: ClusterView,
     pub quorum_member: Option<MemberClient>,
 }
@@ -142,7 +145,7 @@ pub struct Answer {
 }
 
 /// Ask all `endpoints` concurrently; prefer an answer with quorum.
-pub async fn observe(access: &Access, endpoints: &[Endpoint], timeout: Duration) -> Observed {
+pub async fn observe(access: &Access, endpoints: &[Endpoint], timeout: Duration) -> BestClientAnswer {
     let mut probes = JoinSet::new();
     for endpoint in endpoints.iter().cloned() {
         let access = access.clone();
@@ -170,7 +173,7 @@ pub fn tried_entry(endpoint: &Endpoint) -> String {
 
 /// The view from the answers that came (the first with quorum, else the first) and the
 /// endpoints that gave none.
-pub fn best_of(answers: Vec<Answer>, mut tried: Vec<(String, String)>) -> Observed {
+pub fn best_of(answers: Vec<Answer>, mut tried: Vec<(String, String)>) -> BestClientAnswer {
     let mut best: Option<Answer> = None;
     for answer in answers {
         if best.as_ref().is_none_or(|b| !b.quorum && answer.quorum) {
@@ -179,8 +182,8 @@ pub fn best_of(answers: Vec<Answer>, mut tried: Vec<(String, String)>) -> Observ
     }
     tried.sort();
     match best {
-        None => Observed { view: ClusterView::NoAnswer { tried }, quorum_member: None },
-        Some(a) => Observed {
+        None => BestClientAnswer { view: ClusterView::NoAnswer { tried }, quorum_member: None },
+        Some(a) => BestClientAnswer {
             view: ClusterView::Answer {
                 endpoint: a.endpoint.host.clone(),
                 cluster_id: a.cluster_id,
@@ -235,10 +238,22 @@ async fn within<T>(
     what: &str,
     call: impl std::future::Future<Output = Result<T, etcd_client::Error>>,
 ) -> Result<T, String> {
+    timed_call(timeout, what, call).await.map_err(|e| e.message)
+}
+
+/// One etcd call within `timeout`; a failure as the refusal it is, with its words for the log.
+pub async fn timed_call<T>(
+    timeout: Duration,
+    what: &str,
+    call: impl std::future::Future<Output = Result<T, etcd_client::Error>>,
+) -> Result<T, CallError> {
     match tokio::time::timeout(timeout, call).await {
         Ok(Ok(value)) => Ok(value),
-        Ok(Err(e)) => Err(format!("{what}: {}", short(&e))),
-        Err(_) => Err(format!("{what}: timed out after {}", crate::duration::format(timeout))),
+        Ok(Err(e)) => Err(CallError { refusal: refusal(&e), message: format!("{what}: {}", short(&e)) }),
+        Err(_) => Err(CallError {
+            refusal: Refusal::Unreachable,
+            message: format!("{what}: timed out after {}", crate::duration::format(timeout)),
+        }),
     }
 }
 
@@ -250,7 +265,8 @@ pub fn short(e: &etcd_client::Error) -> String {
     }
 }
 
-fn to_member(m: &etcd_client::Member) -> Member {
+/// A member as etcd-client lists it, as plain data.
+pub fn to_member(m: &etcd_client::Member) -> Member {
     Member {
         id: m.id(),
         name: m.name().to_string(),
@@ -260,33 +276,22 @@ fn to_member(m: &etcd_client::Member) -> Member {
     }
 }
 
-/// Map an etcd error message to the refusal it is. The one place that reads etcd's words; more
-/// specific phrases are checked before the phrases they contain.
-pub fn refusal_of(message: &str) -> Refusal {
-    let m = message.to_ascii_lowercase();
-    const PHRASES: [(&str, Refusal); 16] = [
-        ("member not found", Refusal::MemberNotFound),
-        ("required revision has been compacted", Refusal::Compacted),
-        ("peer urls already exists", Refusal::PeerUrlExists),
-        ("can only promote a learner member which is in sync", Refusal::LearnerNotInSync),
-        ("can only promote a learner member", Refusal::NotALearner),
-        ("too many learner members", Refusal::TooManyLearners),
-        ("unhealthy cluster", Refusal::Unhealthy),
-        ("re-configuration failed due to not enough started members", Refusal::Unhealthy),
-        ("leader changed", Refusal::NoLeader),
-        ("no leader", Refusal::NoLeader),
-        ("not leader", Refusal::NoLeader),
-        ("timed out", Refusal::Unreachable),
-        ("timeout", Refusal::Unreachable),
-        ("unavailable", Refusal::Unreachable),
-        ("connection", Refusal::Unreachable),
-        ("request cancelled", Refusal::Unreachable),
-    ];
-    PHRASES.iter().find(|(phrase, _)| m.contains(phrase)).map_or(Refusal::Other, |(_, r)| *r)
-}
-
-fn call_error(message: String) -> CallError {
-    CallError { refusal: refusal_of(&message), message }
+/// The refusal an etcd-client error is. An answer of etcd is read from its gRPC status, the code
+/// and then etcd's exact message (`observed::refusal_of`); a status the client made itself from a
+/// broken connection (it carries the transport error as its source), or a connection that could
+/// not be made, is unreachable; anything else (a bad argument to the client) is no refusal etcd
+/// made.
+pub fn refusal(e: &etcd_client::Error) -> Refusal {
+    match e {
+        etcd_client::Error::GRpcStatus(status) if std::error::Error::source(status).is_some() => {
+            Refusal::Unreachable
+        }
+        etcd_client::Error::GRpcStatus(status) => {
+            refusal_of(GrpcCode::from_number(status.code() as i32), status.message())
+        }
+        etcd_client::Error::TransportError(_) | etcd_client::Error::IoError(_) => Refusal::Unreachable,
+        _ => Refusal::Other,
+    }
 }
 
 /// What one member says about itself (`status`).
@@ -343,35 +348,32 @@ impl MemberClient {
         &self.endpoint.host
     }
 
-    /// `member add`; returns the new member and the full member list after the add.
-    pub async fn add(&mut self, peer_url: &str, learner: bool) -> Result<(Member, Vec<Member>), CallError> {
-        let options = learner.then(|| MemberAddOptions::new().with_is_learner());
-        let mut cluster = self.client.cluster_client();
-        let resp = call("member add", cluster.member_add(vec![peer_url.to_string()], options)).await?;
-        let added = resp.member().map(to_member).ok_or_else(|| CallError {
-            refusal: Refusal::Other,
-            message: "member add returned no member".into(),
-        })?;
-        let all = resp.member_list().iter().map(to_member).collect();
-        Ok((added, all))
+    /// The client, for the calls that change the cluster (`act::etcd_calls`) and the snapshot.
+    pub fn client(&mut self) -> &mut Client {
+        &mut self.client
     }
 
-    /// `member remove`.
-    pub async fn remove(&mut self, id: u64) -> Result<(), CallError> {
-        let mut cluster = self.client.cluster_client();
-        call("member remove", cluster.member_remove(id)).await.map(|_| ())
-    }
-
-    /// `member update` of the peer URLs.
-    pub async fn update(&mut self, id: u64, peer_urls: Vec<String>) -> Result<(), CallError> {
-        let mut cluster = self.client.cluster_client();
-        call("member update", cluster.member_update(id, peer_urls)).await.map(|_| ())
-    }
-
-    /// `member promote`.
-    pub async fn promote(&mut self, id: u64) -> Result<(), CallError> {
-        let mut cluster = self.client.cluster_client();
-        call("member promote", cluster.member_promote(id)).await.map(|_| ())
+    /// Connect to one given member for a call that may take `call_timeout` (a defragmentation),
+    /// the connection itself within `connect_timeout`.
+    pub async fn connect_for_long_call(
+        access: &Access,
+        endpoint: &Endpoint,
+        call_timeout: Duration,
+        connect_timeout: Duration,
+    ) -> Result<MemberClient, CallError> {
+        let options = access.options(&endpoint.host, call_timeout).with_connect_timeout(connect_timeout);
+        let connecting = Client::connect([endpoint.url.as_str()], Some(options));
+        match tokio::time::timeout(connect_timeout, connecting).await {
+            Ok(Ok(client)) => Ok(MemberClient { client, endpoint: endpoint.clone() }),
+            Ok(Err(e)) => {
+                let message = format!("connect {}: {}", endpoint.url, short(&e));
+                Err(CallError { refusal: refusal(&e), message })
+            }
+            Err(_) => {
+                let message = format!("connect {}: timed out", endpoint.url);
+                Err(CallError { refusal: Refusal::Unreachable, message })
+            }
+        }
     }
 
     /// The member list (serializable, from this member).
@@ -381,11 +383,12 @@ impl MemberClient {
     }
 }
 
-async fn call<T>(
+/// One call within [`MEMBERSHIP_CALL_TIMEOUT`].
+pub async fn call<T>(
     what: &str,
     f: impl std::future::Future<Output = Result<T, etcd_client::Error>>,
 ) -> Result<T, CallError> {
-    within(MEMBERSHIP_CALL_TIMEOUT, what, f).await.map_err(call_error)
+    timed_call(MEMBERSHIP_CALL_TIMEOUT, what, f).await
 }
 
 /// Wrap a call error with its context for the final error line.
@@ -398,29 +401,46 @@ mod tests {
     use super::*;
 
     #[test]
-    fn maps_etcds_words_to_refusals() {
+    fn etcds_status_is_read_by_code_then_exact_message() {
+        use tonic::{Code, Status};
+        let status = |code, message: &str| etcd_client::Error::GRpcStatus(Status::new(code, message));
         let table = [
-            ("member add: FailedPrecondition: etcdserver: unhealthy cluster", Refusal::Unhealthy),
-            ("etcdserver: too many learner members in cluster", Refusal::TooManyLearners),
-            ("member remove: NotFound: etcdserver: member not found", Refusal::MemberNotFound),
-            ("etcdserver: Peer URLs already exists", Refusal::PeerUrlExists),
+            (status(Code::NotFound, "etcdserver: member not found"), Refusal::MemberNotFound),
             (
-                "member promote: FailedPrecondition: etcdserver: can only promote a learner member which is in sync with leader",
-                Refusal::LearnerNotInSync,
+                status(Code::FailedPrecondition, "etcdserver: Peer URLs already exists"),
+                Refusal::PeerUrlExists,
             ),
-            ("member promote: FailedPrecondition: etcdserver: can only promote a learner member", Refusal::NotALearner),
-            ("etcdserver: re-configuration failed due to not enough started members", Refusal::Unhealthy),
-            ("member add: Unavailable: etcdserver: leader changed", Refusal::NoLeader),
-            ("member list: timed out after 15s", Refusal::Unreachable),
-            ("PermissionDenied: etcdserver: permission denied", Refusal::Other),
-            ("compact: OutOfRange: etcdserver: mvcc: required revision has been compacted", Refusal::Compacted),
-            ("compact: OutOfRange: etcdserver: mvcc: required revision is a future revision", Refusal::Other),
-            ("defragment: timed out after 1m30s", Refusal::Unreachable),
-            ("alarm disarm: Unimplemented: unknown method Alarm", Refusal::Other),
+            (status(Code::Unavailable, "etcdserver: unhealthy cluster"), Refusal::Unhealthy),
+            (
+                status(Code::OutOfRange, "etcdserver: mvcc: required revision has been compacted"),
+                Refusal::Compacted,
+            ),
+            (status(Code::Unavailable, "etcdserver: request timed out"), Refusal::Unreachable),
+            (status(Code::PermissionDenied, "etcdserver: permission denied"), Refusal::Other),
+            // etcd's words under another code, or inside a longer text, are not that refusal.
+            (status(Code::Unknown, "etcdserver: member not found"), Refusal::Other),
+            (status(Code::NotFound, "member remove: etcdserver: member not found"), Refusal::Other),
+            // The client's own status for a broken connection carries the transport error.
+            (
+                etcd_client::Error::GRpcStatus(Status::from_error(Box::new(std::io::Error::other(
+                    "connection reset",
+                )))),
+                Refusal::Unreachable,
+            ),
+            (etcd_client::Error::IoError(std::io::Error::other("refused")), Refusal::Unreachable),
+            (etcd_client::Error::InvalidArgs("no endpoint".into()), Refusal::Other),
         ];
-        for (message, want) in table {
-            assert_eq!(refusal_of(message), want, "{message}");
+        for (error, want) in table {
+            assert_eq!(refusal(&error), want, "{error:?}");
         }
+    }
+
+    #[tokio::test]
+    async fn a_call_past_its_deadline_is_unreachable() {
+        let never = std::future::pending::<Result<(), etcd_client::Error>>();
+        let e = timed_call(Duration::from_millis(10), "member list", never).await.unwrap_err();
+        assert_eq!(e.refusal, Refusal::Unreachable);
+        assert!(e.message.starts_with("member list: timed out after"), "{}", e.message);
     }
 
     #[test]

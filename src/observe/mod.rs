@@ -1,17 +1,17 @@
 //! Everything that looks, and nothing that changes: DNS ([`dns`]), which pods exist ([`peers`]),
 //! the data directory with its WAL decoder ([`datadir`]), and the etcd API ([`cluster`], which
-//! also carries the membership calls `act` and the sidecar make, and is the one place that reads
-//! etcd's error text), etcd's peer port ([`peer_members`]: `GET /members`, answered before
+//! also carries the membership calls `act` and the sidecar make, and reads each failed call's
+//! gRPC status into a `Refusal`), etcd's peer port ([`peer_members`]: `GET /members`, answered before
 //! quorum), both ports of every peer at once ([`both_ports`]). [`round`] observes once and
 //! returns plain data for `decide`.
 
-pub mod both_ports;
+pub(crate) mod both_ports;
 pub mod cluster;
 pub mod datadir;
 pub mod dns;
 pub mod local_etcd;
 pub mod peer_members;
-pub mod peers;
+pub(crate) mod peers;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -22,7 +22,7 @@ use crate::error::Result;
 use crate::identity::Identity;
 use crate::observed::{ClusterView, DataDirState, Heard, LocalEtcd, Member, Versions};
 
-use cluster::{Access, Observed};
+use cluster::{Access, BestClientAnswer};
 use dns::Resolver;
 use peer_members::PeerAccess;
 use peers::{PeerScan, ScanSettings};
@@ -52,7 +52,7 @@ pub struct Round {
     pub data: DataDirState,
     pub scan: PeerScan,
     /// The client port's answers (the best one, and a member with quorum to call through).
-    pub observed: Observed,
+    pub observed: BestClientAnswer,
     /// Every answer beyond the best client answer: other client answers, the peer ports' lists.
     pub heard: Heard,
     /// The cluster as the decision reads it (`decide::answers::decision_view`).
@@ -63,7 +63,7 @@ pub struct Round {
 
 impl Round {
     /// What the decision reads of this round.
-    pub fn observation<'a>(&'a self, me: &'a Me) -> Observation<'a> {
+    pub(crate) fn observation<'a>(&'a self, me: &'a Me) -> Observation<'a> {
         Observation {
             me,
             data: &self.data,
@@ -88,7 +88,7 @@ pub async fn round(sources: &Sources<'_>) -> Result<Round> {
     if let DataDirState::Unknown { .. } = data {
         // REFUSE whatever the cluster says: do not touch the network for it.
         let view = ClusterView::NoAnswer { tried: Vec::new() };
-        let observed = Observed { view: view.clone(), quorum_member: None };
+        let observed = BestClientAnswer { view: view.clone(), quorum_member: None };
         let (scan, heard) = (PeerScan::default(), Heard::default());
         return Ok(Round { data, scan, observed, heard, view, versions: Versions::default() });
     }

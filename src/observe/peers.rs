@@ -37,7 +37,7 @@ pub struct PeerScan {
 }
 
 /// Scan DNS for the set's pods. Runs all lookups concurrently.
-pub async fn scan(resolver: &Arc<Resolver>, id: &Identity, settings: &ScanSettings) -> PeerScan {
+pub(crate) async fn scan(resolver: &Arc<Resolver>, id: &Identity, settings: &ScanSettings) -> PeerScan {
     let (candidates, source) = candidates(resolver, id, settings).await;
     let mut scan = PeerScan { source, ..PeerScan::default() };
     let results = lookup_all(resolver, id, &candidates).await;
@@ -80,7 +80,7 @@ fn record(
 }
 
 /// Look up the pods with `ordinals`, all at once; the answers sorted by ordinal, with the names.
-pub async fn lookup_all(
+pub(crate) async fn lookup_all(
     resolver: &Arc<Resolver>,
     id: &Identity,
     ordinals: &BTreeSet<u32>,
@@ -106,7 +106,11 @@ pub async fn lookup_all(
 
 /// The ordinals of the pods the headless service's SRV records (`_<port_name>._tcp.<domain>`)
 /// list. `Missing` where there is no domain (bare names) or no such records.
-pub async fn srv_ordinals(resolver: &Resolver, id: &Identity, port_name: &str) -> Lookup<BTreeSet<u32>> {
+pub(crate) async fn srv_ordinals(
+    resolver: &Resolver,
+    id: &Identity,
+    port_name: &str,
+) -> Lookup<BTreeSet<u32>> {
     if id.domain.is_empty() {
         return Lookup::Missing;
     }

@@ -20,7 +20,7 @@ use super::metrics::{BackupDone, BackupFailure, Shared};
 use super::settings::BackupSchedule;
 
 /// The schedule and what it remembers between rounds.
-pub struct Scheduler {
+pub(super) struct Scheduler {
     schedule: BackupSchedule,
     store: Option<Store>,
     /// Do not look at the store again before this (the next backup is not due yet, or the last
@@ -29,19 +29,19 @@ pub struct Scheduler {
 }
 
 impl Scheduler {
-    pub fn new(schedule: BackupSchedule) -> Scheduler {
+    pub(super) fn new(schedule: BackupSchedule) -> Scheduler {
         Scheduler { schedule, store: None, next_look: None }
     }
 
     /// Forget the wait: this member just became the leader, so look at the store first.
-    pub fn leadership_lost(&mut self) {
+    pub(super) fn leadership_lost(&mut self) {
         self.next_look = None;
     }
 
     /// One round beside the leader: take, check and upload a snapshot if one is due, reaching
     /// the local member with `access` (the client TLS files as last read). `retry` is how soon to
     /// look again after a failure.
-    pub async fn round(
+    pub(super) async fn round(
         &mut self,
         ctx: &Context,
         access: &Access,
@@ -117,8 +117,9 @@ impl Scheduler {
 
     fn store(&mut self, ctx: &Context) -> Result<&Store> {
         if self.store.is_none() {
-            let env = Env { vars: &ctx.store_env, resolv_conf: None };
-            let store = command::open_store(&self.schedule.to, &ctx.store, &env, Some(&ctx.resolver))?;
+            let env = Env { vars: &ctx.env.store_env, resolv_conf: None };
+            let store =
+                command::open_store(&self.schedule.to, &ctx.store, &env, Some(&ctx.clients.resolver))?;
             self.store = Some(store);
         }
         self.store.as_ref().ok_or_else(|| Error::config("--backup-to: the store could not be opened"))
@@ -126,7 +127,7 @@ impl Scheduler {
 }
 
 /// The metric's reason for a failed backup.
-pub fn failure_of(e: &Error) -> BackupFailure {
+pub(super) fn failure_of(e: &Error) -> BackupFailure {
     match e {
         Error::Store { .. } => BackupFailure::Store,
         Error::Snapshot { .. } => BackupFailure::Snapshot,

@@ -19,7 +19,7 @@ const CONNECTION_DEADLINE: Duration = Duration::from_secs(5);
 
 /// A response: status line, content type, body.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Response {
+pub(crate) struct Response {
     pub status: u16,
     pub content_type: &'static str,
     pub body: String,
@@ -32,7 +32,7 @@ impl Response {
 }
 
 /// Accept connections until the task is aborted.
-pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
+pub(crate) async fn serve(listener: TcpListener, shared: Arc<Shared>) {
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
@@ -103,7 +103,7 @@ fn respond(head: &str, shared: &Shared) -> (Response, bool) {
 }
 
 /// What each path answers.
-pub fn route(path: &str, shared: &Shared, now: Instant) -> Response {
+pub(crate) fn route(path: &str, shared: &Shared, now: Instant) -> Response {
     match path {
         "/healthz" | "/livez" => {
             let since = now.saturating_duration_since(shared.lock().last_round);

@@ -7,7 +7,7 @@ use super::removal::{Answer, MemberFacts};
 
 /// One learner and what to do with it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Learner<'a> {
+pub(crate) enum Learner<'a> {
     /// Ask etcd to promote it.
     Try(&'a MemberFacts),
     /// Its pod is absent from DNS: a removal candidate, not a promotion.
@@ -16,7 +16,7 @@ pub enum Learner<'a> {
 
 /// The learners among `members`, lowest ordinal first (members of no pod of this set first, as
 /// their ordinal is unknown), then by ID; those whose pod name answered "missing" are skipped.
-pub fn in_order<'a>(members: &'a [MemberFacts], dns: &BTreeMap<u32, Answer>) -> Vec<Learner<'a>> {
+pub(crate) fn in_order<'a>(members: &'a [MemberFacts], dns: &BTreeMap<u32, Answer>) -> Vec<Learner<'a>> {
     let mut learners: Vec<&MemberFacts> = members.iter().filter(|m| m.is_learner).collect();
     learners.sort_by_key(|m| (m.ordinal, m.id));
     learners

@@ -10,6 +10,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use tokio::task::JoinSet;
 use tracing::{info, warn};
 
+use crate::act::etcd_calls;
 use crate::config::SidecarArgs;
 use crate::context::Context;
 use crate::decide::refusals::{self, Call, Next};
@@ -26,27 +27,27 @@ use super::metrics::Shared;
 
 /// The maintenance settings, checked.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Settings {
-    pub defrag: defrag::Settings,
-    pub nospace: nospace::Settings,
+pub(crate) struct MaintenanceSettings {
+    pub defrag: defrag::DefragSettings,
+    pub nospace: nospace::NospaceSettings,
 }
 
-impl Settings {
+impl MaintenanceSettings {
     /// From the sidecar's options and etcd's own quota setting.
-    pub fn new(args: &SidecarArgs, ctx: &Context) -> Result<Self> {
+    pub(crate) fn new(args: &SidecarArgs, ctx: &Context) -> Result<Self> {
         let threshold = defrag::check_threshold(args.defrag_threshold).map_err(Error::config)?;
         let quota =
             nospace::quota_from(ctx.user.get("quota-backend-bytes").as_deref()).map_err(Error::config)?;
-        Ok(Settings {
-            defrag: defrag::Settings { threshold, min_size: args.defrag_min_size },
-            nospace: nospace::Settings { quota, compact: args.compact_on_nospace },
+        Ok(MaintenanceSettings {
+            defrag: defrag::DefragSettings { threshold, min_size: args.defrag_min_size },
+            nospace: nospace::NospaceSettings { quota, compact: args.compact_on_nospace },
         })
     }
 }
 
 /// A member and where to reach it (None: no address known).
 #[derive(Debug, Clone)]
-pub struct Whom {
+pub(crate) struct Whom {
     pub id: u64,
     pub label: String,
     pub is_learner: bool,
@@ -54,8 +55,8 @@ pub struct Whom {
 }
 
 /// What maintenance remembers between rounds (only while the local member leads).
-pub struct Maintainer {
-    settings: Settings,
+pub(crate) struct Maintainer {
+    settings: MaintenanceSettings,
     /// The member defragmented last, until it has answered again.
     awaiting: Option<u64>,
     episode: Episode,
@@ -66,7 +67,7 @@ pub struct Maintainer {
 }
 
 impl Maintainer {
-    pub fn new(settings: Settings, tls: ClientTlsFiles) -> Self {
+    pub(crate) fn new(settings: MaintenanceSettings, tls: ClientTlsFiles) -> Self {
         Maintainer {
             settings,
             awaiting: None,
@@ -78,7 +79,7 @@ impl Maintainer {
     }
 
     /// The local member does not lead: a new leader's sidecar starts afresh.
-    pub fn stand_by(&mut self, shared: &Shared) {
+    pub(crate) fn stand_by(&mut self, shared: &Shared) {
         self.awaiting = None;
         self.episode = Episode::default();
         self.last_skip = None;
@@ -87,12 +88,12 @@ impl Maintainer {
     }
 
     /// The member that must not be taken for gone: the one defragmented last, until it answers.
-    pub fn busy_with(&self) -> Option<u64> {
+    pub(crate) fn busy_with(&self) -> Option<u64> {
         self.awaiting
     }
 
     /// One maintenance round beside the leader `leader` (the local member): at most one action.
-    pub async fn lead(
+    pub(crate) async fn lead(
         &mut self,
         access: &Access,
         local: &mut MemberClient,
@@ -162,7 +163,7 @@ impl Maintainer {
                 }
             }
             Step::Unchanged => {}
-            Step::Compact { revision, reason } => match local.compact(revision).await {
+            Step::Compact { revision, reason } => match etcd_calls::compact(local, revision).await {
                 Ok(()) => {
                     self.episode.compacted = true;
                     shared.lock().maintenance.compactions += 1;
@@ -183,7 +184,7 @@ impl Maintainer {
             Step::Skip(skip) => self.skipped(skip, shared),
             Step::Disarm { members: raised, reason } => {
                 for member in &raised {
-                    if let Err(e) = local.disarm_nospace(*member).await {
+                    if let Err(e) = etcd_calls::disarm_nospace(local, *member).await {
                         return self.refused(Call::Alarm, "alarm disarm", &e, shared);
                     }
                 }
@@ -219,7 +220,7 @@ impl Maintainer {
         let before = members.iter().find(|m| m.id == target.id).and_then(|m| m.status).map(|s| s.size);
         info!(action = "defragment", member = %label, "defragmenting {label}: {}", target.reason);
         let started = Instant::now();
-        let result = calls::defragment_at(access, &endpoint, timeout).await;
+        let result = etcd_calls::defragment_at(access, &endpoint, timeout).await;
         // Done or not, it must answer again before the next one.
         self.awaiting = Some(target.id);
         let took = started.elapsed().as_secs_f64();
@@ -306,7 +307,7 @@ async fn statuses(access: &Access, whom: &[Whom], timeout: std::time::Duration) 
 /// The client TLS files, read every round: a change is used at once (a Kubernetes Secret
 /// update swaps a symlink; nothing here caches a file), and the certificate's state is the
 /// metric, the readiness and one log line per change of state.
-pub struct Certificates {
+pub(crate) struct Certificates {
     files: ClientTlsFiles,
     /// The bytes of (certificate, key, CA) last read.
     seen: Option<[Option<Vec<u8>>; 3]>,
@@ -321,7 +322,7 @@ impl Certificates {
 
     /// Read the files; a new access when they changed since the last round (the caller
     /// reconnects with it). Updates the metrics and readiness.
-    pub fn check(&mut self, access: &Access, shared: &Shared) -> Option<Access> {
+    pub(crate) fn check(&mut self, access: &Access, shared: &Shared) -> Option<Access> {
         let cert_path = self.files.cert.clone()?;
         let read = |p: &Option<std::path::PathBuf>| p.as_ref().map(std::fs::read).transpose();
         let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or_default();

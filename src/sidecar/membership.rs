@@ -10,6 +10,7 @@ use std::time::Instant;
 
 use tracing::info;
 
+use crate::act::etcd_calls;
 use crate::decide::refusals::{self, Call, Next};
 use crate::observed::{Member, Refusal};
 
@@ -52,7 +53,7 @@ impl Sidecar<'_> {
             };
             let label = &learner.label;
             let Some(local) = self.local.as_mut() else { return false };
-            let Err(e) = local.promote(learner.id).await else {
+            let Err(e) = etcd_calls::promote(local, learner.id).await else {
                 self.shared.lock().promotions += 1;
                 info!(action = "promote", member = %label, "promoted learner {label}: etcd reports it in sync with the leader");
                 return true;
@@ -141,7 +142,7 @@ impl Sidecar<'_> {
     async fn remove(&mut self, removal: Removal) -> bool {
         let Some(local) = self.local.as_mut() else { return false };
         let label = removal.label.clone();
-        let Err(e) = local.remove(removal.id).await else {
+        let Err(e) = etcd_calls::remove(local, removal.id).await else {
             self.shared.lock().removals += 1;
             info!(action = "remove", member = %label, "removed member {label}: {}", removal.reason);
             return true;

@@ -13,7 +13,7 @@ use super::removal::SkipReason;
 
 /// Why a learner was not promoted this interval (the metric's `reason` label).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum PromotionSkip {
+pub(crate) enum PromotionSkip {
     /// etcd says the learner has not caught up with the leader yet (or has not started).
     NotInSync,
     /// Its pod is absent from DNS: it is a removal candidate, not a promotion.
@@ -23,10 +23,10 @@ pub enum PromotionSkip {
 }
 
 impl PromotionSkip {
-    pub const ALL: [PromotionSkip; 3] =
+    pub(crate) const ALL: [PromotionSkip; 3] =
         [PromotionSkip::NotInSync, PromotionSkip::PodGone, PromotionSkip::Refused];
 
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             PromotionSkip::NotInSync => "not_in_sync",
             PromotionSkip::PodGone => "pod_gone",
@@ -37,7 +37,7 @@ impl PromotionSkip {
 
 /// Why a scheduled backup failed (the metric's `reason` label).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum BackupFailure {
+pub(crate) enum BackupFailure {
     /// The store could not be used (unreachable, credentials, listing).
     Store,
     /// The snapshot failed etcd's checksum.
@@ -49,10 +49,10 @@ pub enum BackupFailure {
 }
 
 impl BackupFailure {
-    pub const ALL: [BackupFailure; 4] =
+    pub(crate) const ALL: [BackupFailure; 4] =
         [BackupFailure::Store, BackupFailure::Snapshot, BackupFailure::Etcd, BackupFailure::Other];
 
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             BackupFailure::Store => "store",
             BackupFailure::Snapshot => "snapshot",
@@ -64,7 +64,7 @@ impl BackupFailure {
 
 /// The last scheduled backup that succeeded.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct BackupDone {
+pub(crate) struct BackupDone {
     /// Unix time (seconds) of the upload's end.
     pub at: f64,
     pub revision: i64,
@@ -75,7 +75,7 @@ pub struct BackupDone {
 /// The cluster as the leader's sidecar saw it in its last round (for the alerts: fewer started
 /// voters than pods, a removal pending for long).
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct ClusterView {
+pub(crate) struct ClusterView {
     /// Started voting members, learners, and members added but never started.
     pub voters: u64,
     pub learners: u64,
@@ -88,7 +88,7 @@ pub struct ClusterView {
 
 impl ClusterView {
     /// From the member list, how many pods DNS found, and the longest run of "gone" answers.
-    pub fn new(members: &[Member], pods: usize, removal_pending: Option<Duration>) -> ClusterView {
+    pub(crate) fn new(members: &[Member], pods: usize, removal_pending: Option<Duration>) -> ClusterView {
         let count = |f: &dyn Fn(&Member) -> bool| members.iter().filter(|m| f(m)).count() as u64;
         ClusterView {
             voters: count(&|m| m.started() && !m.is_learner),
@@ -102,7 +102,7 @@ impl ClusterView {
 
 /// The counters and gauges.
 #[derive(Debug, Clone)]
-pub struct Metrics {
+pub(crate) struct Metrics {
     /// Scheduled backups this sidecar uploaded, the last one, and failures by reason.
     pub backups: u64,
     pub backup_last: Option<BackupDone>,
@@ -136,14 +136,14 @@ pub struct Metrics {
 
 /// Versions the sidecar last saw; None where not (yet) known.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct VersionsSeen {
+pub(crate) struct VersionsSeen {
     pub member: Option<(String, String)>,
     pub cluster: Option<String>,
 }
 
 /// What maintenance did and saw.
 #[derive(Debug, Clone, Default)]
-pub struct Maintenance {
+pub(crate) struct Maintenance {
     /// The local member's database file and the bytes in use, from its last status.
     pub db_size: Option<u64>,
     pub db_in_use: Option<u64>,
@@ -190,14 +190,14 @@ impl Metrics {
     }
 
     /// Count an error and remember it as the last one.
-    pub fn error(&mut self, message: &str) {
+    pub(crate) fn error(&mut self, message: &str) {
         self.errors += 1;
         let at = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or_default();
         self.last_error = Some((at, message.to_string()));
     }
 
     /// The local member did not answer: not up, not the leader, and why as the last error.
-    pub fn local_down(&mut self, message: &str) {
+    pub(crate) fn local_down(&mut self, message: &str) {
         self.local_member_up = false;
         self.leader = false;
         self.cluster = None;
@@ -205,7 +205,7 @@ impl Metrics {
     }
 
     /// The local member answered; `leader` when it leads (the leader's view is kept only then).
-    pub fn local_up(&mut self, leader: bool) {
+    pub(crate) fn local_up(&mut self, leader: bool) {
         self.local_member_up = true;
         self.leader = leader;
         if !leader {
@@ -216,25 +216,25 @@ impl Metrics {
 
 /// The state the loop writes and the endpoint reads.
 #[derive(Debug)]
-pub struct Shared {
+pub(crate) struct Shared {
     metrics: Mutex<Metrics>,
     /// /healthz fails when no round has ended for this long (the loop is stuck).
     pub stall_limit: Duration,
 }
 
 impl Shared {
-    pub fn new(stall_limit: Duration) -> Self {
+    pub(crate) fn new(stall_limit: Duration) -> Self {
         Shared { metrics: Mutex::new(Metrics::new(Instant::now())), stall_limit }
     }
 
     /// The metrics, for reading or updating. A panic while holding the lock cannot leave them
     /// inconsistent in a way that matters (plain counters), so a poisoned lock is used as is.
-    pub fn lock(&self) -> MutexGuard<'_, Metrics> {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Metrics> {
         self.metrics.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// A copy, for rendering outside the lock.
-    pub fn snapshot(&self) -> Metrics {
+    pub(crate) fn snapshot(&self) -> Metrics {
         self.lock().clone()
     }
 }
@@ -243,7 +243,7 @@ impl Shared {
 const MAX_LABEL_CHARS: usize = 300;
 
 /// The Prometheus text exposition (format 0.0.4).
-pub fn render(m: &Metrics) -> String {
+pub(crate) fn render(m: &Metrics) -> String {
     let mut out = String::new();
     let mut family = |name: &str, kind: &str, help: &str, samples: &[(String, String)]| {
         let _ = writeln!(out, "# HELP {name} {help}");

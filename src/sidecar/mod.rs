@@ -27,16 +27,16 @@
 //! round, so a renewed Secret is used without a restart.
 
 mod backups;
-pub mod http;
-pub mod learners;
-pub mod maintain;
-pub mod maintenance;
+pub(crate) mod http;
+pub(crate) mod learners;
+pub(crate) mod maintain;
+pub(crate) mod maintenance;
 mod membership;
-pub mod metrics;
-pub mod pods;
-pub mod presence;
-pub mod probe;
-pub mod removal;
+pub(crate) mod metrics;
+pub(crate) mod pods;
+pub(crate) mod presence;
+pub(crate) mod probe;
+pub(crate) mod removal;
 mod role;
 mod settings;
 
@@ -63,10 +63,14 @@ use crate::signals::Shutdown;
 
 use metrics::Shared;
 use role::Role;
-pub use settings::Settings;
+pub(crate) use settings::SidecarSettings;
 
 /// Run until SIGTERM or SIGINT; a signal is the normal end (exit 0).
-pub async fn run(ctx: &Context, settings: &Settings, shutdown: &mut Shutdown) -> Result<ExitCode> {
+pub(crate) async fn run(
+    ctx: &Context,
+    settings: &SidecarSettings,
+    shutdown: &mut Shutdown,
+) -> Result<ExitCode> {
     let shared = Arc::new(Shared::new(settings.stall_limit()));
     let addr = SocketAddr::from(([0, 0, 0, 0], settings.metrics_port));
     let listener = TcpListener::bind(addr).await.map_err(|e| {
@@ -136,7 +140,7 @@ async fn sleep_until(at: Option<Instant>) {
 
 struct Sidecar<'a> {
     ctx: &'a Context,
-    settings: Settings,
+    settings: SidecarSettings,
     shared: Arc<Shared>,
     local_endpoint: Endpoint,
     local: Option<MemberClient>,
@@ -157,10 +161,10 @@ struct Sidecar<'a> {
 }
 
 impl<'a> Sidecar<'a> {
-    fn new(ctx: &'a Context, settings: &Settings, shared: Arc<Shared>) -> Self {
+    fn new(ctx: &'a Context, settings: &SidecarSettings, shared: Arc<Shared>) -> Self {
         let local_endpoint = Endpoint {
             host: ctx.identity.own_host(),
-            url: format!("{}://127.0.0.1:{}", ctx.access.scheme(), ctx.member.client_port),
+            url: format!("{}://127.0.0.1:{}", ctx.clients.access.scheme(), ctx.member.client_port),
         };
         let backups = settings.backups.clone().map(backups::Scheduler::new);
         let settings = settings.clone();
@@ -172,7 +176,7 @@ impl<'a> Sidecar<'a> {
             shared,
             local_endpoint,
             local: None,
-            access: ctx.access.clone(),
+            access: ctx.clients.access.clone(),
             maint,
             clock,
             presence: presence::Presence::default(),
@@ -234,9 +238,13 @@ impl<'a> Sidecar<'a> {
             }
         };
         self.settle_unconfirmed_removal(&members);
-        let pods =
-            pods::look_up(&self.ctx.resolver, &self.ctx.identity, &self.ctx.scan.peer_port_name, &members)
-                .await;
+        let pods = pods::look_up(
+            &self.ctx.clients.resolver,
+            &self.ctx.identity,
+            &self.ctx.scan.peer_port_name,
+            &members,
+        )
+        .await;
         self.last_ip.extend(pods.ips.iter().map(|(o, ip)| (*o, *ip)));
         let now = Instant::now();
         self.clock.record(&pods.answers, now);
@@ -281,11 +289,13 @@ impl<'a> Sidecar<'a> {
     /// now rather than at the next round ([`presence`]).
     async fn look_between_rounds(&mut self) {
         let connected = probe::peer_connection_ips(self.ctx.member.peer_port);
-        let ask = self.presence.to_look_up(&connected, self.clock.missing_since(), Instant::now());
+        let ask = self.presence.pods_to_look_up(&connected, self.clock.missing_since(), Instant::now());
         if ask.is_empty() {
             return;
         }
-        for (ordinal, host, answer) in peers::lookup_all(&self.ctx.resolver, &self.ctx.identity, &ask).await {
+        for (ordinal, host, answer) in
+            peers::lookup_all(&self.ctx.clients.resolver, &self.ctx.identity, &ask).await
+        {
             if matches!(answer, Lookup::Missing) && self.clock.start(ordinal, Instant::now()) {
                 info!(
                     pod = %host,
@@ -377,7 +387,7 @@ impl<'a> Sidecar<'a> {
             host: self.ctx.identity.own_host(),
             addr: SocketAddr::from(([127, 0, 0, 1], self.ctx.member.peer_port)),
         };
-        let told = peer_members::ask_version(&self.ctx.peer_access, &endpoint, timeout).await.ok()?;
+        let told = peer_members::ask_version(&self.ctx.clients.peer_access, &endpoint, timeout).await.ok()?;
         told.cluster.map(|c| c.minor_line_text())
     }
 

@@ -20,7 +20,7 @@ const MAX_ORDINAL_SPAN: u32 = 256;
 
 /// What DNS said this round.
 #[derive(Debug, Default)]
-pub struct Pods {
+pub(crate) struct Pods {
     pub answers: BTreeMap<u32, Answer>,
     /// Current addresses of the pods that exist.
     pub ips: BTreeMap<u32, IpAddr>,
@@ -31,13 +31,18 @@ pub struct Pods {
 
 impl Pods {
     /// Ordinals whose names DNS says do not exist this round.
-    pub fn absent(&self) -> BTreeSet<u32> {
+    pub(crate) fn absent(&self) -> BTreeSet<u32> {
         self.answers.iter().filter(|(_, a)| **a == Answer::Missing).map(|(o, _)| *o).collect()
     }
 }
 
 /// Look up every pod of the set that matters for `members`.
-pub async fn look_up(resolver: &Arc<Resolver>, id: &Identity, port_name: &str, members: &[Member]) -> Pods {
+pub(crate) async fn look_up(
+    resolver: &Arc<Resolver>,
+    id: &Identity,
+    port_name: &str,
+    members: &[Member],
+) -> Pods {
     let mut known: BTreeSet<u32> = members.iter().filter_map(|m| member_ordinal(id, m)).collect();
     known.insert(id.ordinal);
     let mut pods = Pods { pod_list_known: true, ..Pods::default() };
@@ -86,14 +91,14 @@ fn lookup_set(known: &BTreeSet<u32>) -> BTreeSet<u32> {
 
 /// The ordinal of a member's pod: from its peer URL host, else its name; None when it is not a
 /// pod of this set.
-pub fn member_ordinal(id: &Identity, m: &Member) -> Option<u32> {
+pub(crate) fn member_ordinal(id: &Identity, m: &Member) -> Option<u32> {
     id.ordinal_of_urls(&m.peer_urls).or_else(|| {
         identity::split_pod_name(&m.name).ok().filter(|(set, _)| *set == id.set_name).map(|(_, o)| o)
     })
 }
 
 /// `name (id)` for logs; an unstarted member is named after its pod.
-pub fn member_label(id: &Identity, m: &Member) -> String {
+pub(crate) fn member_label(id: &Identity, m: &Member) -> String {
     if m.started() {
         return format!("{} ({:x})", m.name, m.id);
     }

@@ -16,14 +16,14 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 /// How often the peer connections are read while this member leads.
-pub const LOOK_EVERY: Duration = Duration::from_millis(100);
+pub(crate) const LOOK_EVERY: Duration = Duration::from_millis(100);
 /// How long after a pod's connections went its name is looked up at every look: long enough for
 /// etcd to stop on SIGTERM and the pod's records to go.
-pub const LOOK_FOR: Duration = Duration::from_secs(5);
+pub(crate) const LOOK_FOR: Duration = Duration::from_secs(5);
 
 /// What the watch knows: the member pods to watch, and since when each has had no connection.
 #[derive(Debug, Default)]
-pub struct Presence {
+pub(crate) struct Presence {
     /// Ordinal -> current address of each member's pod but this one's.
     pods: BTreeMap<u32, IpAddr>,
     unconnected_since: BTreeMap<u32, Instant>,
@@ -32,24 +32,24 @@ pub struct Presence {
 impl Presence {
     /// After a round in which this member leads: the pods to watch. A pod whose address changed
     /// starts afresh.
-    pub fn watch(&mut self, pods: BTreeMap<u32, IpAddr>) {
+    pub(crate) fn watch(&mut self, pods: BTreeMap<u32, IpAddr>) {
         let old = std::mem::replace(&mut self.pods, pods);
         self.unconnected_since.retain(|o, _| old.get(o).is_some_and(|ip| self.pods.get(o) == Some(ip)));
     }
 
     /// This member does not lead (or the round saw nothing): watch nothing.
-    pub fn stop(&mut self) {
+    pub(crate) fn stop(&mut self) {
         *self = Presence::default();
     }
 
     /// When to look next, if anything is watched.
-    pub fn next_look(&self, now: Instant) -> Option<Instant> {
+    pub(crate) fn next_look(&self, now: Instant) -> Option<Instant> {
         (!self.pods.is_empty()).then_some(now + LOOK_EVERY)
     }
 
     /// The pods to look up in DNS now, given the peers connected to the local etcd and the pods
     /// already seen missing (their clock runs: the rounds take over).
-    pub fn to_look_up(
+    pub(crate) fn pods_to_look_up(
         &mut self,
         connected: &BTreeSet<IpAddr>,
         missing: &BTreeMap<u32, Instant>,
@@ -89,18 +89,23 @@ mod tests {
         assert_eq!(p.next_look(t0), Some(t0 + LOOK_EVERY));
         let both = BTreeSet::from([ip(1), ip(2)]);
         let none = BTreeMap::new();
-        assert!(p.to_look_up(&both, &none, t0).is_empty(), "both connected: no DNS query");
+        assert!(p.pods_to_look_up(&both, &none, t0).is_empty(), "both connected: no DNS query");
         let only_1 = BTreeSet::from([ip(1)]);
-        assert_eq!(p.to_look_up(&only_1, &none, t0 + LOOK_EVERY), BTreeSet::from([2]));
-        assert_eq!(p.to_look_up(&only_1, &none, t0 + LOOK_FOR), BTreeSet::from([2]), "still within LOOK_FOR");
+        assert_eq!(p.pods_to_look_up(&only_1, &none, t0 + LOOK_EVERY), BTreeSet::from([2]));
+        assert_eq!(
+            p.pods_to_look_up(&only_1, &none, t0 + LOOK_FOR),
+            BTreeSet::from([2]),
+            "still within LOOK_FOR"
+        );
         assert!(
-            p.to_look_up(&only_1, &none, t0 + LOOK_EVERY + LOOK_FOR + Duration::from_millis(1)).is_empty(),
+            p.pods_to_look_up(&only_1, &none, t0 + LOOK_EVERY + LOOK_FOR + Duration::from_millis(1))
+                .is_empty(),
             "left to the rounds after LOOK_FOR"
         );
         // Back, then gone again: looked up again.
         let later = t0 + Duration::from_secs(60);
-        assert!(p.to_look_up(&both, &none, later).is_empty());
-        assert_eq!(p.to_look_up(&only_1, &none, later + LOOK_EVERY), BTreeSet::from([2]));
+        assert!(p.pods_to_look_up(&both, &none, later).is_empty());
+        assert_eq!(p.pods_to_look_up(&only_1, &none, later + LOOK_EVERY), BTreeSet::from([2]));
     }
 
     #[test]
@@ -109,7 +114,7 @@ mod tests {
         let mut p = Presence::default();
         p.watch(BTreeMap::from([(1, ip(1))]));
         let missing = BTreeMap::from([(1, t0)]);
-        assert!(p.to_look_up(&BTreeSet::new(), &missing, t0).is_empty());
+        assert!(p.pods_to_look_up(&BTreeSet::new(), &missing, t0).is_empty());
     }
 
     #[test]
@@ -118,13 +123,13 @@ mod tests {
         let mut p = Presence::default();
         p.watch(BTreeMap::from([(1, ip(1)), (2, ip(2))]));
         let none = BTreeMap::new();
-        assert_eq!(p.to_look_up(&BTreeSet::new(), &none, t0), BTreeSet::from([1, 2]));
+        assert_eq!(p.pods_to_look_up(&BTreeSet::new(), &none, t0), BTreeSet::from([1, 2]));
         // Pod 2 was recreated with a new address, pod 1 kept its own.
         p.watch(BTreeMap::from([(1, ip(1)), (2, ip(22))]));
         let late = t0 + LOOK_FOR + Duration::from_secs(1);
-        assert_eq!(p.to_look_up(&BTreeSet::new(), &none, late), BTreeSet::from([2]));
+        assert_eq!(p.pods_to_look_up(&BTreeSet::new(), &none, late), BTreeSet::from([2]));
         p.stop();
         assert_eq!(p.next_look(late), None);
-        assert!(p.to_look_up(&BTreeSet::new(), &none, late).is_empty());
+        assert!(p.pods_to_look_up(&BTreeSet::new(), &none, late).is_empty());
     }
 }

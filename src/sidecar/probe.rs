@@ -15,7 +15,7 @@ use crate::observe::cluster::{self, Access, Endpoint};
 use crate::observed::Member;
 
 /// What address choice needs besides the members.
-pub struct Where<'a> {
+pub(crate) struct Where<'a> {
     /// Current addresses of the pods that exist, by ordinal.
     pub ips: &'a BTreeMap<u32, IpAddr>,
     /// The last address each ordinal's name had.
@@ -33,7 +33,7 @@ pub struct Where<'a> {
 
 /// One status call to make: ask `endpoint` whether it is member `member_id`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Target {
+pub(crate) struct Target {
     pub member_id: u64,
     pub endpoint: Endpoint,
 }
@@ -42,7 +42,7 @@ pub struct Target {
 /// `url`: its pod's current address, else the last address its name had unless DNS says the name
 /// does not exist now (that address is no one's: a call there only waits out its timeout), else
 /// an IP in its client URL.
-pub fn best_ip(ordinal: Option<u32>, url: &str, at: &Where<'_>) -> Option<IpAddr> {
+pub(crate) fn best_ip(ordinal: Option<u32>, url: &str, at: &Where<'_>) -> Option<IpAddr> {
     ordinal
         .and_then(|o| {
             at.ips.get(&o).or_else(|| at.last_ip.get(&o).filter(|_| !at.absent.contains(&o))).copied()
@@ -56,7 +56,7 @@ pub fn best_ip(ordinal: Option<u32>, url: &str, at: &Where<'_>) -> Option<IpAddr
 /// connected peer (a pod recreated with a new IP that DNS stopped answering for before this
 /// sidecar looked it up has only a stale address here; where its member is alive, it is
 /// connected to the local member's peer port). Returns the members asked about, and the calls.
-pub fn targets(
+pub(crate) fn targets(
     leader: u64,
     candidate: u64,
     members: &[Member],
@@ -97,7 +97,7 @@ pub fn targets(
 
 /// Make the calls concurrently: a member answers when any of its addresses answers as it. Every
 /// member asked about is in the result; one with no address does not answer.
-pub async fn answers(
+pub(crate) async fn answers(
     access: &Access,
     timeout: Duration,
     asked: BTreeSet<u64>,
@@ -133,7 +133,7 @@ pub async fn answers(
 /// Remote addresses of the established TCP connections from or to `peer_port` in this network
 /// namespace (the pod's: the sidecar shares it with etcd), loopback left out: the peers the local
 /// member is connected to. Empty where `/proc/net/tcp` cannot be read.
-pub fn peer_connection_ips(peer_port: u16) -> BTreeSet<IpAddr> {
+pub(crate) fn peer_connection_ips(peer_port: u16) -> BTreeSet<IpAddr> {
     ["/proc/net/tcp", "/proc/net/tcp6"]
         .iter()
         .filter_map(|path| std::fs::read_to_string(path).ok())

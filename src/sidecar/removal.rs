@@ -27,7 +27,7 @@ use crate::duration;
 
 /// A DNS answer for a pod name, reduced to what the policy needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Answer {
+pub(crate) enum Answer {
     /// The name has an address: the pod exists.
     Found,
     /// A definite negative answer (NXDOMAIN or no data): the pod does not exist.
@@ -40,14 +40,14 @@ pub enum Answer {
 /// run of such answers seen while this member leads. A found or unknown answer, a name not looked
 /// up, or a round that did not look at all, restarts it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Clock {
+pub(crate) struct Clock {
     missing_since: BTreeMap<u32, Instant>,
 }
 
 impl Clock {
     /// Record one round's answers, taken at `now` (read after the answers arrived: a later
     /// "first seen missing" is the cautious one).
-    pub fn record(&mut self, answers: &BTreeMap<u32, Answer>, now: Instant) {
+    pub(crate) fn record(&mut self, answers: &BTreeMap<u32, Answer>, now: Instant) {
         for (&ordinal, answer) in answers {
             match answer {
                 Answer::Missing => {
@@ -65,7 +65,7 @@ impl Clock {
     /// Start `ordinal`'s run of "missing" answers at `now`: a definite "no such name" seen between
     /// two rounds ([`super::presence`]). False when a run was under way already. The next round
     /// keeps the run only if it sees the name missing too.
-    pub fn start(&mut self, ordinal: u32, now: Instant) -> bool {
+    pub(crate) fn start(&mut self, ordinal: u32, now: Instant) -> bool {
         match self.missing_since.entry(ordinal) {
             Entry::Vacant(run) => {
                 run.insert(now);
@@ -76,12 +76,12 @@ impl Clock {
     }
 
     /// Forget every run: this member stopped leading, or a round saw nothing.
-    pub fn restart(&mut self) {
+    pub(crate) fn restart(&mut self) {
         self.missing_since.clear();
     }
 
     /// When each ordinal's unbroken run of "missing" answers began.
-    pub fn missing_since(&self) -> &BTreeMap<u32, Instant> {
+    pub(crate) fn missing_since(&self) -> &BTreeMap<u32, Instant> {
         &self.missing_since
     }
 
@@ -89,7 +89,7 @@ impl Clock {
     /// moment a run of "missing" answers will have lasted longer than `delay`, among the runs
     /// that had not yet when the last round began (`last_round`). It may be past already (a look
     /// between rounds ran over it): then the round is due at once.
-    pub fn next_due(&self, delay: Duration, last_round: Instant) -> Option<Instant> {
+    pub(crate) fn next_due(&self, delay: Duration, last_round: Instant) -> Option<Instant> {
         self.missing_since
             .values()
             .map(|since| *since + delay + Duration::from_millis(1))
@@ -101,7 +101,7 @@ impl Clock {
 /// A removal whose call ended without an answer (timed out, connection lost): etcd may have
 /// applied it. The next round's member list settles it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Unconfirmed {
+pub(crate) struct Unconfirmed {
     pub id: u64,
     pub label: String,
     /// What the call ended with, for the log.
@@ -110,14 +110,14 @@ pub struct Unconfirmed {
 
 impl Unconfirmed {
     /// Whether a member list (`listed`: its member IDs) shows the removal done.
-    pub fn done(&self, listed: &[u64]) -> bool {
+    pub(crate) fn done(&self, listed: &[u64]) -> bool {
         !listed.contains(&self.id)
     }
 }
 
 /// One member as the policy sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MemberFacts {
+pub(crate) struct MemberFacts {
     pub id: u64,
     /// For messages: the member name, or the pod name of an unstarted member.
     pub label: String,
@@ -128,7 +128,7 @@ pub struct MemberFacts {
 
 /// Everything [`pick`] and [`judge`] look at.
 #[derive(Debug, Clone)]
-pub struct Facts<'a> {
+pub(crate) struct Facts<'a> {
     pub members: &'a [MemberFacts],
     /// The leader's member ID (the local member: the sidecar acts only on the leader).
     pub leader: u64,
@@ -146,7 +146,7 @@ pub struct Facts<'a> {
 
 /// Why a removal was not made. `as_str` values are the metric's `reason` label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum SkipReason {
+pub(crate) enum SkipReason {
     /// DNS gave no definite answer for a name that matters.
     DnsUnknown,
     /// The name has not been missing for longer than the removal delay yet.
@@ -167,7 +167,7 @@ pub enum SkipReason {
 
 impl SkipReason {
     /// Every reason, for metrics that list each one from the start.
-    pub const ALL: [SkipReason; 8] = [
+    pub(crate) const ALL: [SkipReason; 8] = [
         SkipReason::DnsUnknown,
         SkipReason::Delay,
         SkipReason::HigherOrdinal,
@@ -179,7 +179,7 @@ impl SkipReason {
     ];
 
     /// The label value.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             SkipReason::DnsUnknown => "dns_unknown",
             SkipReason::Delay => "delay",
@@ -195,7 +195,7 @@ impl SkipReason {
 
 /// A removal not made, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Skip {
+pub(crate) struct Skip {
     pub reason: SkipReason,
     /// The member concerned, if one is.
     pub member: Option<String>,
@@ -204,7 +204,7 @@ pub struct Skip {
 
 /// What [`pick`] found.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Pick {
+pub(crate) enum Pick {
     /// No member's pod is gone, and DNS answered for every one.
     Nothing,
     /// A removal may be due but cannot be made now.
@@ -215,7 +215,7 @@ pub enum Pick {
 
 /// A removal to make.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Removal {
+pub(crate) struct Removal {
     pub id: u64,
     pub label: String,
     /// Why it is safe, for the log.
@@ -246,7 +246,7 @@ impl Facts<'_> {
 }
 
 /// Rules 1-4: the candidate, or why there is none.
-pub fn pick(facts: &Facts) -> Pick {
+pub(crate) fn pick(facts: &Facts) -> Pick {
     let mut ours: Vec<(&MemberFacts, u32)> =
         facts.members.iter().filter_map(|m| m.ordinal.map(|o| (m, o))).collect();
     ours.sort_by(|(a, ao), (b, bo)| bo.cmp(ao).then(a.id.cmp(&b.id)));
@@ -337,7 +337,7 @@ fn human(d: Duration) -> String {
 
 /// Rules 5-6 for the candidate of [`pick`], given who answered as themselves (`answers`: member
 /// ID -> answered; a member not in the map did not).
-pub fn judge(facts: &Facts, candidate: u64, answers: &BTreeMap<u64, bool>) -> Result<Removal, Skip> {
+pub(crate) fn judge(facts: &Facts, candidate: u64, answers: &BTreeMap<u64, bool>) -> Result<Removal, Skip> {
     let Some(member) = facts.member(candidate) else {
         return Err(skip(SkipReason::DnsUnknown, None, format!("member {candidate:x} is no longer listed")));
     };

@@ -7,7 +7,7 @@ use crate::observe::cluster::SelfReport;
 
 /// How the local member was found in the last round (logged when it changes).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Role {
+pub(super) enum Role {
     Down(String),
     NoLeader,
     Follower(u64),
@@ -17,7 +17,7 @@ pub enum Role {
 
 impl Role {
     /// The role a status answer shows.
-    pub fn of(report: &SelfReport) -> Role {
+    pub(super) fn of(report: &SelfReport) -> Role {
         match (report.is_leader(), report.is_learner, report.leader) {
             (true, _, _) => Role::Leader,
             (false, true, _) => Role::Learner,
@@ -27,7 +27,7 @@ impl Role {
     }
 
     /// Log this role, for a local member at `local`, asked every `every`.
-    pub fn log(&self, local: &str, every: &str) {
+    pub(super) fn log(&self, local: &str, every: &str) {
         match self {
             Role::Down(problem) => {
                 warn!(local = %local, "the local member does not answer ({problem}); not ready, asking again every {every}")

@@ -11,27 +11,27 @@ use crate::identity::url_port;
 
 /// The sidecar's own settings, checked.
 #[derive(Debug, Clone)]
-pub struct Settings {
+pub(crate) struct SidecarSettings {
     pub interval: Duration,
     pub removal_delay: Duration,
     pub metrics_port: u16,
-    pub maintenance: super::maintain::Settings,
+    pub maintenance: super::maintain::MaintenanceSettings,
     /// Scheduled backups, when `--backup-to` is given.
     pub backups: Option<BackupSchedule>,
 }
 
 /// Scheduled backups: where, how often, how many kept.
 #[derive(Debug, Clone)]
-pub struct BackupSchedule {
+pub(crate) struct BackupSchedule {
     pub to: StoreUrl,
     pub interval: Duration,
     pub keep: usize,
     pub scratch_dir: PathBuf,
 }
 
-impl Settings {
+impl SidecarSettings {
     /// Check the sidecar's options against each other and against etcd's settings.
-    pub fn new(args: &SidecarArgs, ctx: &Context) -> Result<Self> {
+    pub(crate) fn new(args: &SidecarArgs, ctx: &Context) -> Result<Self> {
         if args.interval.is_zero() {
             return Err(Error::config("--interval 0s: give a positive duration such as 10s"));
         }
@@ -55,7 +55,7 @@ impl Settings {
                 "--metrics-port {port}: etcd's --listen-metrics-urls uses that port in this pod; choose another"
             )));
         }
-        let maintenance = super::maintain::Settings::new(args, ctx)?;
+        let maintenance = super::maintain::MaintenanceSettings::new(args, ctx)?;
         let backups = match args.backup_to.as_deref().filter(|t| !t.trim().is_empty()) {
             None => None,
             Some(text) => {
@@ -75,7 +75,7 @@ impl Settings {
                 })
             }
         };
-        Ok(Settings {
+        Ok(SidecarSettings {
             interval: args.interval,
             removal_delay: args.removal_delay,
             metrics_port: port,
@@ -86,7 +86,7 @@ impl Settings {
 
     /// /healthz fails when no round has ended for this long: a round is bounded by its calls'
     /// timeouts (well under two minutes), so only a stuck loop gets there.
-    pub fn stall_limit(&self) -> Duration {
+    pub(crate) fn stall_limit(&self) -> Duration {
         self.interval.saturating_mul(3).max(self.interval.saturating_add(Duration::from_secs(120)))
     }
 }

@@ -1,10 +1,12 @@
-//! The sidecar's maintenance calls (`observe::cluster::maintenance`) against a real etcd 3.5: status with
+//! The sidecar's maintenance calls (the reads of `observe::cluster::maintenance`, the writes of
+//! `act::etcd_calls`) against a real etcd 3.5: status with
 //! database sizes, compaction, defragmentation, and a NOSPACE alarm raised by a small quota,
 //! listed, and disarmed once the space is back.
 
 use std::time::{Duration, Instant};
 
-use etcd_bootstrap::observe::cluster::maintenance::{db_report_at, defragment_at, DbReport};
+use etcd_bootstrap::act::etcd_calls::{compact, defragment_at, disarm_nospace};
+use etcd_bootstrap::observe::cluster::maintenance::{db_report_at, DbReport};
 use etcd_bootstrap::observe::cluster::{Access, Endpoint, MemberClient};
 use etcd_bootstrap::observed::Refusal;
 use etcd_client::{Client, DeleteOptions};
@@ -72,8 +74,8 @@ async fn maintenance_calls_compact_defragment_and_clear_nospace_on_real_etcd() {
     // The backend commits in batches: poll (the small writes also commit the batch).
     let written =
         write_until(&mut kv, &access, &endpoint, "about 10 MB written", |r| r.db_size > 8_000_000).await;
-    member.compact(written.revision).await.expect("compact");
-    let again = member.compact(written.revision).await;
+    compact(&mut member, written.revision).await.expect("compact");
+    let again = compact(&mut member, written.revision).await;
     let refusal = again.map_err(|e| e.refusal);
     assert_eq!(refusal, Err(Refusal::Compacted), "a second compaction at the same revision");
     let fragmented =
@@ -103,11 +105,11 @@ async fn maintenance_calls_compact_defragment_and_clear_nospace_on_real_etcd() {
     // Deletes pass under NOSPACE; compaction and defragmentation give the space back; disarm.
     kv.delete("fill/", Some(DeleteOptions::new().with_prefix())).await.expect("delete under NOSPACE");
     let full = report(&access, &endpoint).await;
-    member.compact(full.revision).await.expect("compact under NOSPACE");
+    compact(&mut member, full.revision).await.expect("compact under NOSPACE");
     defragment_at(&access, &endpoint, TIMEOUT).await.expect("defragment under NOSPACE");
     let freed = report(&access, &endpoint).await;
     assert!(freed.db_size < QUOTA / 2, "{full:?} -> {freed:?}");
-    member.disarm_nospace(first.member_id).await.expect("disarm");
+    disarm_nospace(&mut member, first.member_id).await.expect("disarm");
     assert_eq!(member.alarms(TIMEOUT).await.expect("alarm list"), vec![], "disarmed");
     kv.put("after", "ok", None).await.expect("a put after the disarm");
 }

@@ -1,23 +1,16 @@
-//! The maintenance calls of the etcd API, for the sidecar: each member's status with its
-//! database sizes, defragment, the alarms, compaction. Their errors are mapped to
-//! [`Refusal`](crate::observed::Refusal) by the cluster module like every call's; what each
-//! refusal means next is the pure policy in `decide::refusals`.
+//! What the sidecar's maintenance reads from the etcd API: each member's status with its
+//! database sizes, and the alarms raised. The calls that change something (defragment, alarm
+//! disarm, compact) are `act::etcd_calls`. Errors are read into
+//! [`Refusal`](crate::observed::Refusal) like every call's; what each refusal means next is the
+//! pure policy in `decide::refusals`.
 
 use std::time::Duration;
 
-use etcd_client::{AlarmAction, AlarmOptions, AlarmType, Client, CompactionOptions};
+use etcd_client::{AlarmAction, AlarmType};
 
-use crate::observed::{CallError, Refusal};
+use crate::observed::CallError;
 
-use super::{call_error, short, within, Access, Endpoint, MemberClient, MEMBERSHIP_CALL_TIMEOUT};
-
-/// A defragmentation blocks its member for as long as it takes (about a second per 100 MB of
-/// a disk's worth of copying); past this the call is given up, and the member is waited for.
-/// Below the sidecar's two-minute liveness margin.
-pub const DEFRAG_TIMEOUT: Duration = Duration::from_secs(90);
-
-/// A physical compaction returns once the backend has applied it.
-pub const COMPACT_TIMEOUT: Duration = Duration::from_secs(60);
+use super::{timed_call, within, Access, Endpoint, MemberClient};
 
 /// What one member says about itself and its database (`status`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,26 +64,6 @@ pub async fn db_report_at(
     MemberClient::connect(access, endpoint, timeout).await?.db_report(timeout).await
 }
 
-/// Defragment the member at `endpoint` (the call goes to that member only), connecting within
-/// `connect_timeout`.
-pub async fn defragment_at(
-    access: &Access,
-    endpoint: &Endpoint,
-    connect_timeout: Duration,
-) -> Result<(), CallError> {
-    let options = access.options(&endpoint.host, DEFRAG_TIMEOUT).with_connect_timeout(connect_timeout);
-    let connecting = Client::connect([endpoint.url.as_str()], Some(options));
-    let mut client = match tokio::time::timeout(connect_timeout, connecting).await {
-        Ok(Ok(client)) => client,
-        Ok(Err(e)) => return Err(call_error(format!("connect {}: {}", endpoint.url, short(&e)))),
-        Err(_) => {
-            let message = format!("connect {}: timed out", endpoint.url);
-            return Err(CallError { refusal: Refusal::Unreachable, message });
-        }
-    };
-    within(DEFRAG_TIMEOUT, "defragment", client.defragment()).await.map(|_| ()).map_err(call_error)
-}
-
 impl MemberClient {
     /// `status` of the member the calls go to, with its database sizes.
     pub async fn db_report(&mut self, timeout: Duration) -> Result<DbReport, String> {
@@ -110,37 +83,13 @@ impl MemberClient {
     /// The alarms raised in the cluster (the request goes through etcd's log: it needs quorum),
     /// within `timeout`.
     pub async fn alarms(&mut self, timeout: Duration) -> Result<Vec<RaisedAlarm>, CallError> {
-        let list = within(timeout, "alarm list", self.client.alarm(AlarmAction::Get, AlarmType::None, None))
-            .await
-            .map_err(call_error)?;
+        let list =
+            timed_call(timeout, "alarm list", self.client.alarm(AlarmAction::Get, AlarmType::None, None))
+                .await?;
         Ok(list
             .alarms()
             .iter()
             .map(|a| RaisedAlarm { member: a.member_id(), code: a.alarm() as i32 })
             .collect())
-    }
-
-    /// Disarm the NOSPACE alarm `member` raised.
-    pub async fn disarm_nospace(&mut self, member: u64) -> Result<(), CallError> {
-        let mut options = AlarmOptions::new();
-        options.with_member(member);
-        within(
-            MEMBERSHIP_CALL_TIMEOUT,
-            "alarm disarm",
-            self.client.alarm(AlarmAction::Deactivate, AlarmType::Nospace, Some(options)),
-        )
-        .await
-        .map(|_| ())
-        .map_err(call_error)
-    }
-
-    /// Compact the key history up to `revision`, physically (the call returns once the backend
-    /// has dropped it, so a defragmentation after it gives the space back).
-    pub async fn compact(&mut self, revision: i64) -> Result<(), CallError> {
-        let options = CompactionOptions::new().with_physical();
-        within(COMPACT_TIMEOUT, "compact", self.client.compact(revision, Some(options)))
-            .await
-            .map(|_| ())
-            .map_err(call_error)
     }
 }

@@ -1,5 +1,5 @@
 //! The data directory: is it empty, an etcd member's (with its member ID and cluster ID read from
-//! the WAL), or something else? Also moves a stale `member/` aside. Never deletes anything.
+//! the WAL), or something else? Read only: moving a stale `member/` aside is `act::archive`.
 //!
 //! Layout of an etcd 3.x data dir: `<dir>/member/wal/<seq>-<index>.wal` (the write-ahead log) and
 //! `<dir>/member/snap/` (snapshots and the bbolt backend). The first WAL file starts with a CRC
@@ -9,7 +9,7 @@
 use std::ffi::{OsStr, OsString};
 use std::fs::{self, File};
 use std::io::{self, ErrorKind, Read};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::error::{lowercase_first, Error, Result};
 use crate::observed::{DataDirState, WalMeta};
@@ -21,7 +21,7 @@ use wal::crc32c_update;
 pub use wal::read_wal_metadata;
 use wal::{scan, Scan};
 
-/// Name prefix of the archives `archive_member` creates inside the data dir.
+/// Name prefix of the archives `act::archive` creates inside the data dir.
 pub const ARCHIVE_PREFIX: &str = "member.removed-";
 /// A restore's work directory inside the data dir (`--restore-from`): ours, not data.
 pub const RESTORE_WORK_DIR: &str = "etcd-bootstrap-restore.work";
@@ -29,7 +29,7 @@ pub const RESTORE_WORK_DIR: &str = "etcd-bootstrap-restore.work";
 pub const RESTORE_MARKER: &str = "etcd-bootstrap-restore.json";
 
 /// The entry etcd keeps its member data in.
-const MEMBER: &str = "member";
+pub const MEMBER: &str = "member";
 
 /// A file system's own entry (ext4 mount points have one); never ours to judge.
 const LOST_FOUND: &str = "lost+found";
@@ -228,7 +228,7 @@ fn data_dir_error(dir: &Path, problem: &str) -> Error {
 }
 
 /// A data dir error for a failed file system call: what we tried, why it failed, and the fix.
-fn access_error(dir: &Path, action: &str, e: io::Error) -> Error {
+pub fn access_error(dir: &Path, action: &str, e: io::Error) -> Error {
     let fix = match e.kind() {
         ErrorKind::PermissionDenied => {
             "run etcd-bootstrap as the user that owns the data dir, or fix its owner and mode \
@@ -240,88 +240,6 @@ fn access_error(dir: &Path, action: &str, e: io::Error) -> Error {
     };
     let problem = format!("cannot {action}: {}; {fix}", lowercase_first(&e.to_string()));
     Error::DataDir { path: dir.to_path_buf(), problem }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Archiving
-// ---------------------------------------------------------------------------------------------
-
-/// How many `-N` suffixes are tried before giving up on finding a free archive name.
-const MAX_ARCHIVE_SUFFIX: u32 = 1000;
-
-/// Move `<dir>/member` to `<dir>/member.removed-<unix_time>`; returns the new path.
-///
-/// The archive stays in the data dir (usually a volume's mount point, which cannot be renamed),
-/// so the rename is atomic. An existing archive name is never overwritten: `-1`, `-2`... are
-/// appended. The data dir is fsynced after the rename so the move survives a crash.
-pub fn archive_member(dir: &Path, unix_time: u64) -> Result<PathBuf> {
-    let from = dir.join(MEMBER);
-    match fs::symlink_metadata(&from) {
-        Ok(_) => {}
-        Err(e) if e.kind() == ErrorKind::NotFound => {
-            return Err(data_dir_error(dir, "has no member/ to archive: nothing to move aside"));
-        }
-        Err(e) => return Err(access_error(dir, "look at member/", e)),
-    }
-    for suffix in 0..MAX_ARCHIVE_SUFFIX {
-        let name = archive_name(unix_time, suffix);
-        let to = dir.join(&name);
-        match rename_no_replace(&from, &to) {
-            Ok(()) => {
-                sync_dir(dir, &name)?;
-                return Ok(to);
-            }
-            Err(e) if e.kind() == ErrorKind::AlreadyExists => continue,
-            Err(e) => return Err(access_error(dir, &format!("move member/ to {name}"), e)),
-        }
-    }
-    Err(data_dir_error(
-        dir,
-        &format!(
-            "cannot archive member/: {} and {MAX_ARCHIVE_SUFFIX} suffixed names are taken; \
-             move old archives out of the data dir",
-            archive_name(unix_time, 0)
-        ),
-    ))
-}
-
-/// `member.removed-<unix_time>`, then `member.removed-<unix_time>-<suffix>`.
-fn archive_name(unix_time: u64, suffix: u32) -> String {
-    match suffix {
-        0 => format!("{ARCHIVE_PREFIX}{unix_time}"),
-        n => format!("{ARCHIVE_PREFIX}{unix_time}-{n}"),
-    }
-}
-
-/// Rename `from` to `to`, failing with `AlreadyExists` when `to` exists (a plain rename would
-/// replace an empty directory or a file there).
-fn rename_no_replace(from: &Path, to: &Path) -> io::Result<()> {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    {
-        use nix::errno::Errno;
-        use nix::fcntl::{renameat2, RenameFlags, AT_FDCWD};
-        match renameat2(AT_FDCWD, from, AT_FDCWD, to, RenameFlags::RENAME_NOREPLACE) {
-            Ok(()) => return Ok(()),
-            // The file system does not support the flag: fall back to check, then rename.
-            Err(Errno::EINVAL | Errno::ENOSYS) => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
-    // Without RENAME_NOREPLACE there is a window between the check and the rename; nothing else
-    // writes to the data dir while the bootstrap runs (it is PID 1, before etcd starts).
-    if fs::symlink_metadata(to).is_ok() {
-        return Err(io::Error::from(ErrorKind::AlreadyExists));
-    }
-    fs::rename(from, to)
-}
-
-/// fsync the data dir so a rename in it is durable.
-fn sync_dir(dir: &Path, archived_as: &str) -> Result<()> {
-    File::open(dir).and_then(|d| d.sync_all()).map_err(|e| {
-        let action =
-            format!("fsync after moving member/ to {archived_as} (the move may not survive a crash)");
-        access_error(dir, &action, e)
-    })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -360,7 +278,7 @@ mod tests {
     }
 
     /// Write a member data dir under `dir` with a first WAL file of the given bytes.
-    fn write_member(dir: &Path, wal_bytes: &[u8]) -> PathBuf {
+    fn write_member(dir: &Path, wal_bytes: &[u8]) -> std::path::PathBuf {
         let wal_dir = dir.join("member").join("wal");
         fs::create_dir_all(&wal_dir).unwrap();
         fs::create_dir_all(dir.join("member").join("snap")).unwrap();
@@ -695,43 +613,5 @@ mod tests {
     fn read_only_file_system_errors_name_the_fix() {
         let err = access_error(Path::new("/d"), "write it", io::Error::from_raw_os_error(30));
         assert!(err.to_string().contains("mount the volume read-write"), "{err}");
-    }
-
-    // ---- archive_member ----
-
-    #[test]
-    fn archive_moves_member_aside_and_the_dir_reads_empty() {
-        let tmp = tempdir();
-        write_member(tmp.path(), &wal(NODE, CLUSTER));
-        let to = archive_member(tmp.path(), 1_700_000_000).unwrap();
-        assert_eq!(to, tmp.path().join("member.removed-1700000000"));
-        assert!(!tmp.path().join("member").exists());
-        let kept = to.join("wal").join("0000000000000000-0000000000000000.wal");
-        assert_eq!(fs::read(kept).unwrap(), wal(NODE, CLUSTER), "data kept as it was");
-        assert_eq!(inspect(tmp.path()).unwrap(), DataDirState::Empty);
-    }
-
-    #[test]
-    fn archive_name_collisions_get_a_suffix_and_nothing_is_overwritten() {
-        let tmp = tempdir();
-        // An empty directory and a file: a plain rename would replace either.
-        fs::create_dir(tmp.path().join("member.removed-42")).unwrap();
-        fs::write(tmp.path().join("member.removed-42-1"), b"keep me").unwrap();
-        write_member(tmp.path(), &wal(NODE, CLUSTER));
-        let to = archive_member(tmp.path(), 42).unwrap();
-        assert_eq!(to, tmp.path().join("member.removed-42-2"));
-        assert!(to.join("wal").is_dir());
-        assert_eq!(fs::read_dir(tmp.path().join("member.removed-42")).unwrap().count(), 0);
-        assert_eq!(fs::read(tmp.path().join("member.removed-42-1")).unwrap(), b"keep me");
-        // A second archive with the same time takes the next free name.
-        write_member(tmp.path(), &wal(NODE, CLUSTER));
-        assert_eq!(archive_member(tmp.path(), 42).unwrap(), tmp.path().join("member.removed-42-3"));
-    }
-
-    #[test]
-    fn archive_without_member_is_an_error() {
-        let tmp = tempdir();
-        let err = archive_member(tmp.path(), 1).unwrap_err();
-        assert!(err.to_string().contains("has no member/ to archive"), "{err}");
     }
 }

@@ -11,10 +11,10 @@ use rustls_pki_types::CertificateDer;
 use super::der::{self, Validity};
 
 /// Below this much time left, a valid certificate is reported as expiring soon.
-pub const SOON_SECS: i64 = 7 * 86_400;
+pub(crate) const SOON_SECS: i64 = 7 * 86_400;
 
 /// The validity of every certificate in a PEM file, combined: the latest start, the earliest end.
-pub fn validity_of_pem(pem: &[u8]) -> Result<Validity, String> {
+pub(crate) fn validity_of_pem(pem: &[u8]) -> Result<Validity, String> {
     let mut combined: Option<Validity> = None;
     for item in CertificateDer::pem_slice_iter(pem) {
         let cert = item.map_err(|e| format!("not a PEM certificate file: {e}"))?;
@@ -32,7 +32,7 @@ pub fn validity_of_pem(pem: &[u8]) -> Result<Validity, String> {
 
 /// What a certificate file is worth now.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CertState {
+pub(crate) enum CertState {
     /// Valid for this many more seconds.
     Valid { seconds_left: i64 },
     /// Expired this many seconds ago.
@@ -45,7 +45,7 @@ pub enum CertState {
 
 impl CertState {
     /// The state at Unix time `now` of a file whose validity was read as `validity`.
-    pub fn at(validity: &Result<Validity, String>, now: i64) -> CertState {
+    pub(crate) fn at(validity: &Result<Validity, String>, now: i64) -> CertState {
         match validity {
             Err(why) => CertState::Unreadable(why.clone()),
             Ok(v) if now < v.not_before => CertState::NotYetValid { seconds_until: v.not_before - now },
@@ -55,12 +55,12 @@ impl CertState {
     }
 
     /// Whether TLS with this certificate can work: `/readyz` is false otherwise.
-    pub fn usable(&self) -> bool {
+    pub(crate) fn usable(&self) -> bool {
         matches!(self, CertState::Valid { .. })
     }
 
     /// Seconds to expiry (negative once expired), for the metric; None when unknown.
-    pub fn seconds_to_expiry(&self) -> Option<i64> {
+    pub(crate) fn seconds_to_expiry(&self) -> Option<i64> {
         match self {
             CertState::Valid { seconds_left } => Some(*seconds_left),
             CertState::Expired { seconds_ago } => Some(-seconds_ago),
@@ -69,12 +69,12 @@ impl CertState {
     }
 
     /// Few days left: worth a warning.
-    pub fn expiring_soon(&self) -> bool {
+    pub(crate) fn expiring_soon(&self) -> bool {
         matches!(self, CertState::Valid { seconds_left } if *seconds_left < SOON_SECS)
     }
 
     /// One line for the log about the file `what` (for example `client certificate /tls/tls.crt`).
-    pub fn describe(&self, what: &str) -> String {
+    pub(crate) fn describe(&self, what: &str) -> String {
         match self {
             CertState::Valid { seconds_left } if self.expiring_soon() => format!(
                 "{what} expires in {}: renew it (the sidecar picks up the new files by itself)",

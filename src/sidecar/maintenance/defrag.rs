@@ -7,27 +7,22 @@
 
 use super::{choose, size, MemberDb, Skip, Target};
 
-/// Defaults, as OpenShift's etcd operator chose them: a member more than 45% fragmented and
-/// larger than 100 MB.
-pub const DEFAULT_THRESHOLD: f64 = 0.45;
-pub const DEFAULT_MIN_SIZE: u64 = 100_000_000;
-
 /// `--defrag-threshold` and `--defrag-min-size`.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Settings {
+pub(crate) struct DefragSettings {
     /// A fraction in [0, 1); 0 switches routine defragmentation off.
     pub threshold: f64,
     /// Bytes; only larger databases are defragmented.
     pub min_size: u64,
 }
 
-impl Settings {
-    pub fn enabled(&self) -> bool {
+impl DefragSettings {
+    pub(crate) fn enabled(&self) -> bool {
         self.threshold > 0.0
     }
 
     /// Why `member` needs defragmenting, or None.
-    pub fn wants(&self, member: &MemberDb) -> Option<String> {
+    pub(crate) fn wants(&self, member: &MemberDb) -> Option<String> {
         let db = member.status?;
         let fragmentation = db.fragmentation();
         (self.enabled() && db.size > self.min_size && fragmentation > self.threshold).then(|| {
@@ -44,8 +39,8 @@ impl Settings {
 }
 
 /// The member to defragment this round, why none may be, or None when none needs it.
-pub fn pick(
-    settings: &Settings,
+pub(crate) fn pick(
+    settings: &DefragSettings,
     members: &[MemberDb],
     leader: u64,
     awaiting: Option<u64>,
@@ -57,7 +52,7 @@ pub fn pick(
 }
 
 /// Check `--defrag-threshold`: a fraction from 0 (off) to below 1.
-pub fn check_threshold(value: f64) -> Result<f64, String> {
+pub(crate) fn check_threshold(value: f64) -> Result<f64, String> {
     if value.is_finite() && (0.0..1.0).contains(&value) {
         Ok(value)
     } else {
@@ -75,8 +70,13 @@ mod tests {
 
     const MB: u64 = 1_000_000;
 
-    fn settings(threshold: f64, min_size: u64) -> Settings {
-        Settings { threshold, min_size }
+    /// The defaults of `--defrag-threshold` and `--defrag-min-size` (config.rs), as OpenShift's
+    /// etcd operator chose them: a member more than 45% fragmented and larger than 100 MB.
+    const DEFAULT_THRESHOLD: f64 = 0.45;
+    const DEFAULT_MIN_SIZE: u64 = 100_000_000;
+
+    fn settings(threshold: f64, min_size: u64) -> DefragSettings {
+        DefragSettings { threshold, min_size }
     }
 
     #[test]

@@ -4,7 +4,7 @@
 
 /// When a certificate is valid, in Unix seconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Validity {
+pub(crate) struct Validity {
     pub not_before: i64,
     pub not_after: i64,
 }
@@ -15,7 +15,7 @@ const UTC_TIME: u8 = 0x17;
 const GENERALIZED_TIME: u8 = 0x18;
 
 /// The validity of the DER-encoded certificate `der`.
-pub fn validity(der: &[u8]) -> Result<Validity, String> {
+pub(crate) fn validity(der: &[u8]) -> Result<Validity, String> {
     let (cert, _) = expect(der, SEQUENCE, "certificate")?;
     let (tbs, _) = expect(cert, SEQUENCE, "tbsCertificate")?;
     let mut rest = tbs;

@@ -11,14 +11,14 @@
 //!   two voters;
 //! - followers first, the one with the most space to win first; the leader last.
 
-pub mod certs;
-pub mod defrag;
-pub mod der;
-pub mod nospace;
+pub(crate) mod certs;
+pub(crate) mod defrag;
+pub(crate) mod der;
+pub(crate) mod nospace;
 
 /// One member's database, as its own `status` reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct DbStatus {
+pub(crate) struct DbStatus {
     /// Size of the database file (`dbSize`): what counts against the quota.
     pub size: u64,
     /// Bytes in use (`dbSizeInUse`); 0 where etcd does not report it (before 3.4).
@@ -27,7 +27,7 @@ pub struct DbStatus {
 
 impl DbStatus {
     /// The share of the file that is free pages: `1 - in_use / size`; 0 when unknown.
-    pub fn fragmentation(&self) -> f64 {
+    pub(crate) fn fragmentation(&self) -> f64 {
         if self.size == 0 || self.in_use == 0 || self.in_use >= self.size {
             return 0.0;
         }
@@ -35,7 +35,7 @@ impl DbStatus {
     }
 
     /// Bytes a defragmentation would give back (about).
-    pub fn reclaimable(&self) -> u64 {
+    pub(crate) fn reclaimable(&self) -> u64 {
         if self.in_use == 0 {
             return 0;
         }
@@ -45,7 +45,7 @@ impl DbStatus {
 
 /// One member as the maintenance policies see it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MemberDb {
+pub(crate) struct MemberDb {
     pub id: u64,
     /// For messages: `name (id)`.
     pub label: String,
@@ -56,7 +56,7 @@ pub struct MemberDb {
 
 /// A member to defragment now, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Target {
+pub(crate) struct Target {
     pub id: u64,
     pub label: String,
     pub reason: String,
@@ -65,7 +65,7 @@ pub struct Target {
 /// Why a defragmentation that is wanted is not made this round. `as_str` values are the
 /// metric's `reason` label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum SkipReason {
+pub(crate) enum SkipReason {
     /// The member defragmented last has not answered since.
     Waiting,
     /// A voting member does not answer.
@@ -77,10 +77,10 @@ pub enum SkipReason {
 }
 
 impl SkipReason {
-    pub const ALL: [SkipReason; 4] =
+    pub(crate) const ALL: [SkipReason; 4] =
         [SkipReason::Waiting, SkipReason::Unhealthy, SkipReason::Quorum, SkipReason::EtcdRefused];
 
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             SkipReason::Waiting => "waiting",
             SkipReason::Unhealthy => "unhealthy",
@@ -92,14 +92,14 @@ impl SkipReason {
 
 /// A wanted defragmentation not made, with the details for the log.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Skip {
+pub(crate) struct Skip {
     pub reason: SkipReason,
     pub detail: String,
 }
 
 /// Of the members `wanted` says need it, the one to defragment now, or why none may be; None when
 /// none is wanted. `awaiting` is the member defragmented last until it has answered again.
-pub fn choose(
+pub(crate) fn choose(
     members: &[MemberDb],
     leader: u64,
     awaiting: Option<u64>,
@@ -149,7 +149,7 @@ pub fn choose(
     Some(Ok(Target { id: member.id, label: member.label.clone(), reason: format!("{why} ({role})") }))
 }
 
-pub use crate::size::format as size;
+pub(crate) use crate::size::format as size;
 
 #[cfg(test)]
 mod tests {

@@ -24,17 +24,17 @@ use std::time::{Duration, Instant};
 use super::{choose, size, MemberDb, Skip, SkipReason, Target};
 
 /// etcd's quota when `--quota-backend-bytes` is unset or 0.
-pub const DEFAULT_QUOTA: u64 = 2 * 1024 * 1024 * 1024;
+pub(crate) const DEFAULT_QUOTA: u64 = 2 * 1024 * 1024 * 1024;
 
 /// The share of the quota that must be free on every member before the alarm is disarmed.
-pub const HEADROOM: f64 = 0.10;
+pub(crate) const HEADROOM: f64 = 0.10;
 
 /// How long a kept alarm is left alone when nothing was deleted.
-pub const RETRY: Duration = Duration::from_secs(600);
+pub(crate) const RETRY: Duration = Duration::from_secs(600);
 
 /// An alarm kind, as etcd lists them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AlarmKind {
+pub(crate) enum AlarmKind {
     Nospace,
     Corrupt,
     Other(i32),
@@ -42,7 +42,7 @@ pub enum AlarmKind {
 
 impl AlarmKind {
     /// From etcd's alarm number (`AlarmType`: 1 NOSPACE, 2 CORRUPT).
-    pub fn from_code(code: i32) -> AlarmKind {
+    pub(crate) fn from_code(code: i32) -> AlarmKind {
         match code {
             1 => AlarmKind::Nospace,
             2 => AlarmKind::Corrupt,
@@ -53,14 +53,14 @@ impl AlarmKind {
 
 /// One raised alarm: which member raised it, and what it is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Alarm {
+pub(crate) struct Alarm {
     pub member: u64,
     pub kind: AlarmKind,
 }
 
 /// The settings the policy reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Settings {
+pub(crate) struct NospaceSettings {
     /// etcd's backend quota in bytes.
     pub quota: u64,
     /// `--compact-on-nospace`.
@@ -69,7 +69,7 @@ pub struct Settings {
 
 /// A verdict to keep the alarm, and when it was made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Kept {
+pub(crate) struct Kept {
     pub revision: i64,
     pub at: Instant,
 }
@@ -77,7 +77,7 @@ pub struct Kept {
 /// What the sidecar remembers of one NOSPACE episode (the leader's sidecar only: a new leader
 /// starts a new one).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Episode {
+pub(crate) struct Episode {
     /// The compaction of this episode is done (or was not needed).
     pub compacted: bool,
     /// Members defragmented in this episode.
@@ -89,14 +89,14 @@ pub struct Episode {
 impl Episode {
     /// A kept verdict no longer holds: keys were deleted since (the revision moved), or
     /// [`RETRY`] has passed. The caller starts a new episode.
-    pub fn stale(&self, revision: i64, now: Instant) -> bool {
+    pub(crate) fn stale(&self, revision: i64, now: Instant) -> bool {
         self.kept.is_some_and(|k| k.revision != revision || now.saturating_duration_since(k.at) >= RETRY)
     }
 }
 
 /// What the policy looks at each round.
 #[derive(Debug, Clone)]
-pub struct Facts<'a> {
+pub(crate) struct Facts<'a> {
     pub members: &'a [MemberDb],
     pub leader: u64,
     pub alarms: &'a [Alarm],
@@ -111,7 +111,7 @@ pub struct Facts<'a> {
 
 /// The one step of this round.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Step {
+pub(crate) enum Step {
     /// No NOSPACE alarm: nothing to do (and any episode is over).
     NoAlarm,
     /// A CORRUPT alarm is raised: no maintenance at all; a person must look.
@@ -138,7 +138,7 @@ pub enum Step {
 }
 
 /// The next step out of a NOSPACE alarm.
-pub fn next(settings: &Settings, facts: &Facts, episode: &Episode) -> Step {
+pub(crate) fn next(settings: &NospaceSettings, facts: &Facts, episode: &Episode) -> Step {
     if let Some(corrupt) = facts.alarms.iter().find(|a| a.kind == AlarmKind::Corrupt) {
         return Step::Corrupt(format!(
             "member {:x} raised a CORRUPT alarm: no defragmentation and no alarm is touched; compare the members' hashes (etcdctl endpoint hashkv) and replace the corrupt one",
@@ -186,7 +186,7 @@ pub fn next(settings: &Settings, facts: &Facts, episode: &Episode) -> Step {
 }
 
 /// Every member has been defragmented: disarm, or keep the alarm and say why.
-fn verdict(settings: &Settings, facts: &Facts, raised: Vec<u64>) -> Step {
+fn verdict(settings: &NospaceSettings, facts: &Facts, raised: Vec<u64>) -> Step {
     if let Some(down) = facts.members.iter().find(|m| m.status.is_none()) {
         return Step::Skip(Skip {
             reason: SkipReason::Unhealthy,
@@ -238,7 +238,7 @@ fn verdict(settings: &Settings, facts: &Facts, raised: Vec<u64>) -> Step {
 
 /// etcd's quota from its own setting (`--quota-backend-bytes` / `ETCD_QUOTA_BACKEND_BYTES`):
 /// unset or 0 is etcd's default; a negative value switches etcd's quota off (no limit).
-pub fn quota_from(setting: Option<&str>) -> Result<u64, String> {
+pub(crate) fn quota_from(setting: Option<&str>) -> Result<u64, String> {
     match setting.map(str::trim) {
         None | Some("") => Ok(DEFAULT_QUOTA),
         Some(text) => match text.parse::<i64>() {
@@ -308,7 +308,7 @@ mod tests {
                 awaiting: self.awaiting,
                 backup_revision: self.backup,
             };
-            next(&Settings { quota: QUOTA, compact: self.compact }, &facts, &self.episode)
+            next(&NospaceSettings { quota: QUOTA, compact: self.compact }, &facts, &self.episode)
         }
     }
 
