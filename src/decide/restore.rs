@@ -479,18 +479,42 @@ mod tests {
         ClientAnswer { host: format!("etcd-{ordinal}.etcd"), cluster_id, quorum, members }
     }
 
-    #[test]
-    fn empty_members_of_the_initial_set_restore_only_where_no_answer_shows_a_served_cluster() {
-        // Nobody answers; the restored cluster forming (never served).
-        for cluster in [nobody(), answer(RESTORED, false, false)] {
-            let v = run(DataDirState::Empty, cluster.clone(), 1, false);
-            assert_eq!(restores(&v), Some(None), "{cluster:?}: {v:?}");
+    /// Row: empty, or data of the snapshot's cluster with a new token | empty: no answer shows a cluster that has served; data: no answer shows its cluster with quorum, and each of its peer ports that answers has a client answer without a leader | `--restore-from` set, ordinal < initial size, and no answer shows this pod's entry served in another cluster | RESTORE
+    mod empty_or_data_of_the_snapshot_s_cluster_with_a_new_token_restore {
+        use super::*;
+
+        #[test]
+        fn empty_members_of_the_initial_set_restore_only_where_no_answer_shows_a_served_cluster() {
+            // Nobody answers; the restored cluster forming (never served).
+            for cluster in [nobody(), answer(RESTORED, false, false)] {
+                let v = run(DataDirState::Empty, cluster.clone(), 1, false);
+                assert_eq!(restores(&v), Some(None), "{cluster:?}: {v:?}");
+            }
+            // The old cluster without quorum, after it served: an empty volume would start NEW
+            // nowhere here, so it does not restore either (the members with data restore first).
+            let v = run(DataDirState::Empty, answer(SOURCE, false, true), 1, false);
+            assert_eq!(restores(&v), None, "{v:?}");
+            assert!(warning(&v).contains("which has served"), "{v:?}");
         }
-        // The old cluster without quorum, after it served: an empty volume would start NEW
-        // nowhere here, so it does not restore either (the members with data restore first).
-        let v = run(DataDirState::Empty, answer(SOURCE, false, true), 1, false);
-        assert_eq!(restores(&v), None, "{v:?}");
-        assert!(warning(&v).contains("which has served"), "{v:?}");
+
+        #[test]
+        fn old_data_is_archived_and_restored_only_without_quorum_and_with_a_new_token() {
+            for cluster in [
+                nobody(),
+                answer(SOURCE, false, true),
+                answer(RESTORED, false, false),
+                // The restored cluster formed by the others, where my entry has never served.
+                ClusterView::Answer {
+                    endpoint: "etcd-1.etcd".into(),
+                    cluster_id: RESTORED,
+                    members: vec![member(10, 0, false), member(11, 1, true), member(12, 2, true)],
+                    quorum: true,
+                },
+            ] {
+                let v = run(data_of(SOURCE), cluster.clone(), 0, false);
+                assert_eq!(restores(&v), Some(Some(7)), "{cluster:?}: {v:?}");
+            }
+        }
     }
 
     #[test]
@@ -525,25 +549,6 @@ mod tests {
         let heard = Heard { clients: vec![client(0, RESTORED, false, members(true))], ..heard };
         let v = verdict_with(DataDirState::Empty, answer(RESTORED, false, true), heard, 2, false);
         assert_eq!(v.decision, Decision::Wait, "{v:?}");
-    }
-
-    #[test]
-    fn old_data_is_archived_and_restored_only_without_quorum_and_with_a_new_token() {
-        for cluster in [
-            nobody(),
-            answer(SOURCE, false, true),
-            answer(RESTORED, false, false),
-            // The restored cluster formed by the others, where my entry has never served.
-            ClusterView::Answer {
-                endpoint: "etcd-1.etcd".into(),
-                cluster_id: RESTORED,
-                members: vec![member(10, 0, false), member(11, 1, true), member(12, 2, true)],
-                quorum: true,
-            },
-        ] {
-            let v = run(data_of(SOURCE), cluster.clone(), 0, false);
-            assert_eq!(restores(&v), Some(Some(7)), "{cluster:?}: {v:?}");
-        }
     }
 
     // Found from outside the project (issue 18, second sequence): after the runbook, etcd-1's

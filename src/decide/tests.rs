@@ -87,7 +87,7 @@ fn all_resolve() -> PeerDns {
     PeerDns::default()
 }
 
-/// Row: anything else (not etcd data) | - | - | REFUSE: never start etcd on it, never delete it
+/// Row: anything else (not etcd data) | - | - | REFUSE
 mod anything_else_not_etcd_data_refuse {
     use super::*;
 
@@ -100,7 +100,7 @@ mod anything_else_not_etcd_data_refuse {
     }
 }
 
-/// Row: has data | nobody answers, or no quorum (same cluster ID) | my member ID is listed, or no list | EXISTING: exec etcd; it finds its peers in its WAL
+/// Row: has data | nobody answers, or no quorum (same cluster ID) | my member ID is listed, or no list came | EXISTING
 mod has_data_nobody_answers_or_no_quorum_existing {
     use super::*;
 
@@ -126,7 +126,7 @@ mod has_data_nobody_answers_or_no_quorum_existing {
     }
 }
 
-/// Row: has data | no quorum, same cluster ID | my member ID is not listed | WAIT: removed, or the list predates its add; only quorum can tell
+/// Row: has data | no quorum (same cluster ID) | my member ID is not listed by any answer | WAIT
 mod has_data_no_quorum_my_member_id_is_not_listed_wait {
     use super::*;
 
@@ -160,7 +160,7 @@ mod has_data_no_quorum_my_member_id_is_not_listed_wait {
     }
 }
 
-/// Row: has data | quorum, same cluster ID | my member ID is listed | EXISTING (`member update` first if my peer URL changed)
+/// Row: has data | quorum, same cluster ID | my member ID is listed | EXISTING
 mod has_data_quorum_my_member_id_is_listed_existing {
     use super::*;
 
@@ -209,7 +209,7 @@ mod has_data_quorum_my_member_id_is_listed_existing {
     }
 }
 
-/// Row: has data | quorum, same cluster ID | my member ID is not listed | STALE: move `member/` to `member.removed-<unix-time>` in the data dir, decide again as empty
+/// Row: has data | quorum, same cluster ID | my member ID is not listed | STALE
 mod has_data_quorum_my_member_id_is_not_listed_stale {
     use super::*;
 
@@ -230,8 +230,8 @@ mod has_data_quorum_my_member_id_is_not_listed_stale {
     }
 }
 
-/// Row: has data | quorum, another cluster ID | - | REFUSE: a volume from another cluster; both IDs are named
-mod has_data_quorum_another_cluster_id_refuse {
+/// Row: has data | answers (client or peer port, quorum or not), none names my cluster ID | - | REFUSE
+mod has_data_answers_none_names_my_cluster_id_refuse {
     use super::*;
 
     #[test]
@@ -243,7 +243,7 @@ mod has_data_quorum_another_cluster_id_refuse {
     }
 }
 
-/// Row: empty | nobody answers, or never started | - | NEW once every initial peer resolves, if ordinal < initial size and no pod beyond the initial set exists; otherwise WAIT
+/// Row: empty | nobody answers, or never started | - | NEW
 mod empty_nobody_answers_or_never_started_new {
     use super::*;
 
@@ -289,7 +289,7 @@ mod empty_nobody_answers_or_never_started_new {
     }
 }
 
-/// Row: empty | any answer | my own static entry, never served (same peer URL and ID) | NEW, once every initial peer resolves
+/// Row: empty | any answer | my own static entry, never served (same peer URL and ID) | NEW
 mod empty_any_answer_my_own_static_entry_new {
     use super::*;
 
@@ -361,8 +361,8 @@ mod empty_any_answer_my_own_static_entry_new {
     }
 }
 
-/// Row: empty | started members, quorum or not | another never-served entry with my peer URL | JOIN reusing that entry (never add twice; without quorum too, since quorum may need this member: a 1 -> 2 scale-up killed between its add and etcd's start)
-mod empty_another_never_served_entry_with_my_peer_url_join_reusing_it {
+/// Row: empty | started members, quorum or not | another never-served entry with my peer URL | JOIN
+mod empty_another_never_served_entry_with_my_peer_url_join_reusing_that_entry {
     use super::*;
 
     #[test]
@@ -419,7 +419,7 @@ mod empty_another_never_served_entry_with_my_peer_url_join_reusing_it {
     }
 }
 
-/// Row: empty | started members, no quorum | - | WAIT: quorum can only come back from members with data
+/// Row: empty | started members, no quorum (or only peer ports answer for a cluster that has served) | - | WAIT
 mod empty_started_members_no_quorum_wait {
     use super::*;
 
@@ -440,7 +440,7 @@ mod empty_started_members_no_quorum_wait {
     }
 }
 
-/// Row: empty | quorum | a served entry with my name or peer URL | REPLACE: remove it, then JOIN
+/// Row: empty | quorum | a served entry with my name or peer URL | REPLACE
 mod empty_quorum_a_served_entry_with_my_name_or_peer_url_replace {
     use super::*;
 
@@ -459,7 +459,7 @@ mod empty_quorum_a_served_entry_with_my_name_or_peer_url_replace {
     }
 }
 
-/// Row: empty | quorum | another member never served or a learner | WAIT: one member joins at a time
+/// Row: empty | quorum | another member never served or a learner | WAIT
 mod empty_quorum_another_member_never_served_or_a_learner_wait {
     use super::*;
 
@@ -496,7 +496,7 @@ mod empty_quorum_another_member_never_served_or_a_learner_wait {
     }
 }
 
-/// Row: empty | quorum | none of the above | JOIN: `member add` (voter, or learner with `--join-as learner`)
+/// Row: empty | quorum | none of the above | JOIN
 mod empty_quorum_none_of_the_above_join {
     use super::*;
 
@@ -790,4 +790,67 @@ fn join_as_reads_and_prints_the_names_the_help_lists() {
     assert_eq!("learner".parse::<JoinAs>(), Ok(JoinAs::Learner));
     let wrong = "observer".parse::<JoinAs>().unwrap_err();
     assert!(wrong.contains("\"observer\"") && wrong.contains("voter or learner"), "{wrong}");
+}
+
+// The README's decision table and these tests stay in step: every row of the table has a test
+// module introduced by `/// Row: ` and the row's first three cells and decision, named with the
+// row's words and holding at least one test; and every such module names a row that exists.
+#[test]
+fn every_row_of_the_readme_table_has_a_test_module_named_with_its_words() {
+    let rows = readme_rows(include_str!("../../README.md"));
+    assert!(rows.len() >= 14, "the README's decision table has {} rows", rows.len());
+    let sources = [("tests.rs", include_str!("tests.rs")), ("restore.rs", include_str!("restore.rs"))];
+    let modules: Vec<(String, String, bool)> =
+        sources.iter().flat_map(|(_, text)| row_modules(text)).collect();
+    for (doc, words) in &rows {
+        let Some((_, name, has_test)) = modules.iter().find(|(d, _, _)| d == doc) else {
+            panic!("no test module for the README row `{doc}`: add `/// Row: {doc}` and its module");
+        };
+        let foreign: Vec<&str> = name.split('_').filter(|w| !words.iter().any(|r| r == w)).collect();
+        assert!(foreign.is_empty(), "module {name} is not named with the words of `{doc}`: {foreign:?}");
+        assert!(has_test, "module {name} holds no test");
+    }
+    for (doc, name, _) in &modules {
+        assert!(
+            rows.iter().any(|(d, _)| d == doc),
+            "module {name} names a row the README does not have: {doc}"
+        );
+    }
+}
+
+/// The README's decision table: per row, `cell | cell | cell | DECISION` and the words of the
+/// whole row.
+fn readme_rows(readme: &str) -> Vec<(String, Vec<String>)> {
+    let header = "| data dir | what the cluster says | about this pod | decision |";
+    let lines = readme.lines().skip_while(|l| l.trim() != header).skip(2);
+    lines
+        .take_while(|l| l.starts_with('|'))
+        .map(|line| {
+            let cells: Vec<&str> = line.trim().trim_matches('|').split('|').map(str::trim).collect();
+            let decision: String = cells[3].chars().take_while(char::is_ascii_uppercase).collect();
+            let doc = format!("{} | {} | {} | {decision}", cells[0], cells[1], cells[2]);
+            let words = line
+                .to_lowercase()
+                .split(|c: char| !c.is_ascii_alphanumeric())
+                .filter(|w| !w.is_empty())
+                .map(str::to_string)
+                .collect();
+            (doc, words)
+        })
+        .collect()
+}
+
+/// Every `/// Row: ...` module of a source file: its row, its name, whether it holds a test.
+fn row_modules(source: &str) -> Vec<(String, String, bool)> {
+    let lines: Vec<&str> = source.lines().collect();
+    let mut found = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        let Some(doc) = line.trim().strip_prefix("/// Row: ") else { continue };
+        let Some(name) = lines.get(i + 1).and_then(|l| l.trim().strip_prefix("mod ")) else { continue };
+        let name = name.trim_end_matches('{').trim().to_string();
+        let body: Vec<&&str> =
+            lines[i + 2..].iter().take_while(|l| !l.starts_with('}') && **l != "    }").collect();
+        found.push((doc.to_string(), name, body.iter().any(|l| l.trim() == "#[test]")));
+    }
+    found
 }
