@@ -827,6 +827,7 @@ fn readme_rows(readme: &str) -> Vec<(String, Vec<String>)> {
         .take_while(|l| l.starts_with('|'))
         .map(|line| {
             let cells: Vec<&str> = line.trim().trim_matches('|').split('|').map(str::trim).collect();
+            assert_eq!(cells.len(), 4, "a README table row of {} cells, not 4: {line}", cells.len());
             let decision: String = cells[3].chars().take_while(char::is_ascii_uppercase).collect();
             let doc = format!("{} | {} | {} | {decision}", cells[0], cells[1], cells[2]);
             let words = line
