@@ -100,6 +100,11 @@ pub async fn take_command(args: &TakeArgs, env: &Env<'_>) -> Result<String> {
 /// Upload a taken snapshot; the line that says so.
 pub async fn upload(store: &Store, taken: &Taken) -> Result<String> {
     store.upload(&taken.file.path, &taken.manifest).await?;
+    Ok(log_uploaded(store, taken))
+}
+
+/// Log an upload done; the snapshot's URL.
+pub fn log_uploaded(store: &Store, taken: &Taken) -> String {
     let url = store.url().snapshot(&taken.manifest.name);
     tracing::info!(
         snapshot = %url,
@@ -109,7 +114,7 @@ pub async fn upload(store: &Store, taken: &Taken) -> Result<String> {
         from = %taken.from,
         "backup uploaded"
     );
-    Ok(url.to_string())
+    url.to_string()
 }
 
 /// Delete complete snapshots beyond the newest `keep` (manifest first, then data).

@@ -6,8 +6,8 @@ use std::fmt::Write as _;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use super::maintenance::SkipReason as DefragSkip;
-use super::removal::SkipReason;
+use super::policy::db::SkipReason as DefragSkip;
+use super::policy::removal::SkipReason;
 
 /// Why a learner was not promoted this interval (the metric's `reason` label).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]

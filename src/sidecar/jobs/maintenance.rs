@@ -1,48 +1,31 @@
-//! Maintenance at the edge: the leader's sidecar asks every member for its status and the
-//! cluster for its alarms, asks the pure policies in [`super::maintenance`] what to do, and does
-//! at most one thing per round (a compaction, one member's defragmentation, or a disarm). Every
-//! sidecar also reads its client TLS files each round ([`Certificates`]), so a renewed Secret is
-//! used without a restart and an expired certificate shows in `/readyz` and the metrics.
+//! The maintenance job: beside the leader, every interval, every member's status and the
+//! cluster's alarms are asked, the pure policies in [`super::super::policy`] ([`defrag`],
+//! [`nospace`]) say what to do, and at most one thing is done per pass (a compaction, one
+//! member's defragmentation, or a disarm), under the one-change-at-a-time lock. It keeps to the
+//! shared state: a compaction never passes the revision of a snapshot being read or uploaded,
+//! the member a snapshot is read from is not defragmented, and the member defragmented last is
+//! published so the removal policy never takes it for gone.
 
 use std::collections::BTreeMap;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use tokio::task::JoinSet;
 use tracing::{info, warn};
 
-use crate::config::SidecarArgs;
-use crate::context::Context;
 use crate::decide::refusals::{self, Call, Next};
-use crate::error::{Error, Result};
-use crate::etcd_args::ClientTlsFiles;
+use crate::error::Result;
 use crate::observe::cluster::maintenance::{self as calls, DbReport};
-use crate::observe::cluster::{Access, Endpoint, MemberClient};
+use crate::observe::cluster::{Access, Endpoint};
 use crate::observed::CallError;
 
-use super::maintenance::certs::{self, CertState};
-use super::maintenance::nospace::{self, Alarm, AlarmKind, Episode, Kept, Step};
-use super::maintenance::{defrag, size, DbStatus, MemberDb, Skip, SkipReason, Target};
-use super::metrics::Shared;
-
-/// The maintenance settings, checked.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Settings {
-    pub defrag: defrag::Settings,
-    pub nospace: nospace::Settings,
-}
-
-impl Settings {
-    /// From the sidecar's options and etcd's own quota setting.
-    pub fn new(args: &SidecarArgs, ctx: &Context) -> Result<Self> {
-        let threshold = defrag::check_threshold(args.defrag_threshold).map_err(Error::config)?;
-        let quota =
-            nospace::quota_from(ctx.user.get("quota-backend-bytes").as_deref()).map_err(Error::config)?;
-        Ok(Settings {
-            defrag: defrag::Settings { threshold, min_size: args.defrag_min_size },
-            nospace: nospace::Settings { quota, compact: args.compact_on_nospace },
-        })
-    }
-}
+use super::super::job::{Action, Job};
+use super::super::metrics::Shared;
+use super::super::policy::db::{size, DbStatus, MemberDb, Skip, SkipReason, Target};
+use super::super::policy::defrag;
+use super::super::policy::nospace::{self, Alarm, AlarmKind, Episode, Kept, Step};
+use super::pods::{self, LastIps};
+use super::{cluster_error, quota, LocalClient, Sidecar};
 
 /// A member and where to reach it (None: no address known).
 #[derive(Debug, Clone)]
@@ -53,54 +36,87 @@ pub struct Whom {
     pub endpoint: Option<Endpoint>,
 }
 
-/// What maintenance remembers between rounds (only while the local member leads).
-pub struct Maintainer {
-    settings: Settings,
+/// The job, and what it remembers between passes (only while the local member leads).
+pub struct MaintenanceJob {
+    s: Arc<Sidecar>,
+    local: LocalClient,
+    last_ip: LastIps,
+    leading: bool,
     /// The member defragmented last, until it has answered again.
     awaiting: Option<u64>,
     episode: Episode,
     /// The last skip logged: the same one is counted every round but logged once.
     last_skip: Option<(SkipReason, String)>,
     corrupt_logged: bool,
-    pub certificates: Certificates,
 }
 
-impl Maintainer {
-    pub fn new(settings: Settings, tls: ClientTlsFiles) -> Self {
-        Maintainer {
-            settings,
+impl MaintenanceJob {
+    pub fn new(s: Arc<Sidecar>) -> Self {
+        MaintenanceJob {
+            s,
+            local: LocalClient::default(),
+            last_ip: LastIps::default(),
+            leading: false,
             awaiting: None,
             episode: Episode::default(),
             last_skip: None,
             corrupt_logged: false,
-            certificates: Certificates::new(tls),
         }
     }
 
     /// The local member does not lead: a new leader's sidecar starts afresh.
-    pub fn stand_by(&mut self, shared: &Shared) {
-        self.awaiting = None;
+    fn stand_by(&mut self) {
+        self.leading = false;
+        self.set_awaiting(None);
         self.episode = Episode::default();
         self.last_skip = None;
         self.corrupt_logged = false;
-        shared.lock().maintenance.alarms = None;
+        self.s.shared.lock().maintenance.alarms = None;
     }
 
-    /// The member that must not be taken for gone: the one defragmented last, until it answers.
-    pub fn busy_with(&self) -> Option<u64> {
-        self.awaiting
+    fn set_awaiting(&mut self, member: Option<u64>) {
+        self.awaiting = member;
+        self.s.coordination.set_defragmenting(member);
+    }
+}
+
+impl Job for MaintenanceJob {
+    const NAME: &'static str = "maintenance";
+
+    fn interval(&self) -> Duration {
+        self.s.settings.interval
     }
 
-    /// One maintenance round beside the leader `leader` (the local member): at most one action.
-    pub async fn lead(
-        &mut self,
-        access: &Access,
-        local: &mut MemberClient,
-        whom: &[Whom],
-        leader: u64,
-        timeout: std::time::Duration,
-        shared: &Shared,
-    ) {
+    async fn reconcile(&mut self) -> Result<Action> {
+        let Some(leader) = self.s.coordination.leadership().local() else {
+            if self.leading {
+                self.stand_by();
+            }
+            return Ok(Action::await_change());
+        };
+        self.leading = true;
+        let s = self.s.clone();
+        let (_, access) = s.coordination.access();
+        let local = self.local.get(&s).await.map_err(|m| cluster_error("connect", &s, m))?;
+        let members = local.members().await.map_err(|e| cluster_error("member list", &s, e.message))?;
+        let found =
+            pods::look_up(&s.ctx.resolver, &s.ctx.identity, &s.ctx.scan.peer_port_name, &members).await;
+        self.last_ip.note(&found);
+        let whom = pods::whereabouts(&s, leader, &members, &found, &self.last_ip);
+        self.lead(&access, &whom, leader).await;
+        Ok(Action::requeue(s.settings.interval))
+    }
+
+    fn failed(&mut self) {
+        self.local.reset();
+    }
+}
+
+impl MaintenanceJob {
+    /// One maintenance pass beside the leader `leader` (the local member): at most one action.
+    async fn lead(&mut self, access: &Access, whom: &[Whom], leader: u64) {
+        let s = self.s.clone();
+        let (shared, timeout) = (&*s.shared, s.ctx.probe_timeout);
         let reports = statuses(access, whom, timeout).await;
         let members: Vec<MemberDb> = whom
             .iter()
@@ -112,9 +128,10 @@ impl Maintainer {
             })
             .collect();
         if self.awaiting.is_some_and(|id| reports.contains_key(&id)) {
-            self.awaiting = None;
+            self.set_awaiting(None);
         }
         let Some(revision) = reports.get(&leader).map(|r| r.revision) else { return };
+        let Ok(local) = self.local.get(&s).await else { return };
         // Through etcd's log: without quorum it would hang; a short wait, and again next round.
         let alarms = match local.alarms(timeout.saturating_mul(2)).await {
             Ok(raised) => raised
@@ -132,23 +149,40 @@ impl Maintainer {
             info!("the cluster changed since the NOSPACE alarm was kept: looking again");
             self.episode = Episode::default();
         }
+        let mut settings = s.settings.maintenance.nospace;
+        if alarms.iter().any(|a| a.kind == AlarmKind::Nospace) {
+            // Only a verdict under NOSPACE needs the quota: etcd's own, from its metrics.
+            settings.quota = quota::in_effect(&s, access, settings.quota).await;
+        }
         let facts = nospace::Facts {
             members: &members,
             leader,
             alarms: &alarms,
             revision,
             awaiting: self.awaiting,
-            backup_revision: backup_in_progress(),
+            backup_revision: s.coordination.compaction_limit(),
+            snapshotting: s.coordination.not_to_defragment(),
         };
-        match nospace::next(&self.settings.nospace, &facts, &self.episode) {
+        let step = nospace::next(&settings, &facts, &self.episode);
+        // One cluster-changing call at a time, across the jobs.
+        let _change = match step {
+            Step::Compact { .. } | Step::Defragment(_) | Step::Disarm { .. } => {
+                Some(s.coordination.change().await)
+            }
+            Step::NoAlarm | Step::Corrupt(_) | Step::Unchanged | Step::Skip(_) | Step::Keep { .. } => None,
+        };
+        let Ok(local) = self.local.get(&s).await else { return };
+        match step {
             Step::NoAlarm => {
                 if self.episode != Episode::default() {
                     info!("the NOSPACE alarm is gone");
                     self.episode = Episode::default();
                 }
                 self.corrupt_logged = false;
-                match defrag::pick(&self.settings.defrag, &members, leader, self.awaiting) {
+                let busy = s.coordination.not_to_defragment();
+                match defrag::pick(&s.settings.maintenance.defrag, &members, leader, self.awaiting, busy) {
                     Some(Ok(target)) => {
+                        let _change = s.coordination.change().await;
                         self.defragment(access, whom, &members, target, timeout, shared).await;
                     }
                     Some(Err(skip)) => self.skipped(skip, shared),
@@ -206,7 +240,7 @@ impl Maintainer {
         whom: &[Whom],
         members: &[MemberDb],
         target: Target,
-        timeout: std::time::Duration,
+        timeout: Duration,
         shared: &Shared,
     ) -> bool {
         let label = &target.label;
@@ -221,7 +255,7 @@ impl Maintainer {
         let started = Instant::now();
         let result = calls::defragment_at(access, &endpoint, timeout).await;
         // Done or not, it must answer again before the next one.
-        self.awaiting = Some(target.id);
+        self.set_awaiting(Some(target.id));
         let took = started.elapsed().as_secs_f64();
         match result {
             Ok(()) => {
@@ -274,18 +308,8 @@ impl Maintainer {
     }
 }
 
-/// The revision of the newest backup still being written, which a compaction must not pass.
-/// Scheduled backups (`sidecar::backups`) run inside the round, before maintenance, so none of
-/// this sidecar's is being written when maintenance runs. A snapshot streamed by another process
-/// (`etcd-bootstrap backup`, a former leader's sidecar) reads one consistent transaction of the
-/// database, which a compaction does not change; this is the place to return its revision should
-/// backups ever run beside maintenance.
-fn backup_in_progress() -> Option<i64> {
-    None
-}
-
 /// Every member's status, asked concurrently; a member answers only as itself.
-async fn statuses(access: &Access, whom: &[Whom], timeout: std::time::Duration) -> BTreeMap<u64, DbReport> {
+async fn statuses(access: &Access, whom: &[Whom], timeout: Duration) -> BTreeMap<u64, DbReport> {
     let mut calls = JoinSet::new();
     for w in whom {
         let Some(endpoint) = w.endpoint.clone() else { continue };
@@ -301,98 +325,4 @@ async fn statuses(access: &Access, whom: &[Whom], timeout: std::time::Duration) 
         }
     }
     reports
-}
-
-/// The client TLS files, read every round: a change is used at once (a Kubernetes Secret
-/// update swaps a symlink; nothing here caches a file), and the certificate's state is the
-/// metric, the readiness and one log line per change of state.
-pub struct Certificates {
-    files: ClientTlsFiles,
-    /// The bytes of (certificate, key, CA) last read.
-    seen: Option<[Option<Vec<u8>>; 3]>,
-    /// The state last logged (its kind), so one line is written per change.
-    logged: Option<&'static str>,
-}
-
-impl Certificates {
-    fn new(files: ClientTlsFiles) -> Self {
-        Certificates { files, seen: None, logged: None }
-    }
-
-    /// Read the files; a new access when they changed since the last round (the caller
-    /// reconnects with it). Updates the metrics and readiness.
-    pub fn check(&mut self, access: &Access, shared: &Shared) -> Option<Access> {
-        let cert_path = self.files.cert.clone()?;
-        let read = |p: &Option<std::path::PathBuf>| p.as_ref().map(std::fs::read).transpose();
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or_default();
-        let now = i64::try_from(now).unwrap_or(i64::MAX);
-        let what = format!("client certificate {}", cert_path.display());
-        let files = (read(&self.files.cert), read(&self.files.key), read(&self.files.ca));
-        let (state, ca_state, contents) = match files {
-            (Ok(cert), Ok(key), Ok(ca)) => {
-                let validity = cert.as_deref().map(certs::validity_of_pem).unwrap_or(Err("no file".into()));
-                let ca_state = ca.as_deref().map(|c| CertState::at(&certs::validity_of_pem(c), now));
-                (CertState::at(&validity, now), ca_state, Some([cert, key, ca]))
-            }
-            (cert, key, ca) => {
-                let why = [(&cert, &self.files.cert), (&key, &self.files.key), (&ca, &self.files.ca)]
-                    .iter()
-                    .find_map(|(r, p)| match (r, p) {
-                        (Err(e), Some(p)) => Some(format!("cannot read {}: {e}", p.display())),
-                        _ => None,
-                    })
-                    .unwrap_or_default();
-                (CertState::Unreadable(why), None, None)
-            }
-        };
-        let ca_usable = ca_state.as_ref().is_none_or(CertState::usable);
-        let line = match (&state, &ca_state) {
-            (s, Some(ca)) if s.usable() && !ca_usable => ca.describe(&format!(
-                "CA certificate {}",
-                self.files.ca.as_ref().map(|p| p.display().to_string()).unwrap_or_default()
-            )),
-            _ => state.describe(&what),
-        };
-        let kind = match (&state, ca_usable) {
-            (_, false) => "ca",
-            (CertState::Valid { .. }, _) if state.expiring_soon() => "soon",
-            (CertState::Valid { .. }, _) => "valid",
-            (CertState::Expired { .. }, _) => "expired",
-            (CertState::NotYetValid { .. }, _) => "early",
-            (CertState::Unreadable(_), _) => "unreadable",
-        };
-        {
-            let mut m = shared.lock();
-            let maintenance = &mut m.maintenance;
-            maintenance.cert_expiry.clear();
-            if let Some(left) = state.seconds_to_expiry() {
-                maintenance.cert_expiry.insert("cert", left);
-            }
-            if let Some(left) = ca_state.as_ref().and_then(CertState::seconds_to_expiry) {
-                maintenance.cert_expiry.insert("ca", left);
-            }
-            maintenance.cert_problem = (!(state.usable() && ca_usable)).then(|| line.clone());
-        }
-        let changed = match (&self.seen, &contents) {
-            (Some(before), Some(now)) => before != now,
-            _ => false,
-        };
-        if self.logged != Some(kind) && !changed {
-            match kind {
-                "valid" => info!("{line}"),
-                _ => warn!("{line}"),
-            }
-        }
-        self.logged = Some(kind);
-        let contents = contents?;
-        let first = self.seen.is_none();
-        self.seen = Some(contents.clone());
-        if first || !changed {
-            return None;
-        }
-        info!("client TLS files changed on disk: using them from now on; {line}");
-        let [cert, key, ca] = contents;
-        let identity = cert.zip(key);
-        Some(access.with_client_tls(ca, identity))
-    }
 }
