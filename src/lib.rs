@@ -31,11 +31,11 @@
 //!    (scheduled backups) call it; the restore decision itself is pure, in `decide::restore`.
 //! 8. [`act`]: the observe/decide/act loop (`act::bootstrap`), `act::pacing` (its pauses, pure),
 //!    `act::membership` (update, add, remove, withdraw, archive), `act::exec` (execve etcd).
-//! 9. [`sidecar`]: the second container. `mod.rs` is its loop; `learners` (pure learner choice),
-//!    `removal` (pure removal policy and its clock), `probe` (who answers, `/proc/net/tcp`),
-//!    `pods` (pod lookup through `observe::peers`), `membership`, `http`, `metrics`; maintenance
-//!    (issue 14): `maintenance/` (pure policies: defragmentation, NOSPACE, certificate state) and
-//!    `maintain` (their calls, every round beside the leader; the TLS files, every round).
+//! 9. [`sidecar`]: the second container, as independent jobs. `mod.rs` starts them; `job`
+//!    (reconcile -> Action, the one error policy), `coordination` (the only shared state),
+//!    `liveness` (which job is stuck), `policy/` (pure: learners, removal, presence, the
+//!    databases' rules, defragmentation, NOSPACE, certificate state), `jobs/` (the jobs and
+//!    their calls), `http`, `metrics`.
 //! 10. Top: [`plan`] (print a round without acting; it never imports `act`'s loop) and [`cli`]
 //!     (the commands wired; `main` only gathers surroundings and maps exit codes).
 

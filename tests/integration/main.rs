@@ -22,4 +22,5 @@ mod restore;
 mod s3_server;
 mod scheduled_backups;
 mod sidecar;
+mod sidecar_jobs;
 mod stateful_set;

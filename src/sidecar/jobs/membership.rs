@@ -101,7 +101,7 @@ impl Job for MembershipJob {
         let wake = [
             Some(self.next_round),
             self.clock.next_due(delay, self.round_began),
-            self.presence.next_look(now),
+            self.presence.next_look(now, self.clock.missing_since()),
         ]
         .into_iter()
         .flatten()
@@ -156,8 +156,9 @@ impl MembershipJob {
     async fn look_between_rounds(&mut self) {
         let now = Instant::now();
         let s = self.s.clone();
-        let connected = probe::peer_connection_ips(s.ctx.member.peer_port);
-        let ask = self.presence.to_look_up(&connected, self.clock.missing_since(), now);
+        let connected =
+            self.presence.read_due(now).then(|| probe::peer_connection_ips(s.ctx.member.peer_port));
+        let ask = self.presence.to_look_up(connected.as_ref(), self.clock.missing_since(), now);
         if ask.is_empty() {
             return;
         }
