@@ -1,8 +1,9 @@
 //! The sidecar's jobs are independent (issue 19): a scheduled backup that takes minutes, to the S3
 //! server behind a slow link (`tc` in each pod's network namespace), completes; meanwhile
-//! `/healthz` never fails twice in a row on any sidecar, a learner is promoted, and a deleted
-//! pod's member is removed on time (the removal delay plus at most one interval, with a margin
-//! for a loaded machine that is still far below the backup's length).
+//! `/healthz` never fails twice in a row on any sidecar, a learner is promoted, a deleted pod's
+//! member is removed on time (the removal delay plus at most one interval, with a margin for a
+//! loaded machine that is still far below the backup's length), and the compaction of a NOSPACE
+//! alarm raised during the upload stops at the backup's revision.
 
 use std::net::SocketAddrV4;
 use std::time::{Duration, Instant};
@@ -13,7 +14,7 @@ use crate::backup::run;
 use crate::bootstrap::setup;
 use crate::prereq;
 use crate::s3_server::S3Server;
-use crate::stateful_set::{client, Set, REMOVAL_DELAY};
+use crate::stateful_set::{client, Extra, Set, REMOVAL_DELAY};
 
 const BUCKET: &str = "etcd-backups";
 /// The pods' link to the store, and the data: about 2.5 minutes of upload (at 1000 kbit/s, 18 MiB
@@ -24,6 +25,8 @@ const DATA_BYTES: usize = 15 * 1024 * 1024;
 const INTERVAL: Duration = Duration::from_secs(1);
 /// Margin on timings for a loaded machine.
 const MARGIN: Duration = Duration::from_secs(8);
+/// etcd's quota: above the data, so a NOSPACE alarm can be raised during the upload.
+const QUOTA: usize = 32 * 1024 * 1024;
 
 /// Fill the keyspace with `bytes` of values, in puts of 512 KiB.
 async fn fill(set: &Set, bytes: usize) {
@@ -75,7 +78,12 @@ async fn a_backup_over_a_slow_link_holds_up_no_removal_no_promotion_and_no_probe
     let Some(s3_bin) = prereq::need_s3_server(test) else { return };
     let scratch = tempfile::tempdir().expect("scratch");
     let home = scratch.path();
-    let set = Set::new("sidecar-jobs", etcd).await;
+    let extra = Extra {
+        pod_env: vec![("ETCD_QUOTA_BACKEND_BYTES".into(), QUOTA.to_string())],
+        sidecar_args: vec!["--compact-on-nospace".into()],
+        ..Extra::default()
+    };
+    let set = Set::with("sidecar-jobs", etcd, extra).await;
     let s3 = S3Server::start_on(&s3_bin, &home.join("s3"), &[BUCKET], set.bed.gateway());
     for o in 0..3 {
         set.start(o, false).await;
@@ -143,6 +151,41 @@ async fn a_backup_over_a_slow_link_holds_up_no_removal_no_promotion_and_no_probe
     assert!(!done(&set), "the backup ended before the removal: the link is not slow enough");
     eprintln!("etcd-3 removed {took:?} after its pod, {:?} into the backup", started.elapsed());
 
+    // During the upload, a NOSPACE alarm: the compaction stops at the backup's revision.
+    let mut c = client(&set.bed, &[0, 1, 2]).await.expect("connect");
+    let value = vec![b'n'; 256 * 1024];
+    let mut refused = false;
+    for i in 0..QUOTA / value.len() * 2 {
+        match c.put(format!("nospace/{i:04}"), value.clone(), None).await {
+            Ok(_) => {}
+            Err(e) if e.to_string().contains("database space exceeded") => {
+                refused = true;
+                break;
+            }
+            Err(e) => panic!("put {i}: {e}"),
+        }
+    }
+    assert!(refused, "etcd never refused a put under its quota");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let compacted = loop {
+        let log = set.sidecar_logs(leader);
+        if let Some(line) = log.lines().find(|l| l.contains("action=\"compact\"")) {
+            break line.to_string();
+        }
+        assert!(Instant::now() < deadline, "no compaction under NOSPACE\n{}", set.logs(&[leader]));
+        health.check(&set, &[0, 1, 2]).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert!(!done(&set), "the backup ended before the NOSPACE alarm: the link is not slow enough");
+    assert!(compacted.contains("is being written"), "the compaction passed the backup: {compacted}");
+    let number_after = |line: &str, key: &str| -> i64 {
+        let rest = line.split(key).nth(1).unwrap_or_default();
+        rest.chars().take_while(char::is_ascii_digit).collect::<String>().parse().unwrap_or(-1)
+    };
+    let (compacted_at, backup_at) =
+        (number_after(&compacted, "revision="), number_after(&compacted, "a backup at "));
+    assert!(compacted_at > 0 && compacted_at == backup_at, "{compacted}");
+
     // The backup completes.
     let deadline = started + Duration::from_secs(300);
     while !done(&set) {
@@ -165,4 +208,6 @@ async fn a_backup_over_a_slow_link_holds_up_no_removal_no_promotion_and_no_probe
     let verified = run(&["backup", "verify", snapshot], &s3.client_env(), home);
     assert_eq!(verified.code, 0, "verify {snapshot}: {}", verified.stderr);
     assert!(listed[0]["size"].as_u64().unwrap_or_default() >= DATA_BYTES as u64, "{listed:#?}");
+    let revision = listed[0]["revision"].as_i64().expect("revision");
+    assert!(compacted_at <= revision, "compacted at {compacted_at}, past the snapshot's {revision}");
 }

@@ -276,6 +276,7 @@ mod tests {
         compact: bool,
         backup: Option<i64>,
         awaiting: Option<u64>,
+        snapshotting: Option<u64>,
         episode: Episode,
     }
 
@@ -287,6 +288,7 @@ mod tests {
                 compact: false,
                 backup: None,
                 awaiting: None,
+                snapshotting: None,
                 episode: Episode::default(),
             }
         }
@@ -308,7 +310,7 @@ mod tests {
                 revision: 5000,
                 awaiting: self.awaiting,
                 backup_revision: self.backup,
-                snapshotting: None,
+                snapshotting: self.snapshotting,
             };
             next(&Settings { quota: QUOTA, compact: self.compact }, &facts, &self.episode)
         }
@@ -353,6 +355,8 @@ mod tests {
         backup_ahead.backup = Some(9000);
         let mut all_done_one_down = Case::new().done(&[100, 101, 102]).sizes(5 * MB, 5 * MB);
         all_done_one_down.members[0].status = None;
+        let snapshotting_leader = Case { snapshotting: Some(100), ..Case::new().done(&[101, 102]) };
+        let snapshotting_follower = Case { snapshotting: Some(100), ..Case::new() };
         let mut learner = Case::new().done(&[100, 101, 102]);
         learner.members.push(MemberDb { is_learner: true, ..member(103, 21 * MB, 21 * MB) });
         let rows: Vec<(Case, &str, &str)> = vec![
@@ -400,6 +404,8 @@ mod tests {
             (all_done_one_down, "skip unhealthy", "a member's size unknown: no verdict"),
             (learner, "defrag 103", "a learner is defragmented too before the verdict"),
             (kept, "unchanged", "kept before and nothing changed: quiet"),
+            (snapshotting_leader, "skip snapshot", "the leader is being snapshotted: its turn waits"),
+            (snapshotting_follower, "defrag 101", "a snapshot of the leader holds no follower"),
         ];
         for (case, want, why) in rows {
             assert_eq!(kind(&case.step()), want, "{why}: {:?}", case.step());
