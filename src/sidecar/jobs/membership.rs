@@ -7,9 +7,14 @@
 //!
 //! "Gone" is only ever a definite negative DNS answer that lasted longer than `--removal-delay`;
 //! DNS errors and timeouts are "unknown" and restart that clock ([`removal::Clock`]). Between
-//! rounds the job watches its etcd's peer connections ([`presence`]), so the clock starts when a
+//! rounds the job watches its etcd's peer connections ([`Presence`]), so the clock starts when a
 //! pod's records go, not up to an interval later. The clock is kept only while this member leads:
 //! a new leader's sidecar waits a full delay before its first removal.
+//!
+//! Who leads comes from the leadership job, at most one interval old: for that long after a
+//! change two sidecars may both act. Each call goes to etcd through its own leader either way,
+//! the same pure policy makes the same choice (a second removal of one member is "gone already"),
+//! and the removal policy never removes a member that answers, so the new leader is never one.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
