@@ -247,6 +247,17 @@ impl Sidecars {
         }
     }
 
+    /// CPU seconds (user and system) pod `ordinal`'s sidecar has used so far.
+    pub fn cpu_secs(&self, ordinal: u32) -> Option<f64> {
+        let child = self.children.get(&ordinal)?;
+        let cmdline = std::fs::read(format!("/proc/{}/cmdline", child.id())).ok()?;
+        if !String::from_utf8_lossy(&cmdline).contains("sidecar") {
+            return None;
+        }
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", child.id())).ok()?;
+        cpu_secs_of_stat(&stat)
+    }
+
     /// (VmRSS, VmHWM) in KiB of pod `ordinal`'s sidecar (nsenter execs it: same PID).
     pub fn memory_kib(&self, ordinal: u32) -> Option<(u64, u64)> {
         let child = self.children.get(&ordinal)?;
@@ -265,6 +276,18 @@ impl Sidecars {
         }
         Some((field("VmRSS:")?, field("VmHWM:")?))
     }
+}
+
+/// utime + stime of a `/proc/PID/stat` line, in seconds: fields 14 and 15, counted after the
+/// command name's closing parenthesis (the name may hold spaces), in clock ticks of 1/100 s
+/// (Linux's USER_HZ, whatever the kernel's own HZ).
+fn cpu_secs_of_stat(stat: &str) -> Option<f64> {
+    let after = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    // After the name: state is field 3, so utime (14) and stime (15) are at 11 and 12.
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) as f64 / 100.0)
 }
 
 /// `member add` by hand through any of `via`, retried while etcd refuses it for now (etcd 3.5.1

@@ -502,6 +502,21 @@ pub fn report(f: &Facts, o: &Options, r: &Results) -> String {
         row(w, r, label, key, Unit::Mib, ratio);
     }
     let _ = writeln!(w);
+    let _ = writeln!(
+        w,
+        "Sidecar CPU time per hour of running (user + system, `/proc/PID/stat`), per sidecar of a 3-member \
+         set with the bench's sidecar settings: idle for {} s after forming, and through the scale-up and \
+         scale-down series. The largest is the leader's.\n",
+        crate::scale::IDLE_SAMPLE.as_secs()
+    );
+    let _ = writeln!(w, "| sidecar CPU | median | min | max | samples | - |\n|---|---|---|---|---|---|");
+    for (label, key) in [
+        ("idle (s per hour)", "cpu.sidecar.idle"),
+        ("during scale-up and scale-down (s per hour)", "cpu.sidecar.scale"),
+    ] {
+        row(w, r, label, key, Unit::Secs, None);
+    }
+    let _ = writeln!(w);
 
     // ----- diagnostics
     crate::render_notes::diagnostics(w, r);

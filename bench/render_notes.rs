@@ -155,8 +155,8 @@ pub fn removal(r: &Results) -> String {
     format!(
         "The sidecar removed the member {v} (voter) and {l} (learner) after the pod's deletion, and {vr} and \
          {lr} after its records went, with `--removal-delay` {d} s. The part after the records is the \
-         sidecar's: between rounds the leader's sidecar reads its etcd's peer connections every 100 ms and looks up \
-         the name of a pod whose connections closed, so its clock starts moments after the records go, \
+         sidecar's: between rounds the leader's sidecar reads its etcd's peer connections once a second and looks \
+         up the name of a pod whose connections closed every 100 ms, so its clock starts moments after the records go, \
          and it looks again exactly when the delay has passed. What comes before the records go is \
          etcd's own stop on SIGTERM (the floor's whole figure, {fl} for a voter, is that; the samples of \
          both fall near 0.05 s, 0.6 s and 1.05 s after the deletion: etcd's shutdown waits in steps of about \
@@ -241,7 +241,8 @@ pub fn method(w: &mut String) {
         "The removal figure from the deletion includes the time etcd takes to stop on SIGTERM (most of the \
          floor's figure); the figure from the records going starts when the bed has removed the ended pod's \
          records. The sidecar starts its clock at the first \"no such name\" it sees: between rounds it \
-         watches its etcd's peer connections and looks the name of a disconnected pod up every 100 ms.",
+         reads its etcd's peer connections once a second and looks the name of a disconnected pod up every \
+         100 ms.",
     ] {
         let _ = writeln!(w, "- {note}");
     }

@@ -19,6 +19,8 @@ const JOIN_WITHIN: Duration = Duration::from_secs(90);
 const REMOVE_WITHIN: Duration = Duration::from_secs(90);
 /// Pause between a join and the deletion, so one figure does not bleed into the other.
 const SETTLE: Duration = Duration::from_secs(1);
+/// How long the sidecars' CPU is sampled with nothing to do.
+pub const IDLE_SAMPLE: Duration = Duration::from_secs(30);
 /// etcd up to 3.5.29 refuses `member add` ("unhealthy cluster") until the member asked has been
 /// connected to every voter for 5 s: a scale-up comes long after the cluster formed, so wait that
 /// out once before the first join instead of timing etcd's rule.
@@ -63,6 +65,14 @@ async fn one_bed(t: &Tools, who: Who, learner: bool, runs: usize, r: &mut Result
         return;
     }
     tokio::time::sleep(AFTER_FORMING).await;
+    if who == Who::Bootstrap {
+        // The sidecars' CPU with nothing to do, as seconds per hour (the leader's is the largest).
+        let before: Vec<Option<f64>> = (0..3).map(|o| sidecars.cpu_secs(o)).collect();
+        let t0 = Instant::now();
+        tokio::time::sleep(IDLE_SAMPLE).await;
+        per_hour(r, "cpu.sidecar.idle", &sidecars, &before, t0);
+    }
+    let series = ((0..3).map(|o| sidecars.cpu_secs(o)).collect::<Vec<_>>(), Instant::now());
     for run in 0..runs {
         eprint!("{join_key} run {}/{runs}: ", run + 1);
         match join(&bed, t, who, learner, &mut sidecars).await {
@@ -96,6 +106,8 @@ async fn one_bed(t: &Tools, who: Who, learner: bool, runs: usize, r: &mut Result
     }
     pods::keep_logs(&bed);
     if who == Who::Bootstrap {
+        // Through the whole scale-up/scale-down series (pods 0-2's sidecars: one leads).
+        per_hour(r, "cpu.sidecar.scale", &sidecars, &series.0, series.1);
         for o in 0..3 {
             match sidecars.memory_kib(o) {
                 Some((rss, hwm)) => {
@@ -162,4 +174,15 @@ async fn remove(bed: &Bed, who: Who, sidecars: &mut Sidecars) -> Result<(f64, f6
         gone.saturating_duration_since(t0).as_secs_f64(),
         gone.saturating_duration_since(records_gone).as_secs_f64(),
     ))
+}
+
+/// Each of pods 0-2's sidecars' CPU seconds since `before` (taken at `t0`), per hour.
+fn per_hour(r: &mut Results, key: &str, sidecars: &Sidecars, before: &[Option<f64>], t0: Instant) {
+    let hours = t0.elapsed().as_secs_f64() / 3600.0;
+    for (o, was) in (0u32..).zip(before) {
+        match (was, sidecars.cpu_secs(o)) {
+            (Some(was), Some(now)) if hours > 0.0 => r.add(key, (now - was) / hours),
+            _ => r.fail(key, format!("no CPU figure for etcd-{o}'s sidecar")),
+        }
+    }
 }

@@ -146,7 +146,7 @@ fn sidecar_command(args: &SidecarArgs, surroundings: &Surroundings) -> Result<Ex
     let rt = runtime()?;
     let result = rt.block_on(async {
         let mut shutdown = Shutdown::install()?;
-        sidecar::run(&ctx, &settings, &mut shutdown).await
+        sidecar::run(ctx, settings, &mut shutdown).await
     });
     // Leave at once on a signal: nothing in flight needs finishing (every step is idempotent).
     rt.shutdown_background();

@@ -41,11 +41,12 @@
 //!    call that changes the cluster: member add/remove/update/promote, defragment, alarm disarm,
 //!    compact, for `act` and the sidecar), `act::archive` (moves `member/` aside; in a layer of
 //!    its own below `backup`, whose restore archives too), `act::exec` (execve etcd).
-//! 10. [`sidecar`]: the second container. `mod.rs` is its loop; `learners` (pure learner choice),
-//!     `removal` (pure removal policy and its clock), `probe` (who answers, `/proc/net/tcp`),
-//!     `pods` (pod lookup through `observe::peers`), `membership`, `http`, `metrics`; maintenance
-//!     (issue 14): `maintenance/` (pure policies: defragmentation, NOSPACE, certificate state) and
-//!     `maintain` (their calls, every round beside the leader; the TLS files, every round).
+//! 10. [`sidecar`]: the second container, as independent jobs. `mod.rs` starts them; `job`
+//!     (reconcile -> Action, the one error policy), `coordination` (the only shared state),
+//!     `liveness` (which job is stuck), `policy/` (pure: learners, removal, presence, the
+//!     databases' rules, defragmentation, NOSPACE, certificate state), `jobs/` (the jobs and
+//!     their calls; every call that changes the cluster goes through `act::etcd_calls`), `http`,
+//!     `metrics`.
 //! 11. Top: [`plan`] (print a round without acting; it never imports `act`'s loop) and [`cli`]
 //!     (the commands wired; `main` only gathers surroundings and maps exit codes).
 

@@ -102,6 +102,11 @@ pub(crate) async fn take_command(args: &TakeArgs, env: &Env<'_>) -> Result<Strin
 /// Upload a taken snapshot; the line that says so.
 pub(crate) async fn upload(store: &Store, taken: &Taken) -> Result<String> {
     store.upload(&taken.file.path, &taken.manifest).await?;
+    Ok(log_uploaded(store, taken))
+}
+
+/// Log an upload done; the snapshot's URL.
+pub(crate) fn log_uploaded(store: &Store, taken: &Taken) -> String {
     let url = store.url().snapshot(&taken.manifest.name);
     tracing::info!(
         snapshot = %url,
@@ -111,7 +116,7 @@ pub(crate) async fn upload(store: &Store, taken: &Taken) -> Result<String> {
         from = %taken.from,
         "backup uploaded"
     );
-    Ok(url.to_string())
+    url.to_string()
 }
 
 /// Delete complete snapshots beyond the newest `keep` (manifest first, then data).

@@ -49,6 +49,16 @@ pub(crate) struct Taken {
 
 /// Take a snapshot from the member at `endpoint` into a spool file in `scratch_dir`.
 pub(crate) async fn take(access: &Access, endpoint: &Endpoint, scratch_dir: &Path) -> Result<Taken> {
+    take_counting(access, endpoint, scratch_dir, &|_| {}).await
+}
+
+/// [`take`], telling `moved` the size of each chunk etcd sends (a long snapshot's progress).
+pub(crate) async fn take_counting(
+    access: &Access,
+    endpoint: &Endpoint,
+    scratch_dir: &Path,
+    moved: &(dyn Fn(u64) + Sync),
+) -> Result<Taken> {
     let fail = |call: &str, message: String| Error::Cluster {
         call: call.into(),
         endpoint: endpoint.host.clone(),
@@ -81,6 +91,7 @@ pub(crate) async fn take(access: &Access, endpoint: &Endpoint, scratch_dir: &Pat
         }
         digest.update(message.blob());
         out.write_all(message.blob()).await.map_err(|e| Error::io(&file.path, e))?;
+        moved(message.blob().len() as u64);
     }
     out.flush().await.map_err(|e| Error::io(&file.path, e))?;
     out.into_inner().sync_all().await.map_err(|e| Error::io(&file.path, e))?;

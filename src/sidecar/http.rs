@@ -10,6 +10,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tracing::{debug, warn};
 
+use super::liveness::Board;
 use super::metrics::{render, Shared};
 
 /// A request head larger than this is refused.
@@ -31,14 +32,17 @@ impl Response {
     }
 }
 
-/// Accept connections until the task is aborted.
-pub(crate) async fn serve(listener: TcpListener, shared: Arc<Shared>) {
+/// Accept connections until the task is aborted; `/healthz` reads the jobs' heartbeats on `board`.
+pub(crate) async fn serve(listener: TcpListener, shared: Arc<Shared>, board: Arc<Board>) {
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
-                let shared = shared.clone();
+                let (shared, board) = (shared.clone(), board.clone());
                 tokio::spawn(async move {
-                    if tokio::time::timeout(CONNECTION_DEADLINE, handle(stream, &shared)).await.is_err() {
+                    if tokio::time::timeout(CONNECTION_DEADLINE, handle(stream, &shared, &board))
+                        .await
+                        .is_err()
+                    {
                         debug!(%peer, "http connection timed out");
                     }
                 });
@@ -52,7 +56,7 @@ pub(crate) async fn serve(listener: TcpListener, shared: Arc<Shared>) {
     }
 }
 
-async fn handle(mut stream: TcpStream, shared: &Shared) {
+async fn handle(mut stream: TcpStream, shared: &Shared, board: &Board) {
     let mut head = Vec::with_capacity(512);
     let mut buf = [0u8; 1024];
     let response = loop {
@@ -61,7 +65,7 @@ async fn handle(mut stream: TcpStream, shared: &Shared) {
             Ok(n) => head.extend_from_slice(&buf[..n]),
         }
         if head.windows(4).any(|w| w == b"\r\n\r\n") || head.windows(2).any(|w| w == b"\n\n") {
-            break respond(&String::from_utf8_lossy(&head), shared);
+            break respond(&String::from_utf8_lossy(&head), shared, board);
         }
         if head.len() > MAX_HEAD {
             break (Response::text(431, "request head too large\n"), false);
@@ -90,7 +94,7 @@ async fn handle(mut stream: TcpStream, shared: &Shared) {
 }
 
 /// The response to a request head; true when the method is HEAD (no body is sent).
-fn respond(head: &str, shared: &Shared) -> (Response, bool) {
+fn respond(head: &str, shared: &Shared, board: &Board) -> (Response, bool) {
     let line = head.lines().next().unwrap_or_default();
     let mut parts = line.split_whitespace();
     let (method, target) = (parts.next().unwrap_or_default(), parts.next().unwrap_or_default());
@@ -99,21 +103,24 @@ fn respond(head: &str, shared: &Shared) -> (Response, bool) {
         return (Response::text(405, "only GET and HEAD\n"), false);
     }
     let path = target.split('?').next().unwrap_or_default();
-    (route(path, shared, Instant::now()), head_only)
+    (route(path, shared, board, Instant::now()), head_only)
 }
 
 /// What each path answers.
-pub(crate) fn route(path: &str, shared: &Shared, now: Instant) -> Response {
+pub(crate) fn route(path: &str, shared: &Shared, board: &Board, now: Instant) -> Response {
     match path {
         "/healthz" | "/livez" => {
-            let since = now.saturating_duration_since(shared.lock().last_round);
-            if since > shared.stall_limit {
-                Response::text(
-                    503,
-                    format!("the control loop has not finished a round for {}s\n", since.as_secs()),
-                )
-            } else {
+            let stuck = board.stuck(now);
+            if stuck.is_empty() {
                 Response::text(200, "ok\n")
+            } else {
+                let jobs: Vec<String> = stuck
+                    .iter()
+                    .map(|(job, quiet)| {
+                        format!("the {job} job has made no progress for {}s", quiet.as_secs())
+                    })
+                    .collect();
+                Response::text(503, format!("{}\n", jobs.join("; ")))
             }
         }
         "/readyz" => {
@@ -137,9 +144,18 @@ pub(crate) fn route(path: &str, shared: &Shared, now: Instant) -> Response {
 mod tests {
     use super::*;
 
+    use super::super::liveness::Beat;
+
+    fn board() -> (Board, Arc<Beat>) {
+        let beat = Beat::new("membership");
+        (Board { beats: vec![Beat::new("backups"), beat.clone()], limit: Duration::from_secs(60) }, beat)
+    }
+
     #[test]
     fn routes_probes_and_metrics() {
-        let shared = Shared::new(Duration::from_secs(60));
+        let shared = Shared::new();
+        let (board, beat) = board();
+        let route = |path: &str, shared: &Shared, now: Instant| route(path, shared, &board, now);
         let now = Instant::now();
         assert_eq!(route("/healthz", &shared, now).status, 200);
         assert_eq!(route("/readyz", &shared, now).status, 503, "no round yet");
@@ -159,12 +175,18 @@ mod tests {
         assert!(metrics.body.contains("etcd_bootstrap_sidecar_promotions_total 0"));
         assert_eq!(route("/", &shared, now).status, 404);
         let later = now + Duration::from_secs(61);
-        assert_eq!(route("/healthz", &shared, later).status, 503, "a stuck loop is unhealthy");
+        assert_eq!(route("/healthz", &shared, later).status, 200, "a job between passes is alive");
+        beat.begin();
+        let stuck = route("/healthz", &shared, Instant::now() + Duration::from_secs(61));
+        assert_eq!(stuck.status, 503, "a stuck job is unhealthy");
+        assert!(stuck.body.starts_with("the membership job has made no progress for 6"), "{}", stuck.body);
     }
 
     #[test]
     fn methods_and_query_strings() {
-        let shared = Shared::new(Duration::from_secs(60));
+        let shared = Shared::new();
+        let (board, _) = board();
+        let respond = |head: &str, shared: &Shared| respond(head, shared, &board);
         assert_eq!(respond("GET /healthz?verbose HTTP/1.1\r\n\r\n", &shared).0.status, 200);
         assert_eq!(respond("HEAD /healthz HTTP/1.1\r\n\r\n", &shared), (Response::text(200, "ok\n"), true));
         assert_eq!(respond("POST /healthz HTTP/1.1\r\n\r\n", &shared).0.status, 405);
@@ -175,8 +197,8 @@ mod tests {
     async fn serves_over_tcp() {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
-        let shared = Arc::new(Shared::new(Duration::from_secs(60)));
-        let server = tokio::spawn(serve(listener, shared));
+        let shared = Arc::new(Shared::new());
+        let server = tokio::spawn(serve(listener, shared, Arc::new(board().0)));
         let mut stream = TcpStream::connect(addr).await.expect("connect");
         stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").await.expect("write");
         let mut text = String::new();

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::observed::Member;
 
-use super::maintenance::SkipReason as DefragSkip;
-use super::removal::SkipReason;
+use super::policy::db::SkipReason as DefragSkip;
+use super::policy::removal::SkipReason;
 
 /// Why a learner was not promoted this interval (the metric's `reason` label).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -218,13 +218,11 @@ impl Metrics {
 #[derive(Debug)]
 pub(crate) struct Shared {
     metrics: Mutex<Metrics>,
-    /// /healthz fails when no round has ended for this long (the loop is stuck).
-    pub stall_limit: Duration,
 }
 
 impl Shared {
-    pub(crate) fn new(stall_limit: Duration) -> Self {
-        Shared { metrics: Mutex::new(Metrics::new(Instant::now())), stall_limit }
+    pub(crate) fn new() -> Self {
+        Shared { metrics: Mutex::new(Metrics::new(Instant::now())) }
     }
 
     /// The metrics, for reading or updating. A panic while holding the lock cannot leave them

@@ -9,13 +9,15 @@ use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::identity::url_port;
 
+use super::policy::{defrag, nospace};
+
 /// The sidecar's own settings, checked.
 #[derive(Debug, Clone)]
 pub(crate) struct SidecarSettings {
     pub interval: Duration,
     pub removal_delay: Duration,
     pub metrics_port: u16,
-    pub maintenance: super::maintain::MaintenanceSettings,
+    pub maintenance: MaintenanceSettings,
     /// Scheduled backups, when `--backup-to` is given.
     pub backups: Option<BackupSchedule>,
 }
@@ -55,7 +57,7 @@ impl SidecarSettings {
                 "--metrics-port {port}: etcd's --listen-metrics-urls uses that port in this pod; choose another"
             )));
         }
-        let maintenance = super::maintain::MaintenanceSettings::new(args, ctx)?;
+        let maintenance = MaintenanceSettings::new(args, ctx)?;
         let backups = match args.backup_to.as_deref().filter(|t| !t.trim().is_empty()) {
             None => None,
             Some(text) => {
@@ -84,9 +86,31 @@ impl SidecarSettings {
         })
     }
 
-    /// /healthz fails when no round has ended for this long: a round is bounded by its calls'
-    /// timeouts (well under two minutes), so only a stuck loop gets there.
+    /// /healthz fails for a job in a pass that has moved no byte for this long: a pass is bounded
+    /// by its calls' timeouts (a defragmentation's 90 s the longest), and a transfer moves bytes,
+    /// so only a stuck job gets there.
     pub(crate) fn stall_limit(&self) -> Duration {
         self.interval.saturating_mul(3).max(self.interval.saturating_add(Duration::from_secs(120)))
+    }
+}
+
+/// The maintenance settings, checked.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct MaintenanceSettings {
+    pub defrag: defrag::DefragSettings,
+    pub nospace: nospace::NospaceSettings,
+}
+
+impl MaintenanceSettings {
+    /// From the sidecar's options, and its own view of etcd's quota setting: the fallback when
+    /// etcd's own cannot be read (`jobs::quota`).
+    pub(crate) fn new(args: &SidecarArgs, ctx: &Context) -> Result<Self> {
+        let threshold = defrag::check_threshold(args.defrag_threshold).map_err(Error::config)?;
+        let quota =
+            nospace::quota_from(ctx.user.get("quota-backend-bytes").as_deref()).map_err(Error::config)?;
+        Ok(MaintenanceSettings {
+            defrag: defrag::DefragSettings { threshold, min_size: args.defrag_min_size },
+            nospace: nospace::NospaceSettings { quota, compact: args.compact_on_nospace },
+        })
     }
 }

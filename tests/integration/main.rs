@@ -28,4 +28,5 @@ mod s3_server;
 mod scheduled_backups;
 mod secrets_in_urls;
 mod sidecar;
+mod sidecar_jobs;
 mod stateful_set;

@@ -216,13 +216,11 @@ async fn sidecars_keep_a_nospace_alarm_while_space_is_short_and_clear_it_after_d
     else {
         return;
     };
+    // etcd's quota only: the sidecar's container does not repeat it (issue 18), and the sidecar
+    // judges by etcd's own (its metrics), not by its own default of 2 GiB.
     let quota = ("ETCD_QUOTA_BACKEND_BYTES".to_string(), (16 * 1024 * 1024).to_string());
-    let extra = Extra {
-        pod_env: vec![quota.clone()],
-        sidecar_env: vec![quota],
-        sidecar_args: vec!["--compact-on-nospace".into()],
-        ..Extra::default()
-    };
+    let extra =
+        Extra { pod_env: vec![quota], sidecar_args: vec!["--compact-on-nospace".into()], ..Extra::default() };
     let set = Set::with("maint-nospace", etcd, extra).await;
     for o in 0..3 {
         set.start(o, false).await;

@@ -543,6 +543,33 @@ impl Bed {
         self.inner.slot.pod_ns(ordinal)
     }
 
+    /// Slow pod `ordinal`'s link to `to` (its packets to that address and port) down to
+    /// `kbit_per_s`, as a slow link to a remote store would be; everything else keeps its speed.
+    /// `tc` in the pod's namespace: an htb qdisc on `eth0` whose default class is unlimited, and
+    /// one limited class chosen by a u32 filter. It goes with the pod's namespace.
+    pub fn slow_link_to(&self, ordinal: u32, to: std::net::SocketAddrV4, kbit_per_s: u32) {
+        let ns = self.netns(ordinal);
+        let (dst, port) = (format!("{}/32", to.ip()), to.port().to_string());
+        let rate = format!("{kbit_per_s}kbit");
+        let steps: [&[&str]; 4] = [
+            &["qdisc", "add", "dev", "eth0", "root", "handle", "1:", "htb", "default", "10"],
+            &["class", "add", "dev", "eth0", "parent", "1:", "classid", "1:10", "htb", "rate", "10gbit"],
+            &[
+                "class", "add", "dev", "eth0", "parent", "1:", "classid", "1:20", "htb", "rate", &rate,
+                "ceil", &rate,
+            ],
+            &[
+                "filter", "add", "dev", "eth0", "parent", "1:", "protocol", "ip", "prio", "1", "u32",
+                "match", "ip", "dst", &dst, "match", "ip", "dport", &port, "0xffff", "flowid", "1:20",
+            ],
+        ];
+        for step in steps {
+            if let Err(e) = net::tc(&ns, step) {
+                panic!("slow_link_to({ordinal}): {e}");
+            }
+        }
+    }
+
     /// Cut pod `ordinal` off the network (its bridge port down): no traffic in or out, the pod
     /// and its IP stay.
     pub fn cut_network(&self, ordinal: u32) {

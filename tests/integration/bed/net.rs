@@ -216,6 +216,20 @@ pub(crate) fn lock_slot_for_test(k: u8) -> Option<Slot> {
 }
 
 /// Run `ip ARGS`; Err carries the command and its stderr.
+/// `tc ARGS` inside network namespace `ns`.
+pub(crate) fn tc(ns: &str, args: &[&str]) -> Result<(), String> {
+    let out = Command::new("ip")
+        .args(["netns", "exec", ns, "tc"])
+        .args(args)
+        .output()
+        .map_err(|e| format!("cannot run `tc {}`: {e}", args.join(" ")))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!("`tc {}` in {ns}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim()))
+    }
+}
+
 pub(crate) fn ip(args: &[&str]) -> Result<(), String> {
     let out = Command::new("ip")
         .args(args)

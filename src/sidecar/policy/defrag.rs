@@ -2,10 +2,17 @@
 //!
 //! A member is wanted when its database is larger than `--defrag-min-size` and more of it than
 //! `--defrag-threshold` is free pages (`1 - dbSizeInUse / dbSize`); `--defrag-threshold 0` turns
-//! this off. Among the wanted ones, [`super::choose`] applies the shared rules (one at a time,
+//! this off. Among the wanted ones, [`super::db::choose`] applies the shared rules (one at a time,
 //! every voter answering, quorum kept, followers first, the leader last).
 
-use super::{choose, size, MemberDb, Skip, Target};
+use super::db::{choose, size, MemberDb, Skip, Target};
+
+/// Defaults, as OpenShift's etcd operator chose them: a member more than 45% fragmented and
+/// larger than 100 MB.
+#[cfg(test)]
+pub(crate) const DEFAULT_THRESHOLD: f64 = 0.45;
+#[cfg(test)]
+pub(crate) const DEFAULT_MIN_SIZE: u64 = 100_000_000;
 
 /// `--defrag-threshold` and `--defrag-min-size`.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -39,16 +46,18 @@ impl DefragSettings {
 }
 
 /// The member to defragment this round, why none may be, or None when none needs it.
+/// `snapshotting` is the member a snapshot is being read from.
 pub(crate) fn pick(
     settings: &DefragSettings,
     members: &[MemberDb],
     leader: u64,
     awaiting: Option<u64>,
+    snapshotting: Option<u64>,
 ) -> Option<Result<Target, Skip>> {
     if !settings.enabled() {
         return None;
     }
-    choose(members, leader, awaiting, |m| settings.wants(m))
+    choose(members, leader, awaiting, snapshotting, |m| settings.wants(m))
 }
 
 /// Check `--defrag-threshold`: a fraction from 0 (off) to below 1.
@@ -64,16 +73,11 @@ pub(crate) fn check_threshold(value: f64) -> Result<f64, String> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::member;
-    use super::super::SkipReason;
+    use super::super::db::tests::member;
+    use super::super::db::SkipReason;
     use super::*;
 
     const MB: u64 = 1_000_000;
-
-    /// The defaults of `--defrag-threshold` and `--defrag-min-size` (config.rs), as OpenShift's
-    /// etcd operator chose them: a member more than 45% fragmented and larger than 100 MB.
-    const DEFAULT_THRESHOLD: f64 = 0.45;
-    const DEFAULT_MIN_SIZE: u64 = 100_000_000;
 
     fn settings(threshold: f64, min_size: u64) -> DefragSettings {
         DefragSettings { threshold, min_size }
@@ -136,10 +140,11 @@ mod tests {
             (done, Some(100), None, "all compact: nothing wanted"),
         ];
         for (members, awaiting, expected, why) in rows {
-            let got: Want = pick(&s, &members, 100, awaiting).map(|r| r.map(|t| t.id).map_err(|k| k.reason));
+            let got: Want =
+                pick(&s, &members, 100, awaiting, None).map(|r| r.map(|t| t.id).map_err(|k| k.reason));
             assert_eq!(got, expected, "{why}");
         }
-        assert_eq!(pick(&settings(0.0, 0), &fragmented(), 100, None), None, "off");
+        assert_eq!(pick(&settings(0.0, 0), &fragmented(), 100, None, None), None, "off");
     }
 
     #[test]

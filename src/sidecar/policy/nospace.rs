@@ -5,7 +5,7 @@
 //! 1. compacts, when `--compact-on-nospace` is given: at the current revision, but never past the
 //!    revision of a backup still being written (the backup would lose its revision);
 //! 2. defragments every member, one at a time, followers first, the leader last (the rules of
-//!    [`super::choose`]), whatever their fragmentation: under NOSPACE no write commits, so the
+//!    [`super::db::choose`]), whatever their fragmentation: under NOSPACE no write commits, so the
 //!    in-use figure may still count pages a compaction freed;
 //! 3. then disarms the NOSPACE alarms if every member's database is below the quota
 //!    (`--quota-backend-bytes` of etcd; 2 GiB when unset) with [`HEADROOM`] to spare, or else
@@ -21,7 +21,7 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use super::{choose, size, MemberDb, Skip, SkipReason, Target};
+use super::db::{choose, size, DbStatus, MemberDb, Skip, SkipReason, Target};
 
 /// etcd's quota when `--quota-backend-bytes` is unset or 0.
 pub(crate) const DEFAULT_QUOTA: u64 = 2 * 1024 * 1024 * 1024;
@@ -104,9 +104,11 @@ pub(crate) struct Facts<'a> {
     pub revision: i64,
     /// The member defragmented last, until it has answered again.
     pub awaiting: Option<u64>,
-    /// The revision of the newest backup still being written (issue 13's hook): compaction never
-    /// goes past it.
+    /// The revision of the snapshot being read or uploaded (the backups job's hold): compaction
+    /// never goes past it.
     pub backup_revision: Option<i64>,
+    /// The member a snapshot is being read from: not defragmented until etcd has sent it.
+    pub snapshotting: Option<u64>,
 }
 
 /// The one step of this round.
@@ -177,7 +179,7 @@ pub(crate) fn next(settings: &NospaceSettings, facts: &Facts, episode: &Episode)
         (!episode.defragmented.contains(&m.id))
             .then(|| "a NOSPACE alarm is raised: every member is defragmented".into())
     };
-    match choose(facts.members, facts.leader, facts.awaiting, todo) {
+    match choose(facts.members, facts.leader, facts.awaiting, facts.snapshotting, todo) {
         Some(Ok(target)) => return Step::Defragment(target),
         Some(Err(skip)) => return Step::Skip(skip),
         None => {}
@@ -198,7 +200,7 @@ fn verdict(settings: &NospaceSettings, facts: &Facts, raised: Vec<u64>) -> Step 
     let sizes = |ms: &[&MemberDb]| {
         ms.iter()
             .map(|m| {
-                let db = m.status.unwrap_or(super::DbStatus { size: 0, in_use: 0 });
+                let db = m.status.unwrap_or(DbStatus { size: 0, in_use: 0 });
                 format!("{} {} ({} in use)", m.label, size(db.size), size(db.in_use))
             })
             .collect::<Vec<_>>()
@@ -254,8 +256,7 @@ pub(crate) fn quota_from(setting: Option<&str>) -> Result<u64, String> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::member;
-    use super::super::DbStatus;
+    use super::super::db::tests::member;
     use super::*;
 
     const MB: u64 = 1_000_000;
@@ -275,6 +276,7 @@ mod tests {
         compact: bool,
         backup: Option<i64>,
         awaiting: Option<u64>,
+        snapshotting: Option<u64>,
         episode: Episode,
     }
 
@@ -286,6 +288,7 @@ mod tests {
                 compact: false,
                 backup: None,
                 awaiting: None,
+                snapshotting: None,
                 episode: Episode::default(),
             }
         }
@@ -307,6 +310,7 @@ mod tests {
                 revision: 5000,
                 awaiting: self.awaiting,
                 backup_revision: self.backup,
+                snapshotting: self.snapshotting,
             };
             next(&NospaceSettings { quota: QUOTA, compact: self.compact }, &facts, &self.episode)
         }
@@ -351,6 +355,8 @@ mod tests {
         backup_ahead.backup = Some(9000);
         let mut all_done_one_down = Case::new().done(&[100, 101, 102]).sizes(5 * MB, 5 * MB);
         all_done_one_down.members[0].status = None;
+        let snapshotting_leader = Case { snapshotting: Some(100), ..Case::new().done(&[101, 102]) };
+        let snapshotting_follower = Case { snapshotting: Some(100), ..Case::new() };
         let mut learner = Case::new().done(&[100, 101, 102]);
         learner.members.push(MemberDb { is_learner: true, ..member(103, 21 * MB, 21 * MB) });
         let rows: Vec<(Case, &str, &str)> = vec![
@@ -398,6 +404,8 @@ mod tests {
             (all_done_one_down, "skip unhealthy", "a member's size unknown: no verdict"),
             (learner, "defrag 103", "a learner is defragmented too before the verdict"),
             (kept, "unchanged", "kept before and nothing changed: quiet"),
+            (snapshotting_leader, "skip snapshot", "the leader is being snapshotted: its turn waits"),
+            (snapshotting_follower, "defrag 101", "a snapshot of the leader holds no follower"),
         ];
         for (case, want, why) in rows {
             assert_eq!(kind(&case.step()), want, "{why}: {:?}", case.step());

@@ -1,19 +1,24 @@
 //! The pods of the set as the leader's sidecar sees them each round: every member's pod, those
 //! the pod list (SRV) names, this one, every ordinal in between and one past the highest (a pod
-//! about to join), looked up with `observe::peers`. Also how a member maps to its pod.
+//! about to join), looked up with `observe::peers`. Also how a member maps to its pod, and where
+//! to reach each member ([`whereabouts`]).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use tracing::debug;
 
-use crate::identity::{self, Identity};
+use crate::identity::{self, url_host, url_port, Identity};
+use crate::observe::cluster::Endpoint;
 use crate::observe::dns::{Lookup, Resolver};
 use crate::observe::peers;
 use crate::observed::Member;
 
-use super::removal::Answer;
+use super::super::policy::removal::Answer;
+use super::maintenance::Whom;
+use super::probe;
+use super::Sidecar;
 
 /// Ordinals spanning more than this are looked up one by one instead of as a range.
 const MAX_ORDINAL_SPAN: u32 = 256;
@@ -34,6 +39,72 @@ impl Pods {
     pub(crate) fn absent(&self) -> BTreeSet<u32> {
         self.answers.iter().filter(|(_, a)| **a == Answer::Missing).map(|(o, _)| *o).collect()
     }
+}
+
+/// Ordinal -> the last address its name had: where to look for a member whose name is gone.
+#[derive(Debug, Default)]
+pub(crate) struct LastIps(pub BTreeMap<u32, IpAddr>);
+
+impl LastIps {
+    /// Remember this round's addresses.
+    pub(crate) fn note(&mut self, pods: &Pods) {
+        self.0.extend(pods.ips.iter().map(|(o, ip)| (*o, *ip)));
+    }
+}
+
+/// Where to find members this round: the pods' addresses from `pods`, the last ones their
+/// names had, the names DNS says are gone (`absent`), the peers `connected` to the local etcd.
+pub(crate) fn where_to_ask<'a>(
+    s: &Sidecar,
+    pods: &'a Pods,
+    last_ip: &'a LastIps,
+    absent: &'a BTreeSet<u32>,
+    connected: &'a BTreeSet<IpAddr>,
+) -> probe::Where<'a> {
+    probe::Where {
+        ips: &pods.ips,
+        last_ip: &last_ip.0,
+        absent,
+        connected,
+        scheme: s.ctx.clients.access.scheme(),
+        client_port: s.ctx.member.client_port,
+    }
+}
+
+/// Every member and where to reach it for maintenance: the local one (`local`) at 127.0.0.1, the
+/// others at their best known address ([`probe::best_ip`]: never the last address of a name DNS
+/// says is gone, where a status call would only wait out its timeout every round).
+pub(crate) fn whereabouts(
+    s: &Sidecar,
+    local: u64,
+    members: &[Member],
+    pods: &Pods,
+    last_ip: &LastIps,
+) -> Vec<Whom> {
+    let id = &s.ctx.identity;
+    let (absent, connected) = (pods.absent(), BTreeSet::new());
+    let at = where_to_ask(s, pods, last_ip, &absent, &connected);
+    members
+        .iter()
+        .map(|m| {
+            let ordinal = member_ordinal(id, m);
+            let url = m.client_urls.first().map(String::as_str).unwrap_or_default();
+            let ip = probe::best_ip(ordinal, url, &at);
+            let endpoint = match ip {
+                _ if m.id == local => Some(s.local_endpoint.clone()),
+                None => None,
+                Some(ip) => {
+                    let host = url_host(url).map(str::to_string).or_else(|| ordinal.map(|o| id.peer_host(o)));
+                    let addr = SocketAddr::new(ip, url_port(url).unwrap_or(s.ctx.member.client_port));
+                    Some(Endpoint {
+                        host: host.unwrap_or_else(|| ip.to_string()),
+                        url: format!("{}://{addr}", at.scheme),
+                    })
+                }
+            };
+            Whom { id: m.id, label: member_label(id, m), is_learner: m.is_learner, endpoint }
+        })
+        .collect()
 }
 
 /// Look up every pod of the set that matters for `members`.

@@ -1,20 +1,14 @@
-//! Sidecar maintenance, as pure policies: which member to defragment ([`defrag`]), how to get out
-//! of a NOSPACE alarm ([`nospace`]), and what state the client certificate is in ([`certs`]).
-//! No I/O here: the sidecar loop gathers every member's status, the alarms and the certificate
-//! files, asks these functions what to do, and does it.
-//!
-//! Rules shared by the defragmentation and the NOSPACE recovery ([`choose`]):
+//! The members' databases as the maintenance policies see them, and the rules shared by the
+//! routine defragmentation ([`super::defrag`]) and the NOSPACE recovery ([`super::nospace`])
+//! ([`choose`]):
 //! - one member at a time: the member defragmented last must answer again before the next;
 //! - only while every voting member answers;
 //! - never a member whose defragmentation leaves fewer answering voters than a quorum (a member
 //!   being defragmented answers nothing for the time it takes), so never in a cluster of one or
 //!   two voters;
-//! - followers first, the one with the most space to win first; the leader last.
-
-pub(crate) mod certs;
-pub(crate) mod defrag;
-pub(crate) mod der;
-pub(crate) mod nospace;
+//! - followers first, the one with the most space to win first; the leader last;
+//! - never the member a snapshot is being read from (the backups job's hold): it waits until
+//!   etcd has sent the snapshot.
 
 /// One member's database, as its own `status` reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,11 +68,18 @@ pub(crate) enum SkipReason {
     Quorum,
     /// etcd refused or failed the call (retried next round).
     EtcdRefused,
+    /// A snapshot is being read from the member (a backup): it waits until etcd has sent it.
+    Snapshot,
 }
 
 impl SkipReason {
-    pub(crate) const ALL: [SkipReason; 4] =
-        [SkipReason::Waiting, SkipReason::Unhealthy, SkipReason::Quorum, SkipReason::EtcdRefused];
+    pub(crate) const ALL: [SkipReason; 5] = [
+        SkipReason::Waiting,
+        SkipReason::Unhealthy,
+        SkipReason::Quorum,
+        SkipReason::EtcdRefused,
+        SkipReason::Snapshot,
+    ];
 
     pub(crate) fn as_str(self) -> &'static str {
         match self {
@@ -86,6 +87,7 @@ impl SkipReason {
             SkipReason::Unhealthy => "unhealthy",
             SkipReason::Quorum => "quorum",
             SkipReason::EtcdRefused => "etcd_refused",
+            SkipReason::Snapshot => "snapshot",
         }
     }
 }
@@ -98,11 +100,13 @@ pub(crate) struct Skip {
 }
 
 /// Of the members `wanted` says need it, the one to defragment now, or why none may be; None when
-/// none is wanted. `awaiting` is the member defragmented last until it has answered again.
+/// none is wanted. `awaiting` is the member defragmented last until it has answered again;
+/// `snapshotting` the member a snapshot is being read from.
 pub(crate) fn choose(
     members: &[MemberDb],
     leader: u64,
     awaiting: Option<u64>,
+    snapshotting: Option<u64>,
     wanted: impl Fn(&MemberDb) -> Option<String>,
 ) -> Option<Result<Target, Skip>> {
     let mut candidates: Vec<(&MemberDb, String)> =
@@ -145,6 +149,12 @@ pub(crate) fn choose(
             ),
         }));
     }
+    if snapshotting == Some(member.id) {
+        return Some(Err(Skip {
+            reason: SkipReason::Snapshot,
+            detail: format!("a snapshot is being read from {} for a backup: after it", member.label),
+        }));
+    }
     let role = if member.id == leader { "the leader, last" } else { "a follower" };
     Some(Ok(Target { id: member.id, label: member.label.clone(), reason: format!("{why} ({role})") }))
 }
@@ -152,10 +162,10 @@ pub(crate) fn choose(
 pub(crate) use crate::size::format as size;
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    pub(super) fn member(id: u64, size: u64, in_use: u64) -> MemberDb {
+    pub(in crate::sidecar::policy) fn member(id: u64, size: u64, in_use: u64) -> MemberDb {
         MemberDb {
             id,
             label: format!("etcd-{} ({id:x})", id % 100),
@@ -262,14 +272,15 @@ mod tests {
             ),
         ];
         for (members, leader, awaiting, wanted, expected, why) in rows {
-            let got = choose(&members, leader, awaiting, |m| wanted.contains(&m.id).then(|| "wanted".into()));
+            let got =
+                choose(&members, leader, awaiting, None, |m| wanted.contains(&m.id).then(|| "wanted".into()));
             let got: Want = got.map(|r| r.map(|t| t.id).map_err(|s| s.reason));
             assert_eq!(got, expected, "{why}");
         }
         // A learner is defragmented without counting against the voters.
         let mut with_learner = two.clone();
         with_learner.push(MemberDb { is_learner: true, ..member(103, 50 * MB, MB) });
-        let got = choose(&with_learner, 100, None, all).expect("wanted").expect("a learner");
+        let got = choose(&with_learner, 100, None, None, all).expect("wanted").expect("a learner");
         assert_eq!(got.id, 103, "{got:?}");
     }
 
@@ -277,16 +288,30 @@ mod tests {
     fn reasons_name_the_role() {
         let members =
             vec![member(100, 50 * MB, 40 * MB), member(101, 50 * MB, 10 * MB), member(102, 50 * MB, 30 * MB)];
-        let t =
-            choose(&members, 100, None, |m| (m.id == 100).then(|| "60% free".into())).expect("x").expect("y");
+        let t = choose(&members, 100, None, None, |m| (m.id == 100).then(|| "60% free".into()))
+            .expect("x")
+            .expect("y");
         assert_eq!(t.reason, "60% free (the leader, last)");
-        let s = choose(&members[..2], 100, None, all).expect("x").expect_err("quorum");
+        let s = choose(&members[..2], 100, None, None, all).expect("x").expect_err("quorum");
         assert!(s.detail.contains("1 of the 2 voting members would answer"), "{}", s.detail);
     }
 
     #[test]
     fn skip_reasons_have_stable_labels() {
         let labels: Vec<&str> = SkipReason::ALL.iter().map(|r| r.as_str()).collect();
-        assert_eq!(labels, ["waiting", "unhealthy", "quorum", "etcd_refused"]);
+        assert_eq!(labels, ["waiting", "unhealthy", "quorum", "etcd_refused", "snapshot"]);
+    }
+
+    #[test]
+    fn the_member_a_snapshot_is_read_from_is_not_defragmented() {
+        let members =
+            vec![member(100, 50 * MB, 10 * MB), member(101, 50 * MB, 10 * MB), member(102, 50 * MB, 30 * MB)];
+        let leader_only = |m: &MemberDb| (m.id == 100).then(|| "wanted".into());
+        let got = choose(&members, 100, None, Some(100), leader_only).expect("wanted");
+        assert_eq!(got.map_err(|s| s.reason), Err(SkipReason::Snapshot), "the leader is being snapshotted");
+        let got = choose(&members, 100, None, Some(100), all).expect("wanted").expect("a follower");
+        assert_eq!(got.id, 101, "a follower is not held by the leader's snapshot");
+        let got = choose(&members, 100, None, None, leader_only).expect("wanted").expect("the leader");
+        assert_eq!(got.id, 100, "the snapshot done: the leader goes");
     }
 }
