@@ -107,15 +107,9 @@ fn defrag_lines(set: &Set, ordinals: &[u32]) -> Vec<(String, bool, String)> {
     lines
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn sidecars_defragment_every_member_one_at_a_time_leader_last_without_losing_a_write() {
-    let Some(etcd) =
-        setup("sidecars_defragment_every_member_one_at_a_time_leader_last_without_losing_a_write")
-    else {
-        return;
-    };
+async fn defragment_case(bed_name: &str, etcd: PathBuf) {
     let extra = Extra { sidecar_args: vec!["--defrag-min-size".into(), "8MB".into()], ..Extra::default() };
-    let set = Set::with("maint-defrag", etcd, extra).await;
+    let set = Set::with(bed_name, etcd, extra).await;
     for o in 0..3 {
         set.start(o, false).await;
     }
@@ -189,6 +183,36 @@ async fn sidecars_defragment_every_member_one_at_a_time_leader_last_without_losi
     writer.stop_and_verify(&set, &all).await;
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn sidecars_defragment_every_member_one_at_a_time_leader_last_without_losing_a_write() {
+    let Some(etcd) =
+        setup("sidecars_defragment_every_member_one_at_a_time_leader_last_without_losing_a_write")
+    else {
+        return;
+    };
+    defragment_case("maint-defrag", etcd).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sidecars_defragment_every_member_one_at_a_time_leader_last_without_losing_a_write_on_etcd_34() {
+    let Some(etcd) = crate::membership::setup34(
+        "sidecars_defragment_every_member_one_at_a_time_leader_last_without_losing_a_write_on_etcd_34",
+    ) else {
+        return;
+    };
+    defragment_case("maint-defrag-34", etcd).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sidecars_defragment_every_member_one_at_a_time_leader_last_without_losing_a_write_on_etcd_3530() {
+    let Some(etcd) = crate::prereq::need_etcd3530(
+        "sidecars_defragment_every_member_one_at_a_time_leader_last_without_losing_a_write_on_etcd_3530",
+    ) else {
+        return;
+    };
+    defragment_case("maint-defrag-3530", etcd).await;
+}
+
 /// Put large values until etcd refuses with NOSPACE; returns how many were acknowledged.
 /// Put new 50 kB keys, numbered from `from`, until etcd refuses one for space; returns the number
 /// of the refused key (the next to write).
@@ -210,18 +234,13 @@ async fn nospace_raised(c: &mut Client) -> bool {
     alarms.alarms().iter().any(|a| a.alarm() == etcd_client::AlarmType::Nospace)
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn sidecars_keep_a_nospace_alarm_while_space_is_short_and_clear_it_after_deletes() {
-    let Some(etcd) = setup("sidecars_keep_a_nospace_alarm_while_space_is_short_and_clear_it_after_deletes")
-    else {
-        return;
-    };
+async fn nospace_case(bed_name: &str, etcd: PathBuf) {
     // etcd's quota only: the sidecar's container does not repeat it (issue 18), and the sidecar
     // judges by etcd's own (its metrics), not by its own default of 2 GiB.
     let quota = ("ETCD_QUOTA_BACKEND_BYTES".to_string(), (16 * 1024 * 1024).to_string());
     let extra =
         Extra { pod_env: vec![quota], sidecar_args: vec!["--compact-on-nospace".into()], ..Extra::default() };
-    let set = Set::with("maint-nospace", etcd, extra).await;
+    let set = Set::with(bed_name, etcd, extra).await;
     for o in 0..3 {
         set.start(o, false).await;
     }
@@ -285,6 +304,35 @@ async fn sidecars_keep_a_nospace_alarm_while_space_is_short_and_clear_it_after_d
     let sizes = db_sizes(&set.bed, &all).await;
     assert!(sizes.iter().all(|s| *s < 8 * 1024 * 1024), "every member below the quota: {sizes:?}");
     print_actions(&set, &all);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sidecars_keep_a_nospace_alarm_while_space_is_short_and_clear_it_after_deletes() {
+    let Some(etcd) = setup("sidecars_keep_a_nospace_alarm_while_space_is_short_and_clear_it_after_deletes")
+    else {
+        return;
+    };
+    nospace_case("maint-nospace", etcd).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sidecars_keep_a_nospace_alarm_while_space_is_short_and_clear_it_after_deletes_on_etcd_34() {
+    let Some(etcd) = crate::membership::setup34(
+        "sidecars_keep_a_nospace_alarm_while_space_is_short_and_clear_it_after_deletes_on_etcd_34",
+    ) else {
+        return;
+    };
+    nospace_case("maint-nospace-34", etcd).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sidecars_keep_a_nospace_alarm_while_space_is_short_and_clear_it_after_deletes_on_etcd_3530() {
+    let Some(etcd) = crate::prereq::need_etcd3530(
+        "sidecars_keep_a_nospace_alarm_while_space_is_short_and_clear_it_after_deletes_on_etcd_3530",
+    ) else {
+        return;
+    };
+    nospace_case("maint-nospace-3530", etcd).await;
 }
 
 /// The sidecars' maintenance lines, for the test's output.
