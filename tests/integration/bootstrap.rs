@@ -151,12 +151,8 @@ async fn pod_zero_alone_then_pods_one_and_two_ten_seconds_later_all_decide_new()
     assert_all_decided(&bed, &[0, 1, 2], "NEW");
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn initial_member_starting_after_the_others_formed_quorum_still_decides_new() {
-    let Some(etcd) = setup("initial_member_starting_after_the_others_formed_quorum_still_decides_new") else {
-        return;
-    };
-    let bed = Bed::new("late-member").await;
+async fn late_initial_member_case(bed_name: &str, etcd: PathBuf) {
+    let bed = Bed::new(bed_name).await;
     // etcd-1's name resolves (to an address nobody answers on) but the pod is not running yet:
     // etcd-0 and etcd-2 start the static cluster and form quorum without it.
     let nowhere = std::net::Ipv4Addr::new(
@@ -186,6 +182,34 @@ async fn initial_member_starting_after_the_others_formed_quorum_still_decides_ne
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn initial_member_starting_after_the_others_formed_quorum_still_decides_new() {
+    let Some(etcd) = setup("initial_member_starting_after_the_others_formed_quorum_still_decides_new") else {
+        return;
+    };
+    late_initial_member_case("late-member", etcd).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn initial_member_starting_after_the_others_formed_quorum_still_decides_new_on_etcd_34() {
+    let Some(etcd) = crate::membership::setup34(
+        "initial_member_starting_after_the_others_formed_quorum_still_decides_new_on_etcd_34",
+    ) else {
+        return;
+    };
+    late_initial_member_case("late-member-34", etcd).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn initial_member_starting_after_the_others_formed_quorum_still_decides_new_on_etcd_3530() {
+    let Some(etcd) = crate::prereq::need_etcd3530(
+        "initial_member_starting_after_the_others_formed_quorum_still_decides_new_on_etcd_3530",
+    ) else {
+        return;
+    };
+    late_initial_member_case("late-member-3530", etcd).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn volumes_holding_only_lost_and_found_count_as_empty() {
     let Some(etcd) = setup("volumes_holding_only_lost_and_found_count_as_empty") else { return };
     let bed = Bed::new("lost-found").await;
@@ -200,10 +224,8 @@ async fn volumes_holding_only_lost_and_found_count_as_empty() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn pod_recreated_with_its_volume_and_a_new_ip_rejoins_as_existing() {
-    let Some(etcd) = setup("pod_recreated_with_its_volume_and_a_new_ip_rejoins_as_existing") else { return };
-    let bed = Bed::new("recreate").await;
+async fn recreated_pod_case(bed_name: &str, etcd: PathBuf) {
+    let bed = Bed::new(bed_name).await;
     form_cluster(&bed, &etcd, &[0, 1, 2]).await;
     etcd_check::put_keys(&bed, &[0, 2], "before", 50).await;
     let ids = member_ids(&bed, &[0, 1, 2]).await;
@@ -226,9 +248,33 @@ async fn pod_recreated_with_its_volume_and_a_new_ip_rejoins_as_existing() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn all_pods_deleted_then_recreated_in_reverse_order_keep_every_key() {
-    let Some(etcd) = setup("all_pods_deleted_then_recreated_in_reverse_order_keep_every_key") else { return };
-    let bed = Bed::new("reverse").await;
+async fn pod_recreated_with_its_volume_and_a_new_ip_rejoins_as_existing() {
+    let Some(etcd) = setup("pod_recreated_with_its_volume_and_a_new_ip_rejoins_as_existing") else { return };
+    recreated_pod_case("recreate", etcd).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pod_recreated_with_its_volume_and_a_new_ip_rejoins_as_existing_on_etcd_34() {
+    let Some(etcd) = crate::membership::setup34(
+        "pod_recreated_with_its_volume_and_a_new_ip_rejoins_as_existing_on_etcd_34",
+    ) else {
+        return;
+    };
+    recreated_pod_case("recreate-34", etcd).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pod_recreated_with_its_volume_and_a_new_ip_rejoins_as_existing_on_etcd_3530() {
+    let Some(etcd) = crate::prereq::need_etcd3530(
+        "pod_recreated_with_its_volume_and_a_new_ip_rejoins_as_existing_on_etcd_3530",
+    ) else {
+        return;
+    };
+    recreated_pod_case("recreate-3530", etcd).await;
+}
+
+async fn reverse_order_case(bed_name: &str, etcd: PathBuf) {
+    let bed = Bed::new(bed_name).await;
     form_cluster(&bed, &etcd, &[0, 1, 2]).await;
     etcd_check::put_keys(&bed, &[0, 1, 2], "k", 100).await;
     let ids = member_ids(&bed, &[0, 1, 2]).await;
@@ -252,6 +298,32 @@ async fn all_pods_deleted_then_recreated_in_reverse_order_keep_every_key() {
     for o in 0..3 {
         etcd_check::assert_keys_on(&bed, o, "k", 100).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn all_pods_deleted_then_recreated_in_reverse_order_keep_every_key() {
+    let Some(etcd) = setup("all_pods_deleted_then_recreated_in_reverse_order_keep_every_key") else { return };
+    reverse_order_case("reverse", etcd).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn all_pods_deleted_then_recreated_in_reverse_order_keep_every_key_on_etcd_34() {
+    let Some(etcd) = crate::membership::setup34(
+        "all_pods_deleted_then_recreated_in_reverse_order_keep_every_key_on_etcd_34",
+    ) else {
+        return;
+    };
+    reverse_order_case("reverse-34", etcd).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn all_pods_deleted_then_recreated_in_reverse_order_keep_every_key_on_etcd_3530() {
+    let Some(etcd) = crate::prereq::need_etcd3530(
+        "all_pods_deleted_then_recreated_in_reverse_order_keep_every_key_on_etcd_3530",
+    ) else {
+        return;
+    };
+    reverse_order_case("reverse-3530", etcd).await;
 }
 
 async fn signal_while_waiting(test: &str, signal: Signal, code: i32) {

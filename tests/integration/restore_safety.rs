@@ -1,5 +1,5 @@
-//! The two sequences of issue 18, found from outside the project, on real etcd (3.5 and 3.4) and
-//! the pod bed: after the quorum-loss runbook, with `--restore-from` and the new token left set
+//! The two sequences of issue 18, found from outside the project, on real etcd (3.5.1, 3.5.30 and
+//! 3.4.23) and the pod bed: after the quorum-loss runbook, with `--restore-from` and the new token left set
 //! as the README allows,
 //! 1. a pod whose volume is lost while its cluster has no quorum waits, and once quorum is back
 //!    is replaced (REPLACE, then JOIN with a new member ID), never restored under its served
@@ -167,4 +167,19 @@ async fn a_volume_swapped_for_old_source_data_is_refused_while_the_restored_clus
     if restore_tool_present(test, &etcd) {
         swapped_in_source_volume_is_refused("seq2-34", &etcd).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_volume_lost_after_a_restore_waits_then_is_replaced_never_restored_on_etcd_3530() {
+    let test = "a_volume_lost_after_a_restore_waits_then_is_replaced_never_restored_on_etcd_3530";
+    let Some(etcd) = crate::prereq::need_etcd3530(test) else { return };
+    lost_volume_after_a_restore_is_replaced_never_restored("seq1-3530", &etcd).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_volume_swapped_for_old_source_data_is_refused_while_the_restored_cluster_serves_on_etcd_3530() {
+    let test =
+        "a_volume_swapped_for_old_source_data_is_refused_while_the_restored_cluster_serves_on_etcd_3530";
+    let Some(etcd) = crate::prereq::need_etcd3530(test) else { return };
+    swapped_in_source_volume_is_refused("seq2-3530", &etcd).await;
 }
