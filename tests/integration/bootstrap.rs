@@ -181,33 +181,11 @@ async fn late_initial_member_case(bed_name: &str, etcd: PathBuf) {
     assert!(bed.logs(1).contains("initial-cluster entry"), "etcd-1 saw the formed cluster:\n{}", bed.logs(1));
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn initial_member_starting_after_the_others_formed_quorum_still_decides_new() {
-    let Some(etcd) = setup("initial_member_starting_after_the_others_formed_quorum_still_decides_new") else {
-        return;
-    };
-    late_initial_member_case("late-member", etcd).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn initial_member_starting_after_the_others_formed_quorum_still_decides_new_on_etcd_34() {
-    let Some(etcd) = crate::membership::setup34(
-        "initial_member_starting_after_the_others_formed_quorum_still_decides_new_on_etcd_34",
-    ) else {
-        return;
-    };
-    late_initial_member_case("late-member-34", etcd).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn initial_member_starting_after_the_others_formed_quorum_still_decides_new_on_etcd_3530() {
-    let Some(etcd) = crate::prereq::need_etcd3530(
-        "initial_member_starting_after_the_others_formed_quorum_still_decides_new_on_etcd_3530",
-    ) else {
-        return;
-    };
-    late_initial_member_case("late-member-3530", etcd).await;
-}
+on_each_etcd!(late_initial_member_case, "late-member", crate::membership::setup34;
+    initial_member_starting_after_the_others_formed_quorum_still_decides_new,
+    initial_member_starting_after_the_others_formed_quorum_still_decides_new_on_etcd_34,
+    initial_member_starting_after_the_others_formed_quorum_still_decides_new_on_etcd_3530
+);
 
 #[tokio::test(flavor = "multi_thread")]
 async fn volumes_holding_only_lost_and_found_count_as_empty() {
@@ -247,31 +225,11 @@ async fn recreated_pod_case(bed_name: &str, etcd: PathBuf) {
     assert_eq!(member_ids(&bed, &[0, 1, 2]).await, ids, "plan changed the member list");
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn pod_recreated_with_its_volume_and_a_new_ip_rejoins_as_existing() {
-    let Some(etcd) = setup("pod_recreated_with_its_volume_and_a_new_ip_rejoins_as_existing") else { return };
-    recreated_pod_case("recreate", etcd).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn pod_recreated_with_its_volume_and_a_new_ip_rejoins_as_existing_on_etcd_34() {
-    let Some(etcd) = crate::membership::setup34(
-        "pod_recreated_with_its_volume_and_a_new_ip_rejoins_as_existing_on_etcd_34",
-    ) else {
-        return;
-    };
-    recreated_pod_case("recreate-34", etcd).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn pod_recreated_with_its_volume_and_a_new_ip_rejoins_as_existing_on_etcd_3530() {
-    let Some(etcd) = crate::prereq::need_etcd3530(
-        "pod_recreated_with_its_volume_and_a_new_ip_rejoins_as_existing_on_etcd_3530",
-    ) else {
-        return;
-    };
-    recreated_pod_case("recreate-3530", etcd).await;
-}
+on_each_etcd!(recreated_pod_case, "recreate", crate::membership::setup34;
+    pod_recreated_with_its_volume_and_a_new_ip_rejoins_as_existing,
+    pod_recreated_with_its_volume_and_a_new_ip_rejoins_as_existing_on_etcd_34,
+    pod_recreated_with_its_volume_and_a_new_ip_rejoins_as_existing_on_etcd_3530
+);
 
 async fn reverse_order_case(bed_name: &str, etcd: PathBuf) {
     let bed = Bed::new(bed_name).await;
@@ -300,31 +258,11 @@ async fn reverse_order_case(bed_name: &str, etcd: PathBuf) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn all_pods_deleted_then_recreated_in_reverse_order_keep_every_key() {
-    let Some(etcd) = setup("all_pods_deleted_then_recreated_in_reverse_order_keep_every_key") else { return };
-    reverse_order_case("reverse", etcd).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn all_pods_deleted_then_recreated_in_reverse_order_keep_every_key_on_etcd_34() {
-    let Some(etcd) = crate::membership::setup34(
-        "all_pods_deleted_then_recreated_in_reverse_order_keep_every_key_on_etcd_34",
-    ) else {
-        return;
-    };
-    reverse_order_case("reverse-34", etcd).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn all_pods_deleted_then_recreated_in_reverse_order_keep_every_key_on_etcd_3530() {
-    let Some(etcd) = crate::prereq::need_etcd3530(
-        "all_pods_deleted_then_recreated_in_reverse_order_keep_every_key_on_etcd_3530",
-    ) else {
-        return;
-    };
-    reverse_order_case("reverse-3530", etcd).await;
-}
+on_each_etcd!(reverse_order_case, "reverse", crate::membership::setup34;
+    all_pods_deleted_then_recreated_in_reverse_order_keep_every_key,
+    all_pods_deleted_then_recreated_in_reverse_order_keep_every_key_on_etcd_34,
+    all_pods_deleted_then_recreated_in_reverse_order_keep_every_key_on_etcd_3530
+);
 
 async fn signal_while_waiting(test: &str, signal: Signal, code: i32) {
     let Some(etcd) = setup(test) else { return };

@@ -183,40 +183,16 @@ async fn defragment_case(bed_name: &str, etcd: PathBuf) {
     writer.stop_and_verify(&set, &all).await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn sidecars_defragment_every_member_one_at_a_time_leader_last_without_losing_a_write() {
-    let Some(etcd) =
-        setup("sidecars_defragment_every_member_one_at_a_time_leader_last_without_losing_a_write")
-    else {
-        return;
-    };
-    defragment_case("maint-defrag", etcd).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn sidecars_defragment_every_member_one_at_a_time_leader_last_without_losing_a_write_on_etcd_34() {
-    let Some(etcd) = crate::membership::setup34(
-        "sidecars_defragment_every_member_one_at_a_time_leader_last_without_losing_a_write_on_etcd_34",
-    ) else {
-        return;
-    };
-    defragment_case("maint-defrag-34", etcd).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn sidecars_defragment_every_member_one_at_a_time_leader_last_without_losing_a_write_on_etcd_3530() {
-    let Some(etcd) = crate::prereq::need_etcd3530(
-        "sidecars_defragment_every_member_one_at_a_time_leader_last_without_losing_a_write_on_etcd_3530",
-    ) else {
-        return;
-    };
-    defragment_case("maint-defrag-3530", etcd).await;
-}
+on_each_etcd!(defragment_case, "maint-defrag", crate::membership::setup34;
+    sidecars_defragment_every_member_one_at_a_time_leader_last_without_losing_a_write,
+    sidecars_defragment_every_member_one_at_a_time_leader_last_without_losing_a_write_on_etcd_34,
+    sidecars_defragment_every_member_one_at_a_time_leader_last_without_losing_a_write_on_etcd_3530
+);
 
 /// Put large values until etcd refuses with NOSPACE; returns how many were acknowledged.
 /// Put new 50 kB keys, numbered from `from`, until etcd refuses one for space; returns the number
 /// of the refused key (the next to write).
-async fn fill(c: &mut Client, from: usize) -> usize {
+pub async fn fill(c: &mut Client, from: usize) -> usize {
     let value = "n".repeat(50_000);
     for i in from..from + 2000 {
         match c.put(format!("fill/{i:05}"), value.as_str(), None).await {
@@ -306,34 +282,11 @@ async fn nospace_case(bed_name: &str, etcd: PathBuf) {
     print_actions(&set, &all);
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn sidecars_keep_a_nospace_alarm_while_space_is_short_and_clear_it_after_deletes() {
-    let Some(etcd) = setup("sidecars_keep_a_nospace_alarm_while_space_is_short_and_clear_it_after_deletes")
-    else {
-        return;
-    };
-    nospace_case("maint-nospace", etcd).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn sidecars_keep_a_nospace_alarm_while_space_is_short_and_clear_it_after_deletes_on_etcd_34() {
-    let Some(etcd) = crate::membership::setup34(
-        "sidecars_keep_a_nospace_alarm_while_space_is_short_and_clear_it_after_deletes_on_etcd_34",
-    ) else {
-        return;
-    };
-    nospace_case("maint-nospace-34", etcd).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn sidecars_keep_a_nospace_alarm_while_space_is_short_and_clear_it_after_deletes_on_etcd_3530() {
-    let Some(etcd) = crate::prereq::need_etcd3530(
-        "sidecars_keep_a_nospace_alarm_while_space_is_short_and_clear_it_after_deletes_on_etcd_3530",
-    ) else {
-        return;
-    };
-    nospace_case("maint-nospace-3530", etcd).await;
-}
+on_each_etcd!(nospace_case, "maint-nospace", crate::membership::setup34;
+    sidecars_keep_a_nospace_alarm_while_space_is_short_and_clear_it_after_deletes,
+    sidecars_keep_a_nospace_alarm_while_space_is_short_and_clear_it_after_deletes_on_etcd_34,
+    sidecars_keep_a_nospace_alarm_while_space_is_short_and_clear_it_after_deletes_on_etcd_3530
+);
 
 /// The sidecars' maintenance lines, for the test's output.
 fn print_actions(set: &Set, ordinals: &[u32]) {

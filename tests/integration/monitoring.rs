@@ -10,6 +10,7 @@ use std::process::Command;
 
 use serde_json::Value;
 
+use crate::maintenance::fill;
 use crate::prereq;
 
 fn component_dir() -> PathBuf {
@@ -445,19 +446,6 @@ fn dashboard_exprs() -> Vec<(String, String)> {
         }
     }
     exprs
-}
-
-/// Put 50 kB values under `fill/` until etcd refuses one for space.
-async fn fill(c: &mut etcd_client::Client, from: usize) -> usize {
-    let value = "m".repeat(50_000);
-    for i in from..from + 2000 {
-        match c.put(format!("fill/{i:05}"), value.as_str(), None).await {
-            Ok(_) => {}
-            Err(e) if e.to_string().contains("database space exceeded") => return i,
-            Err(e) => panic!("put {i}: {e}"),
-        }
-    }
-    panic!("etcd never refused a put: no NOSPACE alarm");
 }
 
 async fn nospace_raised(c: &mut etcd_client::Client) -> bool {

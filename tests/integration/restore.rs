@@ -20,7 +20,7 @@ use crate::stateful_set::{missing_on, Writer};
 const HEALTHY: Duration = Duration::from_secs(150);
 
 /// etcd 3.4 (Debian) with its etcdctl beside it (the `etcd-client` package), or a skip.
-fn setup34(test: &str) -> Option<PathBuf> {
+pub fn setup34(test: &str) -> Option<PathBuf> {
     let bin = membership::setup34(test)?;
     if bin.with_file_name("etcdctl").is_file() {
         return Some(bin);
@@ -77,18 +77,29 @@ async fn assert_one_cluster_at_least(bed: &Bed, ordinals: &[u32], revision: i64)
     assert_eq!(ids.len(), 1, "one cluster ID: {ids:x?}");
 }
 
+/// Another cluster (one etcd on the host, in `scratch`) with `keys` keys `k/i`, backed up into
+/// `store`: the etcd, a client of it, and the snapshot's URL.
+async fn source_with_backup(
+    etcd: &Path,
+    scratch: &Path,
+    store: &str,
+    keys: usize,
+) -> (EtcdProcess, etcd_client::Client, String) {
+    let mut source = EtcdProcess::start(etcd, &scratch.join("source"), &scratch.join("source.log"));
+    source.wait_healthy();
+    let mut c = etcd_client::Client::connect([source.client_url.as_str()], None).await.expect("connect");
+    for i in 0..keys {
+        c.put(format!("k/{i}"), format!("v-{i}"), None).await.expect("put");
+    }
+    let snapshot = backup(store, &source.client_url, scratch);
+    (source, c, snapshot)
+}
+
 async fn restore_another_clusters_snapshot(test: &str, etcd: PathBuf) {
     let scratch = tempfile::tempdir().expect("scratch");
     let store = store_in(scratch.path());
     // The other cluster: one etcd of the same version on the host.
-    let mut source =
-        EtcdProcess::start(&etcd, &scratch.path().join("source"), &scratch.path().join("source.log"));
-    source.wait_healthy();
-    let mut c = etcd_client::Client::connect([source.client_url.as_str()], None).await.expect("connect");
-    for i in 0..200 {
-        c.put(format!("k/{i}"), format!("v-{i}"), None).await.expect("put");
-    }
-    let snapshot = backup(&store, &source.client_url, scratch.path());
+    let (mut source, _client, snapshot) = source_with_backup(&etcd, scratch.path(), &store, 200).await;
     source.stop();
     let revision = manifest_of(&snapshot)["revision"].as_i64().expect("revision");
 
@@ -337,14 +348,7 @@ async fn a_restore_on_etcd_3530_bumps_the_revision_past_every_revision_the_old_c
     let Some(etcd) = prereq::need_etcd3530(test) else { return };
     let scratch = tempfile::tempdir().expect("scratch");
     let store = store_in(scratch.path());
-    let mut source =
-        EtcdProcess::start(&etcd, &scratch.path().join("source"), &scratch.path().join("source.log"));
-    source.wait_healthy();
-    let mut c = etcd_client::Client::connect([source.client_url.as_str()], None).await.expect("connect");
-    for i in 0..50 {
-        c.put(format!("k/{i}"), format!("v-{i}"), None).await.expect("put");
-    }
-    let snapshot = backup(&store, &source.client_url, scratch.path());
+    let (mut source, mut c, snapshot) = source_with_backup(&etcd, scratch.path(), &store, 50).await;
     // The old cluster goes on after the backup: its watchers see these revisions too.
     let mut last_seen = 0;
     for i in 0..30 {

@@ -7,14 +7,14 @@
 //! 2. a volume swapped for an old copy of the source cluster's data, beside the restored cluster
 //!    serving with quorum, is refused and left untouched.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::backup::run;
 use crate::bed::{Bed, PodSpec};
-use crate::bootstrap::{decisions, etcd_pod, form_cluster, setup};
+use crate::bootstrap::{decisions, etcd_pod, form_cluster};
 use crate::etcd_check::Checker;
-use crate::membership::{self, assert_last_decision, copy_tree, id_of, tree, wait_exit_code};
+use crate::membership::{assert_last_decision, copy_tree, id_of, tree, wait_exit_code};
 
 const HEALTHY: Duration = Duration::from_secs(150);
 const TOKEN: &str = "after-loss";
@@ -24,19 +24,6 @@ fn restoring_pod(bed: &Bed, ordinal: u32, etcd: &Path, snapshot: &str) -> PodSpe
     etcd_pod(bed, ordinal, etcd)
         .env("ETCD_BOOTSTRAP_RESTORE_FROM", snapshot)
         .env("ETCD_BOOTSTRAP_INITIAL_CLUSTER_TOKEN", TOKEN)
-}
-
-/// `etcd-bootstrap` on the host only knows `etcdutl`/`etcdctl` beside etcd; the 3.4 restore
-/// needs Debian's etcdctl there.
-fn restore_tool_present(test: &str, etcd: &Path) -> bool {
-    let tools = ["etcdutl", "etcdctl"];
-    if tools.iter().any(|t| etcd.with_file_name(t).is_file()) {
-        return true;
-    }
-    let why = "no etcdutl or etcdctl beside etcd (apt-get install etcd-client)";
-    assert!(!crate::prereq::in_ci(), "{test}: {why}");
-    crate::prereq::skipped(test, why);
-    false
 }
 
 /// The runbook on a formed cluster: keys written, a backup, every pod deleted, then every pod
@@ -71,10 +58,11 @@ async fn restored_cluster(
     snapshot
 }
 
-async fn lost_volume_after_a_restore_is_replaced_never_restored(test: &str, etcd: &Path) {
+async fn lost_volume_after_a_restore_is_replaced_never_restored(bed_name: &str, etcd: PathBuf) {
+    let etcd = etcd.as_path();
     let scratch = tempfile::tempdir().expect("scratch");
     let store = crate::restore::store_in(scratch.path());
-    let bed = Bed::new(test).await;
+    let bed = Bed::new(bed_name).await;
     let check = Checker::plain(&bed);
     let snapshot = restored_cluster(&bed, etcd, &store, scratch.path(), None).await;
     check.put_keys(&[0, 1, 2], "after", 30).await;
@@ -103,30 +91,13 @@ async fn lost_volume_after_a_restore_is_replaced_never_restored(test: &str, etcd
     }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_volume_lost_after_a_restore_waits_then_is_replaced_never_restored_on_etcd_35() {
-    let test = "a_volume_lost_after_a_restore_waits_then_is_replaced_never_restored_on_etcd_35";
-    let Some(etcd) = setup(test) else { return };
-    if restore_tool_present(test, &etcd) {
-        lost_volume_after_a_restore_is_replaced_never_restored("seq1-35", &etcd).await;
-    }
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn a_volume_lost_after_a_restore_waits_then_is_replaced_never_restored_on_etcd_34() {
-    let test = "a_volume_lost_after_a_restore_waits_then_is_replaced_never_restored_on_etcd_34";
-    let Some(etcd) = membership::setup34(test) else { return };
-    if restore_tool_present(test, &etcd) {
-        lost_volume_after_a_restore_is_replaced_never_restored("seq1-34", &etcd).await;
-    }
-}
-
-async fn swapped_in_source_volume_is_refused(test: &str, etcd: &Path) {
+async fn swapped_in_source_volume_is_refused(bed_name: &str, etcd: PathBuf) {
+    let etcd = etcd.as_path();
     let scratch = tempfile::tempdir().expect("scratch");
     let store = crate::restore::store_in(scratch.path());
     let old = scratch.path().join("etcd-1-old");
     std::fs::create_dir_all(&old).expect("mkdir");
-    let bed = Bed::new(test).await;
+    let bed = Bed::new(bed_name).await;
     let check = Checker::plain(&bed);
     let snapshot = restored_cluster(&bed, etcd, &store, scratch.path(), Some(&old)).await;
     check.put_keys(&[0, 1, 2], "after", 30).await;
@@ -151,35 +122,14 @@ async fn swapped_in_source_volume_is_refused(test: &str, etcd: &Path) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_volume_swapped_for_old_source_data_is_refused_while_the_restored_cluster_serves_on_etcd_35() {
-    let test = "a_volume_swapped_for_old_source_data_is_refused_while_the_restored_cluster_serves_on_etcd_35";
-    let Some(etcd) = setup(test) else { return };
-    if restore_tool_present(test, &etcd) {
-        swapped_in_source_volume_is_refused("seq2-35", &etcd).await;
-    }
-}
+on_each_etcd!(lost_volume_after_a_restore_is_replaced_never_restored, "seq1", crate::restore::setup34;
+    a_volume_lost_after_a_restore_waits_then_is_replaced_never_restored_on_etcd_35,
+    a_volume_lost_after_a_restore_waits_then_is_replaced_never_restored_on_etcd_34,
+    a_volume_lost_after_a_restore_waits_then_is_replaced_never_restored_on_etcd_3530
+);
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_volume_swapped_for_old_source_data_is_refused_while_the_restored_cluster_serves_on_etcd_34() {
-    let test = "a_volume_swapped_for_old_source_data_is_refused_while_the_restored_cluster_serves_on_etcd_34";
-    let Some(etcd) = membership::setup34(test) else { return };
-    if restore_tool_present(test, &etcd) {
-        swapped_in_source_volume_is_refused("seq2-34", &etcd).await;
-    }
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn a_volume_lost_after_a_restore_waits_then_is_replaced_never_restored_on_etcd_3530() {
-    let test = "a_volume_lost_after_a_restore_waits_then_is_replaced_never_restored_on_etcd_3530";
-    let Some(etcd) = crate::prereq::need_etcd3530(test) else { return };
-    lost_volume_after_a_restore_is_replaced_never_restored("seq1-3530", &etcd).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn a_volume_swapped_for_old_source_data_is_refused_while_the_restored_cluster_serves_on_etcd_3530() {
-    let test =
-        "a_volume_swapped_for_old_source_data_is_refused_while_the_restored_cluster_serves_on_etcd_3530";
-    let Some(etcd) = crate::prereq::need_etcd3530(test) else { return };
-    swapped_in_source_volume_is_refused("seq2-3530", &etcd).await;
-}
+on_each_etcd!(swapped_in_source_volume_is_refused, "seq2", crate::restore::setup34;
+    a_volume_swapped_for_old_source_data_is_refused_while_the_restored_cluster_serves_on_etcd_35,
+    a_volume_swapped_for_old_source_data_is_refused_while_the_restored_cluster_serves_on_etcd_34,
+    a_volume_swapped_for_old_source_data_is_refused_while_the_restored_cluster_serves_on_etcd_3530
+);
