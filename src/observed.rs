@@ -174,10 +174,24 @@ pub enum Refusal {
     Other,
 }
 
-/// A gRPC status code, by gRPC's own numbers (the same in every language and client). The edge
-/// reads the number from its client's status, so nothing pure names the client crate.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum GrpcCode {
+/// Declares [`GrpcCode`] and its numbering from one list, in gRPC's order (0, 1, 2, ...).
+macro_rules! grpc_codes {
+    ($($code:ident),+ $(,)?) => {
+        /// A gRPC status code, by gRPC's own numbers (the same in every language and client). The
+        /// edge reads the number from its client's status, so nothing pure names the client crate.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum GrpcCode {
+            $($code),+
+        }
+
+        impl GrpcCode {
+            /// Every code, at the index of its number.
+            const BY_NUMBER: &'static [GrpcCode] = &[$(GrpcCode::$code),+];
+        }
+    };
+}
+
+grpc_codes!(
     Ok,
     Cancelled,
     Unknown,
@@ -195,32 +209,15 @@ pub enum GrpcCode {
     Unavailable,
     DataLoss,
     Unauthenticated,
-}
+);
 
 impl GrpcCode {
     /// The code numbered `number`; a number gRPC does not define is `Unknown`, as gRPC says.
     pub fn from_number(number: i32) -> GrpcCode {
-        use GrpcCode::*;
-        const CODES: [GrpcCode; 17] = [
-            Ok,
-            Cancelled,
-            Unknown,
-            InvalidArgument,
-            DeadlineExceeded,
-            NotFound,
-            AlreadyExists,
-            PermissionDenied,
-            ResourceExhausted,
-            FailedPrecondition,
-            Aborted,
-            OutOfRange,
-            Unimplemented,
-            Internal,
-            Unavailable,
-            DataLoss,
-            Unauthenticated,
-        ];
-        usize::try_from(number).ok().and_then(|i| CODES.get(i).copied()).unwrap_or(Unknown)
+        usize::try_from(number)
+            .ok()
+            .and_then(|i| Self::BY_NUMBER.get(i).copied())
+            .unwrap_or(GrpcCode::Unknown)
     }
 }
 

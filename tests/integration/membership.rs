@@ -90,23 +90,11 @@ async fn scale_up_three_to_five_voters(test: &str, etcd: PathBuf) {
     check.assert_keys_on(4, "before", 30).await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn scale_up_three_to_four_to_five_voters_etcd35() {
-    let Some(etcd) = setup("scale_up_three_to_four_to_five_voters_etcd35") else { return };
-    scale_up_three_to_five_voters("up-35", etcd).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn scale_up_three_to_four_to_five_voters_etcd34() {
-    let Some(etcd) = setup34("scale_up_three_to_four_to_five_voters_etcd34") else { return };
-    scale_up_three_to_five_voters("up-34", etcd).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn scale_up_three_to_four_to_five_voters_etcd3530() {
-    let Some(etcd) = prereq::need_etcd3530("scale_up_three_to_four_to_five_voters_etcd3530") else { return };
-    scale_up_three_to_five_voters("up-3530", etcd).await;
-}
+on_each_etcd!(scale_up_three_to_five_voters, "up", setup34;
+    scale_up_three_to_four_to_five_voters_etcd35,
+    scale_up_three_to_four_to_five_voters_etcd34,
+    scale_up_three_to_four_to_five_voters_etcd3530
+);
 
 /// Poll until `name` is a started learner, then promote it, retrying "not in sync".
 async fn promote_when_in_sync(bed: &Bed, name: &str) {
@@ -147,25 +135,11 @@ async fn scale_up_learners(test: &str, etcd: PathBuf) {
     check.assert_keys_on(4, "before", 30).await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn scale_up_as_learners_promoted_by_the_test_etcd35() {
-    let Some(etcd) = setup("scale_up_as_learners_promoted_by_the_test_etcd35") else { return };
-    scale_up_learners("learn-35", etcd).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn scale_up_as_learners_promoted_by_the_test_etcd34() {
-    let Some(etcd) = setup34("scale_up_as_learners_promoted_by_the_test_etcd34") else { return };
-    scale_up_learners("learn-34", etcd).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn scale_up_as_learners_promoted_by_the_test_etcd3530() {
-    let Some(etcd) = prereq::need_etcd3530("scale_up_as_learners_promoted_by_the_test_etcd3530") else {
-        return;
-    };
-    scale_up_learners("learn-3530", etcd).await;
-}
+on_each_etcd!(scale_up_learners, "learn", setup34;
+    scale_up_as_learners_promoted_by_the_test_etcd35,
+    scale_up_as_learners_promoted_by_the_test_etcd34,
+    scale_up_as_learners_promoted_by_the_test_etcd3530
+);
 
 #[tokio::test(flavor = "multi_thread")]
 async fn two_new_pods_at_the_same_instant_both_join_one_at_a_time() {
@@ -202,23 +176,11 @@ async fn lost_volume_is_replaced(test: &str, etcd: PathBuf) {
     check.assert_keys_on(1, "k", 50).await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn wiped_volume_is_replaced_and_keys_kept_etcd35() {
-    let Some(etcd) = setup("wiped_volume_is_replaced_and_keys_kept_etcd35") else { return };
-    lost_volume_is_replaced("wipe-35", etcd).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn wiped_volume_is_replaced_and_keys_kept_etcd34() {
-    let Some(etcd) = setup34("wiped_volume_is_replaced_and_keys_kept_etcd34") else { return };
-    lost_volume_is_replaced("wipe-34", etcd).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn wiped_volume_is_replaced_and_keys_kept_etcd3530() {
-    let Some(etcd) = prereq::need_etcd3530("wiped_volume_is_replaced_and_keys_kept_etcd3530") else { return };
-    lost_volume_is_replaced("wipe-3530", etcd).await;
-}
+on_each_etcd!(lost_volume_is_replaced, "wipe", setup34;
+    wiped_volume_is_replaced_and_keys_kept_etcd35,
+    wiped_volume_is_replaced_and_keys_kept_etcd34,
+    wiped_volume_is_replaced_and_keys_kept_etcd3530
+);
 
 pub fn archives(volume: &Path) -> Vec<PathBuf> {
     std::fs::read_dir(volume)
@@ -251,30 +213,11 @@ async fn removed_member_volume_is_archived(test: &str, etcd: PathBuf) {
     check.assert_keys_on(2, "k", 50).await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn removed_member_returning_with_its_volume_is_stale_archived_and_rejoins_etcd35() {
-    let Some(etcd) = setup("removed_member_returning_with_its_volume_is_stale_archived_and_rejoins_etcd35")
-    else {
-        return;
-    };
-    removed_member_volume_is_archived("stale-35", etcd).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn removed_member_returning_with_its_volume_is_stale_archived_and_rejoins_etcd34() {
-    let Some(etcd) = setup34("removed_member_returning_with_its_volume_is_stale_archived_and_rejoins_etcd34")
-    else {
-        return;
-    };
-    removed_member_volume_is_archived("stale-34", etcd).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn removed_member_returning_with_its_volume_is_stale_archived_and_rejoins_etcd3530() {
-    let test = "removed_member_returning_with_its_volume_is_stale_archived_and_rejoins_etcd3530";
-    let Some(etcd) = prereq::need_etcd3530(test) else { return };
-    removed_member_volume_is_archived("stale-3530", etcd).await;
-}
+on_each_etcd!(removed_member_volume_is_archived, "stale", setup34;
+    removed_member_returning_with_its_volume_is_stale_archived_and_rejoins_etcd35,
+    removed_member_returning_with_its_volume_is_stale_archived_and_rejoins_etcd34,
+    removed_member_returning_with_its_volume_is_stale_archived_and_rejoins_etcd3530
+);
 
 pub fn tree(dir: &Path) -> Vec<(PathBuf, u64)> {
     let mut out = Vec::new();
@@ -729,23 +672,8 @@ async fn learner_with_a_new_peer_url(test: &str, etcd: PathBuf) {
     assert!(bed.logs_current(3).contains("peer URL updated"), "{}", bed.logs_current(3));
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_learner_with_a_new_peer_url_waits_until_promoted_etcd35() {
-    let Some(etcd) = setup("a_learner_with_a_new_peer_url_waits_until_promoted_etcd35") else { return };
-    learner_with_a_new_peer_url("learner-url-35", etcd).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn a_learner_with_a_new_peer_url_waits_until_promoted_etcd34() {
-    let Some(etcd) = setup34("a_learner_with_a_new_peer_url_waits_until_promoted_etcd34") else { return };
-    learner_with_a_new_peer_url("learner-url-34", etcd).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn a_learner_with_a_new_peer_url_waits_until_promoted_etcd3530() {
-    let Some(etcd) = prereq::need_etcd3530("a_learner_with_a_new_peer_url_waits_until_promoted_etcd3530")
-    else {
-        return;
-    };
-    learner_with_a_new_peer_url("learner-url-3530", etcd).await;
-}
+on_each_etcd!(learner_with_a_new_peer_url, "learner-url", setup34;
+    a_learner_with_a_new_peer_url_waits_until_promoted_etcd35,
+    a_learner_with_a_new_peer_url_waits_until_promoted_etcd34,
+    a_learner_with_a_new_peer_url_waits_until_promoted_etcd3530
+);
