@@ -381,6 +381,7 @@ mod tests {
             sha256: "0".repeat(64),
             time: "2026-11-28T02:30:00Z".into(),
             unix_time: 1_795_833_000,
+            chain_from: None,
         };
         let text = listing_text(&url, std::slice::from_ref(&m));
         let first = text.lines().nth(1).and_then(|l| l.split('\t').next()).expect("a row");

@@ -115,6 +115,9 @@ pub(crate) async fn take_counting(
         sha256: checked.sha256,
         time: manifest::rfc3339(unix_time),
         unix_time,
+        // Read before the snapshot began: the snapshot holds at least this revision, so a chain
+        // of changes from the next one on misses none.
+        chain_from: Some(status_revision),
     };
     Ok(Taken { file, manifest, from: endpoint.host.clone() })
 }
