@@ -61,9 +61,11 @@ impl Restoring<'_> {
     fn replay_words(&self) -> Option<String> {
         let r = self.replay?;
         let (first, last) = (r.segments.first()?, r.segments.last()?);
-        let received = (last.last == r.to_revision)
-            .then(|| format!(", received {}", crate::duration::rfc3339_ms(last.last_ms)))
-            .unwrap_or_default();
+        let received = if last.last == r.to_revision {
+            format!(", received {}", crate::duration::rfc3339_ms(last.last_ms))
+        } else {
+            String::new()
+        };
         Some(format!(
             "{} delta segment(s), revisions {}..{}, replayed to revision {}{received}",
             r.segments.len(),

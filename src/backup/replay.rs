@@ -8,8 +8,11 @@
 //! `Child` (and with the pod's PID 1).
 //!
 //! Leases: a lease the snapshot holds stays, and a lease a replayed key names is granted again with
-//! its ID and the TTL the chain recorded. While the replay runs, every lease is kept alive, so the
-//! private etcd expires none of them and deletes no key the source did not delete.
+//! its ID and the TTL the chain recorded. While the replay runs, every lease is kept alive (etcd
+//! gives the snapshot's leases their TTL plus an election timeout when the private member leads,
+//! and the replay starts keeping them alive within a second of that), so the private etcd expires
+//! none of them and deletes no key the source did not delete. etcd's election timeout stays its
+//! default: a longer one makes a restored one-member cluster wait that long before it serves.
 
 use std::collections::BTreeSet;
 use std::net::TcpListener;
@@ -37,9 +40,6 @@ const MAX_REQUEST_BYTES: usize = 64 << 20;
 const READY_TIMEOUT: Duration = Duration::from_secs(120);
 /// Deadline of each call to it.
 const CALL_TIMEOUT: Duration = Duration::from_secs(60);
-/// Its election timeout: a lease the snapshot holds is extended by this much when it starts, so
-/// none expires before the replay keeps it alive.
-const ELECTION_MS: u64 = 10_000;
 /// How often every lease is kept alive during the replay.
 const KEEP_ALIVE_EVERY: Duration = Duration::from_secs(1);
 
@@ -205,8 +205,6 @@ fn etcd_args(data: &Path, client_url: &str, peer_url: &str, no_fsync: bool) -> V
         format!("--max-request-bytes={MAX_REQUEST_BYTES}"),
         // etcd's largest quota: the replay must never stop on NOSPACE.
         "--quota-backend-bytes=8589934592".to_string(),
-        "--heartbeat-interval=200".to_string(),
-        format!("--election-timeout={ELECTION_MS}"),
         "--snapshot-count=100000000".to_string(),
     ];
     if no_fsync {
@@ -326,9 +324,9 @@ impl KeepAlive {
             loop {
                 let wanted: Vec<i64> = shared.lock().map(|s| s.iter().copied().collect()).unwrap_or_default();
                 for id in wanted {
-                    if !keepers.contains_key(&id) {
+                    if let std::collections::btree_map::Entry::Vacant(slot) = keepers.entry(id) {
                         if let Ok(pair) = client.lease_keep_alive(id).await {
-                            keepers.insert(id, pair);
+                            slot.insert(pair);
                         }
                     }
                 }
