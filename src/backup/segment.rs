@@ -462,7 +462,8 @@ mod tests {
     #[test]
     fn the_chain_follows_from_the_snapshot_and_stops_at_a_gap_or_overlap() {
         // (chain_from, segments as (first, last), segments in the chain, broken?)
-        let rows: &[(i64, &[(i64, i64)], &[(i64, i64)], bool)] = &[
+        type Ranges<'a> = &'a [(i64, i64)];
+        let rows: &[(i64, Ranges<'_>, Ranges<'_>, bool)] = &[
             (10, &[], &[], false),
             (10, &[(11, 20), (21, 21), (22, 40)], &[(11, 20), (21, 21), (22, 40)], false),
             (10, &[(22, 40), (11, 20), (21, 21)], &[(11, 20), (21, 21), (22, 40)], false),
