@@ -202,6 +202,20 @@ async fn restores_to_the_point_asked(bed_name: &str, etcd: std::path::PathBuf) {
     // restored cluster's), and says why.
     let plan = plan_in_pod_with(&bed, 0, &etcd, &[("ETCD_BOOTSTRAP_RESTORE_FROM", src.snapshot.as_str())]);
     assert_eq!(plan["decision"], "EXISTING", "a restored member restarts as usual: {plan}");
+    // What `plan` shows before such a restore: pods that are up (so their names resolve) with
+    // empty volumes and nothing answering.
+    for o in 0..3 {
+        bed.delete_pod(o).await;
+        bed.wipe_volume(o);
+        bed.start_pod(o, PodSpec::shell("exec sleep 600")).await;
+    }
+    let mut plan_env: Vec<(&str, &str)> = vec![("ETCD_BOOTSTRAP_RESTORE_FROM", src.snapshot.as_str())];
+    plan_env.extend(to_time.iter().map(|(k, v)| (*k, v.as_str())));
+    let plan = plan_in_pod_with(&bed, 0, &etcd, &plan_env);
+    assert_eq!(plan["decision"], "RESTORE", "{plan}");
+    assert_eq!(plan["restore"]["to_revision"].as_i64(), Some(point), "plan shows the point: {plan}");
+    let segments = plan["restore"]["segments"].as_array().map(Vec::len).unwrap_or(0);
+    assert!((1..=3).contains(&segments), "plan shows the segments read: {plan}");
     restart_all_wiped(&bed, &etcd, &src.snapshot, &to_time).await;
     assert_restored_to(&bed, &at_point, point).await;
 
