@@ -46,23 +46,7 @@ pub async fn run(t: &Tools, runs: usize, r: &mut Results) {
     r.add("pitr.changes", CHANGES as f64);
     eprintln!("pitr: snapshot {} + {CHANGES} changes; the floor restores {}", first.url, last.url);
     let expect = [(restore::PREFIX, restore::KEYS), (PREFIX, KEYS_CHANGED)];
-    for run in 0..runs {
-        for k in 0..2 {
-            let who = [Who::Floor, Who::Bootstrap][(run + k) % 2];
-            let key = format!("pitr.{SIZE}.{}", who.key());
-            eprint!("{key} run {}/{runs}: ", run + 1);
-            match restore::once_expecting(t, who, &first.url, &last.db, &expect, "pitr", r).await {
-                Ok(secs) => {
-                    eprintln!("{secs:.3} s");
-                    r.add(&key, secs);
-                }
-                Err(e) => {
-                    eprintln!("failed");
-                    r.fail(&key, e);
-                }
-            }
-        }
-    }
+    restore::measure(t, runs, &first.url, &last.db, &expect, "pitr", r).await;
     let _ = std::fs::remove_dir_all(&store);
 }
 

@@ -55,12 +55,26 @@ pub async fn run(t: &Tools, runs: usize, r: &mut Results) {
     };
     r.add("restore.db_mb", snapshot.bytes as f64 / 1e6);
     eprintln!("restore: snapshot {} ({} bytes)", snapshot.url, snapshot.bytes);
+    measure(t, runs, &snapshot.url, &snapshot.db, &[(PREFIX, KEYS)], "restore", r).await;
+    let _ = std::fs::remove_dir_all(&store);
+}
+
+/// `runs` restores by each contestant, alternating who goes first: `<what>.<SIZE>.<who>`.
+pub async fn measure(
+    t: &Tools,
+    runs: usize,
+    url: &str,
+    floor_db: &Path,
+    expect: &[(&str, usize)],
+    what: &str,
+    r: &mut Results,
+) {
     for run in 0..runs {
         for k in 0..2 {
             let who = [Who::Floor, Who::Bootstrap][(run + k) % 2];
-            let key = format!("restore.{SIZE}.{}", who.key());
+            let key = format!("{what}.{SIZE}.{}", who.key());
             eprint!("{key} run {}/{runs}: ", run + 1);
-            match once(t, who, &snapshot, r).await {
+            match once_expecting(t, who, url, floor_db, expect, what, r).await {
                 Ok(secs) => {
                     eprintln!("{secs:.3} s");
                     r.add(&key, secs);
@@ -72,7 +86,6 @@ pub async fn run(t: &Tools, runs: usize, r: &mut Results) {
             }
         }
     }
-    let _ = std::fs::remove_dir_all(&store);
 }
 
 /// Fill a one-member etcd and back it up into `store` with etcd-bootstrap.
@@ -127,11 +140,6 @@ pub fn backup(t: &Tools, store: &Path, ip: &str) -> Result<Snapshot, String> {
     let db = store.join(format!("{name}.db"));
     let bytes = std::fs::metadata(&db).map_err(|e| format!("{} (from {url:?}): {e}", db.display()))?.len();
     Ok(Snapshot { url, db, bytes })
-}
-
-/// One restored cluster; seconds from the last pod started to healthy with every key everywhere.
-async fn once(t: &Tools, who: Who, snapshot: &Snapshot, r: &mut Results) -> Result<f64, String> {
-    once_expecting(t, who, &snapshot.url, &snapshot.db, &[(PREFIX, KEYS)], "restore", r).await
 }
 
 /// One restored cluster: etcd-bootstrap restores `url`, the floor `floor_db` by hand; seconds
