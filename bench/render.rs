@@ -447,6 +447,41 @@ pub fn report(f: &Facts, o: &Options, r: &Results) -> String {
         Some(&floor),
     );
     let _ = writeln!(w);
+    let _ = writeln!(
+        w,
+        "**Recovery point** with the sidecars recording (`--backup-delta-interval D`, a directory store): a \
+         3-member set under a writer putting every 20 ms; the store is read at moments spread over the \
+         interval. What the store holds at an instant is what a loss of every pod and volume then leaves; \
+         the recovery point is the time back to the newest acknowledged write its chain holds. Goal: at \
+         most D plus one upload. The leader's sidecar's CPU and peak RSS while recording are beside it.\n"
+    );
+    let _ = writeln!(
+        w,
+        "| D | median | min | max | samples | leader sidecar CPU (s per hour) | sidecar peak RSS |"
+    );
+    let _ = writeln!(w, "|---|---|---|---|---|---|---|");
+    for d in crate::pitr::DELTAS {
+        let key = format!("rpo.{d}s");
+        let cpu =
+            r.median(&format!("{key}.cpu_per_hour")).map(|v| format!("{v:.1}")).unwrap_or_else(|| "-".into());
+        let rss = r
+            .median(&format!("{key}.peak_rss_mib"))
+            .map(|v| format!("{v:.1} MiB"))
+            .unwrap_or_else(|| "-".into());
+        match r.summary(&key) {
+            Some(Summary { median, min, max, .. }) => {
+                let _ = writeln!(
+                    w,
+                    "| {d} s | **{median:.2} s** | {min:.2} s | {max:.2} s | {} | {cpu} | {rss} |",
+                    runs_cell(r, &key)
+                );
+            }
+            None => {
+                let _ = writeln!(w, "| {d} s | - | - | - | {} | {cpu} | {rss} |", runs_cell(r, &key));
+            }
+        }
+    }
+    let _ = writeln!(w);
 
     // ----- start to exec
     let _ = writeln!(w, "## Start-to-exec with peers ready, and `plan`\n");

@@ -158,6 +158,7 @@ async fn bench(options: Options, tools: Tools) -> ExitCode {
     if options.runs_scenario("pitr") {
         facts.part("point-in-time restore");
         pitr::run(&tools, runs, &mut r).await;
+        pitr::rpo(&tools, &mut r).await;
     }
     facts.finish(started.elapsed());
     let text = render::report(&facts, &options, &r);
