@@ -554,11 +554,11 @@ mod tests {
         let small = batches(&all, 3, 1 << 20, false);
         assert_eq!(small.iter().map(|b| b.through).collect::<Vec<_>>(), [2, 3]);
         assert!(batches(&[], 10, 10, false).is_empty());
-        let by_bytes = batches(&all, 100, 4, false);
+        let by_bytes = batches(&all, 100, 5, false);
         assert_eq!(
             by_bytes.iter().map(|b| b.through).collect::<Vec<_>>(),
             [1, 3],
-            "4 bytes: r1 alone, r2 and r3"
+            "5 bytes: r1 (4) alone, then r2 (2) and r3 (3)"
         );
     }
 }

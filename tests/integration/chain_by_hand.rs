@@ -10,12 +10,14 @@ use base64::Engine;
 use etcd_client::{EventType, WatchStream};
 use sha2::{Digest, Sha256};
 
+/// A change of one key: the key, and `Some((value, lease))` for a put, `None` for a delete.
+pub type SeenChange = (Vec<u8>, Option<(Vec<u8>, i64)>);
+
 /// One revision as the watch delivered it, and when it was acknowledged.
 pub struct SeenRevision {
     pub revision: i64,
     pub unix_ms: u64,
-    /// (key, Some((value, lease)) for a put, None for a delete)
-    pub changes: Vec<(Vec<u8>, Option<(Vec<u8>, i64)>)>,
+    pub changes: Vec<SeenChange>,
 }
 
 fn b64(bytes: &[u8]) -> String {
