@@ -11,13 +11,21 @@
 //! - at most one cluster-changing call at a time (a member promotion or removal, a compaction, a
 //!   defragmentation, an alarm disarm): [`Coordination::change`] is a lock held around each;
 //! - how to reach etcd ([`Access`], with the client TLS files as last read): written by the
-//!   certificates job; a job reconnects when its generation moves.
+//!   certificates job; a job reconnects when its generation moves;
+//! - the oldest revision the delta chain has not recorded in the store yet: written by the
+//!   deltas job; a NOSPACE compaction never passes it either ([`Coordination::compaction_limit`]);
+//! - a full snapshot asked for at once ([`Coordination::request_full_snapshot`]): set by the
+//!   deltas job when no chain can be continued (none yet, a broken one, a compaction past the
+//!   watch); the backups job takes it as due now ([`backup_due_in`]) and clears it once a
+//!   snapshot is uploaded.
 //!
 //! No job reads another's private state: what is not here, a job keeps to itself.
 
-use std::sync::{Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
-use tokio::sync::{watch, Mutex as AsyncMutex, MutexGuard as AsyncMutexGuard};
+use tokio::sync::{watch, Mutex as AsyncMutex, MutexGuard as AsyncMutexGuard, Notify};
 
 use crate::observe::cluster::Access;
 
@@ -62,6 +70,9 @@ pub(crate) struct Coordination {
     defragmenting: Mutex<Option<u64>>,
     change: AsyncMutex<()>,
     access: Mutex<(u64, Access)>,
+    delta_unrecorded: Mutex<Option<i64>>,
+    full_snapshot: AtomicBool,
+    full_snapshot_wake: Arc<Notify>,
 }
 
 impl Coordination {
@@ -72,6 +83,9 @@ impl Coordination {
             defragmenting: Mutex::new(None),
             change: AsyncMutex::new(()),
             access: Mutex::new((0, access)),
+            delta_unrecorded: Mutex::new(None),
+            full_snapshot: AtomicBool::new(false),
+            full_snapshot_wake: Arc::new(Notify::new()),
         }
     }
 
@@ -107,9 +121,38 @@ impl Coordination {
         *lock(&self.snapshot)
     }
 
-    /// The revision a compaction must not pass: that of the snapshot being read or uploaded.
+    /// The revision a compaction must not pass: that of the snapshot being read or uploaded, and
+    /// the oldest one the delta chain has not recorded yet, whichever is lower.
     pub(crate) fn compaction_limit(&self) -> Option<i64> {
-        compaction_limit(self.snapshot())
+        compaction_limit(self.snapshot(), *lock(&self.delta_unrecorded))
+    }
+
+    /// The oldest revision the delta chain has not recorded in the store yet (None: no chain is
+    /// recorded here now).
+    pub(crate) fn set_delta_unrecorded(&self, revision: Option<i64>) {
+        *lock(&self.delta_unrecorded) = revision;
+    }
+
+    /// Ask the backups job for a full snapshot at once (idempotent until one is uploaded).
+    pub(crate) fn request_full_snapshot(&self) {
+        if !self.full_snapshot.swap(true, Ordering::SeqCst) {
+            self.full_snapshot_wake.notify_one();
+        }
+    }
+
+    /// Whether a full snapshot is asked for and not uploaded yet.
+    pub(crate) fn full_snapshot_requested(&self) -> bool {
+        self.full_snapshot.load(Ordering::SeqCst)
+    }
+
+    /// A full snapshot was uploaded: the request, if any, is met.
+    pub(crate) fn full_snapshot_done(&self) {
+        self.full_snapshot.store(false, Ordering::SeqCst);
+    }
+
+    /// What wakes the backups job when a full snapshot is asked for.
+    pub(crate) fn full_snapshot_wake(&self) -> Arc<Notify> {
+        self.full_snapshot_wake.clone()
     }
 
     /// The member that must not be defragmented now: the one a snapshot is being read from.
@@ -171,9 +214,23 @@ impl Drop for HeldSnapshot<'_> {
     }
 }
 
-/// The compaction limit a snapshot hold sets: its revision, while read or uploaded.
-pub(crate) fn compaction_limit(hold: Option<SnapshotHold>) -> Option<i64> {
-    hold.map(|h| h.revision)
+/// The compaction limit: a snapshot hold's revision, while read or uploaded, and the oldest
+/// revision the delta chain has not recorded (compacting at it keeps it watchable), the lower.
+pub(crate) fn compaction_limit(hold: Option<SnapshotHold>, delta_unrecorded: Option<i64>) -> Option<i64> {
+    match (hold.map(|h| h.revision), delta_unrecorded) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// How long until the backups job takes a full snapshot: now when one is asked for (the delta
+/// chain cannot continue), else when the schedule says (`scheduled`).
+pub(crate) fn backup_due_in(requested: bool, scheduled: Duration) -> Duration {
+    if requested {
+        Duration::ZERO
+    } else {
+        scheduled
+    }
 }
 
 /// The member a snapshot hold keeps from defragmentation: the one it is read from, while read.
@@ -212,6 +269,48 @@ mod tests {
             (None, None),
             "the hold ends with the guard"
         );
+    }
+
+    #[test]
+    fn the_delta_chain_limits_compaction_too_the_lower_limit_wins() {
+        let hold = |revision| Some(SnapshotHold { member: 1, revision, reading: false });
+        // (snapshot hold, oldest revision not recorded, limit)
+        let rows = [
+            (None, None, None),
+            (hold(40), None, Some(40)),
+            (None, Some(51), Some(51)),
+            (hold(40), Some(51), Some(40)),
+            (hold(60), Some(51), Some(51)),
+        ];
+        for (h, delta, want) in rows {
+            assert_eq!(compaction_limit(h, delta), want, "{h:?} {delta:?}");
+        }
+        let c = coordination();
+        c.set_delta_unrecorded(Some(51));
+        assert_eq!(c.compaction_limit(), Some(51));
+        let held = c.hold_snapshot(7, 40);
+        assert_eq!(c.compaction_limit(), Some(40));
+        drop(held);
+        c.set_delta_unrecorded(None);
+        assert_eq!(c.compaction_limit(), None);
+    }
+
+    #[tokio::test]
+    async fn a_full_snapshot_asked_for_is_due_at_once_and_wakes_the_backups_job() {
+        let hour = Duration::from_secs(3600);
+        assert_eq!(backup_due_in(false, hour), hour, "on schedule");
+        assert_eq!(backup_due_in(true, hour), Duration::ZERO, "asked for: due now");
+        assert_eq!(backup_due_in(true, Duration::ZERO), Duration::ZERO);
+        let c = coordination();
+        let wake = c.full_snapshot_wake();
+        assert!(!c.full_snapshot_requested());
+        c.request_full_snapshot();
+        c.request_full_snapshot();
+        assert!(c.full_snapshot_requested(), "asked twice is one request");
+        // The wake is kept for a job that is busy when it comes.
+        tokio::time::timeout(Duration::from_secs(5), wake.notified()).await.expect("woken");
+        c.full_snapshot_done();
+        assert!(!c.full_snapshot_requested(), "met once a snapshot is uploaded");
     }
 
     #[test]

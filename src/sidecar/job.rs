@@ -59,6 +59,11 @@ pub(crate) trait Job: Send + 'static {
 
     /// After a failed pass: forget what the failure made stale (a connection, a run of answers).
     fn failed(&mut self) {}
+
+    /// What else wakes the job before its wait is over (another job asking for it), if anything.
+    fn wake(&self) -> Option<Arc<tokio::sync::Notify>> {
+        None
+    }
 }
 
 /// Run `job` until the task is aborted: a pass, then a wait as its [`Action`] (or the error
@@ -70,6 +75,7 @@ pub(crate) async fn run<J: Job>(
     beat: Arc<Beat>,
 ) {
     let mut leadership = coordination.watch_leadership();
+    let wake = job.wake();
     let mut failures = 0u32;
     loop {
         leadership.borrow_and_update();
@@ -97,8 +103,15 @@ pub(crate) async fn run<J: Job>(
                 None => std::future::pending().await,
             }
         };
+        let asked = async {
+            match &wake {
+                Some(wake) => wake.notified().await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             _ = sleep => {}
+            _ = asked => {}
             changed = leadership.changed() => {
                 if changed.is_err() {
                     // The state is gone: the sidecar is ending.
