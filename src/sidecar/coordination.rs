@@ -21,7 +21,6 @@
 //!
 //! No job reads another's private state: what is not here, a job keeps to itself.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -71,7 +70,7 @@ pub(crate) struct Coordination {
     change: AsyncMutex<()>,
     access: Mutex<(u64, Access)>,
     delta_unrecorded: Mutex<Option<i64>>,
-    full_snapshot: AtomicBool,
+    full_snapshot: Mutex<Option<FullSnapshotRequest>>,
     full_snapshot_wake: Arc<Notify>,
 }
 
@@ -84,7 +83,7 @@ impl Coordination {
             change: AsyncMutex::new(()),
             access: Mutex::new((0, access)),
             delta_unrecorded: Mutex::new(None),
-            full_snapshot: AtomicBool::new(false),
+            full_snapshot: Mutex::new(None),
             full_snapshot_wake: Arc::new(Notify::new()),
         }
     }
@@ -133,21 +132,25 @@ impl Coordination {
         *lock(&self.delta_unrecorded) = revision;
     }
 
-    /// Ask the backups job for a full snapshot at once (idempotent until one is uploaded).
-    pub(crate) fn request_full_snapshot(&self) {
-        if !self.full_snapshot.swap(true, Ordering::SeqCst) {
+    /// Ask the backups job for a full snapshot at once, newer than `newest_seen` (the newest the
+    /// store listed when the asker looked); idempotent until one is uploaded.
+    pub(crate) fn request_full_snapshot(&self, newest_seen: Option<String>) {
+        let request = FullSnapshotRequest { newest_seen };
+        let mut slot = lock(&self.full_snapshot);
+        if slot.as_ref() != Some(&request) {
+            *slot = Some(request);
             self.full_snapshot_wake.notify_one();
         }
     }
 
-    /// Whether a full snapshot is asked for and not uploaded yet.
-    pub(crate) fn full_snapshot_requested(&self) -> bool {
-        self.full_snapshot.load(Ordering::SeqCst)
+    /// The full snapshot asked for and not uploaded yet, if any.
+    pub(crate) fn full_snapshot_request(&self) -> Option<FullSnapshotRequest> {
+        lock(&self.full_snapshot).clone()
     }
 
     /// A full snapshot was uploaded: the request, if any, is met.
     pub(crate) fn full_snapshot_done(&self) {
-        self.full_snapshot.store(false, Ordering::SeqCst);
+        *lock(&self.full_snapshot) = None;
     }
 
     /// What wakes the backups job when a full snapshot is asked for.
@@ -223,13 +226,25 @@ pub(crate) fn compaction_limit(hold: Option<SnapshotHold>, delta_unrecorded: Opt
     }
 }
 
-/// How long until the backups job takes a full snapshot: now when one is asked for (the delta
-/// chain cannot continue), else when the schedule says (`scheduled`).
-pub(crate) fn backup_due_in(requested: bool, scheduled: Duration) -> Duration {
-    if requested {
-        Duration::ZERO
-    } else {
-        scheduled
+/// A full snapshot asked for at once by the deltas job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct FullSnapshotRequest {
+    /// The newest snapshot the store listed when it was asked for (None: none): one newer than
+    /// it meets the request.
+    pub newest_seen: Option<String>,
+}
+
+/// How long until the backups job takes a full snapshot, the store's newest being `newest`: now
+/// when one is asked for (the delta chain cannot continue) and none newer than the asker saw has
+/// been taken since, else when the schedule says (`scheduled`).
+pub(crate) fn backup_due_in(
+    request: Option<&FullSnapshotRequest>,
+    newest: Option<&str>,
+    scheduled: Duration,
+) -> Duration {
+    match request {
+        Some(r) if r.newest_seen.as_deref() == newest => Duration::ZERO,
+        _ => scheduled,
     }
 }
 
@@ -298,19 +313,28 @@ mod tests {
     #[tokio::test]
     async fn a_full_snapshot_asked_for_is_due_at_once_and_wakes_the_backups_job() {
         let hour = Duration::from_secs(3600);
-        assert_eq!(backup_due_in(false, hour), hour, "on schedule");
-        assert_eq!(backup_due_in(true, hour), Duration::ZERO, "asked for: due now");
-        assert_eq!(backup_due_in(true, Duration::ZERO), Duration::ZERO);
+        let asked = |seen: Option<&str>| FullSnapshotRequest { newest_seen: seen.map(str::to_string) };
+        // (request, the store's newest now, due in)
+        let rows = [
+            (None, Some("s1"), hour, "on schedule"),
+            (Some(asked(Some("s1"))), Some("s1"), Duration::ZERO, "asked for: due now"),
+            (Some(asked(None)), None, Duration::ZERO, "asked for with an empty store"),
+            (Some(asked(Some("s1"))), Some("s2"), hour, "a newer one was taken since: met"),
+            (Some(asked(None)), Some("s1"), hour, "one was taken since the store was empty: met"),
+        ];
+        for (request, newest, want, why) in rows {
+            assert_eq!(backup_due_in(request.as_ref(), newest, hour), want, "{why}");
+        }
         let c = coordination();
         let wake = c.full_snapshot_wake();
-        assert!(!c.full_snapshot_requested());
-        c.request_full_snapshot();
-        c.request_full_snapshot();
-        assert!(c.full_snapshot_requested(), "asked twice is one request");
+        assert_eq!(c.full_snapshot_request(), None);
+        c.request_full_snapshot(Some("s1".into()));
+        c.request_full_snapshot(Some("s1".into()));
+        assert_eq!(c.full_snapshot_request(), Some(asked(Some("s1"))), "asked twice is one request");
         // The wake is kept for a job that is busy when it comes.
         tokio::time::timeout(Duration::from_secs(5), wake.notified()).await.expect("woken");
         c.full_snapshot_done();
-        assert!(!c.full_snapshot_requested(), "met once a snapshot is uploaded");
+        assert_eq!(c.full_snapshot_request(), None, "met once a snapshot is uploaded");
     }
 
     #[test]

@@ -87,10 +87,11 @@ impl BackupsJob {
         let store = self.store()?;
         let listed = store.list().await?;
         let interval = schedule.interval;
-        let requested = s.coordination.full_snapshot_requested();
-        let wait =
-            coordination::backup_due_in(requested, manifest::due_in(listed.first(), unix_now(), interval));
-        if requested {
+        let request = s.coordination.full_snapshot_request();
+        let scheduled = manifest::due_in(listed.first(), unix_now(), interval);
+        let newest = listed.first().map(|m| m.name.as_str());
+        let wait = coordination::backup_due_in(request.as_ref(), newest, scheduled);
+        if request.is_some() && wait < scheduled {
             info!("a full snapshot is asked for at once: the delta chain cannot continue");
         }
         if let Some(newest) = listed.first() {

@@ -51,6 +51,8 @@ pub(crate) struct DeltasJob {
     /// The snapshot whose chain cannot continue, and why: a full snapshot is asked for, and
     /// nothing is recorded until a newer one lists.
     stuck_on: Option<(String, String)>,
+    /// The newest snapshot the store listed last (a full snapshot asked for is one newer).
+    newest_listed: Option<String>,
 }
 
 /// A chain being recorded.
@@ -118,6 +120,7 @@ impl DeltasJob {
             cluster_id: None,
             recording: None,
             stuck_on: None,
+            newest_listed: None,
         }
     }
 }
@@ -161,10 +164,12 @@ impl DeltasJob {
         match policy::follow(&listed, &cluster_id) {
             Follow::AskFull(why) => {
                 self.recording = None;
+                self.newest_listed = listed.first().map(|m| m.name.clone());
                 self.ask_full(String::new(), why);
                 return Ok(());
             }
             Follow::Snapshot { name, chain_from } => {
+                self.newest_listed = listed.first().map(|m| m.name.clone());
                 if self.stuck_on.as_ref().is_some_and(|(stuck, _)| *stuck == name) {
                     // Still waiting for the full snapshot asked for.
                     let why = self.stuck_on.as_ref().map(|(_, why)| why.clone()).unwrap_or_default();
@@ -371,7 +376,7 @@ impl DeltasJob {
         }
         self.stuck_on = Some((snapshot, why));
         self.s.coordination.set_delta_unrecorded(None);
-        self.s.coordination.request_full_snapshot();
+        self.s.coordination.request_full_snapshot(self.newest_listed.clone());
     }
 
     /// The metrics of the chain recorded now (absent when none is).
