@@ -548,7 +548,7 @@ pub(crate) fn render(m: &Metrics) -> String {
     family(
         "etcd_bootstrap_backup_delta_upload_failures_total",
         "counter",
-        "Delta segment uploads that failed (each is tried again with the changes since).",
+        "Delta passes the store failed (a listing or the upload; each is tried again with the changes since).",
         &plain(m.deltas.upload_failures),
     );
     out

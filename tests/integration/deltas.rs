@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use etcd_client::{Client, ConnectOptions};
+use etcd_client::{Client, ConnectOptions, PutOptions};
 use serde_json::Value;
 
 use crate::prereq;
@@ -116,8 +116,12 @@ struct StoredChain {
     /// The last revision the segments cover (`chain_from` with none).
     last: i64,
     segments: usize,
-    /// Every recorded change by revision: (op, key, value).
-    changes: BTreeMap<i64, Vec<(String, String, String)>>,
+    /// Revisions in the largest segment.
+    largest: usize,
+    /// Every recorded change by revision: (op, key, value, lease).
+    changes: BTreeMap<i64, Vec<(String, String, String, i64)>>,
+    /// The leases the segments name, with their recorded TTLs.
+    leases: BTreeMap<i64, i64>,
 }
 
 fn b64(v: &Value) -> String {
@@ -169,6 +173,8 @@ fn newest_chain(dir: &Path) -> Result<StoredChain, String> {
     named.sort();
     let mut next = chain_from + 1;
     let mut changes = BTreeMap::new();
+    let mut leases = BTreeMap::new();
+    let mut largest = 0;
     for (first, last, path) in &named {
         if *first != next {
             panic!(
@@ -187,6 +193,13 @@ fn newest_chain(dir: &Path) -> Result<StoredChain, String> {
         );
         assert_eq!(seg["snapshot"].as_str(), Some(snapshot.as_str()), "{}", path.display());
         let revisions = seg["revisions"].as_array().ok_or("no revisions")?;
+        largest = largest.max(revisions.len());
+        for (id, ttl) in seg["leases"].as_object().into_iter().flatten() {
+            leases.insert(
+                id.parse::<i64>().map_err(|e| format!("lease {id}: {e}"))?,
+                ttl.as_i64().unwrap_or(-1),
+            );
+        }
         let mut previous = first - 1;
         for r in revisions {
             let revision = r["revision"].as_i64().ok_or("no revision")?;
@@ -201,18 +214,21 @@ fn newest_chain(dir: &Path) -> Result<StoredChain, String> {
                 path.display()
             );
             previous = revision;
-            let list: Vec<(String, String, String)> = r["changes"]
+            let list: Vec<(String, String, String, i64)> = r["changes"]
                 .as_array()
                 .ok_or("no changes")?
                 .iter()
-                .map(|c| (c["op"].as_str().unwrap_or_default().to_string(), b64(&c["key"]), b64(&c["value"])))
+                .map(|c| {
+                    let op = c["op"].as_str().unwrap_or_default().to_string();
+                    (op, b64(&c["key"]), b64(&c["value"]), c["lease"].as_i64().unwrap_or(0))
+                })
                 .collect();
             changes.insert(revision, list);
         }
         assert_eq!(previous, *last, "{}: its last revision is its name's", path.display());
         next = last + 1;
     }
-    Ok(StoredChain { snapshot, chain_from, last: next - 1, segments: named.len(), changes })
+    Ok(StoredChain { snapshot, chain_from, last: next - 1, segments: named.len(), largest, changes, leases })
 }
 
 /// Poll until the newest chain reaches every write acknowledged by now, then check it holds each
@@ -241,7 +257,7 @@ async fn chain_holds_acked(dir: &Path, writer: &RevWriter, set: &Set) -> StoredC
             panic!("{key} (revision {revision}) is not in the chain of {}", chain.snapshot)
         });
         assert!(
-            at.iter().any(|(op, k, v)| op == "put" && k == key && v == value),
+            at.iter().any(|(op, k, v, _)| op == "put" && k == key && v == value),
             "revision {revision} holds {at:?}, not the put of {key}={value}"
         );
         checked += 1;
@@ -308,7 +324,7 @@ async fn deltas_case(bed: &str, etcd: PathBuf, kind: Kind, test: &str) {
     let scratch = tempfile::tempdir().expect("scratch");
     let home = scratch.path();
     let set = Set::new(bed, etcd).await;
-    let (env, dir, _s3) = match (kind, s3_bin) {
+    let (env, dir, mut s3) = match (kind, s3_bin) {
         (Kind::S3, Some(bin)) => {
             let s3 = S3Server::start_on(&bin, &home.join("s3"), &[BUCKET], set.bed.gateway());
             let mut env = delta_env(&format!("s3://{BUCKET}/etcd/prod"));
@@ -333,6 +349,24 @@ async fn deltas_case(bed: &str, etcd: PathBuf, kind: Kind, test: &str) {
     // Under the writer: one chain from the first snapshot, holding every acknowledged write.
     let first = chain_holds_acked(&dir, &writer, &set).await;
     assert_eq!(manifests(&dir).len(), 1, "one full snapshot: the interval is an hour");
+
+    // A put with a lease: the chain holds it with its lease, and the TTL the lease was granted.
+    let mut c = client(&set.bed, &[0, 1, 2]).await.expect("connect");
+    let lease = c.lease_grant(600, None).await.expect("lease grant").id();
+    let put = c
+        .put("lease/held", "by-a-lease", Some(PutOptions::new().with_lease(lease)))
+        .await
+        .expect("put with a lease");
+    let lease_revision = put.header().map(|h| h.revision()).expect("header");
+    more_acks(&writer, 10).await;
+    let with_lease = chain_holds_acked(&dir, &writer, &set).await;
+    let at = with_lease.changes.get(&lease_revision).expect("the leased put is in the chain");
+    assert_eq!(
+        at.as_slice(),
+        [("put".to_string(), "lease/held".to_string(), "by-a-lease".to_string(), lease)],
+        "revision {lease_revision}"
+    );
+    assert_eq!(with_lease.leases.get(&lease), Some(&600), "the granted TTL: {:?}", with_lease.leases);
 
     // The leader dies twice with its sidecar; the chain goes on from the store.
     for round in 0..2 {
@@ -377,6 +411,40 @@ async fn deltas_case(bed: &str, etcd: PathBuf, kind: Kind, test: &str) {
         }
         assert!(Instant::now() < deadline, "no delta metrics on etcd-{l}'s sidecar: {m:?}");
         tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+
+    // The store goes away for a while (S3 server stopped): the watch goes on, the failures are
+    // counted, /healthz stays fine, and once the store is back one larger segment holds what
+    // came meanwhile, the chain still whole.
+    if let Some(s3) = s3.as_mut() {
+        let l = leader(&set).await;
+        let failures = |m: &BTreeMap<String, f64>| {
+            m.get("etcd_bootstrap_backup_delta_upload_failures_total").copied().unwrap_or(0.0)
+        };
+        let before = failures(&set.scrape(l).await.unwrap_or_default());
+        s3.stop();
+        let acked_before = writer.acked().len();
+        let deadline = Instant::now() + CATCH_UP;
+        while failures(&set.scrape(l).await.unwrap_or_default()) <= before {
+            assert!(Instant::now() < deadline, "no delta upload failure counted with the store gone");
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        more_acks(&writer, 60).await;
+        let healthz = set.get(l, "/healthz").await.map(|r| r.0);
+        assert_eq!(healthz, Some(200), "a store away does not fail /healthz\n{}", set.sidecar_logs(l));
+        let during = writer.acked().len() - acked_before;
+        s3.restart();
+        let back = chain_holds_acked(&dir, &writer, &set).await;
+        assert!(
+            back.largest >= during,
+            "one segment holds the {during} writes made while the store was away: {back:?}"
+        );
+        assert!(
+            set.sidecar_logs(l).contains("delta segment upload failed")
+                || set.sidecar_logs(l).contains("trying again"),
+            "{}",
+            set.sidecar_logs(l)
+        );
     }
 
     // A compaction past the watch: the sidecars are down while the writer goes on and the history

@@ -144,6 +144,11 @@ impl Job for DeltasJob {
             return Ok(Action::await_change());
         }
         let outcome = self.pass().await;
+        if let Err(Error::Store { .. }) = &outcome {
+            // The store refused or did not answer (a listing or the upload): the changes wait in
+            // memory, and the next try uploads them with what came since.
+            self.s.shared.lock().deltas.upload_failures += 1;
+        }
         self.publish();
         outcome.map(|()| Action::requeue(self.interval))
     }
@@ -351,7 +356,6 @@ impl DeltasJob {
                 Ok(())
             }
             Err(e) => {
-                self.s.shared.lock().deltas.upload_failures += 1;
                 warn!(
                     revisions = r.pending.len(),
                     "delta segment upload failed (tried again with the changes since): {e}"
