@@ -10,7 +10,7 @@
 //! defragmented, one cluster-changing call at a time, and the client TLS files as last read.
 //!
 //! - [`policy`]: the pure policies (learners, removal and its clock, presence, defragmentation,
-//!   NOSPACE, certificates), table-tested;
+//!   NOSPACE, certificates, continuous backups), table-tested;
 //! - [`jobs`]: the jobs and the calls that carry the policies out;
 //! - [`liveness`]: which job is stuck (`/healthz`), by pass age and bytes moved;
 //! - [`http`] and [`metrics`]: the endpoint and what it shows.

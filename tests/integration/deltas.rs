@@ -486,6 +486,12 @@ async fn deltas_case(bed: &str, etcd: PathBuf, kind: Kind, test: &str) {
     );
     let acked = writer.stop().await;
     eprintln!("writer: {} puts acknowledged", acked.len());
+    assert_eq!(
+        set.log_count(&[0, 1, 2], "the delta watch ended"),
+        0,
+        "the watch (with its progress requests) ran without a break\n{}",
+        set.logs(&[0, 1, 2])
+    );
     for o in 0..3 {
         assert!(
             !set.sidecar_logs(o).contains(crate::s3_server::SECRET_KEY),
