@@ -9,6 +9,8 @@
 //!   batches, pure.
 //! - [`store`]: the object store at the edge (object_store).
 //! - [`take`]: a snapshot from etcd's Maintenance API into a checked local file.
+//! - [`replay`]: a snapshot's delta segments replayed up to a point, with a private etcd in the
+//!   restore's work dir.
 //! - [`restore`]: a snapshot restored into the data dir (work dir, etcdutl/etcdctl, move, marker).
 //! - [`command`]: `backup --to`, `backup list`, `backup verify` (their flags: `config::backup_args`).
 
@@ -17,6 +19,7 @@ pub(crate) mod credentials;
 pub(crate) mod integrity;
 pub(crate) mod location;
 pub(crate) mod manifest;
+pub(crate) mod replay;
 pub(crate) mod restore;
 pub(crate) mod restore_round;
 pub(crate) mod segment;

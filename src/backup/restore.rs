@@ -11,6 +11,7 @@ use std::process::Stdio;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::backup::manifest::Manifest;
+use crate::backup::replay::Replay;
 use crate::backup::store::Store;
 use crate::crash;
 use crate::error::{Error, Result};
@@ -53,6 +54,9 @@ pub(crate) struct Marker {
     pub token: String,
     /// Where the old member data went, if there was any.
     pub archived: Option<String>,
+    /// The last revision of the delta segments replayed after the snapshot, if any were.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replayed_to: Option<i64>,
     pub restored_at: String,
 }
 
@@ -155,14 +159,16 @@ pub(crate) fn read_marker(data_dir: &Path) -> Option<Marker> {
     serde_json::from_slice(&bytes).ok()
 }
 
-/// Restore `manifest`'s snapshot from `store` into `data_dir` as `target`; archive the old
-/// `member/` first when `archive_old`. Returns the marker written.
+/// Restore `manifest`'s snapshot from `store` into `data_dir` as `target`, with the delta
+/// segments of `replay` applied first when given (`etcd`: this pod's etcd binary, which the
+/// replay runs); archive the old `member/` first when there is one. Returns the marker written.
 pub(crate) async fn restore(
     store: &Store,
     manifest: &Manifest,
     tool: &RestoreTool,
     target: &RestoreTarget,
     data_dir: &Path,
+    replay: Option<(&Replay, &Path)>,
 ) -> Result<Marker> {
     let work = data_dir.join(WORK_DIR);
     remove_work_dir(&work)?;
@@ -174,6 +180,14 @@ pub(crate) async fn restore(
         remove_work_dir(&work)?;
         return Err(Error::Snapshot { snapshot: url, problem: format!("{problem}; nothing was restored") });
     }
+    let (snapshot_file, replayed_to) = match replay {
+        Some((replay, etcd)) => {
+            let done =
+                crate::backup::replay::replay(store, replay, &snapshot_file, etcd, tool, &work).await?;
+            (done.file, Some(done.to_revision))
+        }
+        None => (snapshot_file, None),
+    };
     let restored = work.join("restored");
     let args = tool_args(tool, target, &snapshot_file, &restored);
     tracing::info!(tool = %tool.path.display(), bump_revision = tool.bumps_revision, "restoring {url} (revision {}, sha256 {})", manifest.revision, manifest.sha256);
@@ -222,6 +236,7 @@ pub(crate) async fn restore(
         revision: manifest.revision,
         token: target.token.clone(),
         archived,
+        replayed_to,
         restored_at: crate::backup::manifest::rfc3339(unix_now()),
     };
     write_marker(data_dir, &marker)?;

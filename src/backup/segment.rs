@@ -48,6 +48,14 @@ impl Change {
             Change::Put { key, .. } | Change::Delete { key } => key,
         }
     }
+
+    /// Bytes of key and value.
+    pub(crate) fn size(&self) -> usize {
+        match self {
+            Change::Put { key, value, .. } => key.len() + value.len(),
+            Change::Delete { key } => key.len(),
+        }
+    }
 }
 
 /// Every change of one revision, and when the sidecar received it.
@@ -203,11 +211,6 @@ impl Chain {
     pub(crate) fn last_revision(&self, chain_from: i64) -> i64 {
         self.segments.last().map_or(chain_from, |s| s.last)
     }
-
-    /// The time of the chain's last revision, if it has a segment.
-    pub(crate) fn last_ms(&self) -> Option<u64> {
-        self.segments.last().map(|s| s.last_ms)
-    }
 }
 
 /// The chain of a snapshot whose segments the store lists as `names` (any order).
@@ -236,16 +239,7 @@ pub(crate) fn chain(chain_from: i64, mut names: Vec<SegmentName>) -> Chain {
     Chain { segments, broken: None }
 }
 
-/// Where a restore stops.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Target {
-    /// The newest point the chain reaches.
-    Newest,
-    /// Exactly this revision.
-    Revision(i64),
-    /// The last revision received at or before this time (milliseconds since the epoch).
-    Time(u64),
-}
+pub(crate) use crate::decide::restore::RestorePoint as Target;
 
 /// What a restore replays: the segments to read, and the point it stops at.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -280,8 +274,8 @@ pub(crate) fn replay_plan(
         }
         Target::Time(ms) if ms < snapshot_ms => Err(format!(
             "--restore-to-time {} is before the snapshot was taken ({}): restore from an older snapshot",
-            rfc3339_ms(ms),
-            rfc3339_ms(snapshot_ms)
+            crate::duration::rfc3339_ms(ms),
+            crate::duration::rfc3339_ms(snapshot_ms)
         )),
         Target::Time(ms) => {
             // Every segment that ends at or before the time, and the first one after it (whose
@@ -335,25 +329,33 @@ pub(crate) struct Batch<'a> {
     pub through: i64,
 }
 
-/// The replay in transactions of at most `max_ops` keys. With `one_per_revision` each revision
+/// The replay in transactions of at most `max_ops` keys and about `max_bytes` of keys and values
+/// (a revision larger than that is a transaction of its own). With `one_per_revision` each revision
 /// is its own transaction (the restored revision then ends exactly where the source's did: for a
 /// restore tool that cannot move the revision past it); otherwise consecutive revisions merge,
 /// keeping each key's last change.
 pub(crate) fn batches<'a>(
     revisions: &[&'a Revision],
     max_ops: usize,
+    max_bytes: usize,
     one_per_revision: bool,
 ) -> Vec<Batch<'a>> {
     let max_ops = max_ops.max(1);
     let mut out: Vec<Batch<'a>> = Vec::new();
     let mut keys: BTreeMap<&'a [u8], usize> = BTreeMap::new();
     let mut current = Batch { changes: Vec::new(), through: 0 };
+    let mut bytes = 0usize;
     for r in revisions {
-        let fits = !one_per_revision && current.changes.len() + r.changes.len() <= max_ops;
+        let size: usize = r.changes.iter().map(Change::size).sum();
+        let fits = !one_per_revision
+            && current.changes.len() + r.changes.len() <= max_ops
+            && bytes + size <= max_bytes;
         if !current.changes.is_empty() && !fits {
             out.push(std::mem::replace(&mut current, Batch { changes: Vec::new(), through: 0 }));
             keys.clear();
+            bytes = 0;
         }
+        bytes += size;
         for change in &r.changes {
             match keys.get(change.key()) {
                 Some(&i) => current.changes[i] = change,
@@ -369,34 +371,6 @@ pub(crate) fn batches<'a>(
         out.push(current);
     }
     out
-}
-
-/// The leases a replay grants again (ID and TTL), from every segment read: the TTL the chain
-/// recorded, where one did.
-pub(crate) fn leases_of(segments: &[Segment]) -> BTreeMap<i64, i64> {
-    let mut leases = BTreeMap::new();
-    for s in segments {
-        for (id, ttl) in &s.leases {
-            let known = leases.entry(*id).or_insert(*ttl);
-            *known = (*known).max(*ttl);
-        }
-    }
-    leases
-}
-
-/// RFC 3339 in UTC with milliseconds.
-pub(crate) fn rfc3339_ms(ms: u64) -> String {
-    let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
-    humantime::format_rfc3339_millis(at).to_string()
-}
-
-/// Parse an RFC 3339 time (`--restore-to-time`) into milliseconds since the epoch.
-pub(crate) fn parse_time(text: &str) -> Result<u64, String> {
-    let at = humantime::parse_rfc3339_weak(text.trim())
-        .map_err(|e| format!("{text:?} is not an RFC 3339 time ({e}): write it like 2026-12-05T07:30:00Z"))?;
-    at.duration_since(std::time::UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-        .map_err(|_| format!("{text:?} is before 1970"))
 }
 
 fn is_zero(n: &i64) -> bool {
@@ -488,7 +462,8 @@ mod tests {
     #[test]
     fn the_chain_follows_from_the_snapshot_and_stops_at_a_gap_or_overlap() {
         // (chain_from, segments as (first, last), segments in the chain, broken?)
-        let rows: &[(i64, &[(i64, i64)], &[(i64, i64)], bool)] = &[
+        type Ranges<'a> = &'a [(i64, i64)];
+        let rows: &[(i64, Ranges<'_>, Ranges<'_>, bool)] = &[
             (10, &[], &[], false),
             (10, &[(11, 20), (21, 21), (22, 40)], &[(11, 20), (21, 21), (22, 40)], false),
             (10, &[(22, 40), (11, 20), (21, 21)], &[(11, 20), (21, 21), (22, 40)], false),
@@ -567,25 +542,23 @@ mod tests {
         let r2 = rev(2, 0, vec![put("a", "2")]);
         let r3 = rev(3, 0, vec![Change::Delete { key: "b".into() }, put("c", "1")]);
         let all = [&r1, &r2, &r3];
-        let merged = batches(&all, 100, false);
+        let merged = batches(&all, 100, 1 << 20, false);
         assert_eq!(merged.len(), 1);
         assert_eq!(merged[0].through, 3);
         assert_eq!(
             merged[0].changes,
             vec![&put("a", "2"), &Change::Delete { key: "b".into() }, &put("c", "1")]
         );
-        let each = batches(&all, 100, true);
+        let each = batches(&all, 100, 1 << 20, true);
         assert_eq!(each.iter().map(|b| b.through).collect::<Vec<_>>(), [1, 2, 3]);
-        let small = batches(&all, 3, false);
+        let small = batches(&all, 3, 1 << 20, false);
         assert_eq!(small.iter().map(|b| b.through).collect::<Vec<_>>(), [2, 3]);
-        assert!(batches(&[], 10, false).is_empty());
-    }
-
-    #[test]
-    fn times_parse_as_rfc3339() {
-        assert_eq!(parse_time("2026-12-05T07:30:00Z"), Ok(1_796_455_800_000));
-        assert_eq!(parse_time("2026-12-05T07:30:00.250Z"), Ok(1_796_455_800_250));
-        assert!(parse_time("yesterday").expect_err("bad").contains("RFC 3339"));
-        assert_eq!(rfc3339_ms(1_796_455_800_250), "2026-12-05T07:30:00.250Z");
+        assert!(batches(&[], 10, 10, false).is_empty());
+        let by_bytes = batches(&all, 100, 4, false);
+        assert_eq!(
+            by_bytes.iter().map(|b| b.through).collect::<Vec<_>>(),
+            [1, 3],
+            "4 bytes: r1 alone, r2 and r3"
+        );
     }
 }

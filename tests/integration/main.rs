@@ -45,6 +45,7 @@ mod membership;
 mod monitoring;
 mod peer_port;
 mod peer_port_safety;
+mod point_in_time;
 mod prereq;
 mod readme_tables;
 mod releases;

@@ -16,7 +16,7 @@
 use std::collections::BTreeMap;
 
 use crate::backup::manifest::Manifest;
-use crate::backup::segment::{self, Chain, Change, Revision, Segment};
+use crate::backup::segment::{Chain, Change, Revision, Segment};
 
 /// What the deltas job should record, from the store's listing.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -143,7 +143,7 @@ pub(crate) fn describe(chain_from: i64, chain: &Chain) -> String {
         n => format!(
             "{n} segment(s) up to revision {} ({})",
             chain.last_revision(chain_from),
-            chain.last_ms().map(segment::rfc3339_ms).unwrap_or_default()
+            chain.segments.last().map(|s| crate::duration::rfc3339_ms(s.last_ms)).unwrap_or_default()
         ),
     }
 }
