@@ -31,6 +31,7 @@ mod bad_input;
 mod bed;
 mod bed_selftest;
 mod bootstrap;
+mod chain_by_hand;
 mod chaos;
 mod compose;
 mod compose_exec;

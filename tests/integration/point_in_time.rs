@@ -11,15 +11,14 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use base64::Engine;
-use etcd_client::{Client, EventType, GetOptions, PutOptions, Txn, TxnOp, WatchOptions};
-use sha2::{Digest, Sha256};
+use etcd_client::{Client, GetOptions, PutOptions, Txn, TxnOp, WatchOptions};
 
 use crate::backup::run;
 use crate::bed::{Bed, PodExit, PodSpec};
 use crate::bootstrap::{etcd_pod, plan_in_pod_with};
+use crate::chain_by_hand::{self, SeenRevision};
 use crate::datadir_wal::EtcdProcess;
 use crate::etcd_check::Checker;
 use crate::membership::crash_points_built;
@@ -27,14 +26,6 @@ use crate::restore::{setup34, store_in};
 
 const HEALTHY: Duration = Duration::from_secs(150);
 const LEASE_TTL: i64 = 900;
-
-/// One revision as the source's watch delivered it, and when.
-struct SeenRevision {
-    revision: i64,
-    unix_ms: u64,
-    /// (key, Some((value, lease)) for a put, None for a delete)
-    changes: Vec<(Vec<u8>, Option<(Vec<u8>, i64)>)>,
-}
 
 /// The source: one etcd on the host with a snapshot in a directory store and a chain of
 /// segments after it.
@@ -47,66 +38,21 @@ struct Source {
     lease: i64,
 }
 
-fn b64(bytes: &[u8]) -> String {
-    base64::engine::general_purpose::STANDARD.encode(bytes)
-}
-
 fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or_default()
 }
 
-/// The segment format, written by hand from its documentation: compact JSON, the fields in this
-/// order, keys and values in base64, `sha256` over the `revisions` array as written.
-fn segment_json(snapshot: &str, first: i64, revisions: &[SeenRevision], leases: &[(i64, i64)]) -> String {
-    let revs: Vec<String> = revisions
-        .iter()
-        .map(|r| {
-            let changes: Vec<String> = r
-                .changes
-                .iter()
-                .map(|(key, put)| match put {
-                    Some((value, 0)) => {
-                        format!(r#"{{"op":"put","key":"{}","value":"{}"}}"#, b64(key), b64(value))
-                    }
-                    Some((value, lease)) => format!(
-                        r#"{{"op":"put","key":"{}","value":"{}","lease":{lease}}}"#,
-                        b64(key),
-                        b64(value)
-                    ),
-                    None => format!(r#"{{"op":"delete","key":"{}"}}"#, b64(key)),
-                })
-                .collect();
-            format!(
-                r#"{{"revision":{},"unix_ms":{},"changes":[{}]}}"#,
-                r.revision,
-                r.unix_ms,
-                changes.join(",")
-            )
-        })
-        .collect();
-    let revisions_json = format!("[{}]", revs.join(","));
-    let sha: String = Sha256::digest(revisions_json.as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
-    let leases: Vec<String> = leases.iter().map(|(id, ttl)| format!(r#""{id}":{ttl}"#)).collect();
-    let last = revisions.last().map(|r| r.revision).unwrap_or(first);
-    format!(
-        r#"{{"format":1,"snapshot":"{snapshot}","first":{first},"last":{last},"leases":{{{}}},"revisions":{revisions_json},"sha256":"{sha}"}}"#,
-        leases.join(",")
-    )
-}
-
-/// Write the chain into the directory store: `parts` segments of about equal size.
+/// Write the source's chain into the directory store: `parts` segments of about equal size.
 fn write_chain(store_dir: &Path, snapshot_name: &str, source: &Source, parts: usize) {
-    let folder = store_dir.join(format!("{snapshot_name}.deltas"));
-    std::fs::create_dir_all(&folder).expect("segment folder");
-    let per = source.revisions.len().div_ceil(parts);
-    let mut first = source.chain_from + 1;
-    for chunk in source.revisions.chunks(per) {
-        let last = chunk.last().expect("a revision");
-        let json = segment_json(snapshot_name, first, chunk, &[(source.lease, LEASE_TTL)]);
-        let name = format!("r{:019}-r{:019}-t{:013}.json", first, last.revision, last.unix_ms);
-        std::fs::write(folder.join(name), json).expect("write segment");
-        first = last.revision + 1;
-    }
+    chain_by_hand::write_chain(
+        store_dir,
+        snapshot_name,
+        source.chain_from,
+        &source.revisions,
+        &[(source.lease, LEASE_TTL)],
+        parts,
+    )
+    .expect("write the chain");
 }
 
 /// A source etcd with 50 keys, a snapshot, then puts, overwrites, deletes, a transaction and a
@@ -169,32 +115,8 @@ async fn source(etcd: &Path, scratch: &Path, store: &str) -> Source {
             last = ack(r.header().expect("header").revision());
         }
     }
-    let mut revisions: Vec<SeenRevision> = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while revisions.last().map(|r| r.revision) != Some(last) {
-        assert!(Instant::now() < deadline, "the watch did not reach revision {last}");
-        let Ok(Ok(Some(message))) = tokio::time::timeout(Duration::from_secs(5), watch.message()).await
-        else {
-            continue;
-        };
-        for event in message.events() {
-            let kv = event.kv().expect("kv");
-            let change = match event.event_type() {
-                EventType::Put => (kv.key().to_vec(), Some((kv.value().to_vec(), kv.lease()))),
-                EventType::Delete => (kv.key().to_vec(), None),
-            };
-            match revisions.last_mut() {
-                Some(r) if r.revision == kv.mod_revision() => r.changes.push(change),
-                _ => revisions.push(SeenRevision {
-                    revision: kv.mod_revision(),
-                    unix_ms: *acked_at.get(&kv.mod_revision()).unwrap_or_else(|| {
-                        panic!("revision {} was not acknowledged: {acked_at:?}", kv.mod_revision())
-                    }),
-                    changes: vec![change],
-                }),
-            }
-        }
-    }
+    let revisions =
+        chain_by_hand::record(&mut watch, last, &acked_at, Duration::from_secs(30)).await.expect("the chain");
     Source { etcd: process, client, snapshot, chain_from, revisions, lease }
 }
 
