@@ -137,6 +137,8 @@ impl Job for DeltasJob {
             if let Some(r) = self.recording.take() {
                 info!(snapshot = %r.snapshot, "not the leader any more: the delta chain is left to the new leader's sidecar");
             }
+            // Asked again when leading again: the local member may have been restored since.
+            self.cluster_id = None;
             self.s.coordination.set_delta_unrecorded(None);
             let mut m = self.s.shared.lock();
             m.deltas.revision = None;
@@ -323,6 +325,11 @@ impl DeltasJob {
         let Some(seg) = policy::next_segment(&r.snapshot, r.stored_last, &r.pending, &r.leases) else {
             return Ok(());
         };
+        if self.s.coordination.leadership().local().is_none() {
+            // Leadership moved during the pass: the new leader's sidecar writes the chain now (two
+            // writers would overlap and break it).
+            return Ok(());
+        }
         let size = seg.to_bytes().len() as u64;
         let uploaded = {
             let store = self.store()?;

@@ -136,7 +136,7 @@ pub(crate) fn watch_start(stored_last: i64, pending: &[Revision]) -> i64 {
     pending.last().map_or(stored_last, |r| r.revision.max(stored_last)) + 1
 }
 
-/// The segments of a chain as a restore reads them: re-exported for the job's log lines.
+/// How far a chain reaches, in words, for the job's log lines.
 pub(crate) fn describe(chain_from: i64, chain: &Chain) -> String {
     match chain.segments.len() {
         0 => format!("no segment yet, from revision {}", chain_from + 1),
