@@ -160,6 +160,48 @@ mod tests {
         }
     }
 
+    struct Woken {
+        passes: Arc<std::sync::atomic::AtomicU32>,
+        wake: Arc<tokio::sync::Notify>,
+    }
+
+    impl Job for Woken {
+        const NAME: &'static str = "woken";
+        fn interval(&self) -> Duration {
+            Duration::from_secs(3600)
+        }
+        async fn reconcile(&mut self) -> Result<Action, Error> {
+            self.passes.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Ok(Action::requeue(Duration::from_secs(3600)))
+        }
+        fn wake(&self) -> Option<Arc<tokio::sync::Notify>> {
+            Some(self.wake.clone())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_job_asked_for_by_another_runs_at_once() {
+        use crate::observe::cluster::Access;
+        let coordination = Arc::new(Coordination::new(Access::default()));
+        let passes = Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let wake = Arc::new(tokio::sync::Notify::new());
+        let job = Woken { passes: passes.clone(), wake: wake.clone() };
+        let task = tokio::spawn(run(job, coordination, Arc::new(Shared::new()), Beat::new("woken")));
+        let count = || passes.load(std::sync::atomic::Ordering::SeqCst);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while count() < 1 {
+            assert!(tokio::time::Instant::now() < deadline, "no first pass");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        // Asked for: the hour's wait is cut short.
+        wake.notify_one();
+        while count() < 2 {
+            assert!(tokio::time::Instant::now() < deadline, "the request did not wake the job");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        task.abort();
+    }
+
     #[tokio::test]
     async fn a_job_waits_as_told_and_wakes_when_who_leads_changes() {
         use crate::observe::cluster::Access;
