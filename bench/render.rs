@@ -414,6 +414,40 @@ pub fn report(f: &Facts, o: &Options, r: &Results) -> String {
     );
     let _ = writeln!(w);
 
+    // ----- point-in-time restore
+    let _ = writeln!(
+        w,
+        "## Point-in-time restore: a snapshot plus {changes} changes, a new {n}-member cluster to healthy\n",
+        changes = crate::pitr::CHANGES,
+        n = restore::SIZE
+    );
+    let _ = writeln!(
+        w,
+        "The restore's snapshot ({db_mb:.0} MB), then {changes} puts to {keys} keys recorded from a real watch \
+         as a chain of delta segments beside it (the README's format). **By hand** (the floor): each pod \
+         runs `etcdutl snapshot restore` of a second snapshot taken after the changes (the same final data), \
+         then execs etcd. **etcd-bootstrap**: each pod gets `--restore-from` with the first snapshot and \
+         replays its chain (a private etcd in the work dir applies the changes, its snapshot is restored \
+         with the same etcdutl). Both must serve every key on every member. Goal: within 1.25x of the \
+         floor. Where the etcd's etcdutl cannot bump the revision (3.5.1), the replay applies one \
+         transaction per revision; with 3.5.30's it merges them.\n",
+        db_mb = r.median("pitr.db_mb").unwrap_or(0.0),
+        changes = crate::pitr::CHANGES,
+        keys = crate::pitr::KEYS_CHANGED,
+    );
+    let _ = writeln!(w, "{}", HEAD.trim_end());
+    let floor = format!("pitr.{}.floor", restore::SIZE);
+    row(w, r, "by hand: `etcdutl snapshot restore` of the final data", &floor, Unit::Secs, Some(&floor));
+    row(
+        w,
+        r,
+        "etcd-bootstrap `--restore-from` + replay of the chain",
+        &format!("pitr.{}.bootstrap", restore::SIZE),
+        Unit::Secs,
+        Some(&floor),
+    );
+    let _ = writeln!(w);
+
     // ----- start to exec
     let _ = writeln!(w, "## Start-to-exec with peers ready, and `plan`\n");
     let _ = writeln!(

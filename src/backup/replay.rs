@@ -23,7 +23,7 @@ use std::time::Duration;
 use etcd_client::{Client, LeaseGrantOptions, PutOptions, Txn, TxnOp};
 use tracing::info;
 
-use crate::backup::restore::{tool_args, RestoreTarget, RestoreTool};
+use crate::backup::restore::{run_tool, tool_args, RestoreTarget, RestoreTool};
 use crate::backup::segment::{self, Change, SegmentName, Target};
 use crate::backup::store::Store;
 use crate::backup::take;
@@ -87,7 +87,8 @@ pub(crate) async fn replay(
         initial_cluster: vec![("replay".into(), peer_url.clone())],
         token: "etcd-bootstrap-replay".into(),
     };
-    run_tool(&plain, &tool_args(&plain, &scratch_target, snapshot_file, &data), &replay.snapshot).await?;
+    let args = tool_args(&plain, &scratch_target, snapshot_file, &data);
+    run_tool(&plain, &args, &replay.snapshot, "could not be restored for the replay").await?;
     crate::crash::point("after-replay-scratch-restore");
 
     let args = etcd_args(&data, &client_url, &peer_url, no_fsync_flag(etcd).await);
@@ -225,30 +226,6 @@ async fn no_fsync_flag(etcd: &Path) -> bool {
     })
 }
 
-async fn run_tool(tool: &RestoreTool, args: &[String], snapshot: &str) -> Result<()> {
-    let out = tokio::process::Command::new(&tool.path)
-        .args(args)
-        .env_clear()
-        .env("ETCDCTL_API", "3")
-        .stdin(Stdio::null())
-        .output()
-        .await
-        .map_err(|e| Error::io(&tool.path, e))?;
-    if out.status.success() {
-        return Ok(());
-    }
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let last = stderr.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("no output").trim().to_string();
-    Err(Error::Snapshot {
-        snapshot: snapshot.to_string(),
-        problem: format!(
-            "could not be restored for the replay by {} ({}): {last}",
-            tool.path.display(),
-            out.status
-        ),
-    })
-}
-
 /// A free port on loopback (the private etcd binds it a moment later; inside a pod nothing else
 /// binds loopback ports meanwhile).
 fn free_port() -> Result<u16> {
@@ -301,11 +278,7 @@ async fn within<T>(
     what: &str,
     call: impl std::future::Future<Output = std::result::Result<T, etcd_client::Error>>,
 ) -> std::result::Result<T, String> {
-    match tokio::time::timeout(CALL_TIMEOUT, call).await {
-        Ok(Ok(value)) => Ok(value),
-        Ok(Err(e)) => Err(format!("replay: {what}: {}", cluster::short(&e))),
-        Err(_) => Err(format!("replay: {what}: timed out after {}", crate::duration::format(CALL_TIMEOUT))),
-    }
+    take::within_for(&format!("replay: {what}"), CALL_TIMEOUT, call).await
 }
 
 /// Keeps every lease of the private etcd alive while the replay runs.

@@ -153,6 +153,28 @@ pub(crate) fn tool_args(
     args
 }
 
+/// Run the restore tool with `args`; a failure is a snapshot error about `snapshot`, the tool's
+/// last line of output after `what`.
+pub(crate) async fn run_tool(tool: &RestoreTool, args: &[String], snapshot: &str, what: &str) -> Result<()> {
+    let out = tokio::process::Command::new(&tool.path)
+        .args(args)
+        .env_clear()
+        .env("ETCDCTL_API", "3")
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .map_err(|e| Error::io(&tool.path, e))?;
+    if out.status.success() {
+        return Ok(());
+    }
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let last = stderr.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("no output").trim().to_string();
+    Err(Error::Snapshot {
+        snapshot: snapshot.to_string(),
+        problem: format!("{what} by {} ({}): {last}", tool.path.display(), out.status),
+    })
+}
+
 /// Read the marker of `data_dir`, if there is a readable one.
 pub(crate) fn read_marker(data_dir: &Path) -> Option<Marker> {
     let bytes = std::fs::read(data_dir.join(MARKER)).ok()?;
@@ -198,23 +220,7 @@ pub(crate) async fn restore(
             manifest.revision
         );
     }
-    let out = tokio::process::Command::new(&tool.path)
-        .args(&args)
-        .env_clear()
-        .env("ETCDCTL_API", "3")
-        .stdin(Stdio::null())
-        .output()
-        .await
-        .map_err(|e| Error::io(&tool.path, e))?;
-    if !out.status.success() {
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        let last =
-            stderr.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("no output").trim().to_string();
-        return Err(Error::Snapshot {
-            snapshot: url,
-            problem: format!("could not be restored by {} ({}): {last}", tool.path.display(), out.status),
-        });
-    }
+    run_tool(tool, &args, &url, "could not be restored").await?;
     crash::point("after-restore");
     let archived = if data_dir.join("member").exists() {
         let moved = crate::act::archive::archive_member(data_dir, unix_now())?;

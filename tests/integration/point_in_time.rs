@@ -202,6 +202,20 @@ async fn restores_to_the_point_asked(bed_name: &str, etcd: std::path::PathBuf) {
     // restored cluster's), and says why.
     let plan = plan_in_pod_with(&bed, 0, &etcd, &[("ETCD_BOOTSTRAP_RESTORE_FROM", src.snapshot.as_str())]);
     assert_eq!(plan["decision"], "EXISTING", "a restored member restarts as usual: {plan}");
+    // What `plan` shows before such a restore: pods that are up (so their names resolve) with
+    // empty volumes and nothing answering.
+    for o in 0..3 {
+        bed.delete_pod(o).await;
+        bed.wipe_volume(o);
+        bed.start_pod(o, PodSpec::shell("exec sleep 600")).await;
+    }
+    let mut plan_env: Vec<(&str, &str)> = vec![("ETCD_BOOTSTRAP_RESTORE_FROM", src.snapshot.as_str())];
+    plan_env.extend(to_time.iter().map(|(k, v)| (*k, v.as_str())));
+    let plan = plan_in_pod_with(&bed, 0, &etcd, &plan_env);
+    assert_eq!(plan["decision"], "RESTORE", "{plan}");
+    assert_eq!(plan["restore"]["to_revision"].as_i64(), Some(point), "plan shows the point: {plan}");
+    let segments = plan["restore"]["segments"].as_array().map(Vec::len).unwrap_or(0);
+    assert!((1..=3).contains(&segments), "plan shows the segments read: {plan}");
     restart_all_wiped(&bed, &etcd, &src.snapshot, &to_time).await;
     assert_restored_to(&bed, &at_point, point).await;
 
@@ -281,4 +295,168 @@ async fn kill_at_every_step_of_a_replay_converges() {
     let test = "kill_at_every_step_of_a_replay_converges";
     let Some(etcd) = crate::prereq::need_etcd3530(test) else { return };
     kill_at_every_step_of_a_replay("pitr-kill", etcd).await;
+}
+
+// ----- the whole story: the sidecars record, every pod and volume is lost, the restore -----------
+
+/// The sidecars' delta interval `D` of the disaster tests.
+const DELTA_SECS: u64 = 2;
+/// What "one upload" may take on top of `D` before a write is sure to be in the store: a segment
+/// is a few KB to a store on the same host (milliseconds), and the recording job's pass may start
+/// up to one `D` late behind a slow pass; two seconds is generous.
+const UPLOAD_ALLOWANCE: Duration = Duration::from_secs(2);
+
+/// `backup list URL --format json` from the host.
+fn list(url: &str, env: &[(String, String)], home: &Path) -> Vec<serde_json::Value> {
+    let out = run(&["backup", "list", url, "--format", "json"], env, home);
+    assert_eq!(out.code, 0, "backup list {url}: {}", out.stderr);
+    serde_json::from_str::<serde_json::Value>(out.stdout.trim())
+        .expect("json")
+        .as_array()
+        .cloned()
+        .expect("array")
+}
+
+/// Poll the store until its newest snapshot's chain holds more than `segments` segments; returns
+/// how many it holds.
+async fn wait_chain_beyond(
+    url: &str,
+    env: &[(String, String)],
+    home: &Path,
+    segments: u64,
+    set: &crate::stateful_set::Set,
+) -> u64 {
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    loop {
+        let listed = list(url, env, home);
+        let now = listed.first().and_then(|s| s["chain"]["segments"].as_u64()).unwrap_or(0);
+        if now > segments {
+            return now;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the chain did not grow past {segments} segments: {listed:#?}\n{}",
+            set.logs(&[0, 1, 2])
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// A 3-member set whose sidecars record every `D` into `store`, under a steady writer, the leader
+/// killed twice; then every pod and every volume lost at once, and every pod restored from the
+/// newest snapshot. Every write acknowledged more than `D` plus one upload before the loss must
+/// come back, on every member, and the chain must have no gap.
+async fn a_disaster_loses_at_most_the_last_seconds(bed_name: &str, etcd: std::path::PathBuf, s3: bool) {
+    let scratch = tempfile::tempdir().expect("scratch");
+    let home = scratch.path();
+    let extra = crate::stateful_set::Extra { sidecar_interval: Some("1s".into()), ..Default::default() };
+    let set = crate::stateful_set::Set::with(bed_name, etcd.clone(), extra).await;
+    let (url, store_env, _server) = if s3 {
+        let Some(bin) = crate::prereq::need_s3_server(bed_name) else { return };
+        let server =
+            crate::s3_server::S3Server::start_on(&bin, &home.join("s3"), &["pitr"], set.bed.gateway());
+        ("s3://pitr/etcd".to_string(), server.client_env(), Some(server))
+    } else {
+        (store_in(home), Vec::new(), None)
+    };
+    let mut sidecar_env = store_env.clone();
+    sidecar_env.extend([
+        ("ETCD_BOOTSTRAP_BACKUP_TO".to_string(), url.clone()),
+        ("ETCD_BOOTSTRAP_BACKUP_INTERVAL".to_string(), "1h".to_string()),
+        ("ETCD_BOOTSTRAP_BACKUP_KEEP".to_string(), "3".to_string()),
+        ("ETCD_BOOTSTRAP_BACKUP_DELTA_INTERVAL".to_string(), format!("{DELTA_SECS}s")),
+    ]);
+    *set.sidecar_env.lock().unwrap_or_else(|p| p.into_inner()) = sidecar_env;
+    for o in 0..3 {
+        set.start(o, false).await;
+    }
+    set.healthy(&[0, 1, 2]).await;
+    let urls: Vec<String> = (0..3).map(|o| set.bed.client_url(o)).collect();
+    let mut writer = crate::stateful_set::Writer::start(urls);
+    // How many writes were acknowledged when: the writer's count, sampled.
+    let timeline = std::sync::Arc::new(std::sync::Mutex::new(Vec::<(std::time::Instant, usize)>::new()));
+    let acked_now = {
+        let (line, acked) = (timeline.clone(), writer.acked_counter());
+        tokio::spawn(async move {
+            loop {
+                let n = acked();
+                line.lock().unwrap_or_else(|p| p.into_inner()).push((std::time::Instant::now(), n));
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+    };
+    let mut segments = wait_chain_beyond(&url, &store_env, home, 1, &set).await;
+    for _ in 0..2 {
+        let leader = set.leader_ordinal(0).await.or(set.leader_ordinal(1).await).expect("a leader");
+        set.crash(leader).await;
+        set.start(leader, false).await;
+        set.healthy(&[0, 1, 2]).await;
+        segments = wait_chain_beyond(&url, &store_env, home, segments + 1, &set).await;
+    }
+    wait_chain_beyond(&url, &store_env, home, segments + 1, &set).await;
+
+    // The disaster: every pod and every volume at once.
+    let lost_at = std::time::Instant::now();
+    for o in 0..3 {
+        set.crash(o).await;
+    }
+    writer.halt().await;
+    acked_now.abort();
+    let acked = writer.acked();
+    for o in 0..3 {
+        set.bed.wipe_volume(o);
+    }
+    let window = Duration::from_secs(DELTA_SECS) + UPLOAD_ALLOWANCE;
+    let sure = timeline
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .filter(|(at, _)| *at + window <= lost_at)
+        .map(|(_, n)| *n)
+        .max()
+        .unwrap_or(0);
+    assert!(sure >= 100, "too few writes before the window: {sure} of {}", acked.len());
+
+    let listed = list(&url, &store_env, home);
+    let newest = &listed[0];
+    assert!(newest["chain"]["broken"].is_null(), "the chain has no gap: {newest:#}");
+    let snapshot = newest["url"].as_str().expect("url").to_string();
+    for o in 0..3 {
+        let spec = store_env.iter().fold(
+            etcd_pod(&set.bed, o, &etcd).env("ETCD_BOOTSTRAP_RESTORE_FROM", snapshot.as_str()),
+            |s, (k, v)| s.env(k.as_str(), v.as_str()),
+        );
+        set.bed.start_pod(o, spec).await;
+    }
+    Checker::plain(&set.bed).wait_healthy(&[0, 1, 2], HEALTHY).await;
+    let mut restored = 0;
+    for o in 0..3 {
+        let missing = crate::stateful_set::missing_on(&set.bed, o, &acked[..sure]).await.expect("read back");
+        assert!(
+            missing.is_empty(),
+            "etcd-{o} lost {} writes acknowledged more than {window:?} before the loss, e.g. {:?}",
+            missing.len(),
+            &missing[..missing.len().min(3)]
+        );
+        let all = crate::stateful_set::missing_on(&set.bed, o, &acked).await.expect("read back");
+        restored = acked.len() - all.len();
+    }
+    eprintln!(
+        "disaster: {} writes acknowledged, {sure} before the window of {window:?}, {restored} restored",
+        acked.len()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_disaster_with_a_directory_store_loses_at_most_the_last_seconds_on_etcd_34() {
+    let test = "a_disaster_with_a_directory_store_loses_at_most_the_last_seconds_on_etcd_34";
+    let Some(etcd) = setup34(test) else { return };
+    a_disaster_loses_at_most_the_last_seconds("pitr-dir-34", etcd, false).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_disaster_with_an_s3_store_loses_at_most_the_last_seconds_on_etcd_3530() {
+    let test = "a_disaster_with_an_s3_store_loses_at_most_the_last_seconds_on_etcd_3530";
+    let Some(etcd) = crate::prereq::need_etcd3530(test) else { return };
+    a_disaster_loses_at_most_the_last_seconds("pitr-s3-3530", etcd, true).await;
 }
