@@ -8,10 +8,10 @@
 //! - the delta metrics show on the leader's `/metrics`;
 //! - a compaction past the watch (the sidecars down meanwhile) makes a new full snapshot at once
 //!   (the backup interval is an hour), whose chain is recorded next;
-//! - with the S3 server stopped for a while nothing is lost: one larger segment once it is back;
-//! - end to end with the restore side: every pod and volume lost at once under the writer, a new
-//!   set restored from the newest snapshot holds every write acknowledged more than the delta
-//!   interval plus one upload (5 s here) before the loss.
+//! - with the S3 server stopped for a while nothing is lost: one larger segment once it is back.
+//!
+//! The disaster end to end (every pod and volume lost, the restore replaying the recorded chain)
+//! is `point_in_time.rs`'s.
 //!
 //! The store is read as files: a `file://` store is a directory, and s3s-fs keeps
 //! `<root>/<bucket>/<key>`.
@@ -36,9 +36,6 @@ const DELTA: &str = "1s";
 /// Time allowed for the chain to reach a revision: the delta interval, an upload, a loaded
 /// machine.
 const CATCH_UP: Duration = Duration::from_secs(45);
-/// The recovery point the disaster test holds the recording to: the delta interval (1 s) plus
-/// one upload, with room for a loaded machine.
-const RPO_BOUND: Duration = Duration::from_secs(5);
 
 /// One acknowledged put: key, value, the revision etcd gave it.
 type Ack = (String, String, i64);
@@ -49,8 +46,6 @@ struct RevWriter {
     targets: Arc<Mutex<Vec<String>>>,
     stop: Arc<AtomicBool>,
     acked: Arc<Mutex<Vec<Ack>>>,
-    /// When each of `acked` was acknowledged.
-    times: Arc<Mutex<Vec<Instant>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -59,9 +54,8 @@ impl RevWriter {
         let targets = Arc::new(Mutex::new(urls));
         let stop = Arc::new(AtomicBool::new(false));
         let acked = Arc::new(Mutex::new(Vec::new()));
-        let times = Arc::new(Mutex::new(Vec::new()));
-        let task = tokio::spawn(write_until(targets.clone(), stop.clone(), acked.clone(), times.clone()));
-        RevWriter { targets, stop, acked, times, task }
+        let task = tokio::spawn(write_until(targets.clone(), stop.clone(), acked.clone()));
+        RevWriter { targets, stop, acked, task }
     }
 
     /// Write through these URLs from now on (a restarted pod has a new address).
@@ -73,13 +67,6 @@ impl RevWriter {
         self.acked.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    /// The acknowledged writes with the moment each was acknowledged.
-    fn acked_at(&self) -> Vec<(Ack, Instant)> {
-        let acked = self.acked.lock().unwrap_or_else(|p| p.into_inner());
-        let times = self.times.lock().unwrap_or_else(|p| p.into_inner());
-        acked.iter().cloned().zip(times.iter().copied()).collect()
-    }
-
     async fn stop(self) -> Vec<Ack> {
         self.stop.store(true, Ordering::SeqCst);
         self.task.await.expect("writer task");
@@ -87,12 +74,7 @@ impl RevWriter {
     }
 }
 
-async fn write_until(
-    targets: Arc<Mutex<Vec<String>>>,
-    stop: Arc<AtomicBool>,
-    acked: Arc<Mutex<Vec<Ack>>>,
-    times: Arc<Mutex<Vec<Instant>>>,
-) {
+async fn write_until(targets: Arc<Mutex<Vec<String>>>, stop: Arc<AtomicBool>, acked: Arc<Mutex<Vec<Ack>>>) {
     let mut clients: BTreeMap<String, Client> = BTreeMap::new();
     let mut seq = 0u64;
     while !stop.load(Ordering::SeqCst) {
@@ -120,10 +102,7 @@ async fn write_until(
         };
         match answer.and_then(|r| r.header().map(|h| h.revision())) {
             Some(revision) => {
-                // Both under the same order: the times lock is taken inside the acked one.
-                let mut a = acked.lock().unwrap_or_else(|p| p.into_inner());
-                times.lock().unwrap_or_else(|p| p.into_inner()).push(Instant::now());
-                a.push((key, value, revision));
+                acked.lock().unwrap_or_else(|p| p.into_inner()).push((key, value, revision));
             }
             None => {
                 clients.remove(&url);
@@ -527,80 +506,6 @@ async fn deltas_case(bed: &str, etcd: PathBuf, kind: Kind, test: &str) {
     }
 }
 
-/// The disaster: under a steady writer recorded to a directory store, every pod and
-/// every volume is lost at once; a new set restores from the newest snapshot (and its chain) and
-/// holds every write acknowledged before the chain covered it, on every member.
-async fn disaster_case(bed: &str, etcd: PathBuf) {
-    let scratch = tempfile::tempdir().expect("scratch");
-    let dir = scratch.path().join("backups");
-    std::fs::create_dir_all(&dir).expect("the directory store");
-    let set = Set::new(bed, etcd.clone()).await;
-    *set.sidecar_env.lock().unwrap_or_else(|p| p.into_inner()) =
-        delta_env(&format!("file://{}", dir.display()));
-    for o in 0..3 {
-        set.start(o, false).await;
-    }
-    set.healthy(&[0, 1, 2]).await;
-    let writer = RevWriter::start((0..3).map(|o| set.bed.client_url(o)).collect());
-    more_acks(&writer, 300).await;
-    // Everything lost at once, in the middle of the writes: the pods (their sidecars with them)
-    // and every volume.
-    let loss = Instant::now();
-    for o in 0..3 {
-        set.crash(o).await;
-    }
-    let all = writer.acked_at();
-    let _ = writer.stop().await;
-    // The recovery point: writes acknowledged more than the delta interval plus one upload (here
-    // at most RPO_BOUND all told, for a loaded machine) before the loss come back.
-    let acked: Vec<Ack> =
-        all.iter().filter(|(_, at)| *at + RPO_BOUND <= loss).map(|(a, _)| a.clone()).collect();
-    assert!(acked.len() >= 100, "{} writes before the bound", acked.len());
-    let chain = newest_chain(&dir).expect("the chain");
-    for o in 0..3 {
-        set.bed.wipe_volume(o);
-    }
-    let snapshot = format!("file://{}/{}", dir.display(), chain.snapshot);
-    for o in 0..3 {
-        let spec = crate::bootstrap::etcd_pod(&set.bed, o, &etcd)
-            .env("ETCD_BOOTSTRAP_RESTORE_FROM", snapshot.as_str())
-            .env("ETCD_BOOTSTRAP_INITIAL_CLUSTER_TOKEN", "after-the-disaster");
-        set.bed.start_pod(o, spec).await;
-    }
-    set.healthy(&[0, 1, 2]).await;
-    let newest = acked.iter().map(|a| a.2).max().unwrap_or_default();
-    for o in 0..3 {
-        let mut c = client(&set.bed, &[o]).await.expect("connect");
-        let options = etcd_client::GetOptions::new().with_prefix().with_serializable();
-        let got = c.get("pitr/", Some(options)).await.expect("read back");
-        let have: BTreeMap<String, String> = got
-            .kvs()
-            .iter()
-            .map(|kv| (kv.key_str().unwrap_or("").to_string(), kv.value_str().unwrap_or("").to_string()))
-            .collect();
-        let missing: Vec<&Ack> = acked.iter().filter(|(k, v, _)| have.get(k) != Some(v)).collect();
-        assert!(
-            missing.is_empty(),
-            "etcd-{o} lost {} of {} writes the chain held, e.g. {:?}\n{}",
-            missing.len(),
-            acked.len(),
-            &missing[..missing.len().min(3)],
-            set.logs(&[o])
-        );
-        let revision = got.header().map(|h| h.revision()).unwrap_or_default();
-        assert!(revision >= newest, "etcd-{o} at revision {revision}, before {newest}");
-    }
-    // What came back beyond the bound: the recovery point this run reached.
-    let restored_last = all.iter().filter(|((_, _, r), _)| *r <= chain.last).map(|(_, at)| *at).max();
-    eprintln!(
-        "restored {} acknowledged writes (all older than {RPO_BOUND:?} before the loss) from {} ({} segments); the chain in the store held writes up to {:?} before the loss",
-        acked.len(),
-        chain.snapshot,
-        chain.segments,
-        restored_last.map(|t| loss.saturating_duration_since(t))
-    );
-}
-
 async fn to_a_directory(bed: &str, etcd: PathBuf) {
     deltas_case(bed, etcd, Kind::Dir, bed).await;
 }
@@ -616,8 +521,3 @@ on_each_etcd!(to_a_directory, "deltas-f", crate::membership::setup34;
 on_each_etcd!(to_s3, "deltas-s", crate::membership::setup34;
     deltas_chain_in_s3_holds_every_acked_write, deltas_chain_in_s3_holds_every_acked_write_34,
     deltas_chain_in_s3_holds_every_acked_write_3530);
-
-on_each_etcd!(disaster_case, "deltas-d", crate::restore::setup34;
-    every_pod_and_volume_lost_restores_every_write_the_chain_held,
-    every_pod_and_volume_lost_restores_every_write_the_chain_held_34,
-    every_pod_and_volume_lost_restores_every_write_the_chain_held_3530);
