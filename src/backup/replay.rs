@@ -2,8 +2,8 @@
 //! restored as a one-member cluster in the restore's work dir, a private etcd (this pod's own
 //! binary, on loopback ports, its own flags and no inherited `ETCD_*` variable) serves it, every
 //! change of the chain up to the point is applied in transactions (the pure [`segment::batches`]),
-//! and a snapshot of the result comes back: the caller restores that one as the initial cluster,
-//! exactly as a plain snapshot. Everything lives in the work dir, so a crash at any step leaves
+//! and once it stopped, its database comes back: the caller restores that one as the initial
+//! cluster, exactly as a plain snapshot (without the hash check: a database file has no trailer). Everything lives in the work dir, so a crash at any step leaves
 //! only the work dir, which the next start discards and redoes; the private etcd ends with its
 //! `Child` (and with the pod's PID 1).
 //!
@@ -54,7 +54,8 @@ pub(crate) struct Replay {
 /// What a replay did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Replayed {
-    /// The snapshot of the replayed data, in the work dir.
+    /// The replayed database (the private etcd's, after it stopped), in the work dir: restore it
+    /// with `--skip-hash-check`.
     pub file: PathBuf,
     /// The revision the snapshot held when restored.
     pub from_revision: i64,
@@ -87,7 +88,7 @@ pub(crate) async fn replay(
         initial_cluster: vec![("replay".into(), peer_url.clone())],
         token: "etcd-bootstrap-replay".into(),
     };
-    let args = tool_args(&plain, &scratch_target, snapshot_file, &data);
+    let args = tool_args(&plain, &scratch_target, snapshot_file, &data, false);
     run_tool(&plain, &args, &replay.snapshot, "could not be restored for the replay").await?;
     crate::crash::point("after-replay-scratch-restore");
 
@@ -105,9 +106,31 @@ pub(crate) async fn replay(
         .spawn()
         .map_err(|e| Error::io(etcd, e))?;
     info!(etcd = %etcd.display(), client = %client_url, "replaying the delta segments of {} with a private etcd", replay.snapshot);
-    let outcome = apply(store, replay, tool, &client_url, &mut child, &log_path, work).await;
-    stop(&mut child).await;
-    outcome
+    let applied = apply(store, replay, tool, &client_url, &mut child, &log_path).await;
+    let stopped = stop(&mut child).await;
+    let mut done = applied?;
+    // etcd commits its database when it stops: the file is then a consistent copy of the replayed
+    // data, restored like a snapshot (without etcd's trailing checksum, which only a snapshot
+    // taken through the API has). Not streaming a second snapshot out of the private etcd saves a
+    // copy of the whole database.
+    if !stopped {
+        return Err(Error::Runtime(format!(
+            "replay: the private etcd did not stop within {}; the restore is redone at the next start",
+            crate::duration::format(STOP_TIMEOUT)
+        )));
+    }
+    let file = work.join("replayed.db");
+    let db = data.join("member").join("snap").join("db");
+    std::fs::rename(&db, &file).map_err(|e| Error::io(&db, e))?;
+    crate::crash::point("after-replay-snapshot");
+    info!(
+        from_revision = done.from_revision,
+        to_revision = done.to_revision,
+        changes = done.changes,
+        "delta segments replayed"
+    );
+    done.file = file;
+    Ok(done)
 }
 
 async fn apply(
@@ -117,7 +140,6 @@ async fn apply(
     client_url: &str,
     child: &mut tokio::process::Child,
     log_path: &Path,
-    work: &Path,
 ) -> Result<Replayed> {
     let fail = |problem: String| Error::Snapshot {
         snapshot: store.url().snapshot(&replay.snapshot).to_string(),
@@ -174,12 +196,7 @@ async fn apply(
         }
     }
     drop(keeper);
-    let taken = take::take(&Access::default(), &endpoint, work).await?;
-    let file = work.join("replayed.db");
-    std::fs::rename(&taken.file.path, &file).map_err(|e| Error::io(&file, e))?;
-    crate::crash::point("after-replay-snapshot");
-    info!(from_revision, to_revision = applied, changes, "delta segments replayed");
-    Ok(Replayed { file, from_revision, to_revision: applied, changes })
+    Ok(Replayed { file: PathBuf::new(), from_revision, to_revision: applied, changes })
 }
 
 fn op_of(change: &Change) -> TxnOp {
@@ -264,14 +281,20 @@ async fn ready(
     }
 }
 
-/// End the private etcd: SIGTERM, then SIGKILL after a few seconds.
-async fn stop(child: &mut tokio::process::Child) {
+/// How long the private etcd may take to stop.
+const STOP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// End the private etcd: SIGTERM, and SIGKILL if it has not ended after [`STOP_TIMEOUT`]. Whether
+/// it ended by itself (its database then committed and closed).
+async fn stop(child: &mut tokio::process::Child) -> bool {
     if let Some(pid) = child.id().and_then(|p| i32::try_from(p).ok()) {
         let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGTERM);
     }
-    if tokio::time::timeout(Duration::from_secs(10), child.wait()).await.is_err() {
-        let _ = child.kill().await;
+    if tokio::time::timeout(STOP_TIMEOUT, child.wait()).await.is_ok() {
+        return true;
     }
+    let _ = child.kill().await;
+    false
 }
 
 async fn within<T>(

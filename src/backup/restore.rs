@@ -134,6 +134,7 @@ pub(crate) fn tool_args(
     target: &RestoreTarget,
     snapshot: &Path,
     into: &Path,
+    database_file: bool,
 ) -> Vec<String> {
     let cluster: Vec<String> = target.initial_cluster.iter().map(|(n, u)| format!("{n}={u}")).collect();
     let mut args = vec![
@@ -146,6 +147,10 @@ pub(crate) fn tool_args(
         format!("--initial-cluster-token={}", target.token),
         format!("--initial-advertise-peer-urls={}", target.peer_url),
     ];
+    if database_file {
+        // A database file, not a snapshot: no trailing checksum to check (the replay's result).
+        args.push("--skip-hash-check".to_string());
+    }
     if tool.bumps_revision {
         args.push(format!("--bump-revision={BUMP_REVISION}"));
         args.push("--mark-compacted".to_string());
@@ -211,7 +216,7 @@ pub(crate) async fn restore(
         None => (snapshot_file, None),
     };
     let restored = work.join("restored");
-    let args = tool_args(tool, target, &snapshot_file, &restored);
+    let args = tool_args(tool, target, &snapshot_file, &restored, replayed_to.is_some());
     tracing::info!(tool = %tool.path.display(), bump_revision = tool.bumps_revision, "restoring {url} (revision {}, sha256 {})", manifest.revision, manifest.sha256);
     if !tool.bumps_revision {
         tracing::warn!(
@@ -334,7 +339,8 @@ mod tests {
     #[test]
     fn the_restore_uses_name_initial_cluster_token_and_peer_url_and_bumps_where_it_can() {
         let mut tool = RestoreTool { path: "/bin/etcdutl".into(), etcdctl: false, bumps_revision: false };
-        let args = tool_args(&tool, &target(), Path::new("/d/w/snapshot.db"), Path::new("/d/w/restored"));
+        let args =
+            tool_args(&tool, &target(), Path::new("/d/w/snapshot.db"), Path::new("/d/w/restored"), false);
         assert_eq!(
             args,
             [
@@ -349,8 +355,10 @@ mod tests {
             ]
         );
         tool.bumps_revision = true;
-        let args = tool_args(&tool, &target(), Path::new("/s"), Path::new("/r"));
+        let args = tool_args(&tool, &target(), Path::new("/s"), Path::new("/r"), false);
         assert!(args.ends_with(&["--bump-revision=1000000000".to_string(), "--mark-compacted".to_string()]));
+        let args = tool_args(&tool, &target(), Path::new("/s"), Path::new("/r"), true);
+        assert!(args.contains(&"--skip-hash-check".to_string()), "a replayed database has no trailer");
     }
 
     #[test]
