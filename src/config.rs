@@ -159,6 +159,12 @@ pub(crate) struct SidecarArgs {
     #[arg(long, env = "ETCD_BOOTSTRAP_BACKUP_KEEP", default_value_t = 7)]
     pub backup_keep: usize,
 
+    /// Continuous backups (point-in-time restore): beside the leader, record every change after
+    /// the newest full snapshot and upload it as a delta segment every this interval when there
+    /// were changes. Off unless set; needs --backup-to.
+    #[arg(long, env = "ETCD_BOOTSTRAP_BACKUP_DELTA_INTERVAL", value_parser = parse_duration, allow_hyphen_values = true, value_name = "DURATION")]
+    pub backup_delta_interval: Option<Duration>,
+
     /// Directory for the local copy of a snapshot while it is checked and uploaded.
     #[arg(long, env = "ETCD_BOOTSTRAP_SCRATCH_DIR", value_name = "DIR")]
     pub scratch_dir: Option<PathBuf>,

@@ -36,6 +36,7 @@ mod chaos;
 mod compose;
 mod compose_exec;
 mod datadir_wal;
+mod deltas;
 mod dns_lookup;
 mod etcd_check;
 mod maintenance;
