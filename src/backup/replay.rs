@@ -77,7 +77,7 @@ pub(crate) async fn replay(
     let scratch = work.join("replay");
     let data = scratch.join("data");
     std::fs::create_dir_all(&scratch).map_err(|e| Error::io(&scratch, e))?;
-    let (client_port, peer_port) = (free_port()?, free_port()?);
+    let [client_port, peer_port] = free_ports()?;
     let peer_url = format!("http://127.0.0.1:{peer_port}");
     let client_url = format!("http://127.0.0.1:{client_port}");
     // The scratch restore keeps the snapshot's revision: the replay continues from it.
@@ -243,12 +243,18 @@ async fn no_fsync_flag(etcd: &Path) -> bool {
     })
 }
 
-/// A free port on loopback (the private etcd binds it a moment later; inside a pod nothing else
-/// binds loopback ports meanwhile).
-fn free_port() -> Result<u16> {
-    let listener = TcpListener::bind("127.0.0.1:0")
-        .map_err(|e| Error::Runtime(format!("replay: no free port on 127.0.0.1: {e}")))?;
-    listener.local_addr().map(|a| a.port()).map_err(|e| Error::Runtime(format!("replay: {e}")))
+/// Two free ports on loopback, held at once so they differ (the private etcd binds them a
+/// moment later; inside a pod nothing else binds loopback ports meanwhile).
+fn free_ports() -> Result<[u16; 2]> {
+    let bind = || {
+        TcpListener::bind("127.0.0.1:0")
+            .map_err(|e| Error::Runtime(format!("replay: no free port on 127.0.0.1: {e}")))
+    };
+    let (a, b) = (bind()?, bind()?);
+    let port = |l: &TcpListener| {
+        l.local_addr().map(|a| a.port()).map_err(|e| Error::Runtime(format!("replay: {e}")))
+    };
+    Ok([port(&a)?, port(&b)?])
 }
 
 /// Connect to the private etcd once it serves; an etcd that ended says why (its log's last line).
