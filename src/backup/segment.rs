@@ -5,7 +5,8 @@
 //! A snapshot `NAME` with `chain_from` in its manifest (the revision read before the snapshot
 //! began: the snapshot holds at least that one) has a chain of segments, the objects
 //! `NAME.deltas/r<FIRST>-r<LAST>-t<MS>.json`. Each covers the revisions `FIRST..=LAST` (the first
-//! one `chain_from + 1`, each next one the previous `LAST + 1`: no gap, no overlap), holds every
+//! one `chain_from + 1`, each next one the previous `LAST + 1`: no gap, no overlap; an overlap two
+//! sidecars leave is the same history, read once), holds every
 //! change of those revisions with the time (milliseconds since the epoch) the sidecar received
 //! it, and `MS` is the time of its last revision. A segment is one object written at once, and is
 //! read only once it parses and its digest and revisions agree with its name: a segment cut short
@@ -197,8 +198,8 @@ fn ascending(revisions: &[Revision]) -> bool {
 }
 
 /// How far the chain of a snapshot reaches: the segments that continue each other from
-/// `chain_from + 1`, in order, and the first one that does not (a gap or an overlap: the chain
-/// ends before it).
+/// `chain_from + 1`, in order (one that overlaps the chain and reaches further continues it: the
+/// same history, applied once), and where a gap stops it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Chain {
     pub segments: Vec<SegmentName>,
@@ -213,7 +214,9 @@ impl Chain {
     }
 }
 
-/// The chain of a snapshot whose segments the store lists as `names` (any order).
+/// The chain of a snapshot whose segments the store lists as `names` (any order): from
+/// `chain_from + 1` on, each segment that starts at or before the next revision needed and reaches
+/// past it; a segment after a gap ends it (`broken` says which revisions are missing).
 pub(crate) fn chain(chain_from: i64, mut names: Vec<SegmentName>) -> Chain {
     names.sort_by_key(|n| (n.first, n.last));
     let mut segments = Vec::new();
@@ -225,15 +228,20 @@ pub(crate) fn chain(chain_from: i64, mut names: Vec<SegmentName>) -> Chain {
             continue;
         }
         if name.last < next {
-            // A duplicate of what the chain covers (a leader that wrote a segment twice): the
-            // first one written stays.
+            // What the chain covers already (a sidecar that wrote a segment twice): not read.
             continue;
         }
-        let broken = if name.first > next {
-            format!("revisions {next}..{} are missing before segment {}", name.first - 1, name.file_name())
-        } else {
-            format!("segment {} overlaps the chain, which reaches {}", name.file_name(), next - 1)
-        };
+        if name.first < next {
+            // It overlaps the chain and reaches further: two sidecars that both believed for a
+            // moment that their member led. Their segments hold the same history (revisions are
+            // the cluster's), and a replay applies each revision once (`cut` skips what it
+            // applied), so the chain goes on through it.
+            next = name.last + 1;
+            segments.push(name);
+            continue;
+        }
+        let broken =
+            format!("revisions {next}..{} are missing before segment {}", name.first - 1, name.file_name());
         return Chain { segments, broken: Some(broken) };
     }
     Chain { segments, broken: None }
@@ -469,7 +477,9 @@ mod tests {
             (10, &[(22, 40), (11, 20), (21, 21)], &[(11, 20), (21, 21), (22, 40)], false),
             (10, &[(11, 20), (23, 30)], &[(11, 20)], true),
             (10, &[(12, 20)], &[], true),
-            (10, &[(11, 20), (15, 25)], &[(11, 20)], true),
+            (10, &[(11, 20), (15, 25)], &[(11, 20), (15, 25)], false),
+            (10, &[(11, 20), (15, 25), (26, 30)], &[(11, 20), (15, 25), (26, 30)], false),
+            (10, &[(11, 20), (12, 18), (21, 30)], &[(11, 20), (21, 30)], false),
             (10, &[(11, 20), (11, 20), (21, 22)], &[(11, 20), (21, 22)], false),
         ];
         for (from, given, want, broken) in rows {

@@ -302,9 +302,10 @@ async fn kill_at_every_step_of_a_replay_converges() {
 /// The sidecars' delta interval `D` of the disaster tests.
 const DELTA_SECS: u64 = 2;
 /// What "one upload" may take on top of `D` before a write is sure to be in the store: a segment
-/// is a few KB to a store on the same host (milliseconds), and the recording job's pass may start
-/// up to one `D` late behind a slow pass; two seconds is generous.
-const UPLOAD_ALLOWANCE: Duration = Duration::from_secs(2);
+/// is a few KB to a store on the same host (milliseconds), but the suite runs six bed tests at once
+/// on two cores, where a pass can start seconds late. The test asserts the bound with this margin;
+/// the benchmark (bench/PITR.md) measures the recovery point itself.
+const UPLOAD_ALLOWANCE: Duration = Duration::from_secs(5);
 
 /// `backup list URL --format json` from the host.
 fn list(url: &str, env: &[(String, String)], home: &Path) -> Vec<serde_json::Value> {
