@@ -239,62 +239,65 @@ pub fn report(f: &Facts, o: &Options, r: &Results) -> String {
     }
     let _ = writeln!(w);
 
-    // ----- goals
-    let _ = writeln!(w, "## Goals\n");
-    let _ = writeln!(w, "| goal | measured (median unless said) | |\n|---|---|---|");
-    let gs = goals(f, r);
-    for g in &gs {
-        let verdict = match g.met {
-            Some(true) => "met",
-            Some(false) => "**missed**",
-            None => "not measured",
-        };
-        let _ = writeln!(w, "| {} | {} | {verdict} |", g.text, g.measured);
-    }
-    let _ = writeln!(w);
-    crate::render_notes::missed(w, f, r, &gs.iter().map(|g| (g.text, g.met)).collect::<Vec<_>>());
+    // A run of the point-in-time restore alone (`--only pitr`, bench/PITR.md) shows only that.
+    let pitr_only = o.only.len() == 1 && o.only[0] == "pitr";
+    if !pitr_only {
+        // ----- goals
+        let _ = writeln!(w, "## Goals\n");
+        let _ = writeln!(w, "| goal | measured (median unless said) | |\n|---|---|---|");
+        let gs = goals(f, r);
+        for g in &gs {
+            let verdict = match g.met {
+                Some(true) => "met",
+                Some(false) => "**missed**",
+                None => "not measured",
+            };
+            let _ = writeln!(w, "| {} | {} | {verdict} |", g.text, g.measured);
+        }
+        let _ = writeln!(w);
+        crate::render_notes::missed(w, f, r, &gs.iter().map(|g| (g.text, g.met)).collect::<Vec<_>>());
 
-    // ----- cold start
-    let _ = writeln!(w, "## Cold start: all pods started to a healthy cluster\n");
-    let _ = writeln!(
-        w,
-        "Every pod of a new cluster is created one after the other (the bed's pod creation: a network \
+        // ----- cold start
+        let _ = writeln!(w, "## Cold start: all pods started to a healthy cluster\n");
+        let _ = writeln!(
+            w,
+            "Every pod of a new cluster is created one after the other (the bed's pod creation: a network \
          namespace, a veth, the program as PID 1), each published in DNS as it is created. Timed from \
          the moment the last pod has started to the first health check that passes: on every member \
          Status with a leader, a linearizable read, and a member list of exactly the expected members, \
          all started voters (checks start every 50 ms, each with a 1.5 s deadline).\n"
-    );
-    for &size in cold::sizes(false) {
-        let _ = writeln!(w, "**{size} members**\n\n{HEAD}", HEAD = HEAD.trim_end());
-        contestant_rows(w, r, "cold", size);
-        if let Some(s) = r.summary(&format!("spread.{size}")) {
-            let _ = writeln!(
-                w,
-                "\nStarting the {size} pods took {} (median; min {}, max {}) from the first to the last.",
-                fmt(Unit::Secs, s.median),
-                fmt(Unit::Secs, s.min),
-                fmt(Unit::Secs, s.max)
-            );
+        );
+        for &size in cold::sizes(false) {
+            let _ = writeln!(w, "**{size} members**\n\n{HEAD}", HEAD = HEAD.trim_end());
+            contestant_rows(w, r, "cold", size);
+            if let Some(s) = r.summary(&format!("spread.{size}")) {
+                let _ = writeln!(
+                    w,
+                    "\nStarting the {size} pods took {} (median; min {}, max {}) from the first to the last.",
+                    fmt(Unit::Secs, s.median),
+                    fmt(Unit::Secs, s.min),
+                    fmt(Unit::Secs, s.max)
+                );
+            }
+            let _ = writeln!(w);
         }
-        let _ = writeln!(w);
-    }
 
-    let _ = writeln!(w, "## Cold start with DNS {} s late\n", DNS_DELAY.as_secs());
-    let _ = writeln!(
-        w,
-        "The same, but no pod is in DNS until {} s after the last pod started; then all records are \
+        let _ = writeln!(w, "## Cold start with DNS {} s late\n", DNS_DELAY.as_secs());
+        let _ = writeln!(
+            w,
+            "The same, but no pod is in DNS until {} s after the last pod started; then all records are \
          published at once. Timed from the last record published to healthy. (Each pod's `/etc/hosts` \
          names the pod itself, as the kubelet's does.)\n",
-        DNS_DELAY.as_secs()
-    );
-    for &size in cold::sizes(true) {
-        let _ = writeln!(w, "**{size} members**\n\n{HEAD}", HEAD = HEAD.trim_end());
-        contestant_rows(w, r, "late", size);
-        let _ = writeln!(w);
-    }
+            DNS_DELAY.as_secs()
+        );
+        for &size in cold::sizes(true) {
+            let _ = writeln!(w, "**{size} members**\n\n{HEAD}", HEAD = HEAD.trim_end());
+            contestant_rows(w, r, "late", size);
+            let _ = writeln!(w);
+        }
 
-    let _ = writeln!(w, "## Full restart: every pod deleted, volumes kept\n");
-    let _ = writeln!(
+        let _ = writeln!(w, "## Full restart: every pod deleted, volumes kept\n");
+        let _ = writeln!(
         w,
         "A healthy {n}-member cluster of each contestant has every pod deleted (SIGTERM, as a rollout or a \
          node drain of all of them would) and created again with its volume, each with a new IP. Timed \
@@ -302,37 +305,44 @@ pub fn report(f: &Facts, o: &Options, r: &Results) -> String {
          alone, so no member's client port answers before the others are back.\n",
         n = restart::SIZE
     );
-    let _ = writeln!(w, "{}", HEAD.trim_end());
-    contestant_rows(w, r, "restart", restart::SIZE);
-    let _ = writeln!(w);
+        let _ = writeln!(w, "{}", HEAD.trim_end());
+        contestant_rows(w, r, "restart", restart::SIZE);
+        let _ = writeln!(w);
 
-    // ----- scale
-    let _ = writeln!(w, "## Scale-up: the new pod's start to a voting member (3 -> 4)\n");
-    let _ = writeln!(
-        w,
-        "A fourth pod joins a healthy 3-member cluster, timed from its start (the floor: from the \
+        // ----- scale
+        let _ = writeln!(w, "## Scale-up: the new pod's start to a voting member (3 -> 4)\n");
+        let _ = writeln!(
+            w,
+            "A fourth pod joins a healthy 3-member cluster, timed from its start (the floor: from the \
          hand-made `member add` just before it) to a healthy cluster of four started voters. \
          etcd-bootstrap pods run the sidecar as a second container with `--interval {SIDECAR_INTERVAL} \
          --removal-delay {}s` (the defaults are 10s and 2m); in learner mode the sidecar of the leader \
          promotes the learner. The floor's operator promotes by hand, retrying every 100 ms. Repeated \
          on one bed: after each join the pod is deleted, its member removed and its volume wiped.\n",
-        REMOVAL_DELAY.as_secs()
-    );
-    let _ = writeln!(w, "{}", HEAD.trim_end());
-    for m in ["voter", "learner"] {
-        let floor = format!("join.{m}.floor");
-        row(w, r, &format!("{m}: floor (by hand)"), &floor, Unit::Secs, Some(&floor));
-        na_row(
-            w,
-            &format!("{m}: shell script"),
-            "it never calls `member add`; a new pod starts `new` and cannot join",
+            REMOVAL_DELAY.as_secs()
         );
-        row(w, r, &format!("{m}: etcd-bootstrap"), &format!("join.{m}.bootstrap"), Unit::Secs, Some(&floor));
-    }
-    let _ = writeln!(w);
+        let _ = writeln!(w, "{}", HEAD.trim_end());
+        for m in ["voter", "learner"] {
+            let floor = format!("join.{m}.floor");
+            row(w, r, &format!("{m}: floor (by hand)"), &floor, Unit::Secs, Some(&floor));
+            na_row(
+                w,
+                &format!("{m}: shell script"),
+                "it never calls `member add`; a new pod starts `new` and cannot join",
+            );
+            row(
+                w,
+                r,
+                &format!("{m}: etcd-bootstrap"),
+                &format!("join.{m}.bootstrap"),
+                Unit::Secs,
+                Some(&floor),
+            );
+        }
+        let _ = writeln!(w);
 
-    let _ = writeln!(w, "## Scale-down: pod deletion to member removal (4 -> 3)\n");
-    let _ = writeln!(
+        let _ = writeln!(w, "## Scale-down: pod deletion to member removal (4 -> 3)\n");
+        let _ = writeln!(
         w,
         "The pod etcd-3 is deleted (SIGTERM, its DNS records go when it has ended, as Kubernetes removes a \
          pod's records once its containers have stopped). \"From its records going\" starts there: the \
@@ -342,51 +352,58 @@ pub fn report(f: &Facts, o: &Options, r: &Results) -> String {
          restarting must not lose its member), so its figure is that delay plus the overhead shown.\n",
         REMOVAL_DELAY.as_secs()
     );
-    let _ = writeln!(
+        let _ = writeln!(
         w,
         "| contestant | median | min | max | runs | from its records going (median) | beyond the delay: from the deletion / from the records going |\n|---|---|---|---|---|---|---|"
     );
-    let delay = REMOVAL_DELAY.as_secs_f64();
-    for m in ["voter", "learner"] {
-        for (label, key) in [
-            ("floor (by hand)", format!("remove.{m}.floor")),
-            ("etcd-bootstrap sidecar", format!("remove.{m}.bootstrap")),
-        ] {
-            let label = format!("after a {m} join: {label}");
-            let after_records = r.median(&format!("{key}.after_records"));
-            match r.summary(&key) {
-                Some(s) => {
-                    let overhead = match (key.ends_with("bootstrap"), after_records) {
-                        (true, Some(a)) => {
-                            format!("{} / {}", fmt(Unit::Secs, s.median - delay), fmt(Unit::Secs, a - delay))
-                        }
-                        (true, None) => fmt(Unit::Secs, s.median - delay),
-                        (false, _) => "-".into(),
-                    };
-                    let _ = writeln!(
-                        w,
-                        "| {label} | **{}** | {} | {} | {} | {} | {overhead} |",
-                        fmt(Unit::Secs, s.median),
-                        fmt(Unit::Secs, s.min),
-                        fmt(Unit::Secs, s.max),
-                        runs_cell(r, &key),
-                        after_records.map(|a| fmt(Unit::Secs, a)).unwrap_or_else(|| "-".into()),
-                    );
-                }
-                None => {
-                    let _ = writeln!(w, "| {label} | not measured | | | {} | | |", runs_cell(r, &key));
+        let delay = REMOVAL_DELAY.as_secs_f64();
+        for m in ["voter", "learner"] {
+            for (label, key) in [
+                ("floor (by hand)", format!("remove.{m}.floor")),
+                ("etcd-bootstrap sidecar", format!("remove.{m}.bootstrap")),
+            ] {
+                let label = format!("after a {m} join: {label}");
+                let after_records = r.median(&format!("{key}.after_records"));
+                match r.summary(&key) {
+                    Some(s) => {
+                        let overhead = match (key.ends_with("bootstrap"), after_records) {
+                            (true, Some(a)) => {
+                                format!(
+                                    "{} / {}",
+                                    fmt(Unit::Secs, s.median - delay),
+                                    fmt(Unit::Secs, a - delay)
+                                )
+                            }
+                            (true, None) => fmt(Unit::Secs, s.median - delay),
+                            (false, _) => "-".into(),
+                        };
+                        let _ = writeln!(
+                            w,
+                            "| {label} | **{}** | {} | {} | {} | {} | {overhead} |",
+                            fmt(Unit::Secs, s.median),
+                            fmt(Unit::Secs, s.min),
+                            fmt(Unit::Secs, s.max),
+                            runs_cell(r, &key),
+                            after_records.map(|a| fmt(Unit::Secs, a)).unwrap_or_else(|| "-".into()),
+                        );
+                    }
+                    None => {
+                        let _ = writeln!(w, "| {label} | not measured | | | {} | | |", runs_cell(r, &key));
+                    }
                 }
             }
         }
-    }
-    let _ = writeln!(w, "| shell script | n/a: it never calls `member remove` | | | | | |\n");
-    let _ = writeln!(w, "{}\n", crate::render_notes::removal(r));
+        let _ = writeln!(w, "| shell script | n/a: it never calls `member remove` | | | | | |\n");
+        let _ = writeln!(w, "{}\n", crate::render_notes::removal(r));
 
-    // ----- restore
-    let db_mb = r.median("restore.db_mb").unwrap_or(0.0);
-    let _ =
-        writeln!(w, "## Restore from a snapshot: a new {n}-member cluster to healthy\n", n = restore::SIZE);
-    let _ = writeln!(
+        // ----- restore
+        let db_mb = r.median("restore.db_mb").unwrap_or(0.0);
+        let _ = writeln!(
+            w,
+            "## Restore from a snapshot: a new {n}-member cluster to healthy\n",
+            n = restore::SIZE
+        );
+        let _ = writeln!(
         w,
         "A snapshot of another cluster ({keys} keys of 1 MB of random data: a database of {db_mb:.0} MB, \
          taken with `etcd-bootstrap backup --to file://DIR`) restored into a new {n}-member cluster with \
@@ -401,19 +418,19 @@ pub fn report(f: &Facts, o: &Options, r: &Results) -> String {
         keys = restore::KEYS,
         n = restore::SIZE
     );
-    let _ = writeln!(w, "{}", HEAD.trim_end());
-    let floor = format!("restore.{}.floor", restore::SIZE);
-    row(w, r, "by hand: `etcdutl snapshot restore`, then static etcd", &floor, Unit::Secs, Some(&floor));
-    row(
-        w,
-        r,
-        "etcd-bootstrap `--restore-from`",
-        &format!("restore.{}.bootstrap", restore::SIZE),
-        Unit::Secs,
-        Some(&floor),
-    );
-    let _ = writeln!(w);
-
+        let _ = writeln!(w, "{}", HEAD.trim_end());
+        let floor = format!("restore.{}.floor", restore::SIZE);
+        row(w, r, "by hand: `etcdutl snapshot restore`, then static etcd", &floor, Unit::Secs, Some(&floor));
+        row(
+            w,
+            r,
+            "etcd-bootstrap `--restore-from`",
+            &format!("restore.{}.bootstrap", restore::SIZE),
+            Unit::Secs,
+            Some(&floor),
+        );
+        let _ = writeln!(w);
+    }
     // ----- point-in-time restore
     let _ = writeln!(
         w,
@@ -483,45 +500,46 @@ pub fn report(f: &Facts, o: &Options, r: &Results) -> String {
     }
     let _ = writeln!(w);
 
-    // ----- start to exec
-    let _ = writeln!(w, "## Start-to-exec with peers ready, and `plan`\n");
-    let _ = writeln!(
-        w,
-        "Timed inside the pod: the pod's entrypoint is a stamp that reads CLOCK_MONOTONIC and execs the \
+    if !pitr_only {
+        // ----- start to exec
+        let _ = writeln!(w, "## Start-to-exec with peers ready, and `plan`\n");
+        let _ = writeln!(
+            w,
+            "Timed inside the pod: the pod's entrypoint is a stamp that reads CLOCK_MONOTONIC and execs the \
          contestant, which execs the stamp again as its etcd; the difference is the contestant's time \
          from start to exec (plus one exec of the stamp, which is all the floor's figure is). \
          **EXISTING**: etcd-2 restarts on its data while etcd-0 and etcd-1 serve with quorum (the usual \
          restart); etcd-bootstrap reads the WAL, resolves the peers, asks them for the member list and \
          decides EXISTING. **JOIN**: a new etcd-3 with an empty volume while all three serve; \
          etcd-bootstrap's `member add` is inside the figure.\n"
-    );
-    let _ = writeln!(w, "{}", HEAD.trim_end());
-    let floor = "exec.existing.floor";
-    row(w, r, "EXISTING: floor (exec etcd at once)", floor, Unit::Ms, Some(floor));
-    row(w, r, "EXISTING: shell script (3 pings)", "exec.existing.shell", Unit::Ms, Some(floor));
-    row(w, r, "EXISTING: etcd-bootstrap", "exec.existing.bootstrap", Unit::Ms, Some(floor));
-    row(w, r, "JOIN: etcd-bootstrap (incl. `member add`)", "exec.join.bootstrap", Unit::Ms, Some(floor));
-    row(w, r, "`etcd-bootstrap plan` in etcd-1 (EXISTING), via nsenter", "plan", Unit::Ms, None);
-    row(w, r, "nsenter alone (`/bin/true`), for reference", "plan.nsenter_true", Unit::Ms, None);
-    let _ = writeln!(w);
+        );
+        let _ = writeln!(w, "{}", HEAD.trim_end());
+        let floor = "exec.existing.floor";
+        row(w, r, "EXISTING: floor (exec etcd at once)", floor, Unit::Ms, Some(floor));
+        row(w, r, "EXISTING: shell script (3 pings)", "exec.existing.shell", Unit::Ms, Some(floor));
+        row(w, r, "EXISTING: etcd-bootstrap", "exec.existing.bootstrap", Unit::Ms, Some(floor));
+        row(w, r, "JOIN: etcd-bootstrap (incl. `member add`)", "exec.join.bootstrap", Unit::Ms, Some(floor));
+        row(w, r, "`etcd-bootstrap plan` in etcd-1 (EXISTING), via nsenter", "plan", Unit::Ms, None);
+        row(w, r, "nsenter alone (`/bin/true`), for reference", "plan.nsenter_true", Unit::Ms, None);
+        let _ = writeln!(w);
 
-    // ----- sizes
-    let _ = writeln!(w, "## Sizes\n");
-    let _ = writeln!(w, "| artefact | bytes | MiB |\n|---|---|---|");
-    let size_row = |w: &mut String, label: &str, b: u64| {
-        let _ = writeln!(w, "| {label} | {b} | {:.2} |", b as f64 / MIB);
-    };
-    size_row(w, "etcd-bootstrap (static release build, stripped)", f.bootstrap_bytes);
-    size_row(w, "etcd (for scale; the floor ships only etcd)", f.etcd_bytes);
-    if let Some(b) = f.etcdctl_bytes {
-        size_row(w, "etcdctl", b);
-    }
-    match &f.image {
-        Some(i) => {
-            size_row(w, &format!("image `{}` ({}, created {})", i.name, i.id, i.created), i.bytes);
-            let parts = f.etcd_bytes + f.etcdctl_bytes.unwrap_or(0);
-            if parts > 0 {
-                let _ = writeln!(
+        // ----- sizes
+        let _ = writeln!(w, "## Sizes\n");
+        let _ = writeln!(w, "| artefact | bytes | MiB |\n|---|---|---|");
+        let size_row = |w: &mut String, label: &str, b: u64| {
+            let _ = writeln!(w, "| {label} | {b} | {:.2} |", b as f64 / MIB);
+        };
+        size_row(w, "etcd-bootstrap (static release build, stripped)", f.bootstrap_bytes);
+        size_row(w, "etcd (for scale; the floor ships only etcd)", f.etcd_bytes);
+        if let Some(b) = f.etcdctl_bytes {
+            size_row(w, "etcdctl", b);
+        }
+        match &f.image {
+            Some(i) => {
+                size_row(w, &format!("image `{}` ({}, created {})", i.name, i.id, i.created), i.bytes);
+                let parts = f.etcd_bytes + f.etcdctl_bytes.unwrap_or(0);
+                if parts > 0 {
+                    let _ = writeln!(
                     w,
                     "\nThe image is FROM scratch with etcd, etcdctl and etcd-bootstrap: etcd-bootstrap adds {:.1}% \
                      to an image of etcd and etcdctl alone. {}",
@@ -534,17 +552,17 @@ pub fn report(f: &Facts, o: &Options, r: &Results) -> String {
                          may be from another commit."
                     }
                 );
+                }
+            }
+            None => {
+                let _ = writeln!(w, "| image `{}` | n/a: image not built in this run | |", f.image_name);
             }
         }
-        None => {
-            let _ = writeln!(w, "| image `{}` | n/a: image not built in this run | |", f.image_name);
-        }
-    }
-    let _ = writeln!(w);
+        let _ = writeln!(w);
 
-    // ----- memory
-    let _ = writeln!(w, "## Memory\n");
-    let _ = writeln!(
+        // ----- memory
+        let _ = writeln!(w, "## Memory\n");
+        let _ = writeln!(
         w,
         "Peak RSS of `run`: the exec'd stamp reads `getrusage(RUSAGE_SELF).ru_maxrss`, which Linux keeps \
          across `execve`, so it is the largest the pod's PID 1 has been in its whole chain (the bed's \
@@ -554,39 +572,39 @@ pub fn report(f: &Facts, o: &Options, r: &Results) -> String {
          steady RSS is VmRSS of the three sidecars of each etcd-bootstrap scale bed at its end (each has \
          run for the whole scale-up/scale-down series, about a minute); VmHWM is its peak.\n"
     );
-    let _ = writeln!(
+        let _ = writeln!(
         w,
         "| process | median | min | max | samples | ratio to the floor's chain |\n|---|---|---|---|---|---|"
     );
-    let floor = Some("mem.chain.existing.floor");
-    for (label, key, ratio) in [
-        ("`run`, EXISTING restart (peak RSS of the chain)", "mem.chain.existing.bootstrap", floor),
-        ("`run`, JOIN with `member add` (peak RSS of the chain)", "mem.run.join", floor),
-        ("floor chain (stamp only), for reference", "mem.chain.existing.floor", floor),
-        ("shell chain (sh, ping, stamp), for reference", "mem.chain.existing.shell", floor),
-        ("`plan` (peak RSS)", "mem.plan", None),
-        ("sidecar, steady (VmRSS)", "mem.sidecar.rss", None),
-        ("sidecar, peak (VmHWM)", "mem.sidecar.hwm", None),
-    ] {
-        row(w, r, label, key, Unit::Mib, ratio);
-    }
-    let _ = writeln!(w);
-    let _ = writeln!(
+        let floor = Some("mem.chain.existing.floor");
+        for (label, key, ratio) in [
+            ("`run`, EXISTING restart (peak RSS of the chain)", "mem.chain.existing.bootstrap", floor),
+            ("`run`, JOIN with `member add` (peak RSS of the chain)", "mem.run.join", floor),
+            ("floor chain (stamp only), for reference", "mem.chain.existing.floor", floor),
+            ("shell chain (sh, ping, stamp), for reference", "mem.chain.existing.shell", floor),
+            ("`plan` (peak RSS)", "mem.plan", None),
+            ("sidecar, steady (VmRSS)", "mem.sidecar.rss", None),
+            ("sidecar, peak (VmHWM)", "mem.sidecar.hwm", None),
+        ] {
+            row(w, r, label, key, Unit::Mib, ratio);
+        }
+        let _ = writeln!(w);
+        let _ = writeln!(
         w,
         "Sidecar CPU time per hour of running (user + system, `/proc/PID/stat`), per sidecar of a 3-member \
          set with the bench's sidecar settings: idle for {} s after forming, and through the scale-up and \
          scale-down series. The largest is the leader's.\n",
         crate::scale::IDLE_SAMPLE.as_secs()
     );
-    let _ = writeln!(w, "| sidecar CPU | median | min | max | samples | - |\n|---|---|---|---|---|---|");
-    for (label, key) in [
-        ("idle (s per hour)", "cpu.sidecar.idle"),
-        ("during scale-up and scale-down (s per hour)", "cpu.sidecar.scale"),
-    ] {
-        row(w, r, label, key, Unit::Secs, None);
+        let _ = writeln!(w, "| sidecar CPU | median | min | max | samples | - |\n|---|---|---|---|---|---|");
+        for (label, key) in [
+            ("idle (s per hour)", "cpu.sidecar.idle"),
+            ("during scale-up and scale-down (s per hour)", "cpu.sidecar.scale"),
+        ] {
+            row(w, r, label, key, Unit::Secs, None);
+        }
+        let _ = writeln!(w);
     }
-    let _ = writeln!(w);
-
     // ----- diagnostics
     crate::render_notes::diagnostics(w, r);
     crate::render_notes::method(w);
@@ -596,7 +614,8 @@ pub fn report(f: &Facts, o: &Options, r: &Results) -> String {
     let _ = writeln!(
         w,
         "```sh\nbench/run.sh                 # as root; builds the static binary, runs everything, rewrites bench/REPORT.md\n\
-         RUNS=3 bench/run.sh          # fewer runs\nbench/run.sh --only cold,exec --out /tmp/r.md   # a part, elsewhere\n```\n"
+         RUNS=3 bench/run.sh          # fewer runs\nbench/run.sh --only cold,exec --out /tmp/r.md   # a part, elsewhere\n\
+         EBT_BENCH_ETCD=/opt/etcd-3.5.30/usr/bin/etcd bench/run.sh --only pitr --out bench/PITR.md   # point-in-time restore\n```\n"
     );
     let _ = writeln!(
         w,
