@@ -87,7 +87,7 @@ snapshot_url="$(tail -n 1 "$work/backup.out")"
 # --bump-revision and --mark-compacted where this etcdutl has them (etcd-bootstrap uses them then).
 bump=()
 bump_note="without --bump-revision and --mark-compacted: this etcdutl has neither (etcd-bootstrap then restores without them too, and logs it)"
-if "$etcd_dir/etcdutl" snapshot restore --help 2>&1 | grep -q -- --bump-revision; then
+if grep -q -- --bump-revision <<<"$("$etcd_dir/etcdutl" snapshot restore --help 2>&1)"; then
   bump=(--bump-revision 1000000000 --mark-compacted)
   bump_note="with --bump-revision 1000000000 --mark-compacted"
 fi

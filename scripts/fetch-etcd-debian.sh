@@ -12,9 +12,16 @@ dest="${1:?usage: fetch-etcd-debian.sh DEST [VERSION]}"
 version="${2:-3.5.30}"
 say() { echo "fetch-etcd-debian.sh: $*" >&2; }
 
+# Whether the etcd at $1 says it is $version. Its output is read whole first: `etcd --version |
+# grep -q` under pipefail fails whenever grep's early exit makes etcd's next write a SIGPIPE.
+says_version() {
+  local said
+  said="$("$1" --version 2>/dev/null)" || return 1
+  grep -qx "etcd Version: ${version}" <<<"$said"
+}
+
 bin="$dest/usr/bin"
-if [ -x "$bin/etcd" ] && [ -x "$bin/etcdctl" ] && [ -x "$bin/etcdutl" ] &&
-  "$bin/etcd" --version 2>/dev/null | grep -qx "etcd Version: ${version}"; then
+if [ -x "$bin/etcd" ] && [ -x "$bin/etcdctl" ] && [ -x "$bin/etcdutl" ] && says_version "$bin/etcd"; then
   echo "$bin"
   exit 0
 fi
@@ -49,7 +56,7 @@ mkdir -p "$dest.partial"
 for deb in "$work"/debs/*.deb; do
   dpkg-deb -x "$deb" "$dest.partial"
 done
-if ! "$dest.partial/usr/bin/etcd" --version | grep -qx "etcd Version: ${version}"; then
+if ! says_version "$dest.partial/usr/bin/etcd"; then
   say "the unpacked etcd does not say it is ${version}:"
   "$dest.partial/usr/bin/etcd" --version >&2 || true
   exit 1
