@@ -32,6 +32,7 @@ mod bed;
 mod bed_selftest;
 mod bootstrap;
 mod chaos;
+mod chaos_snapshots;
 mod compose;
 mod compose_exec;
 mod datadir_wal;
