@@ -11,11 +11,20 @@
 //! at a time; 2 -> 1 removes the member first (with two voters, deleting a pod loses quorum and
 //! the sidecar can no longer commit a removal), as the sidecar tests do.
 //!
+//! Every sidecar job is on: scheduled backups to the S3-protocol server s3s-fs (every 5 s, the
+//! newest 3 kept), defragmentation (`--defrag-min-size 4MB`) and NOSPACE recovery
+//! (`--compact-on-nospace`) under a 16 MiB quota, which the schedule's NOSPACE fills (always
+//! operation 4, and drawn like the others) exhaust: puts of 50 kB until etcd refuses one for
+//! space, then the fill deleted; convergence includes the alarm cleared by the sidecars. After the
+//! run, once a snapshot holds every acknowledged write, every snapshot in the store is downloaded,
+//! checked against its manifest, restored into a scratch etcd with etcd's own tool and must hold
+//! every write acknowledged at or before its revision, with its value.
+//!
 //! Settings (environment): `CHAOS_SEED` (decimal or 0x-hex; default: from the clock), `CHAOS_OPS`
 //! (default 12: the CI run), `CHAOS_BOUND_SECS` (convergence bound, default 90),
 //! `CHAOS_VERIFY_EVERY` (operations between full read-backs, default 5), `CHAOS_REPORT` (a file
 //! to write the figures to, as JSON), `CHAOS_LOGS` (a directory to keep the pods' logs in, also
-//! on failure). `scripts/chaos.sh [OPS] [SEED]` runs the long schedule.
+//! on failure), `CHAOS_BACKUP_INTERVAL_SECS` and `CHAOS_BACKUP_KEEP` (default 5 and 3). `scripts/chaos.sh [OPS] [SEED]` runs the long schedule.
 //! The seed is printed first and in every failure: the same seed gives the same schedule.
 
 use std::collections::{BTreeMap, BTreeSet};
