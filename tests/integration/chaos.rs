@@ -14,7 +14,7 @@
 //! Every sidecar job is on: scheduled backups to the S3-protocol server s3s-fs (every 5 s, the
 //! newest 3 kept), defragmentation (`--defrag-min-size 4MB`) and NOSPACE recovery
 //! (`--compact-on-nospace`) under a 16 MiB quota, which the schedule's NOSPACE fills (always
-//! operation 4, and drawn like the others) exhaust: puts of 50 kB until etcd refuses one for
+//! operation 1, and drawn like the others where the set has three pods or more) exhaust: puts of 50 kB until etcd refuses one for
 //! space, then the fill deleted; convergence includes the alarm cleared by the sidecars. After the
 //! run, once a snapshot holds every acknowledged write, every snapshot in the store is downloaded,
 //! checked against its manifest, restored into a scratch etcd with etcd's own tool and must hold
@@ -50,8 +50,10 @@ const INITIAL_PODS: u32 = 3;
 const READ_BACK: Duration = Duration::from_secs(30);
 /// A put every this long (plus the put's own time).
 const WRITE_PAUSE: Duration = Duration::from_millis(40);
-/// The operation (from 0) that is always a NOSPACE fill.
-const FILL_AT: u32 = 3;
+/// The operation (from 0) that is always a NOSPACE fill: the first, when the set has its three
+/// pods (the sidecars defragment only where a member being defragmented leaves a quorum
+/// answering, so never with one or two voters: there a NOSPACE is the operator's, by hand).
+const FILL_AT: u32 = 0;
 /// etcd's quota (`ETCD_QUOTA_BACKEND_BYTES`): small, so a fill reaches NOSPACE in seconds.
 const QUOTA: u64 = 16 * 1024 * 1024;
 /// The value of each put of a fill.
@@ -356,7 +358,7 @@ fn draw(rng: &mut Rng, n: u32, created: u32) -> Op {
         (11, 1),                          // NXDOMAIN
         (12, 1),                          // kill -9 sidecar
         (13, if n <= 3 { 1 } else { 0 }), // scale up by two at once
-        (14, 2),                          // NOSPACE fill + delete
+        (14, if n >= 3 { 2 } else { 0 }), // NOSPACE fill + delete
     ];
     let total: u32 = weights.iter().map(|(_, w)| w).sum();
     let mut pick = rng.below(total);
@@ -432,8 +434,8 @@ fn schedule(seed: u64, ops: u32) -> Vec<Op> {
     let mut created = INITIAL_PODS;
     let mut out = Vec::new();
     for i in 0..ops {
-        // Every schedule fills to NOSPACE at least once, early (the CI run's 12 operations too).
-        if i == FILL_AT {
+        // Every schedule fills to NOSPACE at least once, first (the CI run's 12 operations too).
+        if i == FILL_AT && n >= 3 {
             out.push(Op::NospaceFill);
             continue;
         }
@@ -1370,6 +1372,7 @@ fn the_schedule_depends_on_the_seed_alone_and_respects_the_scale_rules() {
                 }
                 Op::ScaleDown => n -= 1,
                 Op::VolumeLoss { pod, .. } => assert!(n >= 3 && *pod < n, "seed {seed}: {op} with {n} pods"),
+                Op::NospaceFill => assert!(n >= 3, "seed {seed}: {op} with {n} pods"),
                 Op::NetworkCut { pod, .. } => assert!(n >= 2 && *pod < n, "seed {seed}: {op} with {n} pods"),
                 Op::KillEtcd { pod }
                 | Op::CrashPod { pod }
@@ -1385,6 +1388,7 @@ fn the_schedule_depends_on_the_seed_alone_and_respects_the_scale_rules() {
         assert!(kinds.len() >= 17, "seed {seed}: 500 operations should cover every kind: {kinds:?}");
     }
     assert_ne!(schedule(1, 50), schedule(2, 50));
+    assert_eq!(schedule(7, 12)[FILL_AT as usize], Op::NospaceFill, "every schedule fills to NOSPACE");
     assert_eq!(parse_seed("0x2a"), Some(42));
     assert_eq!(parse_seed(" 42 "), Some(42));
     assert_eq!(parse_seed("x"), None);
