@@ -14,7 +14,10 @@
 //!    again for nothing.
 //!
 //! A kept alarm is looked at again once the revision moves (keys were deleted), or after
-//! [`RETRY`] (a compaction by hand moves no revision).
+//! [`RETRY`] (a compaction by hand moves no revision). A compaction that stopped short of the
+//! current revision (a backup was being written) is made again up to it as soon as the backup
+//! allows, and every member is defragmented again after it, kept alarm or not: otherwise the
+//! history the hold kept (the deleted keys' old values) would hold the alarm until [`RETRY`].
 //!
 //! A CORRUPT alarm stops all maintenance: that one needs a person.
 
@@ -80,6 +83,8 @@ pub(crate) struct Kept {
 pub(crate) struct Episode {
     /// The compaction of this episode is done (or was not needed).
     pub compacted: bool,
+    /// The revision this episode compacted at, when it did.
+    pub compacted_to: Option<i64>,
     /// Members defragmented in this episode.
     pub defragmented: BTreeSet<u64>,
     /// Set when the alarm was kept; the episode ends there until [`Episode::stale`].
@@ -87,6 +92,18 @@ pub(crate) struct Episode {
 }
 
 impl Episode {
+    /// This episode compacted at `revision`. A compaction that goes further than an earlier one of
+    /// the episode (held back by a backup) frees more: every member is defragmented again and a
+    /// kept verdict no longer holds.
+    pub(crate) fn compacted_at(&mut self, revision: i64) {
+        if self.compacted_to.is_some_and(|earlier| earlier < revision) {
+            self.defragmented.clear();
+            self.kept = None;
+        }
+        self.compacted = true;
+        self.compacted_to = Some(revision);
+    }
+
     /// A kept verdict no longer holds: keys were deleted since (the revision moved), or
     /// [`RETRY`] has passed. The caller starts a new episode.
     pub(crate) fn stale(&self, revision: i64, now: Instant) -> bool {
@@ -152,11 +169,14 @@ pub(crate) fn next(settings: &NospaceSettings, facts: &Facts, episode: &Episode)
     if raised.is_empty() {
         return Step::NoAlarm;
     }
-    if episode.kept.is_some() {
+    // As far as a compaction may go now: the current revision, never past a backup being written.
+    let allowed = facts.backup_revision.map_or(facts.revision, |b| b.min(facts.revision));
+    let short = episode.compacted_to.is_some_and(|c| c < allowed);
+    if episode.kept.is_some() && !(settings.compact && short) {
         return Step::Unchanged;
     }
-    if settings.compact && !episode.compacted {
-        let revision = facts.backup_revision.map_or(facts.revision, |b| b.min(facts.revision));
+    if settings.compact && (!episode.compacted || short) {
+        let revision = allowed;
         if revision > 0 {
             let limit = match facts.backup_revision {
                 Some(b) if b < facts.revision => {
@@ -329,6 +349,30 @@ mod tests {
         }
     }
 
+    /// Found by the chaos run: a NOSPACE compaction held back by a backup (at the revision of a
+    /// snapshot being written, below the fill's delete) left the deleted keys' history in place;
+    /// every member was defragmented, the alarm kept, and nothing moved the revision again, so
+    /// the alarm stayed for RETRY (10 minutes). A further compaction starts the defragmentation
+    /// over and drops the kept verdict.
+    #[test]
+    fn a_compaction_held_by_a_backup_is_made_again_once_the_backup_allows() {
+        let mut episode = Episode::default();
+        episode.compacted_at(4200);
+        episode.defragmented.extend([100, 101, 102]);
+        episode.kept = Some(Kept { revision: 5000, at: Instant::now() });
+        episode.compacted_at(5000);
+        assert_eq!(episode.compacted_to, Some(5000));
+        assert!(episode.defragmented.is_empty() && episode.kept.is_none(), "{episode:?}");
+        let case = Case { compact: true, episode, ..Case::new() };
+        assert_eq!(kind(&case.step()), "defrag 101", "every member again, followers first");
+        // The same compaction again (etcd: compacted already) changes nothing.
+        let mut again = Episode::default();
+        again.compacted_at(5000);
+        again.defragmented.insert(101);
+        again.compacted_at(5000);
+        assert!(again.defragmented.contains(&101));
+    }
+
     #[test]
     fn next_table() {
         let mut silent = Case::new().done(&[101]);
@@ -353,6 +397,17 @@ mod tests {
         let mut backup_ahead = Case::new();
         backup_ahead.compact = true;
         backup_ahead.backup = Some(9000);
+        // Compacted at 4200 while a backup at 4200 was written, every member defragmented, the
+        // alarm kept: still held, nothing to do; once the backup is uploaded, compact to 5000.
+        let mut held_kept = Case::new().done(&[100, 101, 102]);
+        held_kept.compact = true;
+        held_kept.episode.compacted_at(4200);
+        held_kept.episode.kept = Some(Kept { revision: 5000, at: Instant::now() });
+        let still_held = Case { backup: Some(4200), ..Case::new() };
+        let still_held = Case { compact: true, episode: held_kept.episode.clone(), ..still_held };
+        let mut held_mid_way = Case::new().done(&[101]);
+        held_mid_way.compact = true;
+        held_mid_way.episode.compacted_at(4200);
         let mut all_done_one_down = Case::new().done(&[100, 101, 102]).sizes(5 * MB, 5 * MB);
         all_done_one_down.members[0].status = None;
         let snapshotting_leader = Case { snapshotting: Some(100), ..Case::new().done(&[101, 102]) };
@@ -376,6 +431,9 @@ mod tests {
                 "compact 5000",
                 "a backup newer than the current revision does not raise the target",
             ),
+            (still_held, "unchanged", "compacted up to a backup still being written: the kept alarm waits"),
+            (held_kept, "compact 5000", "the backup is uploaded: compact up to the current revision"),
+            (held_mid_way, "compact 5000", "the hold ended while defragmenting: compact further first"),
             (
                 Case::new().done(&[100, 101, 102]).sizes(5 * MB, 5 * MB),
                 "disarm [101, 102]",
