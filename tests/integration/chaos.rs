@@ -756,6 +756,11 @@ impl Chaos<'_> {
             if !self.set.has_sidecar(o) {
                 return Err(format!("etcd-{o} has no sidecar"));
             }
+            if !self.set.sidecar_started(o) {
+                // A container that has not started yet is not ready: the next operation could
+                // SIGTERM it before it handles SIGTERM (seed 1796454376314964294, op 33-34).
+                return Err(format!("etcd-{o}'s sidecar has not started yet"));
+            }
         }
         let want: BTreeSet<String> = pods.iter().map(|o| format!("etcd-{o}")).collect();
         let checker = Checker::plain(bed);

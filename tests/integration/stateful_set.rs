@@ -235,6 +235,15 @@ impl Set {
         self.sidecar_into.lock().unwrap_or_else(|p| p.into_inner()).get(&ordinal).copied()
     }
 
+    /// Whether pod `ordinal`'s last sidecar has started: logged its start line, which comes after
+    /// it handles SIGTERM. Until then it may still be `nsenter` or the shell that mounts its
+    /// /proc, which a SIGTERM ends by the signal, as it would end any process before its handler.
+    pub fn sidecar_started(&self, ordinal: u32) -> bool {
+        let log = self.sidecar_logs(ordinal);
+        let mark = format!("===== sidecar of etcd-{ordinal} started =====");
+        log.rsplit(mark.as_str()).next().is_some_and(|last| last.contains(" sidecar starting"))
+    }
+
     /// Whether pod `ordinal` has a sidecar (running, or ended and not yet noticed).
     pub fn has_sidecar(&self, ordinal: u32) -> bool {
         self.sidecars.lock().unwrap_or_else(|p| p.into_inner()).contains_key(&ordinal)
