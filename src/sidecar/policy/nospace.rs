@@ -19,6 +19,10 @@
 //! allows, and every member is defragmented again after it, kept alarm or not: otherwise the
 //! history the hold kept (the deleted keys' old values) would hold the alarm until [`RETRY`].
 //!
+//! The NOSPACE alarm of a member no longer in the member list (removed: etcd keeps its alarms) is
+//! disarmed first: nothing of it is left to free, and it would refuse every write for good, in a
+//! cluster of two voters even past [`RETRY`] (they are never defragmented).
+//!
 //! A CORRUPT alarm stops all maintenance: that one needs a person.
 
 use std::collections::BTreeSet;
@@ -168,6 +172,20 @@ pub(crate) fn next(settings: &NospaceSettings, facts: &Facts, episode: &Episode)
         facts.alarms.iter().filter(|a| a.kind == AlarmKind::Nospace).map(|a| a.member).collect();
     if raised.is_empty() {
         return Step::NoAlarm;
+    }
+    // Only against a member list that holds the leader (the list this round's facts came from).
+    if facts.members.iter().any(|m| m.id == facts.leader) {
+        let gone: Vec<u64> =
+            raised.iter().copied().filter(|id| !facts.members.iter().any(|m| m.id == *id)).collect();
+        if !gone.is_empty() {
+            let ids = gone.iter().map(|id| format!("{id:x}")).collect::<Vec<_>>().join(", ");
+            return Step::Disarm {
+                members: gone,
+                reason: format!(
+                    "raised by {ids}, no longer a member (removed since): nothing of it is left to free"
+                ),
+            };
+        }
     }
     // As far as a compaction may go now: the current revision, never past a backup being written.
     let allowed = facts.backup_revision.map_or(facts.revision, |b| b.min(facts.revision));
@@ -371,6 +389,28 @@ mod tests {
         again.defragmented.insert(101);
         again.compacted_at(5000);
         assert!(again.defragmented.contains(&101));
+    }
+
+    /// Found by the chaos run: a member joining replayed old fills from etcd's log, crossed the
+    /// quota and raised NOSPACE; it was removed by a scale-down just after. etcd kept its alarm,
+    /// the two voters left are never defragmented, so writes stayed refused for good.
+    #[test]
+    fn the_alarm_of_a_removed_member_is_disarmed_first() {
+        let mut case = Case::new();
+        case.alarms = vec![Alarm { member: 999, kind: AlarmKind::Nospace }];
+        case.members.truncate(2);
+        let Step::Disarm { members, reason } = case.step() else { panic!("{:?}", case.step()) };
+        assert_eq!(members, vec![999]);
+        assert!(reason.contains("3e7") && reason.contains("no longer a member"), "{reason}");
+        // With its own members' alarms too: the removed one's first, then the usual episode.
+        case.alarms.push(Alarm { member: 101, kind: AlarmKind::Nospace });
+        assert_eq!(kind(&case.step()), "disarm [999]");
+        case.alarms.remove(0);
+        assert_eq!(kind(&case.step()), "skip quorum", "two voters: never defragmented");
+        // Not against a list without the leader (a list from elsewhere): nothing is judged gone.
+        case.members.remove(0);
+        case.alarms = vec![Alarm { member: 999, kind: AlarmKind::Nospace }];
+        assert_ne!(kind(&case.step()), "disarm [999]");
     }
 
     #[test]
