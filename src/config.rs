@@ -61,9 +61,45 @@ pub(crate) struct RunArgs {
     #[arg(long, env = "ETCD_BOOTSTRAP_RESTORE_FROM", value_name = "SNAPSHOT-URL")]
     pub restore_from: Option<String>,
 
+    /// With --restore-from: replay the snapshot's delta segments up to exactly this revision
+    /// (default: the newest point the chain reaches; `backup list` shows it).
+    #[arg(
+        long,
+        env = "ETCD_BOOTSTRAP_RESTORE_TO_REVISION",
+        value_name = "N",
+        requires = "restore_from",
+        conflicts_with = "restore_to_time",
+        value_parser = clap::value_parser!(i64).range(1..)
+    )]
+    pub restore_to_revision: Option<i64>,
+
+    /// With --restore-from: replay the snapshot's delta segments up to the last change received
+    /// at or before this time (RFC 3339, e.g. 2026-12-05T07:30:00Z).
+    #[arg(
+        long,
+        env = "ETCD_BOOTSTRAP_RESTORE_TO_TIME",
+        value_name = "TIME",
+        requires = "restore_from",
+        value_parser = crate::duration::parse_rfc3339_ms
+    )]
+    pub restore_to_time: Option<u64>,
+
     /// etcd's own flags, passed through; the bootstrap reads its settings from them.
     #[arg(last = true, value_name = "ETCD_FLAGS")]
     pub etcd_flags: Vec<String>,
+}
+
+impl RunArgs {
+    /// `--restore-from` with where its replay stops; None where no snapshot is named (an empty
+    /// value counts as none).
+    pub(crate) fn restore_ask(&self) -> Option<crate::context::RestoreAsk> {
+        let from = self.restore_from.as_deref().filter(|t| !t.trim().is_empty())?;
+        Some(crate::context::RestoreAsk {
+            from: from.to_string(),
+            to_revision: self.restore_to_revision,
+            to_time_ms: self.restore_to_time,
+        })
+    }
 }
 
 /// `plan`: like `run`, plus the output format.
@@ -122,6 +158,12 @@ pub(crate) struct SidecarArgs {
     /// Keep the newest N complete snapshots (never fewer than 1).
     #[arg(long, env = "ETCD_BOOTSTRAP_BACKUP_KEEP", default_value_t = 7)]
     pub backup_keep: usize,
+
+    /// Continuous backups (point-in-time restore): beside the leader, record every change after
+    /// the newest full snapshot and upload it as a delta segment every this interval when there
+    /// were changes. Off unless set; needs --backup-to.
+    #[arg(long, env = "ETCD_BOOTSTRAP_BACKUP_DELTA_INTERVAL", value_parser = parse_duration, allow_hyphen_values = true, value_name = "DURATION")]
+    pub backup_delta_interval: Option<Duration>,
 
     /// Directory for the local copy of a snapshot while it is checked and uploaded.
     #[arg(long, env = "ETCD_BOOTSTRAP_SCRATCH_DIR", value_name = "DIR")]

@@ -63,8 +63,8 @@ pub struct Context {
     pub etcd_binary: PathBuf,
     /// The static initial cluster of a NEW start: every initial pod by name and peer URL.
     pub initial_cluster: Vec<(String, String)>,
-    /// `--restore-from` (run and plan only).
-    pub restore_from: Option<String>,
+    /// `--restore-from` and where its replay stops (run and plan only).
+    pub restore: Option<RestoreAsk>,
     /// This pod's etcd version (run and plan only; set by the command: `observe::local_etcd`).
     pub etcd_version: LocalEtcd,
     /// Backup store settings.
@@ -73,14 +73,24 @@ pub struct Context {
     pub env: Environment,
 }
 
+/// `--restore-from SNAPSHOT-URL`, and where the replay of its delta segments stops
+/// (`--restore-to-revision`, `--restore-to-time`; neither: the newest point its chain reaches).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RestoreAsk {
+    pub from: String,
+    pub to_revision: Option<i64>,
+    /// Milliseconds since the epoch.
+    pub to_time_ms: Option<u64>,
+}
+
 impl Context {
     /// Resolve the settings; every bad input fails here, before anything is touched. Nothing
-    /// changes a context after this: `restore_from` is the command's `--restore-from` (run and
+    /// changes a context after this: `restore` is the command's `--restore-from` (run and
     /// plan), `None` for the sidecar.
     pub fn resolve(
         common: &Common,
         etcd_flags: &[String],
-        restore_from: Option<String>,
+        restore: Option<RestoreAsk>,
         env: &Surroundings,
     ) -> Result<Self> {
         common.validate()?;
@@ -156,7 +166,7 @@ impl Context {
             probe_timeout: common.probe_timeout,
             etcd_binary: etcd_binary.clone(),
             initial_cluster,
-            restore_from,
+            restore,
             // `etcd --version` of the binary this pod would exec, looked at once here.
             etcd_version: crate::observe::local_etcd::version(
                 &etcd_binary,
@@ -189,7 +199,7 @@ impl Context {
             probe_timeout: self.probe_timeout,
             // The restore policy reads quorum from the client port's answers: with
             // `--restore-from` set, wait for them even where a peer port settled the rest.
-            every_client_answer: self.restore_from.is_some(),
+            every_client_answer: self.restore.is_some(),
             etcd_version: &self.etcd_version,
         }
     }

@@ -1,4 +1,5 @@
-//! Durations as operators write them: `500ms`, `30s`, `5m`, `1h`, or a combination (`1m30s`).
+//! Durations as operators write them: `500ms`, `30s`, `5m`, `1h`, or a combination (`1m30s`);
+//! and instants as RFC 3339 (`--restore-to-time`).
 
 use std::time::Duration;
 
@@ -55,9 +56,33 @@ pub(crate) fn format(d: Duration) -> String {
     }
 }
 
+/// Parse an RFC 3339 time (`2026-12-05T07:30:00Z`, fractions allowed) into milliseconds since
+/// the epoch. Errors name the expected form.
+pub(crate) fn parse_rfc3339_ms(text: &str) -> Result<u64, String> {
+    let at = humantime::parse_rfc3339_weak(text.trim())
+        .map_err(|e| format!("{text:?} is not an RFC 3339 time ({e}): write it like 2026-12-05T07:30:00Z"))?;
+    at.duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .map_err(|_| format!("{text:?} is before 1970: write a time like 2026-12-05T07:30:00Z"))
+}
+
+/// Milliseconds since the epoch as RFC 3339 in UTC, with milliseconds.
+pub(crate) fn rfc3339_ms(ms: u64) -> String {
+    let at = std::time::UNIX_EPOCH + Duration::from_millis(ms);
+    humantime::format_rfc3339_millis(at).to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn times_parse_as_rfc3339() {
+        assert_eq!(parse_rfc3339_ms("2026-12-05T07:30:00Z"), Ok(1_796_455_800_000));
+        assert_eq!(parse_rfc3339_ms("2026-12-05T07:30:00.250Z"), Ok(1_796_455_800_250));
+        assert!(parse_rfc3339_ms("yesterday").expect_err("bad").contains("RFC 3339"));
+        assert_eq!(rfc3339_ms(1_796_455_800_250), "2026-12-05T07:30:00.250Z");
+    }
 
     #[test]
     fn parses_each_unit_and_combinations() {

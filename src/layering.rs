@@ -34,6 +34,7 @@ const PURE: &[&str] = &[
     "act/pacing.rs",
     "backup/location.rs",
     "backup/manifest.rs",
+    "backup/segment.rs",
     "backup/credentials.rs",
     "backup/integrity.rs",
     "sidecar/policy/",

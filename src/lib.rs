@@ -32,7 +32,8 @@
 //!    the top, because `act` and the sidecar take a `&Context`.
 //! 7. [`backup`] (issue 13): store and snapshot URLs, manifests, retention and sha256 checks
 //!    (pure), S3 credentials (pure, never printed), the object store, taking a snapshot, restoring
-//!    one into the data dir, and the `backup` commands. `act` (`--restore-from`) and the sidecar
+//!    one into the data dir, delta segments (`backup::segment`, pure) and their replay with a
+//!    private etcd (`backup::replay`, issue 21), and the `backup` commands. `act` (`--restore-from`) and the sidecar
 //!    (scheduled backups) call it; the restore decision itself is pure, in `decide::restore`.
 //! 8. [`round`]: one round as `run` and `plan` take it: gather (`observe::round`, and the
 //!    restore facts), then the one pure verdict (`decide::round::verdict`).
@@ -44,8 +45,9 @@
 //! 10. [`sidecar`]: the second container, as independent jobs. `mod.rs` starts them; `job`
 //!     (reconcile -> Action, the one error policy), `coordination` (the only shared state),
 //!     `liveness` (which job is stuck), `policy/` (pure: learners, removal, presence, the
-//!     databases' rules, defragmentation, NOSPACE, certificate state), `jobs/` (the jobs and
-//!     their calls; every call that changes the cluster goes through `act::etcd_calls`), `http`,
+//!     databases' rules, defragmentation, NOSPACE, certificate state, delta segments), `jobs/`
+//!     (the jobs and their calls, the delta segments' recording among them; every call that
+//!     changes the cluster goes through `act::etcd_calls`), `http`,
 //!     `metrics`.
 //! 11. Top: [`plan`] (print a round without acting; it never imports `act`'s loop) and [`cli`]
 //!     (the commands wired; `main` only gathers surroundings and maps exit codes).

@@ -5,6 +5,7 @@ use serde_json::{json, Value};
 
 use crate::act::exec;
 use crate::backup::manifest::Manifest;
+use crate::backup::replay::Replay;
 use crate::context::Context;
 use crate::decide::{start_mode, version, Decision, StartMode, Verdict};
 use crate::etcd_args;
@@ -42,16 +43,46 @@ fn member_json(m: &Member) -> Value {
     })
 }
 
-/// The snapshot a RESTORE verdict restores: its URL (never with credentials) and manifest.
-fn restored<'a>(
-    verdict: &Verdict,
-    snapshot: Option<(String, &'a Manifest)>,
-) -> Option<(String, &'a Manifest)> {
+/// The snapshot `--restore-from` names, as far as the round read it: its URL (never with
+/// credentials), manifest, and the delta segments a restore replays after it.
+pub(crate) struct Restoring<'a> {
+    pub url: String,
+    pub manifest: &'a Manifest,
+    pub replay: Option<&'a Replay>,
+}
+
+impl Restoring<'_> {
+    /// The point restored to: the last revision replayed, or the snapshot's own.
+    fn point(&self) -> i64 {
+        self.replay.map_or(self.manifest.revision, |r| r.to_revision)
+    }
+
+    /// The replay in words, if there is one.
+    fn replay_words(&self) -> Option<String> {
+        let r = self.replay?;
+        let (first, last) = (r.segments.first()?, r.segments.last()?);
+        let received = if last.last == r.to_revision {
+            format!(", received {}", crate::duration::rfc3339_ms(last.last_ms))
+        } else {
+            String::new()
+        };
+        Some(format!(
+            "{} delta segment(s), revisions {}..{}, replayed to revision {}{received}",
+            r.segments.len(),
+            first.first,
+            last.last,
+            r.to_revision
+        ))
+    }
+}
+
+/// What a RESTORE verdict restores.
+fn restored<'a, 'b>(verdict: &Verdict, snapshot: Option<&'b Restoring<'a>>) -> Option<&'b Restoring<'a>> {
     snapshot.filter(|_| matches!(verdict.decision, Decision::Restore { .. }))
 }
 
 /// The plan as JSON.
-pub(crate) fn to_json(ctx: &Context, decided: &Decided, snapshot: Option<(String, &Manifest)>) -> Value {
+pub(crate) fn to_json(ctx: &Context, decided: &Decided, snapshot: Option<&Restoring<'_>>) -> Value {
     let (round, verdict) = (&decided.round, &decided.verdict);
     let data = match &round.data {
         DataDirState::Empty => json!({"state": "empty"}),
@@ -115,13 +146,19 @@ pub(crate) fn to_json(ctx: &Context, decided: &Decided, snapshot: Option<(String
         "reason": verdict.reason,
         "etcd_argv": argv,
         "warning": verdict.warning,
-        "restore": restored(verdict, snapshot).map(|(url, m)| json!({
-            "source": url,
-            "sha256": m.sha256,
-            "revision": m.revision,
-            "size": m.size,
-            "cluster_id": m.cluster_id,
-            "time": m.time,
+        "restore": restored(verdict, snapshot).map(|r| json!({
+            "source": r.url,
+            "sha256": r.manifest.sha256,
+            "revision": r.manifest.revision,
+            "size": r.manifest.size,
+            "cluster_id": r.manifest.cluster_id,
+            "time": r.manifest.time,
+            "segments": r.replay.map(|p| p.segments.iter().map(|s| json!({
+                "first": s.first,
+                "last": s.last,
+                "time": crate::duration::rfc3339_ms(s.last_ms),
+            })).collect::<Vec<_>>()).unwrap_or_default(),
+            "to_revision": r.point(),
         })),
     })
 }
@@ -166,7 +203,7 @@ fn dns_summary(source: &str, resolved: &std::collections::BTreeSet<u32>, unresol
 }
 
 /// The plan as text for a person.
-pub(crate) fn to_text(ctx: &Context, decided: &Decided, snapshot: Option<(String, &Manifest)>) -> String {
+pub(crate) fn to_text(ctx: &Context, decided: &Decided, snapshot: Option<&Restoring<'_>>) -> String {
     let (round, verdict) = (&decided.round, &decided.verdict);
     let mut out = String::new();
     let id = &ctx.identity;
@@ -225,8 +262,15 @@ pub(crate) fn to_text(ctx: &Context, decided: &Decided, snapshot: Option<(String
     if let Some(warning) = &verdict.warning {
         line("warning", warning.clone());
     }
-    if let Some((url, m)) = restored(verdict, snapshot) {
-        line("restore", format!("{url} (revision {}, sha256 {}, {} bytes)", m.revision, m.sha256, m.size));
+    if let Some(r) = restored(verdict, snapshot) {
+        let m = r.manifest;
+        line(
+            "restore",
+            format!("{} (revision {}, sha256 {}, {} bytes)", r.url, m.revision, m.sha256, m.size),
+        );
+        if let Some(words) = r.replay_words() {
+            line("replay", words);
+        }
     }
     if let Some(mode) = predicted_mode(ctx, round, verdict) {
         let argv = etcd_args::argv(&ctx.user, &ctx.member, &mode);

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use crate::backup::credentials;
 use crate::backup::location::{SnapshotUrl, StoreUrl};
 use crate::backup::manifest::{self, Manifest};
+use crate::backup::segment;
 use crate::backup::store::{HostResolver, Store};
 use crate::backup::take::{self, SpoolFile, Taken};
 use crate::config::backup_args::{EtcdAccessArgs, ListArgs, StoreOptions, TakeArgs, VerifyArgs};
@@ -135,11 +136,47 @@ pub(crate) async fn list_command(args: &ListArgs, env: &Env<'_>) -> Result<Strin
     let url = StoreUrl::parse(&args.url).map_err(Error::config)?;
     let resolver = resolver(args.dns_server, env)?;
     let store = open_store(&url, &args.store, env, resolver.as_ref())?;
-    let listed = store.list().await?;
+    let manifests = store.list().await?;
+    let mut listed = Vec::with_capacity(manifests.len());
+    for manifest in &manifests {
+        let reach = match manifest.chain_from {
+            Some(from) => Some(segment::chain(from, store.segments(&manifest.name).await?)),
+            None => None,
+        };
+        listed.push(Listed::new(manifest, reach.as_ref()));
+    }
     Ok(match args.format {
         Format::Text => listing_text(&url, &listed),
         Format::Json => listing_json(&url, &listed),
     })
+}
+
+/// A snapshot as `backup list` shows it: its manifest, and the newest point its chain of delta
+/// segments reaches (the snapshot's own revision and time where it has none).
+pub(crate) struct Listed<'a> {
+    pub manifest: &'a Manifest,
+    pub reach_revision: i64,
+    pub reach_time: String,
+    pub segments: usize,
+    /// Why the chain stops before a segment the store holds.
+    pub broken: Option<String>,
+}
+
+impl<'a> Listed<'a> {
+    pub(crate) fn new(manifest: &'a Manifest, chain: Option<&segment::Chain>) -> Listed<'a> {
+        let segments = chain.map_or(0, |c| c.segments.len());
+        let (reach_revision, reach_time) = match chain.and_then(|c| c.segments.last()) {
+            Some(last) => (last.last, crate::duration::rfc3339_ms(last.last_ms)),
+            None => (manifest.revision, manifest.time.clone()),
+        };
+        Listed {
+            manifest,
+            reach_revision,
+            reach_time,
+            segments,
+            broken: chain.and_then(|c| c.broken.clone()),
+        }
+    }
 }
 
 /// `backup verify SNAPSHOT-URL`: download and check; the line that says it verified.
@@ -159,34 +196,51 @@ pub(crate) async fn verify_command(args: &VerifyArgs, env: &Env<'_>) -> Result<S
     ))
 }
 
-/// The text listing: one line per snapshot, the URL first (as `--restore-from` takes it).
-pub(crate) fn listing_text(url: &StoreUrl, listed: &[Manifest]) -> String {
+/// The text listing: one line per snapshot, the URL first (as `--restore-from` takes it), and
+/// the newest revision and time a restore from it reaches (through its delta segments).
+pub(crate) fn listing_text(url: &StoreUrl, listed: &[Listed<'_>]) -> String {
     if listed.is_empty() {
         return format!("no complete snapshot in {url}\n");
     }
-    let mut out = String::from("SNAPSHOT\tREVISION\tSIZE\tTIME\tCLUSTER-ID\tETCD\n");
-    for m in listed {
+    let mut out = String::from(
+        "SNAPSHOT\tREVISION\tSIZE\tTIME\tCLUSTER-ID\tETCD\tSEGMENTS\tREACHES-REVISION\tREACHES-TIME\n",
+    );
+    for l in listed {
+        let m = l.manifest;
         out.push_str(&format!(
-            "{}\t{}\t{}\t{}\t{}\t{}\n",
+            "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\n",
             url.snapshot(&m.name),
             m.revision,
             m.size,
             m.time,
             m.cluster_id,
-            m.etcd_version
+            m.etcd_version,
+            l.segments,
+            l.reach_revision,
+            l.reach_time
         ));
     }
     out
 }
 
-/// The JSON listing: an array of manifests, each with its `url`.
-pub(crate) fn listing_json(url: &StoreUrl, listed: &[Manifest]) -> String {
+/// The JSON listing: an array of manifests, each with its `url` and `chain` (segments, the
+/// revision and time it reaches, and why it stops early if it does).
+pub(crate) fn listing_json(url: &StoreUrl, listed: &[Listed<'_>]) -> String {
     let items: Vec<serde_json::Value> = listed
         .iter()
-        .map(|m| {
-            let mut value = serde_json::to_value(m).unwrap_or_default();
+        .map(|l| {
+            let mut value = serde_json::to_value(l.manifest).unwrap_or_default();
             if let Some(object) = value.as_object_mut() {
-                object.insert("url".into(), url.snapshot(&m.name).to_string().into());
+                object.insert("url".into(), url.snapshot(&l.manifest.name).to_string().into());
+                object.insert(
+                    "chain".into(),
+                    serde_json::json!({
+                        "segments": l.segments,
+                        "revision": l.reach_revision,
+                        "time": l.reach_time,
+                        "broken": l.broken,
+                    }),
+                );
             }
             value
         })
@@ -381,11 +435,21 @@ mod tests {
             sha256: "0".repeat(64),
             time: "2026-11-28T02:30:00Z".into(),
             unix_time: 1_795_833_000,
+            chain_from: None,
         };
-        let text = listing_text(&url, std::slice::from_ref(&m));
+        let text = listing_text(&url, &[Listed::new(&m, None)]);
         let first = text.lines().nth(1).and_then(|l| l.split('\t').next()).expect("a row");
         assert_eq!(SnapshotUrl::parse(first).expect("restore-from takes it").name, m.name);
-        let json: serde_json::Value = serde_json::from_str(&listing_json(&url, &[m])).expect("json");
+        let chain = segment::chain(
+            40,
+            vec![segment::SegmentName { first: 41, last: 50, last_ms: 1_795_833_060_500 }],
+        );
+        let json: serde_json::Value =
+            serde_json::from_str(&listing_json(&url, &[Listed::new(&m, Some(&chain))])).expect("json");
+        assert_eq!(json[0]["chain"]["revision"], 50);
+        assert_eq!(json[0]["chain"]["time"], "2026-11-28T02:31:00.500Z");
+        assert_eq!(json[0]["chain"]["segments"], 1);
+        assert!(text.lines().nth(1).is_some_and(|l| l.ends_with("\t0\t42\t2026-11-28T02:30:00Z")), "{text}");
         assert_eq!(json[0]["url"], "s3://bucket/etcd/snapshot-20261128T023000Z-r42");
         assert_eq!(json[0]["revision"], 42);
     }

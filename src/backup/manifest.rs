@@ -40,6 +40,11 @@ pub(crate) struct Manifest {
     pub time: String,
     /// The same instant in seconds since the epoch, for ordering and the interval check.
     pub unix_time: u64,
+    /// The revision read just before the snapshot began (the snapshot holds at least it): its
+    /// chain of delta segments starts after it. Absent in snapshots of earlier releases, which
+    /// have no chain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chain_from: Option<i64>,
 }
 
 impl Manifest {
@@ -148,6 +153,7 @@ mod tests {
             sha256: "ab".repeat(32),
             time: rfc3339(unix_time),
             unix_time,
+            chain_from: None,
         }
     }
 

@@ -5,8 +5,12 @@
 //! - [`integrity`]: sha256 of the whole file and etcd's own trailing sha256, pure.
 //! - [`credentials`]: S3 settings from AWS variables and the credentials file, pure; secrets
 //!   never print.
+//! - [`segment`]: delta segments (point-in-time restore): format, names, the chain, the replay's
+//!   batches, pure.
 //! - [`store`]: the object store at the edge (object_store).
 //! - [`take`]: a snapshot from etcd's Maintenance API into a checked local file.
+//! - [`replay`]: a snapshot's delta segments replayed up to a point, with a private etcd in the
+//!   restore's work dir.
 //! - [`restore`]: a snapshot restored into the data dir (work dir, etcdutl/etcdctl, move, marker).
 //! - [`command`]: `backup --to`, `backup list`, `backup verify` (their flags: `config::backup_args`).
 
@@ -15,7 +19,9 @@ pub(crate) mod credentials;
 pub(crate) mod integrity;
 pub(crate) mod location;
 pub(crate) mod manifest;
+pub(crate) mod replay;
 pub(crate) mod restore;
 pub(crate) mod restore_round;
+pub(crate) mod segment;
 pub(crate) mod store;
 pub(crate) mod take;

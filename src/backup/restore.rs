@@ -11,6 +11,7 @@ use std::process::Stdio;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::backup::manifest::Manifest;
+use crate::backup::replay::Replay;
 use crate::backup::store::Store;
 use crate::crash;
 use crate::error::{Error, Result};
@@ -53,6 +54,9 @@ pub(crate) struct Marker {
     pub token: String,
     /// Where the old member data went, if there was any.
     pub archived: Option<String>,
+    /// The last revision of the delta segments replayed after the snapshot, if any were.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replayed_to: Option<i64>,
     pub restored_at: String,
 }
 
@@ -130,6 +134,7 @@ pub(crate) fn tool_args(
     target: &RestoreTarget,
     snapshot: &Path,
     into: &Path,
+    database_file: bool,
 ) -> Vec<String> {
     let cluster: Vec<String> = target.initial_cluster.iter().map(|(n, u)| format!("{n}={u}")).collect();
     let mut args = vec![
@@ -142,11 +147,37 @@ pub(crate) fn tool_args(
         format!("--initial-cluster-token={}", target.token),
         format!("--initial-advertise-peer-urls={}", target.peer_url),
     ];
+    if database_file {
+        // A database file, not a snapshot: no trailing checksum to check (the replay's result).
+        args.push("--skip-hash-check".to_string());
+    }
     if tool.bumps_revision {
         args.push(format!("--bump-revision={BUMP_REVISION}"));
         args.push("--mark-compacted".to_string());
     }
     args
+}
+
+/// Run the restore tool with `args`; a failure is a snapshot error about `snapshot`, the tool's
+/// last line of output after `what`.
+pub(crate) async fn run_tool(tool: &RestoreTool, args: &[String], snapshot: &str, what: &str) -> Result<()> {
+    let out = tokio::process::Command::new(&tool.path)
+        .args(args)
+        .env_clear()
+        .env("ETCDCTL_API", "3")
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .map_err(|e| Error::io(&tool.path, e))?;
+    if out.status.success() {
+        return Ok(());
+    }
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let last = stderr.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("no output").trim().to_string();
+    Err(Error::Snapshot {
+        snapshot: snapshot.to_string(),
+        problem: format!("{what} by {} ({}): {last}", tool.path.display(), out.status),
+    })
 }
 
 /// Read the marker of `data_dir`, if there is a readable one.
@@ -155,14 +186,16 @@ pub(crate) fn read_marker(data_dir: &Path) -> Option<Marker> {
     serde_json::from_slice(&bytes).ok()
 }
 
-/// Restore `manifest`'s snapshot from `store` into `data_dir` as `target`; archive the old
-/// `member/` first when `archive_old`. Returns the marker written.
+/// Restore `manifest`'s snapshot from `store` into `data_dir` as `target`, with the delta
+/// segments of `replay` applied first when given (`etcd`: this pod's etcd binary, which the
+/// replay runs); archive the old `member/` first when there is one. Returns the marker written.
 pub(crate) async fn restore(
     store: &Store,
     manifest: &Manifest,
     tool: &RestoreTool,
     target: &RestoreTarget,
     data_dir: &Path,
+    replay: Option<(&Replay, &Path)>,
 ) -> Result<Marker> {
     let work = data_dir.join(WORK_DIR);
     remove_work_dir(&work)?;
@@ -174,8 +207,16 @@ pub(crate) async fn restore(
         remove_work_dir(&work)?;
         return Err(Error::Snapshot { snapshot: url, problem: format!("{problem}; nothing was restored") });
     }
+    let (snapshot_file, replayed_to) = match replay {
+        Some((replay, etcd)) => {
+            let done =
+                crate::backup::replay::replay(store, replay, &snapshot_file, etcd, tool, &work).await?;
+            (done.file, Some(done.to_revision))
+        }
+        None => (snapshot_file, None),
+    };
     let restored = work.join("restored");
-    let args = tool_args(tool, target, &snapshot_file, &restored);
+    let args = tool_args(tool, target, &snapshot_file, &restored, replayed_to.is_some());
     tracing::info!(tool = %tool.path.display(), bump_revision = tool.bumps_revision, "restoring {url} (revision {}, sha256 {})", manifest.revision, manifest.sha256);
     if !tool.bumps_revision {
         tracing::warn!(
@@ -184,23 +225,7 @@ pub(crate) async fn restore(
             manifest.revision
         );
     }
-    let out = tokio::process::Command::new(&tool.path)
-        .args(&args)
-        .env_clear()
-        .env("ETCDCTL_API", "3")
-        .stdin(Stdio::null())
-        .output()
-        .await
-        .map_err(|e| Error::io(&tool.path, e))?;
-    if !out.status.success() {
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        let last =
-            stderr.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("no output").trim().to_string();
-        return Err(Error::Snapshot {
-            snapshot: url,
-            problem: format!("could not be restored by {} ({}): {last}", tool.path.display(), out.status),
-        });
-    }
+    run_tool(tool, &args, &url, "could not be restored").await?;
     crash::point("after-restore");
     let archived = if data_dir.join("member").exists() {
         let moved = crate::act::archive::archive_member(data_dir, unix_now())?;
@@ -222,6 +247,7 @@ pub(crate) async fn restore(
         revision: manifest.revision,
         token: target.token.clone(),
         archived,
+        replayed_to,
         restored_at: crate::backup::manifest::rfc3339(unix_now()),
     };
     write_marker(data_dir, &marker)?;
@@ -313,7 +339,8 @@ mod tests {
     #[test]
     fn the_restore_uses_name_initial_cluster_token_and_peer_url_and_bumps_where_it_can() {
         let mut tool = RestoreTool { path: "/bin/etcdutl".into(), etcdctl: false, bumps_revision: false };
-        let args = tool_args(&tool, &target(), Path::new("/d/w/snapshot.db"), Path::new("/d/w/restored"));
+        let args =
+            tool_args(&tool, &target(), Path::new("/d/w/snapshot.db"), Path::new("/d/w/restored"), false);
         assert_eq!(
             args,
             [
@@ -328,8 +355,10 @@ mod tests {
             ]
         );
         tool.bumps_revision = true;
-        let args = tool_args(&tool, &target(), Path::new("/s"), Path::new("/r"));
+        let args = tool_args(&tool, &target(), Path::new("/s"), Path::new("/r"), false);
         assert!(args.ends_with(&["--bump-revision=1000000000".to_string(), "--mark-compacted".to_string()]));
+        let args = tool_args(&tool, &target(), Path::new("/s"), Path::new("/r"), true);
+        assert!(args.contains(&"--skip-hash-check".to_string()), "a replayed database has no trailer");
     }
 
     #[test]

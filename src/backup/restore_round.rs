@@ -10,19 +10,26 @@ use tracing::{info, warn};
 use crate::backup::command;
 use crate::backup::location::SnapshotUrl;
 use crate::backup::manifest::Manifest;
+use crate::backup::replay::Replay;
 use crate::backup::restore::{self, RestoreTarget};
+use crate::backup::segment::{self, Target};
 use crate::backup::store::Store;
 use crate::context::Context;
-use crate::decide::restore::{self as policy, RestoreFacts, RestoreRequest, SnapshotFacts};
+use crate::decide::restore::{self as policy, RestoreFacts, RestorePoint, RestoreRequest, SnapshotFacts};
 use crate::error::{Error, Result};
 use crate::observe::Round;
 use crate::observed::DataDirState;
 
-/// The snapshot `--restore-from` names, with its store and manifest once read.
+/// The snapshot `--restore-from` names, with its store and manifest once read, and the delta
+/// segments a restore replays after it (read once with the manifest, so every round of this
+/// start restores the same point).
 pub(crate) struct RestoreSource {
     pub url: SnapshotUrl,
+    /// Where the replay stops.
+    pub point: RestorePoint,
     store: Option<Store>,
     manifest: Option<Manifest>,
+    replay: Option<Option<Replay>>,
     last_warning: Option<String>,
 }
 
@@ -30,16 +37,39 @@ impl RestoreSource {
     /// The source of `ctx.restore_from`, checked before anything is touched (a bad URL is a
     /// configuration error).
     pub(crate) fn from_context(ctx: &Context) -> Result<Option<RestoreSource>> {
-        let Some(text) = ctx.restore_from.as_deref().filter(|t| !t.trim().is_empty()) else {
+        let Some(ask) = &ctx.restore else {
             return Ok(None);
         };
-        let url = SnapshotUrl::parse(text).map_err(|e| Error::config(format!("--restore-from: {e}")))?;
-        Ok(Some(RestoreSource { url, store: None, manifest: None, last_warning: None }))
+        let url = SnapshotUrl::parse(&ask.from).map_err(|e| Error::config(format!("--restore-from: {e}")))?;
+        let point = match (ask.to_revision, ask.to_time_ms) {
+            (Some(n), _) => RestorePoint::Revision(n),
+            (None, Some(ms)) => RestorePoint::Time(ms),
+            (None, None) => RestorePoint::Newest,
+        };
+        Ok(Some(RestoreSource { url, point, store: None, manifest: None, replay: None, last_warning: None }))
     }
 
     /// The snapshot's manifest, once read.
     pub(crate) fn manifest_read(&self) -> Option<&Manifest> {
         self.manifest.as_ref()
+    }
+
+    /// The delta segments a restore replays, once read (None inside: the snapshot alone).
+    pub(crate) fn replay_read(&self) -> Option<&Replay> {
+        self.replay.as_ref().and_then(Option::as_ref)
+    }
+
+    /// The replay of the snapshot's chain up to [`RestoreSource::point`], read once.
+    async fn replay(&mut self, manifest: &Manifest) -> Result<Option<Replay>> {
+        if let Some(replay) = &self.replay {
+            return Ok(replay.clone());
+        }
+        let Some(store) = &self.store else {
+            return Err(Error::config("--restore-from: the store could not be opened"));
+        };
+        let replay = plan_replay(store, manifest, self.point).await?;
+        self.replay = Some(replay.clone());
+        Ok(replay)
     }
 
     async fn manifest(&mut self, ctx: &Context) -> Result<Manifest> {
@@ -93,7 +123,14 @@ pub(crate) async fn gather(ctx: &Context, round: &Round, source: &mut RestoreSou
         snapshot: snapshot.clone(),
         problem: format!("has a manifest whose cluster ID {:?} is not hex", manifest.cluster_id),
     })?;
-    let token = policy::restore_token(&ctx.token, &manifest.sha256);
+    let replay = match source.replay(&manifest).await {
+        Ok(r) => r,
+        Err(e) if matches!(round.data, DataDirState::Member(_)) => {
+            return Ok(RestoreFacts { manifest: SnapshotFacts::Unreadable(e.to_string()), ..not_read });
+        }
+        Err(e) => return Err(e),
+    };
+    let token = policy::restore_token(&ctx.token, &manifest.sha256, replay.as_ref().map(|r| r.to_revision));
     let request = RestoreRequest {
         snapshot: snapshot.clone(),
         sha256: manifest.sha256.clone(),
@@ -120,14 +157,63 @@ pub(crate) async fn perform(ctx: &Context, source: &RestoreSource, token: &str, 
         initial_cluster: ctx.initial_cluster.clone(),
         token: token.to_string(),
     };
-    let marker = restore::restore(store, manifest, &tool, &target, &ctx.member.data_dir).await?;
+    let replay = source.replay_read().map(|r| (r, etcd));
+    let marker = restore::restore(store, manifest, &tool, &target, &ctx.member.data_dir, replay).await?;
     info!(
         decision = "RESTORE",
         snapshot = %source.url,
         revision = manifest.revision,
         sha256 = %manifest.sha256,
         archived = marker.archived.as_deref().unwrap_or("nothing"),
+        replayed_to = marker.replayed_to.unwrap_or(manifest.revision),
         "snapshot restored into the data dir"
     );
     Ok(())
+}
+
+/// What a restore of `manifest`'s snapshot to `point` replays: the segments of its chain the
+/// point needs, and the exact last revision (for a time, read from the last segment). None: the
+/// snapshot alone (no chain, or nothing after it). A point the chain cannot reach is an error that
+/// says what to do.
+pub(crate) async fn plan_replay(
+    store: &Store,
+    manifest: &Manifest,
+    point: RestorePoint,
+) -> Result<Option<Replay>> {
+    let snapshot = store.url().snapshot(&manifest.name).to_string();
+    let Some(chain_from) = manifest.chain_from else {
+        if point == RestorePoint::Newest {
+            return Ok(None);
+        }
+        return Err(Error::config(format!(
+            "--restore-to-revision/--restore-to-time: snapshot {snapshot} has no delta segments (taken by an earlier release): leave them out, or pick a snapshot `backup list` shows with a chain"
+        )));
+    };
+    let chain = segment::chain(chain_from, store.segments(&manifest.name).await?);
+    if let Some(broken) = &chain.broken {
+        warn!(snapshot = %snapshot, "the delta segments stop early: {broken}");
+    }
+    let plan = segment::replay_plan(chain_from, manifest.unix_time.saturating_mul(1000), &chain, point)
+        .map_err(|e| Error::config(format!("{snapshot}: {e}")))?;
+    let mut segments = plan.segments;
+    let mut to_revision = plan.to_revision;
+    if let Target::Time(ms) = point {
+        // The exact point: the last revision received at or before the time, in the last segment
+        // the plan reads (every earlier one ends before it).
+        if let Some(last) = segments.last() {
+            let read = store.segment(&manifest.name, last).await?;
+            let (within, _) = segment::cut(std::slice::from_ref(&read), i64::MIN, Target::Time(ms));
+            match within.last() {
+                Some(r) => to_revision = r.revision,
+                None => {
+                    segments.pop();
+                    to_revision = segments.last().map_or(chain_from, |s| s.last);
+                }
+            }
+        }
+    }
+    if segments.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(Replay { snapshot: manifest.name.clone(), segments, to_revision }))
 }

@@ -22,6 +22,7 @@ use crate::backup::credentials::{Keys, S3Settings};
 use crate::backup::integrity::{Checked, SnapshotDigest};
 use crate::backup::location::StoreUrl;
 use crate::backup::manifest::{self, Manifest};
+use crate::backup::segment::{self, Segment, SegmentName};
 use crate::error::{Error, Result, StoreProblem};
 
 /// Bytes read from or written to a local file per chunk.
@@ -249,15 +250,57 @@ impl Store {
         }
     }
 
-    /// Delete snapshot `name`: the manifest first, so a half-deleted snapshot never lists.
+    /// Delete snapshot `name`: the manifest first, so a half-deleted snapshot never lists, then
+    /// its data, then its delta segments (nothing restores them without the snapshot).
     pub(crate) async fn delete(&self, name: &str) -> Result<()> {
         let prefix = self.url.key_prefix();
-        for key in [manifest::manifest_key(&prefix, name), manifest::data_key(&prefix, name)] {
+        let mut keys = vec![manifest::manifest_key(&prefix, name), manifest::data_key(&prefix, name)];
+        for segment in self.segments(name).await? {
+            keys.push(segment::segment_key(&prefix, name, &segment));
+        }
+        for key in keys {
             match self.inner.delete(&self.key(&key)).await {
                 Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
                 Err(e) => return Err(self.error(&format!("delete {name}"), &e)),
             }
         }
+        Ok(())
+    }
+
+    /// The delta segments the store holds for snapshot `name`, as their object names say (any
+    /// order; [`segment::chain`] orders and checks them). Objects that are not segments are
+    /// ignored.
+    pub(crate) async fn segments(&self, name: &str) -> Result<Vec<SegmentName>> {
+        let folder = self.key(&segment::folder_key(&self.url.key_prefix(), name));
+        let listing = match self.inner.list_with_delimiter(Some(&folder)).await {
+            Ok(listing) => listing,
+            Err(object_store::Error::NotFound { .. }) => return Ok(Vec::new()),
+            Err(e) => return Err(self.error(&format!("list the delta segments of {name}"), &e)),
+        };
+        Ok(listing
+            .objects
+            .iter()
+            .filter_map(|o| o.location.filename().and_then(SegmentName::parse))
+            .collect())
+    }
+
+    /// Read and check segment `segment` of snapshot `name`.
+    pub(crate) async fn segment(&self, name: &str, segment: &SegmentName) -> Result<Segment> {
+        let key = self.key(&segment::segment_key(&self.url.key_prefix(), name, segment));
+        let what = format!("read delta segment {} of {name}", segment.file_name());
+        let got = self.inner.get(&key).await.map_err(|e| self.error(&what, &e))?;
+        let bytes = got.bytes().await.map_err(|e| self.error(&what, &e))?;
+        Segment::parse(name, segment, &bytes)
+            .map_err(|problem| Error::Snapshot { snapshot: self.url.snapshot(name).to_string(), problem })
+    }
+
+    /// Write a segment of its snapshot's chain: one object, whole or not at all (a local store
+    /// writes a temporary file and renames it; S3 publishes a PUT only once complete).
+    pub(crate) async fn put_segment(&self, s: &Segment) -> Result<()> {
+        let key = self.key(&segment::segment_key(&self.url.key_prefix(), &s.snapshot, &s.name()));
+        self.inner.put(&key, PutPayload::from(s.to_bytes())).await.map_err(|e| {
+            self.error(&format!("write delta segment {} of {}", s.name().file_name(), s.snapshot), &e)
+        })?;
         Ok(())
     }
 

@@ -115,6 +115,9 @@ pub(crate) async fn take_counting(
         sha256: checked.sha256,
         time: manifest::rfc3339(unix_time),
         unix_time,
+        // Read before the snapshot began: the snapshot holds at least this revision, so a chain
+        // of changes from the next one on misses none.
+        chain_from: Some(status_revision),
     };
     Ok(Taken { file, manifest, from: endpoint.host.clone() })
 }
@@ -123,9 +126,18 @@ async fn within<T>(
     what: &str,
     call: impl std::future::Future<Output = std::result::Result<T, etcd_client::Error>>,
 ) -> std::result::Result<T, String> {
-    match tokio::time::timeout(CALL_TIMEOUT, call).await {
+    within_for(what, CALL_TIMEOUT, call).await
+}
+
+/// `call` within `timeout`; a failure as one line that starts with `what`.
+pub(crate) async fn within_for<T>(
+    what: &str,
+    timeout: Duration,
+    call: impl std::future::Future<Output = std::result::Result<T, etcd_client::Error>>,
+) -> std::result::Result<T, String> {
+    match tokio::time::timeout(timeout, call).await {
         Ok(Ok(value)) => Ok(value),
         Ok(Err(e)) => Err(format!("{what}: {}", cluster::short(&e))),
-        Err(_) => Err(format!("{what}: timed out after {}", crate::duration::format(CALL_TIMEOUT))),
+        Err(_) => Err(format!("{what}: timed out after {}", crate::duration::format(timeout))),
     }
 }

@@ -42,6 +42,17 @@ pub(crate) struct RestoreRequest {
     pub configured_cluster_id: u64,
 }
 
+/// Where a restore with delta segments stops (`--restore-to-revision`, `--restore-to-time`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RestorePoint {
+    /// The newest point the snapshot's chain reaches.
+    Newest,
+    /// Exactly this revision.
+    Revision(i64),
+    /// The last revision received at or before this time (milliseconds since the epoch).
+    Time(u64),
+}
+
 /// What the round gathered for `--restore-from`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct RestoreFacts {
@@ -126,10 +137,14 @@ pub(crate) fn final_verdict(usual: Verdict, restore: RestoreVerdict, token: &str
 }
 
 /// The restore token: the configured token and the first 16 hex digits of the snapshot's
-/// sha256.
-pub(crate) fn restore_token(configured: &str, sha256: &str) -> String {
+/// sha256, and with delta segments replayed the last revision replayed: members that would
+/// restore different data get different member IDs.
+pub(crate) fn restore_token(configured: &str, sha256: &str, replayed_to: Option<i64>) -> String {
     let short: String = sha256.chars().take(16).collect::<String>().to_ascii_lowercase();
-    format!("{configured}-restore-{short}")
+    match replayed_to {
+        None => format!("{configured}-restore-{short}"),
+        Some(revision) => format!("{configured}-restore-{short}-r{revision}"),
+    }
 }
 
 /// The cluster ID etcd gives a static initial cluster: the first 8 bytes, big-endian, of the
@@ -681,7 +696,8 @@ mod tests {
 
     #[test]
     fn tokens_and_cluster_ids_follow_etcd() {
-        assert_eq!(restore_token("t", &"AB".repeat(32)), "t-restore-abababababababab");
+        assert_eq!(restore_token("t", &"AB".repeat(32), None), "t-restore-abababababababab");
+        assert_eq!(restore_token("t", &"AB".repeat(32), Some(42)), "t-restore-abababababababab-r42");
         // A single default member: etcd's well-known cluster ID cdf818194e3a8c32 for member
         // 8e9e05c52164694d (peer URL http://localhost:2380, token etcd-cluster).
         let one = [("default".to_string(), "http://localhost:2380".to_string())];
@@ -691,6 +707,9 @@ mod tests {
         let mut shuffled = three.clone();
         shuffled.reverse();
         assert_eq!(static_cluster_id(&three, "t"), static_cluster_id(&shuffled, "t"));
-        assert_ne!(static_cluster_id(&three, "t"), static_cluster_id(&three, &restore_token("t", "00")));
+        assert_ne!(
+            static_cluster_id(&three, "t"),
+            static_cluster_id(&three, &restore_token("t", "00", None))
+        );
     }
 }

@@ -15,6 +15,7 @@ use crate::etcd_args::ClientTlsFiles;
 use crate::observed::{refusal_of, CallError, ClusterView, GrpcCode, Member, Refusal};
 
 pub mod maintenance;
+pub mod watch;
 
 /// Key read (count only) to prove quorum with a linearizable read.
 const QUORUM_PROBE_KEY: &str = "/etcd-bootstrap/quorum-probe";

@@ -11,13 +11,20 @@
 //! - at most one cluster-changing call at a time (a member promotion or removal, a compaction, a
 //!   defragmentation, an alarm disarm): [`Coordination::change`] is a lock held around each;
 //! - how to reach etcd ([`Access`], with the client TLS files as last read): written by the
-//!   certificates job; a job reconnects when its generation moves.
+//!   certificates job; a job reconnects when its generation moves;
+//! - the oldest revision the delta chain has not recorded in the store yet: written by the
+//!   deltas job; a NOSPACE compaction never passes it either ([`Coordination::compaction_limit`]);
+//! - a full snapshot asked for at once ([`Coordination::request_full_snapshot`]): set by the
+//!   deltas job when no chain can be continued (none yet, a broken one, a compaction past the
+//!   watch); the backups job takes it as due now ([`backup_due_in`]) and clears it once a
+//!   snapshot is uploaded.
 //!
 //! No job reads another's private state: what is not here, a job keeps to itself.
 
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
-use tokio::sync::{watch, Mutex as AsyncMutex, MutexGuard as AsyncMutexGuard};
+use tokio::sync::{watch, Mutex as AsyncMutex, MutexGuard as AsyncMutexGuard, Notify};
 
 use crate::observe::cluster::Access;
 
@@ -62,6 +69,9 @@ pub(crate) struct Coordination {
     defragmenting: Mutex<Option<u64>>,
     change: AsyncMutex<()>,
     access: Mutex<(u64, Access)>,
+    delta_unrecorded: Mutex<Option<i64>>,
+    full_snapshot: Mutex<Option<FullSnapshotRequest>>,
+    full_snapshot_wake: Arc<Notify>,
 }
 
 impl Coordination {
@@ -72,6 +82,9 @@ impl Coordination {
             defragmenting: Mutex::new(None),
             change: AsyncMutex::new(()),
             access: Mutex::new((0, access)),
+            delta_unrecorded: Mutex::new(None),
+            full_snapshot: Mutex::new(None),
+            full_snapshot_wake: Arc::new(Notify::new()),
         }
     }
 
@@ -107,9 +120,42 @@ impl Coordination {
         *lock(&self.snapshot)
     }
 
-    /// The revision a compaction must not pass: that of the snapshot being read or uploaded.
+    /// The revision a compaction must not pass: that of the snapshot being read or uploaded, and
+    /// the oldest one the delta chain has not recorded yet, whichever is lower.
     pub(crate) fn compaction_limit(&self) -> Option<i64> {
-        compaction_limit(self.snapshot())
+        compaction_limit(self.snapshot(), *lock(&self.delta_unrecorded))
+    }
+
+    /// The oldest revision the delta chain has not recorded in the store yet (None: no chain is
+    /// recorded here now).
+    pub(crate) fn set_delta_unrecorded(&self, revision: Option<i64>) {
+        *lock(&self.delta_unrecorded) = revision;
+    }
+
+    /// Ask the backups job for a full snapshot at once, newer than `newest_seen` (the newest the
+    /// store listed when the asker looked); idempotent until one is uploaded.
+    pub(crate) fn request_full_snapshot(&self, newest_seen: Option<String>) {
+        let request = FullSnapshotRequest { newest_seen };
+        let mut slot = lock(&self.full_snapshot);
+        if slot.as_ref() != Some(&request) {
+            *slot = Some(request);
+            self.full_snapshot_wake.notify_one();
+        }
+    }
+
+    /// The full snapshot asked for and not uploaded yet, if any.
+    pub(crate) fn full_snapshot_request(&self) -> Option<FullSnapshotRequest> {
+        lock(&self.full_snapshot).clone()
+    }
+
+    /// A full snapshot was uploaded: the request, if any, is met.
+    pub(crate) fn full_snapshot_done(&self) {
+        *lock(&self.full_snapshot) = None;
+    }
+
+    /// What wakes the backups job when a full snapshot is asked for.
+    pub(crate) fn full_snapshot_wake(&self) -> Arc<Notify> {
+        self.full_snapshot_wake.clone()
     }
 
     /// The member that must not be defragmented now: the one a snapshot is being read from.
@@ -171,9 +217,35 @@ impl Drop for HeldSnapshot<'_> {
     }
 }
 
-/// The compaction limit a snapshot hold sets: its revision, while read or uploaded.
-pub(crate) fn compaction_limit(hold: Option<SnapshotHold>) -> Option<i64> {
-    hold.map(|h| h.revision)
+/// The compaction limit: a snapshot hold's revision, while read or uploaded, and the oldest
+/// revision the delta chain has not recorded (compacting at it keeps it watchable), the lower.
+pub(crate) fn compaction_limit(hold: Option<SnapshotHold>, delta_unrecorded: Option<i64>) -> Option<i64> {
+    match (hold.map(|h| h.revision), delta_unrecorded) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// A full snapshot asked for at once by the deltas job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct FullSnapshotRequest {
+    /// The newest snapshot the store listed when it was asked for (None: none): one newer than
+    /// it meets the request.
+    pub newest_seen: Option<String>,
+}
+
+/// How long until the backups job takes a full snapshot, the store's newest being `newest`: now
+/// when one is asked for (the delta chain cannot continue) and none newer than the asker saw has
+/// been taken since, else when the schedule says (`scheduled`).
+pub(crate) fn backup_due_in(
+    request: Option<&FullSnapshotRequest>,
+    newest: Option<&str>,
+    scheduled: Duration,
+) -> Duration {
+    match request {
+        Some(r) if r.newest_seen.as_deref() == newest => Duration::ZERO,
+        _ => scheduled,
+    }
 }
 
 /// The member a snapshot hold keeps from defragmentation: the one it is read from, while read.
@@ -212,6 +284,57 @@ mod tests {
             (None, None),
             "the hold ends with the guard"
         );
+    }
+
+    #[test]
+    fn the_delta_chain_limits_compaction_too_the_lower_limit_wins() {
+        let hold = |revision| Some(SnapshotHold { member: 1, revision, reading: false });
+        // (snapshot hold, oldest revision not recorded, limit)
+        let rows = [
+            (None, None, None),
+            (hold(40), None, Some(40)),
+            (None, Some(51), Some(51)),
+            (hold(40), Some(51), Some(40)),
+            (hold(60), Some(51), Some(51)),
+        ];
+        for (h, delta, want) in rows {
+            assert_eq!(compaction_limit(h, delta), want, "{h:?} {delta:?}");
+        }
+        let c = coordination();
+        c.set_delta_unrecorded(Some(51));
+        assert_eq!(c.compaction_limit(), Some(51));
+        let held = c.hold_snapshot(7, 40);
+        assert_eq!(c.compaction_limit(), Some(40));
+        drop(held);
+        c.set_delta_unrecorded(None);
+        assert_eq!(c.compaction_limit(), None);
+    }
+
+    #[tokio::test]
+    async fn a_full_snapshot_asked_for_is_due_at_once_and_wakes_the_backups_job() {
+        let hour = Duration::from_secs(3600);
+        let asked = |seen: Option<&str>| FullSnapshotRequest { newest_seen: seen.map(str::to_string) };
+        // (request, the store's newest now, due in)
+        let rows = [
+            (None, Some("s1"), hour, "on schedule"),
+            (Some(asked(Some("s1"))), Some("s1"), Duration::ZERO, "asked for: due now"),
+            (Some(asked(None)), None, Duration::ZERO, "asked for with an empty store"),
+            (Some(asked(Some("s1"))), Some("s2"), hour, "a newer one was taken since: met"),
+            (Some(asked(None)), Some("s1"), hour, "one was taken since the store was empty: met"),
+        ];
+        for (request, newest, want, why) in rows {
+            assert_eq!(backup_due_in(request.as_ref(), newest, hour), want, "{why}");
+        }
+        let c = coordination();
+        let wake = c.full_snapshot_wake();
+        assert_eq!(c.full_snapshot_request(), None);
+        c.request_full_snapshot(Some("s1".into()));
+        c.request_full_snapshot(Some("s1".into()));
+        assert_eq!(c.full_snapshot_request(), Some(asked(Some("s1"))), "asked twice is one request");
+        // The wake is kept for a job that is busy when it comes.
+        tokio::time::timeout(Duration::from_secs(5), wake.notified()).await.expect("woken");
+        c.full_snapshot_done();
+        assert_eq!(c.full_snapshot_request(), None, "met once a snapshot is uploaded");
     }
 
     #[test]

@@ -59,6 +59,11 @@ pub(crate) trait Job: Send + 'static {
 
     /// After a failed pass: forget what the failure made stale (a connection, a run of answers).
     fn failed(&mut self) {}
+
+    /// What else wakes the job before its wait is over (another job asking for it), if anything.
+    fn wake(&self) -> Option<Arc<tokio::sync::Notify>> {
+        None
+    }
 }
 
 /// Run `job` until the task is aborted: a pass, then a wait as its [`Action`] (or the error
@@ -70,6 +75,7 @@ pub(crate) async fn run<J: Job>(
     beat: Arc<Beat>,
 ) {
     let mut leadership = coordination.watch_leadership();
+    let wake = job.wake();
     let mut failures = 0u32;
     loop {
         leadership.borrow_and_update();
@@ -97,8 +103,15 @@ pub(crate) async fn run<J: Job>(
                 None => std::future::pending().await,
             }
         };
+        let asked = async {
+            match &wake {
+                Some(wake) => wake.notified().await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             _ = sleep => {}
+            _ = asked => {}
             changed = leadership.changed() => {
                 if changed.is_err() {
                     // The state is gone: the sidecar is ending.
@@ -145,6 +158,48 @@ mod tests {
             }
             Ok(Action::await_change())
         }
+    }
+
+    struct Woken {
+        passes: Arc<std::sync::atomic::AtomicU32>,
+        wake: Arc<tokio::sync::Notify>,
+    }
+
+    impl Job for Woken {
+        const NAME: &'static str = "woken";
+        fn interval(&self) -> Duration {
+            Duration::from_secs(3600)
+        }
+        async fn reconcile(&mut self) -> Result<Action, Error> {
+            self.passes.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Ok(Action::requeue(Duration::from_secs(3600)))
+        }
+        fn wake(&self) -> Option<Arc<tokio::sync::Notify>> {
+            Some(self.wake.clone())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_job_asked_for_by_another_runs_at_once() {
+        use crate::observe::cluster::Access;
+        let coordination = Arc::new(Coordination::new(Access::default()));
+        let passes = Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let wake = Arc::new(tokio::sync::Notify::new());
+        let job = Woken { passes: passes.clone(), wake: wake.clone() };
+        let task = tokio::spawn(run(job, coordination, Arc::new(Shared::new()), Beat::new("woken")));
+        let count = || passes.load(std::sync::atomic::Ordering::SeqCst);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while count() < 1 {
+            assert!(tokio::time::Instant::now() < deadline, "no first pass");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        // Asked for: the hour's wait is cut short.
+        wake.notify_one();
+        while count() < 2 {
+            assert!(tokio::time::Instant::now() < deadline, "the request did not wake the job");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        task.abort();
     }
 
     #[tokio::test]

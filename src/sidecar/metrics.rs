@@ -113,6 +113,8 @@ pub(crate) struct Metrics {
     pub backup_newest: Option<f64>,
     /// `--backup-interval`, once this sidecar has looked at the schedule.
     pub backup_interval: Option<Duration>,
+    /// Continuous backups (`--backup-delta-interval`).
+    pub deltas: DeltaMetrics,
     /// Leader only (None on the other sidecars): the members and pods it saw.
     pub cluster: Option<ClusterView>,
     pub rounds: u64,
@@ -132,6 +134,18 @@ pub(crate) struct Metrics {
     /// The local member's name and etcd version (its status), and the cluster version as its
     /// peer port tells it (`GET /version`: `etcdcluster`), so a rolling upgrade can be watched.
     pub versions: VersionsSeen,
+}
+
+/// What the deltas job recorded.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct DeltaMetrics {
+    /// While this sidecar records a chain (beside the leader): the last revision the store holds,
+    /// and how far that is behind the leader's revision; None elsewhere.
+    pub revision: Option<i64>,
+    pub lag: Option<i64>,
+    /// Segments written, and uploads that failed (each is tried again, larger).
+    pub segments: u64,
+    pub upload_failures: u64,
 }
 
 /// Versions the sidecar last saw; None where not (yet) known.
@@ -170,6 +184,7 @@ impl Metrics {
             backup_consecutive_failures: 0,
             backup_newest: None,
             backup_interval: None,
+            deltas: DeltaMetrics::default(),
             cluster: None,
             rounds: 0,
             promotions: 0,
@@ -512,6 +527,30 @@ pub(crate) fn render(m: &Metrics) -> String {
         "Scheduled backups that failed, by reason (store, snapshot, etcd, other).",
         &failures,
     );
+    family(
+        "etcd_bootstrap_backup_delta_revision",
+        "gauge",
+        "The last revision the delta chain holds in the store; only beside the leader, with --backup-delta-interval.",
+        &leader_only(m.deltas.revision.map(|r| r.to_string())),
+    );
+    family(
+        "etcd_bootstrap_backup_delta_lag_revisions",
+        "gauge",
+        "The leader's revision minus the last one the delta chain holds in the store (0: all recorded); only beside the leader.",
+        &leader_only(m.deltas.lag.map(|r| r.to_string())),
+    );
+    family(
+        "etcd_bootstrap_backup_delta_segments_total",
+        "counter",
+        "Delta segments this sidecar uploaded.",
+        &plain(m.deltas.segments),
+    );
+    family(
+        "etcd_bootstrap_backup_delta_upload_failures_total",
+        "counter",
+        "Delta passes the store failed (a listing or the upload; each is tried again with the changes since).",
+        &plain(m.deltas.upload_failures),
+    );
     out
 }
 
@@ -721,6 +760,31 @@ mod tests {
             "etcd_bootstrap_sidecar_backup_consecutive_failures 3",
             "etcd_bootstrap_sidecar_backup_newest_timestamp_seconds 1795833000.000",
             "etcd_bootstrap_sidecar_backup_interval_seconds 3600.000",
+        ] {
+            assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
+        }
+    }
+
+    #[test]
+    fn delta_metrics_show_beside_the_recording_leader_and_count_everywhere() {
+        let mut m = Metrics::new(Instant::now());
+        let text = render(&m);
+        for line in [
+            "etcd_bootstrap_backup_delta_segments_total 0",
+            "etcd_bootstrap_backup_delta_upload_failures_total 0",
+        ] {
+            assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
+        }
+        assert!(!text.contains("\netcd_bootstrap_backup_delta_revision "), "not recording: absent\n{text}");
+        assert!(!text.contains("\netcd_bootstrap_backup_delta_lag_revisions "), "{text}");
+        m.deltas = DeltaMetrics { revision: Some(4711), lag: Some(3), segments: 12, upload_failures: 2 };
+        let text = render(&m);
+        for line in [
+            "etcd_bootstrap_backup_delta_revision 4711",
+            "etcd_bootstrap_backup_delta_lag_revisions 3",
+            "etcd_bootstrap_backup_delta_segments_total 12",
+            "etcd_bootstrap_backup_delta_upload_failures_total 2",
+            "# TYPE etcd_bootstrap_backup_delta_lag_revisions gauge",
         ] {
             assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
         }

@@ -10,7 +10,7 @@
 //! defragmented, one cluster-changing call at a time, and the client TLS files as last read.
 //!
 //! - [`policy`]: the pure policies (learners, removal and its clock, presence, defragmentation,
-//!   NOSPACE, certificates), table-tested;
+//!   NOSPACE, certificates, continuous backups), table-tested;
 //! - [`jobs`]: the jobs and the calls that carry the policies out;
 //! - [`liveness`]: which job is stuck (`/healthz`), by pass age and bytes moved;
 //! - [`http`] and [`metrics`]: the endpoint and what it shows.
@@ -73,6 +73,9 @@ pub(crate) async fn run(
     );
     if let Some(b) = &settings.backups {
         info!(to = %b.to, every = %duration::format(b.interval), keep = b.keep, "scheduled backups (beside the leader only)");
+        if let Some(d) = b.delta_interval {
+            info!(every = %duration::format(d), "continuous backups: delta segments (beside the leader only)");
+        }
     }
     let coordination = Arc::new(Coordination::new(ctx.clients.access.clone()));
     let backups = settings.backups.clone();
@@ -91,6 +94,13 @@ pub(crate) async fn run(
     jobs.launch(jobs::membership::MembershipJob::new(s.clone()), None);
     jobs.launch(jobs::maintenance::MaintenanceJob::new(s.clone()), None);
     if let Some(schedule) = backups {
+        if let Some(every) = schedule.delta_interval {
+            let beat = Beat::new(jobs::deltas::DeltasJob::NAME);
+            jobs.launch(
+                jobs::deltas::DeltasJob::new(s.clone(), schedule.clone(), every, beat.clone()),
+                Some(beat),
+            );
+        }
         let beat = Beat::new(jobs::backups::BackupsJob::NAME);
         jobs.launch(jobs::backups::BackupsJob::new(s.clone(), schedule, beat.clone()), Some(beat));
     }

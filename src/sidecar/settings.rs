@@ -29,6 +29,8 @@ pub(crate) struct BackupSchedule {
     pub interval: Duration,
     pub keep: usize,
     pub scratch_dir: PathBuf,
+    /// `--backup-delta-interval`: continuous backups (delta segments) every this long; None: off.
+    pub delta_interval: Option<Duration>,
 }
 
 impl SidecarSettings {
@@ -58,7 +60,10 @@ impl SidecarSettings {
             )));
         }
         let maintenance = MaintenanceSettings::new(args, ctx)?;
-        let backups = match args.backup_to.as_deref().filter(|t| !t.trim().is_empty()) {
+        let backup_to = args.backup_to.as_deref().filter(|t| !t.trim().is_empty());
+        let delta_interval =
+            delta_interval(backup_to.is_some(), args.backup_delta_interval).map_err(Error::config)?;
+        let backups = match backup_to {
             None => None,
             Some(text) => {
                 let to = StoreUrl::parse(text).map_err(|e| Error::config(format!("--backup-to: {e}")))?;
@@ -74,6 +79,7 @@ impl SidecarSettings {
                     interval: args.backup_interval,
                     keep: args.backup_keep,
                     scratch_dir,
+                    delta_interval,
                 })
             }
         };
@@ -91,6 +97,22 @@ impl SidecarSettings {
     /// so only a stuck job gets there.
     pub(crate) fn stall_limit(&self) -> Duration {
         self.interval.saturating_mul(3).max(self.interval.saturating_add(Duration::from_secs(120)))
+    }
+}
+
+/// `--backup-delta-interval`, checked: only with `--backup-to` (the segments go beside the full
+/// snapshots), and positive.
+pub(crate) fn delta_interval(backup_to: bool, delta: Option<Duration>) -> Result<Option<Duration>, String> {
+    match delta {
+        None => Ok(None),
+        Some(d) if !backup_to => Err(format!(
+            "--backup-delta-interval {} needs --backup-to: delta segments are stored beside the full snapshots; give --backup-to URL, or leave --backup-delta-interval out",
+            crate::duration::format(d)
+        )),
+        Some(d) if d.is_zero() => {
+            Err("--backup-delta-interval 0s: give a positive duration such as 10s".to_string())
+        }
+        Some(d) => Ok(Some(d)),
     }
 }
 
@@ -112,5 +134,23 @@ impl MaintenanceSettings {
             defrag: defrag::DefragSettings { threshold, min_size: args.defrag_min_size },
             nospace: nospace::NospaceSettings { quota, compact: args.compact_on_nospace },
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_delta_interval_needs_a_store_and_a_positive_duration() {
+        let s = Duration::from_secs;
+        assert_eq!(delta_interval(false, None), Ok(None), "off unless set");
+        assert_eq!(delta_interval(true, None), Ok(None), "off unless set, also with a store");
+        assert_eq!(delta_interval(true, Some(s(10))), Ok(Some(s(10))));
+        let no_store = delta_interval(false, Some(s(10))).expect_err("without --backup-to");
+        assert!(no_store.starts_with("--backup-delta-interval 10s needs --backup-to"), "{no_store}");
+        assert!(!no_store.contains('\n'), "one line: {no_store}");
+        let zero = delta_interval(true, Some(s(0))).expect_err("zero");
+        assert!(zero.contains("--backup-delta-interval 0s"), "{zero}");
     }
 }

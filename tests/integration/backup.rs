@@ -448,6 +448,34 @@ async fn bad_backup_input_is_one_line_with_its_exit_code_and_changes_no_store() 
             args: pod("data-corrupted", &good[1]),
             env: vec![],
         },
+        Case {
+            input: "`--restore-to-revision` without `--restore-from`",
+            args: pod("data-no-from", &good[0])
+                .into_iter()
+                .take_while(|a| a != "--restore-from")
+                .chain([s("--restore-to-revision"), s("5")])
+                .collect(),
+            env: vec![],
+        },
+        Case {
+            input: "`--restore-to-revision` and `--restore-to-time` together",
+            args: [
+                pod("data-both", &good[0]),
+                vec![s("--restore-to-revision"), s("5"), s("--restore-to-time"), s("2026-12-05T07:30:00Z")],
+            ]
+            .concat(),
+            env: vec![],
+        },
+        Case {
+            input: "a time that is not RFC 3339 (`--restore-to-time yesterday`)",
+            args: [pod("data-time", &good[0]), vec![s("--restore-to-time"), s("yesterday")]].concat(),
+            env: vec![],
+        },
+        Case {
+            input: "a revision past what the snapshot's chain reaches (`--restore-to-revision 999999`)",
+            args: [pod("data-past", &good[0]), vec![s("--restore-to-revision"), s("999999")]].concat(),
+            env: vec![],
+        },
     ];
     let rows = readme_tables::bad_input_rows(readme_tables::BACKUP_BAD_INPUT);
     readme_tables::assert_unique_inputs(&rows);

@@ -2,7 +2,6 @@
 //! 127.0.0.1 with a free port, checking SigV4 signatures against one access key and secret (so a
 //! wrong secret is really refused). Stopped and reaped when dropped.
 
-use std::fs::File;
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -17,6 +16,9 @@ const START_DEADLINE: Duration = Duration::from_secs(20);
 
 pub struct S3Server {
     child: Child,
+    bin: PathBuf,
+    host: Ipv4Addr,
+    port: u16,
     pub endpoint: String,
     /// The directory the server keeps buckets in (`<root>/<bucket>/<key>`).
     pub root: PathBuf,
@@ -40,21 +42,30 @@ impl S3Server {
             listener.local_addr().expect("local address").port()
         };
         let log = root.with_extension("log");
-        let out = File::create(&log).expect("create the S3 server log");
-        let err = out.try_clone().expect("clone the log file");
-        let child = Command::new(bin)
-            .args(["--host", &host.to_string(), "--port", &port.to_string()])
-            .args(["--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY])
-            .arg(root)
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
-            .spawn()
-            .unwrap_or_else(|e| panic!("start {}: {e}", bin.display()));
-        let mut server =
-            S3Server { child, endpoint: format!("http://{host}:{port}"), root: root.to_path_buf(), log };
+        let child = spawn(bin, root, &log, host, port);
+        let mut server = S3Server {
+            child,
+            bin: bin.to_path_buf(),
+            host,
+            port,
+            endpoint: format!("http://{host}:{port}"),
+            root: root.to_path_buf(),
+            log,
+        };
         server.wait_listening(host, port);
         server
+    }
+
+    /// Stop the server (SIGKILL): the store is unreachable until [`S3Server::restart`].
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Start the stopped server again, on the same address, with the same data.
+    pub fn restart(&mut self) {
+        self.child = spawn(&self.bin, &self.root, &self.log, self.host, self.port);
+        self.wait_listening(self.host, self.port);
     }
 
     fn wait_listening(&mut self, host: Ipv4Addr, port: u16) {
@@ -87,6 +98,21 @@ impl S3Server {
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
+}
+
+fn spawn(bin: &Path, root: &Path, log: &Path, host: Ipv4Addr, port: u16) -> Child {
+    let out =
+        std::fs::OpenOptions::new().create(true).append(true).open(log).expect("open the S3 server log");
+    let err = out.try_clone().expect("clone the log file");
+    Command::new(bin)
+        .args(["--host", &host.to_string(), "--port", &port.to_string()])
+        .args(["--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY])
+        .arg(root)
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .spawn()
+        .unwrap_or_else(|e| panic!("start {}: {e}", bin.display()))
 }
 
 impl Drop for S3Server {

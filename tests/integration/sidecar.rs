@@ -395,6 +395,9 @@ fn bad_sidecar_options_are_configuration_errors() {
         (&["--defrag-threshold", "45"], "--defrag-threshold 45: give the share of free pages"),
         (&["--defrag-threshold", "half"], "--defrag-threshold"),
         (&["--defrag-min-size", "lots"], "--defrag-min-size"),
+        (&["--backup-delta-interval", "10s"], "--backup-delta-interval 10s needs --backup-to"),
+        (&["--backup-to", "file:///tmp", "--backup-delta-interval", "0s"], "--backup-delta-interval 0s"),
+        (&["--backup-to", "file:///tmp", "--backup-delta-interval", "soon"], "--backup-delta-interval"),
         (
             &["--", "--quota-backend-bytes=8GB"],
             "etcd's --quota-backend-bytes \"8GB\" is not a number of bytes",

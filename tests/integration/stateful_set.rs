@@ -355,6 +355,12 @@ impl Writer {
         self.acked.lock().unwrap_or_else(|p| p.into_inner()).len()
     }
 
+    /// A counter of the puts acknowledged so far, readable from another task.
+    pub fn acked_counter(&self) -> impl Fn() -> usize + Send + 'static {
+        let acked = self.acked.clone();
+        move || acked.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
     /// How many puts failed or timed out so far.
     pub fn failed(&self) -> u64 {
         self.failed.load(Ordering::SeqCst)

@@ -22,6 +22,7 @@ use crate::backup::take;
 use crate::error::{Error, Result};
 use crate::observe::cluster::maintenance as calls;
 
+use super::super::coordination;
 use super::super::job::{Action, Job};
 use super::super::liveness::Beat;
 use super::super::metrics::{BackupDone, BackupFailure};
@@ -48,6 +49,11 @@ impl Job for BackupsJob {
 
     fn interval(&self) -> Duration {
         self.s.settings.interval
+    }
+
+    fn wake(&self) -> Option<Arc<tokio::sync::Notify>> {
+        // The deltas job asks for a full snapshot at once when its chain cannot continue.
+        Some(self.s.coordination.full_snapshot_wake())
     }
 
     async fn reconcile(&mut self) -> Result<Action> {
@@ -81,7 +87,13 @@ impl BackupsJob {
         let store = self.store()?;
         let listed = store.list().await?;
         let interval = schedule.interval;
-        let wait = manifest::due_in(listed.first(), unix_now(), interval);
+        let request = s.coordination.full_snapshot_request();
+        let scheduled = manifest::due_in(listed.first(), unix_now(), interval);
+        let newest = listed.first().map(|m| m.name.as_str());
+        let wait = coordination::backup_due_in(request.as_ref(), newest, scheduled);
+        if request.is_some() && wait < scheduled {
+            info!("a full snapshot is asked for at once: the delta chain cannot continue");
+        }
         if let Some(newest) = listed.first() {
             s.shared.lock().backup_newest = Some(newest.unix_time as f64);
         }
@@ -103,6 +115,7 @@ impl BackupsJob {
         store.upload_counting(&taken.file.path, &taken.manifest, &moved).await?;
         command::log_uploaded(store, &taken);
         drop(held);
+        s.coordination.full_snapshot_done();
         let done = BackupDone {
             at: SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or_default(),
             revision: taken.manifest.revision,

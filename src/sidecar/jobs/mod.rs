@@ -9,13 +9,17 @@
 //!   interval, at a removal's due time, and between rounds a cheap look at the peer connections
 //!   ([`probe::peer_connection_ips`]);
 //! - [`maintenance`]: beside the leader, defragmentation and the NOSPACE recovery, each interval;
-//! - [`backups`]: beside the leader, scheduled full snapshots, when one is due.
+//! - [`backups`]: beside the leader, scheduled full snapshots, when one is due, or at once when
+//!   the deltas job asks;
+//! - [`deltas`]: beside the leader, with `--backup-delta-interval`, every change after the newest
+//!   full snapshot, as delta segments of its chain (point-in-time restore).
 //!
 //! [`pods`] and [`probe`] are the DNS lookups and the status calls the membership and maintenance
 //! jobs make; [`quota`] reads etcd's own backend quota from its metrics.
 
 pub(crate) mod backups;
 pub(crate) mod certificates;
+pub(crate) mod deltas;
 pub(crate) mod leadership;
 pub(crate) mod maintenance;
 pub(crate) mod membership;

@@ -8,7 +8,9 @@
 //!   quorum kept, followers first, never a member being snapshotted);
 //! - [`defrag`]: the routine defragmentation;
 //! - [`nospace`]: the way out of a NOSPACE alarm (compaction never past a backup's revision);
-//! - [`certs`] (with [`der`]): the state of the client certificate.
+//! - [`certs`] (with [`der`]): the state of the client certificate;
+//! - [`deltas`]: continuous backups: which chain to record, when to ask for a full snapshot, what
+//!   one upload holds.
 //!
 //! What a refused etcd call means next is the pure policy in `decide::refusals`; when a failed
 //! job runs again is [`super::job::error_policy`]; whether a job is stuck is
@@ -17,6 +19,7 @@
 pub(crate) mod certs;
 pub(crate) mod db;
 pub(crate) mod defrag;
+pub(crate) mod deltas;
 pub(crate) mod der;
 pub(crate) mod learners;
 pub(crate) mod nospace;
