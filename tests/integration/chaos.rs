@@ -1183,9 +1183,9 @@ impl Chaos<'_> {
         let newest = acked.iter().map(|(_, rev)| *rev).max().unwrap_or_default();
         let env = store.s3.client_env();
         let deadline = Instant::now() + LAST_SNAPSHOT_WITHIN;
-        let listed = loop {
+        loop {
             let problem = match chaos_snapshots::list(&store.url, &env, dir.parent().unwrap_or(dir)) {
-                Ok(listed) if listed.first().is_some_and(|s| s.revision >= newest) => break listed,
+                Ok(listed) if listed.first().is_some_and(|s| s.revision >= newest) => break,
                 Ok(listed) => format!(
                     "the newest snapshot is at revision {:?}, the last acknowledged write at {newest}",
                     listed.first().map(|s| s.revision)
@@ -1198,6 +1198,16 @@ impl Chaos<'_> {
                 ));
             }
             self.idle(Duration::from_millis(500)).await;
+        }
+        // The run is over: the sidecars stop (killed, as a pod's end may), so no backup and no
+        // retention changes the store while its snapshots are checked (a CI run found a snapshot
+        // listed and then deleted by retention before its download).
+        for o in self.pods() {
+            self.set.kill_sidecar(o);
+        }
+        let listed = match chaos_snapshots::list(&store.url, &env, dir.parent().unwrap_or(dir)) {
+            Ok(listed) => listed,
+            Err(e) => self.fail(&e),
         };
         let cluster = format!("{:x}", self.cluster_id);
         for snapshot in &listed {
