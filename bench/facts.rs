@@ -38,6 +38,9 @@ pub struct Facts {
     pub loads: Vec<(String, String)>,
     pub minutes: f64,
     pub runs: usize,
+    /// Where the large backup's figures came from (`bench/run-backup.sh`'s results file: when,
+    /// where), if the report has them.
+    pub backup_large: Option<String>,
 }
 
 fn run(program: &str, args: &[&str]) -> Option<String> {
@@ -109,6 +112,7 @@ impl Facts {
             loads: Vec::new(),
             minutes: 0.0,
             runs: o.runs,
+            backup_large: None,
         }
     }
 

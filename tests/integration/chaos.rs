@@ -11,11 +11,20 @@
 //! at a time; 2 -> 1 removes the member first (with two voters, deleting a pod loses quorum and
 //! the sidecar can no longer commit a removal), as the sidecar tests do.
 //!
+//! Every sidecar job is on: scheduled backups to the S3-protocol server s3s-fs (every 5 s, the
+//! newest 3 kept), defragmentation (`--defrag-min-size 4MB`) and NOSPACE recovery
+//! (`--compact-on-nospace`) under a 16 MiB quota, which the schedule's NOSPACE fills (always
+//! operation 1, and drawn like the others where the set has three pods or more) exhaust: puts of 50 kB until etcd refuses one for
+//! space, then the fill deleted; convergence includes the alarm cleared by the sidecars. After the
+//! run, once a snapshot holds every acknowledged write, every snapshot in the store is downloaded,
+//! checked against its manifest, restored into a scratch etcd with etcd's own tool and must hold
+//! every write acknowledged at or before its revision, with its value.
+//!
 //! Settings (environment): `CHAOS_SEED` (decimal or 0x-hex; default: from the clock), `CHAOS_OPS`
 //! (default 12: the CI run), `CHAOS_BOUND_SECS` (convergence bound, default 90),
 //! `CHAOS_VERIFY_EVERY` (operations between full read-backs, default 5), `CHAOS_REPORT` (a file
 //! to write the figures to, as JSON), `CHAOS_LOGS` (a directory to keep the pods' logs in, also
-//! on failure). `scripts/chaos.sh [OPS] [SEED]` runs the long schedule.
+//! on failure), `CHAOS_BACKUP_INTERVAL_SECS` and `CHAOS_BACKUP_KEEP` (default 5 and 3). `scripts/chaos.sh [OPS] [SEED]` runs the long schedule.
 //! The seed is printed first and in every failure: the same seed gives the same schedule.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -26,8 +35,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::bed::{Fault, PodExit, Publish, Signal};
 use crate::bootstrap::{decisions, etcd_pod, setup};
+use crate::chaos_snapshots;
 use crate::etcd_check::Checker;
-use crate::stateful_set::{missing_on, Set, Writer, STARTED};
+use crate::s3_server::S3Server;
+use crate::stateful_set::{missing_on, Extra, Set, Writer, STARTED};
 
 const DEFAULT_OPS: u32 = 12;
 const DEFAULT_BOUND: Duration = Duration::from_secs(90);
@@ -39,6 +50,24 @@ const INITIAL_PODS: u32 = 3;
 const READ_BACK: Duration = Duration::from_secs(30);
 /// A put every this long (plus the put's own time).
 const WRITE_PAUSE: Duration = Duration::from_millis(40);
+/// The operation (from 0) that is always a NOSPACE fill: the first, when the set has its three
+/// pods (the sidecars defragment only where a member being defragmented leaves a quorum
+/// answering, so never with one or two voters: there a NOSPACE is the operator's, by hand).
+const FILL_AT: u32 = 0;
+/// etcd's quota (`ETCD_QUOTA_BACKEND_BYTES`): small, so a fill reaches NOSPACE in seconds.
+const QUOTA: u64 = 16 * 1024 * 1024;
+/// etcd's `--snapshot-count` in the chaos pods (see where it is set).
+const SNAPSHOT_COUNT: u32 = 100;
+/// The value of each put of a fill.
+const FILL_VALUE: usize = 50_000;
+/// The S3 store of the scheduled backups: bucket and key prefix.
+const BUCKET: &str = "chaos-backups";
+const PREFIX: &str = "etcd/chaos/";
+/// The sidecars' scheduled backups: every this long (default), keeping the newest this many.
+const DEFAULT_BACKUP_INTERVAL_SECS: u64 = 5;
+const DEFAULT_BACKUP_KEEP: u64 = 3;
+/// How long the end of the run waits for a snapshot that holds every acknowledged write.
+const LAST_SNAPSHOT_WITHIN: Duration = Duration::from_secs(60);
 
 // ----- settings and the seeded schedule ----------------------------------------------------------
 
@@ -49,6 +78,8 @@ struct Config {
     verify_every: u32,
     report: Option<PathBuf>,
     logs: Option<PathBuf>,
+    backup_interval_secs: u64,
+    backup_keep: u64,
 }
 
 impl Config {
@@ -70,6 +101,8 @@ impl Config {
                 .max(1),
             report: std::env::var_os("CHAOS_REPORT").map(PathBuf::from),
             logs: std::env::var_os("CHAOS_LOGS").map(PathBuf::from),
+            backup_interval_secs: number("CHAOS_BACKUP_INTERVAL_SECS", DEFAULT_BACKUP_INTERVAL_SECS).max(1),
+            backup_keep: number("CHAOS_BACKUP_KEEP", DEFAULT_BACKUP_KEEP).max(1),
         }
     }
 
@@ -200,6 +233,9 @@ enum Op {
     Nxdomain { pod: u32, for_: Duration, kill: bool },
     /// kill -9 of the sidecar container; the kubelet restarts it.
     KillSidecar { pod: u32 },
+    /// Large puts until etcd refuses one for space (its small quota: a NOSPACE alarm), then the
+    /// fill deleted; the sidecars compact, defragment and disarm the alarm by themselves.
+    NospaceFill,
 }
 
 impl Op {
@@ -222,6 +258,7 @@ impl Op {
             Op::Dns { fault: DnsFault::Late(_), .. } => "dns late",
             Op::Nxdomain { .. } => "dns NXDOMAIN",
             Op::KillSidecar { .. } => "kill -9 sidecar",
+            Op::NospaceFill => "NOSPACE fill + delete",
         }
     }
 
@@ -286,6 +323,7 @@ impl fmt::Display for Op {
                 Ok(())
             }
             Op::KillSidecar { pod } => write!(f, "kill -9 etcd-{pod}'s sidecar"),
+            Op::NospaceFill => write!(f, "fill the database to NOSPACE, then delete the fill"),
         }
     }
 }
@@ -307,7 +345,7 @@ fn draw(rng: &mut Rng, n: u32, created: u32) -> Op {
         3 => 2,
         _ => 4,
     };
-    let weights: [(u32, u32); 14] = [
+    let weights: [(u32, u32); 15] = [
         (0, 4),                           // kill -9 etcd
         (1, 2),                           // pod crash
         (2, 2),                           // pod delete
@@ -322,6 +360,7 @@ fn draw(rng: &mut Rng, n: u32, created: u32) -> Op {
         (11, 1),                          // NXDOMAIN
         (12, 1),                          // kill -9 sidecar
         (13, if n <= 3 { 1 } else { 0 }), // scale up by two at once
+        (14, if n >= 3 { 2 } else { 0 }), // NOSPACE fill + delete
     ];
     let total: u32 = weights.iter().map(|(_, w)| w).sum();
     let mut pick = rng.below(total);
@@ -384,7 +423,8 @@ fn draw(rng: &mut Rng, n: u32, created: u32) -> Op {
             Op::Nxdomain { pod, for_: rng.secs(3, 8), kill: rng.one_in(2) }
         }
         12 => Op::KillSidecar { pod: rng.below(n) },
-        _ => Op::ScaleUpTwo { learner: rng.one_in(2) },
+        13 => Op::ScaleUpTwo { learner: rng.one_in(2) },
+        _ => Op::NospaceFill,
     }
 }
 
@@ -395,7 +435,12 @@ fn schedule(seed: u64, ops: u32) -> Vec<Op> {
     let mut n = INITIAL_PODS;
     let mut created = INITIAL_PODS;
     let mut out = Vec::new();
-    for _ in 0..ops {
+    for i in 0..ops {
+        // Every schedule fills to NOSPACE at least once, first (the CI run's 12 operations too).
+        if i == FILL_AT && n >= 3 {
+            out.push(Op::NospaceFill);
+            continue;
+        }
         let op = draw(&mut rng, n, created);
         match op {
             Op::ScaleUp { .. } => {
@@ -557,6 +602,11 @@ struct Figures {
     /// (what converged, how long it took)
     convergences: Vec<(String, Duration)>,
     read_backs: u32,
+    /// NOSPACE alarms the fills raised, and the 50 kB puts each took to get there.
+    nospace_alarms: u32,
+    fill_puts: Vec<usize>,
+    /// Snapshots restored into a scratch etcd after the run and checked.
+    snapshots_checked: Vec<chaos_snapshots::Checked>,
 }
 
 /// Prints the seed and the operation under way when the run fails, whatever panicked.
@@ -708,6 +758,11 @@ impl Chaos<'_> {
             if !self.set.has_sidecar(o) {
                 return Err(format!("etcd-{o} has no sidecar"));
             }
+            if !self.set.sidecar_started(o) {
+                // A container that has not started yet is not ready: the next operation could
+                // SIGTERM it before it handles SIGTERM (seed 1796454376314964294, op 33-34).
+                return Err(format!("etcd-{o}'s sidecar has not started yet"));
+            }
         }
         let want: BTreeSet<String> = pods.iter().map(|o| format!("etcd-{o}")).collect();
         let checker = Checker::plain(bed);
@@ -722,6 +777,17 @@ impl Chaos<'_> {
             c.get("health-probe", Some(etcd_client::GetOptions::new().with_count_only()))
                 .await
                 .map_err(|e| format!("etcd-{o}: linearizable read: {e}"))?;
+            if o == 0 {
+                // Alarms are the cluster's: a NOSPACE is cleared by the sidecars once space is
+                // free; any other (CORRUPT) never clears.
+                let alarms = c
+                    .alarm(etcd_client::AlarmAction::Get, etcd_client::AlarmType::None, None)
+                    .await
+                    .map_err(|e| format!("etcd-{o}: alarm list: {e}"))?;
+                if let Some(a) = alarms.alarms().first() {
+                    return Err(format!("alarm {:?} raised on member {:x}", a.alarm(), a.member_id()));
+                }
+            }
             let list = c.member_list().await.map_err(|e| format!("etcd-{o}: member list: {e}"))?;
             self.same_cluster(o, list.header().map(|h| h.cluster_id()));
             let members = list.members();
@@ -889,9 +955,72 @@ impl Chaos<'_> {
                 self.set.kill_sidecar(*pod);
                 self.kubelet.restart_sidecar(*pod);
             }
+            Op::NospaceFill => {
+                self.fill_to_nospace().await;
+                since = Instant::now();
+            }
         }
         self.aim_writer();
         since
+    }
+
+    /// Put 50 kB values until etcd refuses one for space, then delete them all (deletes pass
+    /// under NOSPACE). Any other refusal (a member being defragmented, a leader change) is
+    /// retried within the bound. The convergence that follows waits for the sidecars to clear
+    /// the alarm ([`Chaos::check`]).
+    async fn fill_to_nospace(&mut self) {
+        let pods = self.pods();
+        let value = "n".repeat(FILL_VALUE);
+        let deadline = Instant::now() + self.cfg.bound;
+        let too_many = (QUOTA as usize / FILL_VALUE) * 4;
+        let mut client = None;
+        let mut i = 0;
+        let mut last = String::new();
+        loop {
+            if i > too_many {
+                self.fail(&format!("{i} puts of {FILL_VALUE} bytes and no NOSPACE: is the quota set?"));
+            }
+            if Instant::now() > deadline {
+                self.fail(&format!("no NOSPACE within {}s: {last}", self.cfg.bound.as_secs()));
+            }
+            if client.is_none() {
+                client = crate::stateful_set::client(&self.set.bed, &pods).await;
+            }
+            let Some(c) = client.as_mut() else {
+                last = "connect failed".into();
+                self.idle(Duration::from_millis(200)).await;
+                continue;
+            };
+            match c.put(format!("fill/{i:05}"), value.as_str(), None).await {
+                Ok(_) => i += 1,
+                Err(e) if e.to_string().contains("database space exceeded") => break,
+                Err(e) => {
+                    last = format!("put fill/{i:05}: {e}");
+                    client = None;
+                    self.idle(Duration::from_millis(200)).await;
+                }
+            }
+        }
+        self.figures.nospace_alarms += 1;
+        self.figures.fill_puts.push(i);
+        eprintln!("chaos:   NOSPACE after {i} puts of {FILL_VALUE} bytes; deleting the fill");
+        let delete = etcd_client::DeleteOptions::new().with_prefix();
+        loop {
+            if client.is_none() {
+                client = crate::stateful_set::client(&self.set.bed, &pods).await;
+            }
+            if let Some(c) = client.as_mut() {
+                match c.delete("fill/", Some(delete.clone())).await {
+                    Ok(_) => return,
+                    Err(e) => last = format!("delete fill/: {e}"),
+                }
+            }
+            if Instant::now() > deadline {
+                self.fail(&format!("cannot delete the fill within {}s: {last}", self.cfg.bound.as_secs()));
+            }
+            client = None;
+            self.idle(Duration::from_millis(200)).await;
+        }
     }
 
     /// kill -9 pod `pod`'s new container as `crash` says; returns when.
@@ -941,6 +1070,7 @@ impl Chaos<'_> {
 async fn seeded_chaos_schedule_converges_and_keeps_every_acknowledged_write() {
     let name = "seeded_chaos_schedule_converges_and_keeps_every_acknowledged_write";
     let Some(etcd) = chaos_etcd(name) else { return };
+    let Some(s3_bin) = crate::prereq::need_s3_server(name) else { return };
     let cfg = Config::from_env();
     let ops = schedule(cfg.seed, cfg.ops);
     eprintln!(
@@ -955,7 +1085,32 @@ async fn seeded_chaos_schedule_converges_and_keeps_every_acknowledged_write() {
     let at = Arc::new(Mutex::new("forming the cluster".to_string()));
     let _note = FailureNote { replay: cfg.replay(), seed: cfg.seed, current: at.clone() };
     let began = Instant::now();
-    let set = Set::new("chaos", etcd).await;
+    let mut set = Set::new("chaos", etcd).await;
+    // Every sidecar job on: scheduled backups to the S3 server, defragmentation, NOSPACE recovery
+    // under etcd's small quota.
+    let scratch = tempfile::tempdir().expect("scratch dir");
+    let s3 = S3Server::start_on(&s3_bin, &scratch.path().join("s3"), &[BUCKET], set.bed.gateway());
+    let store = Store { url: format!("s3://{BUCKET}/{}", PREFIX.trim_end_matches('/')), s3: &s3 };
+    let mut sidecar_env = vec![
+        ("ETCD_BOOTSTRAP_BACKUP_TO".to_string(), store.url.clone()),
+        ("ETCD_BOOTSTRAP_BACKUP_INTERVAL".to_string(), format!("{}s", cfg.backup_interval_secs)),
+        ("ETCD_BOOTSTRAP_BACKUP_KEEP".to_string(), cfg.backup_keep.to_string()),
+    ];
+    sidecar_env.extend(s3.client_env());
+    set.extra = Extra {
+        // A snapshot every SNAPSHOT_COUNT entries: a member that joins gets the leader's database
+        // and replays little, not every fill of the run from etcd's log (at etcd's default of
+        // 100,000 entries it replays them all, crosses the small quota and raises NOSPACE: with
+        // one or two voters the sidecars never defragment, so that alarm is the operator's).
+        pod_env: vec![
+            ("ETCD_QUOTA_BACKEND_BYTES".to_string(), QUOTA.to_string()),
+            ("ETCD_SNAPSHOT_COUNT".to_string(), SNAPSHOT_COUNT.to_string()),
+        ],
+        sidecar_env,
+        sidecar_args: ["--defrag-min-size", "4MB", "--compact-on-nospace"].map(String::from).to_vec(),
+        sidecar_interval: None,
+    };
+    let set = set;
     for o in 0..INITIAL_PODS {
         set.start(o, false).await;
     }
@@ -991,7 +1146,7 @@ async fn seeded_chaos_schedule_converges_and_keeps_every_acknowledged_write() {
         eprintln!(
             "chaos: op {}/{total}: {op}   [{pods} pods, {} writes acknowledged]",
             i + 1,
-            chaos.writer.acked().len()
+            chaos.writer.acked_count()
         );
         let since = chaos.apply(op).await;
         *chaos.figures.by_kind.entry(op.kind()).or_default() += 1;
@@ -1014,10 +1169,86 @@ async fn seeded_chaos_schedule_converges_and_keeps_every_acknowledged_write() {
     // The final read-back, with the writer stopped: every acknowledged write, on every pod.
     chaos.writer.halt().await;
     let acked = chaos.read_back().await;
+    *at.lock().unwrap_or_else(|p| p.into_inner()) = "the snapshots' check".to_string();
+    chaos.check_snapshots(&store, &scratch.path().join("restore")).await;
     let failed = chaos.writer.failed();
     report(&cfg, &chaos, acked, failed, began.elapsed());
     keep_logs(&cfg, &set);
     assert!(acked >= 20 || cfg.ops == 0, "too few acknowledged writes: {acked} ({failed} failed)");
+}
+
+/// The store of the scheduled backups.
+struct Store<'a> {
+    url: String,
+    s3: &'a S3Server,
+}
+
+impl Chaos<'_> {
+    /// After the run (writer stopped): wait for a snapshot that holds every acknowledged write,
+    /// then restore every snapshot in the store into a scratch etcd and check it holds every write
+    /// acknowledged at or before its revision.
+    async fn check_snapshots(&mut self, store: &Store<'_>, dir: &std::path::Path) {
+        let acked = self.writer.acked_at();
+        let newest = acked.iter().map(|(_, rev)| *rev).max().unwrap_or_default();
+        let env = store.s3.client_env();
+        let deadline = Instant::now() + LAST_SNAPSHOT_WITHIN;
+        loop {
+            let problem = match chaos_snapshots::list(&store.url, &env, dir.parent().unwrap_or(dir)) {
+                Ok(listed) if listed.first().is_some_and(|s| s.revision >= newest) => break,
+                Ok(listed) => format!(
+                    "the newest snapshot is at revision {:?}, the last acknowledged write at {newest}",
+                    listed.first().map(|s| s.revision)
+                ),
+                Err(e) => e,
+            };
+            if Instant::now() > deadline {
+                self.fail(&format!(
+                    "no snapshot with every acknowledged write within {LAST_SNAPSHOT_WITHIN:?}: {problem}"
+                ));
+            }
+            self.idle(Duration::from_millis(500)).await;
+        }
+        // The run is over: the sidecars stop (killed, as a pod's end may), so no backup and no
+        // retention changes the store while its snapshots are checked (a CI run found a snapshot
+        // listed and then deleted by retention before its download).
+        for o in self.pods() {
+            self.set.kill_sidecar(o);
+        }
+        let listed = match chaos_snapshots::list(&store.url, &env, dir.parent().unwrap_or(dir)) {
+            Ok(listed) => listed,
+            Err(e) => self.fail(&e),
+        };
+        let cluster = format!("{:x}", self.cluster_id);
+        for snapshot in &listed {
+            if snapshot.cluster_id != cluster {
+                self.fail(&format!(
+                    "snapshot {} is of cluster {}, not {cluster}",
+                    snapshot.name, snapshot.cluster_id
+                ));
+            }
+            let bucket_dir = dir.join(&snapshot.name);
+            let checked = chaos_snapshots::check_snapshot(
+                store.s3,
+                BUCKET,
+                PREFIX,
+                snapshot,
+                &self.set.etcd,
+                &acked,
+                &bucket_dir,
+            )
+            .await;
+            match checked {
+                Ok(c) => {
+                    eprintln!(
+                        "chaos: snapshot {} (revision {}, {} bytes) restored: all {} writes acknowledged at or before it are there",
+                        c.name, c.revision, c.size, c.writes
+                    );
+                    self.figures.snapshots_checked.push(c);
+                }
+                Err(e) => self.fail(&e),
+            }
+        }
+    }
 }
 
 /// The etcd the chaos runs: `CHAOS_ETCD` = `3.4` (the default: Debian's etcd-server, 3.4.23),
@@ -1072,6 +1303,27 @@ fn log_counts(set: &Set) -> (BTreeMap<String, u32>, u32, u32) {
     (decisions, promotions, removals)
 }
 
+/// What the sidecars' jobs logged (every sidecar log of the run, restarts included).
+#[derive(Default)]
+struct JobCounts {
+    backups: usize,
+    backup_failures: usize,
+    defrags: usize,
+    disarms: usize,
+}
+
+fn job_counts(set: &Set) -> JobCounts {
+    let mut c = JobCounts::default();
+    for o in 0..MAX_PODS {
+        let log = set.sidecar_logs(o);
+        c.backups += log.matches("scheduled backup done").count();
+        c.backup_failures += log.matches("scheduled backup failed").count();
+        c.defrags += log.matches("action=\"defragmented\"").count();
+        c.disarms += log.matches("disarmed the NOSPACE alarm").count();
+    }
+    c
+}
+
 fn report(cfg: &Config, chaos: &Chaos<'_>, acked: usize, failed: u64, took: Duration) {
     let (set, figures, kubelet, pods) = (chaos.set, &chaos.figures, &chaos.kubelet, chaos.n);
     let mut times: Vec<f64> = figures.convergences.iter().map(|(_, d)| d.as_secs_f64()).collect();
@@ -1080,6 +1332,7 @@ fn report(cfg: &Config, chaos: &Chaos<'_>, acked: usize, failed: u64, took: Dura
     let p90 = times.get(times.len() * 9 / 10).copied().unwrap_or_default();
     let longest = figures.convergences.iter().max_by(|a, b| a.1.cmp(&b.1)).cloned().unwrap_or_default();
     let (decisions, promotions, removals) = log_counts(set);
+    let jobs = job_counts(set);
     let json = serde_json::json!({
         "seed": cfg.seed,
         "etcd": set.etcd.display().to_string(),
@@ -1106,6 +1359,18 @@ fn report(cfg: &Config, chaos: &Chaos<'_>, acked: usize, failed: u64, took: Dura
         "bootstrap_decisions": decisions,
         "sidecar_promotions": promotions,
         "sidecar_removals": removals,
+        "quota_backend_bytes": QUOTA,
+        "nospace_alarms_raised_by_fills": figures.nospace_alarms,
+        "fill_puts_to_nospace": figures.fill_puts,
+        "sidecar_nospace_disarms": jobs.disarms,
+        "sidecar_defragmentations": jobs.defrags,
+        "backup_interval_s": cfg.backup_interval_secs,
+        "backup_keep": cfg.backup_keep,
+        "scheduled_backups_done": jobs.backups,
+        "scheduled_backups_failed": jobs.backup_failures,
+        "snapshots_restored_and_checked": figures.snapshots_checked.iter().map(|c| serde_json::json!({
+            "name": c.name, "revision": c.revision, "bytes": c.size, "acknowledged_writes_checked": c.writes,
+        })).collect::<Vec<_>>(),
         "duration_s": took.as_secs(),
     });
     let text = serde_json::to_string_pretty(&json).expect("figures as JSON");
@@ -1131,6 +1396,7 @@ fn the_schedule_depends_on_the_seed_alone_and_respects_the_scale_rules() {
                 }
                 Op::ScaleDown => n -= 1,
                 Op::VolumeLoss { pod, .. } => assert!(n >= 3 && *pod < n, "seed {seed}: {op} with {n} pods"),
+                Op::NospaceFill => assert!(n >= 3, "seed {seed}: {op} with {n} pods"),
                 Op::NetworkCut { pod, .. } => assert!(n >= 2 && *pod < n, "seed {seed}: {op} with {n} pods"),
                 Op::KillEtcd { pod }
                 | Op::CrashPod { pod }
@@ -1143,9 +1409,10 @@ fn the_schedule_depends_on_the_seed_alone_and_respects_the_scale_rules() {
             assert!((1..=MAX_PODS).contains(&n), "seed {seed}: scaled to {n}");
         }
         let kinds: BTreeSet<&str> = ops.iter().map(Op::kind).collect();
-        assert!(kinds.len() >= 16, "seed {seed}: 500 operations should cover every kind: {kinds:?}");
+        assert!(kinds.len() >= 17, "seed {seed}: 500 operations should cover every kind: {kinds:?}");
     }
     assert_ne!(schedule(1, 50), schedule(2, 50));
+    assert_eq!(schedule(7, 12)[FILL_AT as usize], Op::NospaceFill, "every schedule fills to NOSPACE");
     assert_eq!(parse_seed("0x2a"), Some(42));
     assert_eq!(parse_seed(" 42 "), Some(42));
     assert_eq!(parse_seed("x"), None);

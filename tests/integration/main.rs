@@ -33,6 +33,7 @@ mod bed_selftest;
 mod bootstrap;
 mod chain_by_hand;
 mod chaos;
+mod chaos_snapshots;
 mod compose;
 mod compose_exec;
 mod datadir_wal;

@@ -235,6 +235,15 @@ impl Set {
         self.sidecar_into.lock().unwrap_or_else(|p| p.into_inner()).get(&ordinal).copied()
     }
 
+    /// Whether pod `ordinal`'s last sidecar has started: logged its start line, which comes after
+    /// it handles SIGTERM. Until then it may still be `nsenter` or the shell that mounts its
+    /// /proc, which a SIGTERM ends by the signal, as it would end any process before its handler.
+    pub fn sidecar_started(&self, ordinal: u32) -> bool {
+        let log = self.sidecar_logs(ordinal);
+        let mark = format!("===== sidecar of etcd-{ordinal} started =====");
+        log.rsplit(mark.as_str()).next().is_some_and(|last| last.contains(" sidecar starting"))
+    }
+
     /// Whether pod `ordinal` has a sidecar (running, or ended and not yet noticed).
     pub fn has_sidecar(&self, ordinal: u32) -> bool {
         self.sidecars.lock().unwrap_or_else(|p| p.into_inner()).contains_key(&ordinal)
@@ -298,12 +307,14 @@ pub async fn client(bed: &Bed, ordinals: &[u32]) -> Option<Client> {
 }
 
 /// Writes unique keys (`acked/<seq>`) through the given client URLs (round robin) until stopped;
-/// records every put etcd acknowledged. A put that failed or timed out is not recorded: it may or
-/// may not have been applied, and nothing is claimed about it.
+/// records every put etcd acknowledged, with the revision its answer carried (the put's own
+/// revision: a snapshot at revision R holds every put acknowledged at a revision <= R). A put that
+/// failed or timed out is not recorded: it may or may not have been applied, and nothing is
+/// claimed about it. Keys are never written twice.
 pub struct Writer {
     targets: Arc<Mutex<Vec<String>>>,
     stop: Arc<AtomicBool>,
-    acked: Arc<Mutex<Vec<String>>>,
+    acked: Arc<Mutex<Vec<(String, i64)>>>,
     failed: Arc<AtomicU64>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -331,7 +342,17 @@ impl Writer {
 
     /// The puts acknowledged so far.
     pub fn acked(&self) -> Vec<String> {
+        self.acked.lock().unwrap_or_else(|p| p.into_inner()).iter().map(|(k, _)| k.clone()).collect()
+    }
+
+    /// The puts acknowledged so far, each with the revision etcd acknowledged it at.
+    pub fn acked_at(&self) -> Vec<(String, i64)> {
         self.acked.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// How many puts were acknowledged so far.
+    pub fn acked_count(&self) -> usize {
+        self.acked.lock().unwrap_or_else(|p| p.into_inner()).len()
     }
 
     /// A counter of the puts acknowledged so far, readable from another task.
@@ -391,7 +412,7 @@ impl Writer {
 async fn write_until(
     targets: Arc<Mutex<Vec<String>>>,
     stop: Arc<AtomicBool>,
-    acked: Arc<Mutex<Vec<String>>>,
+    acked: Arc<Mutex<Vec<(String, i64)>>>,
     failed: Arc<AtomicU64>,
     pause: Duration,
 ) {
@@ -411,15 +432,20 @@ async fn write_until(
             }
             let put = match clients.get_mut(&url) {
                 Some(c) => {
-                    tokio::time::timeout(Duration::from_secs(3), c.put(key.as_str(), value_of(&key), None))
-                        .await
-                        .map(|r| r.is_ok())
-                        .unwrap_or(false)
+                    match tokio::time::timeout(
+                        Duration::from_secs(3),
+                        c.put(key.as_str(), value_of(&key), None),
+                    )
+                    .await
+                    {
+                        Ok(Ok(r)) => Some(r.header().map(|h| h.revision()).unwrap_or_default()),
+                        _ => None,
+                    }
                 }
-                None => false,
+                None => None,
             };
-            if put {
-                acked.lock().unwrap_or_else(|p| p.into_inner()).push(key);
+            if let Some(revision) = put {
+                acked.lock().unwrap_or_else(|p| p.into_inner()).push((key, revision));
             } else {
                 failed.fetch_add(1, Ordering::SeqCst);
                 clients.remove(&url);
@@ -442,6 +468,13 @@ const PAGE: i64 = 5000;
 /// not be read.
 pub async fn missing_on(bed: &Bed, ordinal: u32, acked: &[String]) -> Result<Vec<String>, String> {
     let mut c = client(bed, &[ordinal]).await.ok_or("connect failed")?;
+    let have = written_keys(&mut c).await?;
+    Ok(acked.iter().filter(|k| have.get(*k) != Some(&value_of(k))).cloned().collect())
+}
+
+/// Every `acked/` key and its value as the member behind `c` has them (serializable reads of
+/// its own data, a page at a time).
+pub async fn written_keys(c: &mut Client) -> Result<BTreeMap<String, String>, String> {
     let mut have: BTreeMap<String, String> = BTreeMap::new();
     let mut from = "acked/".to_string();
     // The prefix's range end: `acked/` with its last byte incremented.
@@ -457,5 +490,5 @@ pub async fn missing_on(bed: &Bed, ordinal: u32, acked: &[String]) -> Result<Vec
             _ => break,
         }
     }
-    Ok(acked.iter().filter(|k| have.get(*k) != Some(&value_of(k))).cloned().collect())
+    Ok(have)
 }

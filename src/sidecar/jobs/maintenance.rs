@@ -200,12 +200,12 @@ impl MaintenanceJob {
             Step::Compact { revision, reason } => {
                 match crate::act::etcd_calls::compact(local, revision).await {
                     Ok(()) => {
-                        self.episode.compacted = true;
+                        self.episode.compacted_at(revision);
                         shared.lock().maintenance.compactions += 1;
                         info!(action = "compact", revision, "compacted: {reason}");
                     }
                     Err(e) if refusals::next(Call::Compact, e.refusal) == Next::Done => {
-                        self.episode.compacted = true;
+                        self.episode.compacted_at(revision);
                         info!(revision, "compacted already at or past revision {revision}: {}", e.message);
                     }
                     Err(e) => self.refused(Call::Compact, "compact", &e, shared),

@@ -178,7 +178,8 @@ etcd_server_quota_backend_bytes_total 5
             backup_revision: None,
             snapshotting: None,
         };
-        let episode = Episode { compacted: true, defragmented: [1, 2, 3].into(), kept: None };
+        let episode =
+            Episode { compacted: true, compacted_to: None, defragmented: [1, 2, 3].into(), kept: None };
         let step = nospace::next(&NospaceSettings { quota, compact: false }, &facts, &episode);
         assert!(matches!(step, Step::Keep { .. }), "15.9 MB of etcd's 16 MiB: keep the alarm: {step:?}");
         assert_eq!(choose(None, own), own, "etcd's metrics unreadable: the sidecar's own setting");
