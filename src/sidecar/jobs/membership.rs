@@ -135,6 +135,9 @@ impl MembershipJob {
         self.last_ip.note(&found);
         let now = Instant::now();
         self.clock.record(&found.answers, now);
+        let by_ordinal: Vec<(u32, u64)> =
+            members.iter().filter_map(|m| member_ordinal(&s.ctx.identity, m).map(|o| (o, m.id))).collect();
+        self.clock.note_members(&by_ordinal, now);
         // For the metrics (the leader's view): a removal pending is a listed member whose pod is
         // gone (not the probe one past the set).
         let listed: std::collections::BTreeSet<u32> =

@@ -38,10 +38,15 @@ pub(crate) enum Answer {
 
 /// The removal clock: for each ordinal, when its name first answered "missing" in an unbroken
 /// run of such answers seen while this member leads. A found or unknown answer, a name not looked
-/// up, or a round that did not look at all, restarts it.
+/// up, or a round that did not look at all, restarts it; so does a member that appears under the
+/// ordinal ([`Clock::note_members`]): the delay counts from the member's existence, never from
+/// before it (a pod created again under a name whose DNS record is late must not inherit the
+/// absence of the pod it replaces).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct Clock {
     missing_since: BTreeMap<u32, Instant>,
+    /// The member ID each ordinal had in the last member list seen.
+    members: BTreeMap<u32, u64>,
 }
 
 impl Clock {
@@ -75,9 +80,24 @@ impl Clock {
         }
     }
 
+    /// Note the members listed now, as (ordinal, member ID): an ordinal whose member is new since
+    /// the last list (none before, or another ID) starts its run of "missing" answers again at
+    /// `now`, if one was under way.
+    pub(crate) fn note_members(&mut self, listed: &[(u32, u64)], now: Instant) {
+        for &(ordinal, id) in listed {
+            if self.members.get(&ordinal) != Some(&id) {
+                if let Some(since) = self.missing_since.get_mut(&ordinal) {
+                    *since = now;
+                }
+            }
+        }
+        self.members = listed.iter().copied().collect();
+    }
+
     /// Forget every run: this member stopped leading, or a round saw nothing.
     pub(crate) fn restart(&mut self) {
         self.missing_since.clear();
+        self.members.clear();
     }
 
     /// When each ordinal's unbroken run of "missing" answers began.
@@ -749,5 +769,34 @@ mod tests {
         assert!(clock.start(3, t1));
         clock.record(&round(&[(3, Answer::Unknown)]), t1);
         assert!(clock.missing_since().is_empty(), "unknown restarts it");
+    }
+
+    #[test]
+    fn a_member_that_appears_under_an_ordinal_starts_its_absence_again() {
+        // Chaos run 10, op 39: etcd-4 scaled away, its name missing for 10 s; a new etcd-4 pod
+        // whose DNS record is late joins as a learner (a new member ID). Its absence counts from
+        // the member's appearance, not from the old pod's.
+        let t0 = Instant::now();
+        let at = |secs: u64| t0 + Duration::from_secs(secs);
+        let missing: BTreeMap<u32, Answer> = [(4, Answer::Missing)].into_iter().collect();
+        let mut clock = Clock::default();
+        clock.note_members(&[(0, 10), (1, 11)], at(0));
+        clock.record(&missing, at(0));
+        clock.note_members(&[(0, 10), (1, 11)], at(0));
+        assert_eq!(clock.missing_since().get(&4), Some(&at(0)));
+        clock.record(&missing, at(10));
+        clock.note_members(&[(0, 10), (1, 11), (4, 14)], at(10));
+        assert_eq!(clock.missing_since().get(&4), Some(&at(10)), "the new member's run starts now");
+        clock.record(&missing, at(12));
+        clock.note_members(&[(0, 10), (1, 11), (4, 14)], at(12));
+        assert_eq!(clock.missing_since().get(&4), Some(&at(10)), "the same member keeps its run");
+        clock.record(&missing, at(13));
+        clock.note_members(&[(0, 10), (1, 11), (4, 24)], at(13));
+        assert_eq!(clock.missing_since().get(&4), Some(&at(13)), "another member under the ordinal");
+        clock.note_members(&[(0, 10), (1, 11)], at(14));
+        clock.record(&missing, at(15));
+        assert_eq!(clock.missing_since().get(&4), Some(&at(13)), "a member that leaves changes nothing");
+        clock.restart();
+        assert!(clock.missing_since().is_empty());
     }
 }
