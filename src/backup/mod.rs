@@ -9,8 +9,10 @@
 //!   batches, pure.
 //! - [`store`]: the object store at the edge (object_store).
 //! - [`take`]: a snapshot from etcd's Maintenance API into a checked local file.
-//! - [`replay`]: a snapshot's delta segments replayed up to a point, with a private etcd in the
-//!   restore's work dir.
+//! - [`bolt`]: the revision an etcd database file holds, read from its bbolt pages, pure.
+//! - [`raft_log`]: a replay's changes as raft entries in etcd's WAL format, pure.
+//! - [`replay`]: a snapshot's delta segments up to a point, appended to the restored member's
+//!   log (etcd applies them when it starts).
 //! - [`restore`]: a snapshot restored into the data dir (work dir, etcdutl/etcdctl, move, marker).
 //! - [`command`]: `backup --to`, `backup list`, `backup verify` (their flags: `config::backup_args`).
 
@@ -19,6 +21,7 @@ pub(crate) mod credentials;
 pub(crate) mod integrity;
 pub(crate) mod location;
 pub(crate) mod manifest;
+pub(crate) mod raft_log;
 pub(crate) mod replay;
 pub(crate) mod restore;
 pub(crate) mod restore_round;

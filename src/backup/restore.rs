@@ -134,7 +134,6 @@ pub(crate) fn tool_args(
     target: &RestoreTarget,
     snapshot: &Path,
     into: &Path,
-    database_file: bool,
 ) -> Vec<String> {
     let cluster: Vec<String> = target.initial_cluster.iter().map(|(n, u)| format!("{n}={u}")).collect();
     let mut args = vec![
@@ -147,10 +146,6 @@ pub(crate) fn tool_args(
         format!("--initial-cluster-token={}", target.token),
         format!("--initial-advertise-peer-urls={}", target.peer_url),
     ];
-    if database_file {
-        // A database file, not a snapshot: no trailing checksum to check (the replay's result).
-        args.push("--skip-hash-check".to_string());
-    }
     if tool.bumps_revision {
         args.push(format!("--bump-revision={BUMP_REVISION}"));
         args.push("--mark-compacted".to_string());
@@ -187,15 +182,15 @@ pub(crate) fn read_marker(data_dir: &Path) -> Option<Marker> {
 }
 
 /// Restore `manifest`'s snapshot from `store` into `data_dir` as `target`, with the delta
-/// segments of `replay` applied first when given (`etcd`: this pod's etcd binary, which the
-/// replay runs); archive the old `member/` first when there is one. Returns the marker written.
+/// segments of `replay` appended to the restored member's log when given; archive the old
+/// `member/` first when there is one. Returns the marker written.
 pub(crate) async fn restore(
     store: &Store,
     manifest: &Manifest,
     tool: &RestoreTool,
     target: &RestoreTarget,
     data_dir: &Path,
-    replay: Option<(&Replay, &Path)>,
+    replay: Option<&Replay>,
 ) -> Result<Marker> {
     let work = data_dir.join(WORK_DIR);
     remove_work_dir(&work)?;
@@ -207,16 +202,13 @@ pub(crate) async fn restore(
         remove_work_dir(&work)?;
         return Err(Error::Snapshot { snapshot: url, problem: format!("{problem}; nothing was restored") });
     }
-    let (snapshot_file, replayed_to) = match replay {
-        Some((replay, etcd)) => {
-            let done =
-                crate::backup::replay::replay(store, replay, &snapshot_file, etcd, tool, &work).await?;
-            (done.file, Some(done.to_revision))
-        }
-        None => (snapshot_file, None),
+    // The revision the snapshot holds, read before the tool runs (which may move it).
+    let from_revision = match replay {
+        Some(_) => Some(crate::backup::bolt::content_revision_of(&snapshot_file)?),
+        None => None,
     };
     let restored = work.join("restored");
-    let args = tool_args(tool, target, &snapshot_file, &restored, replayed_to.is_some());
+    let args = tool_args(tool, target, &snapshot_file, &restored);
     tracing::info!(tool = %tool.path.display(), bump_revision = tool.bumps_revision, "restoring {url} (revision {}, sha256 {})", manifest.revision, manifest.sha256);
     if !tool.bumps_revision {
         tracing::warn!(
@@ -226,6 +218,15 @@ pub(crate) async fn restore(
         );
     }
     run_tool(tool, &args, &url, "could not be restored").await?;
+    let replayed_to = match (replay, from_revision) {
+        (Some(replay), Some(from)) => {
+            // Revisions merge into larger transactions only where the tool moved the revision
+            // past the snapshot's anyway (the replay's own revisions then matter to nobody).
+            let done = crate::backup::replay::replay(store, replay, from, !tool.bumps_revision, &restored).await?;
+            Some(done.to_revision)
+        }
+        _ => None,
+    };
     crash::point("after-restore");
     let archived = if data_dir.join("member").exists() {
         let moved = crate::act::archive::archive_member(data_dir, unix_now())?;
@@ -340,7 +341,7 @@ mod tests {
     fn the_restore_uses_name_initial_cluster_token_and_peer_url_and_bumps_where_it_can() {
         let mut tool = RestoreTool { path: "/bin/etcdutl".into(), etcdctl: false, bumps_revision: false };
         let args =
-            tool_args(&tool, &target(), Path::new("/d/w/snapshot.db"), Path::new("/d/w/restored"), false);
+            tool_args(&tool, &target(), Path::new("/d/w/snapshot.db"), Path::new("/d/w/restored"));
         assert_eq!(
             args,
             [
@@ -355,10 +356,8 @@ mod tests {
             ]
         );
         tool.bumps_revision = true;
-        let args = tool_args(&tool, &target(), Path::new("/s"), Path::new("/r"), false);
+        let args = tool_args(&tool, &target(), Path::new("/s"), Path::new("/r"));
         assert!(args.ends_with(&["--bump-revision=1000000000".to_string(), "--mark-compacted".to_string()]));
-        let args = tool_args(&tool, &target(), Path::new("/s"), Path::new("/r"), true);
-        assert!(args.contains(&"--skip-hash-check".to_string()), "a replayed database has no trailer");
     }
 
     #[test]

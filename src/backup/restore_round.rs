@@ -157,8 +157,8 @@ pub(crate) async fn perform(ctx: &Context, source: &RestoreSource, token: &str, 
         initial_cluster: ctx.initial_cluster.clone(),
         token: token.to_string(),
     };
-    let replay = source.replay_read().map(|r| (r, etcd));
-    let marker = restore::restore(store, manifest, &tool, &target, &ctx.member.data_dir, replay).await?;
+    let marker =
+        restore::restore(store, manifest, &tool, &target, &ctx.member.data_dir, source.replay_read()).await?;
     info!(
         decision = "RESTORE",
         snapshot = %source.url,

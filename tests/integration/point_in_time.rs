@@ -276,7 +276,9 @@ async fn kill_at_every_step_of_a_replay(bed_name: &str, etcd: std::path::PathBuf
     let at_newest = state_at(&mut src.client, None).await;
     src.etcd.stop();
     let bed = Bed::new(bed_name).await;
-    let steps = ["after-replay-scratch-restore", "during-replay", "after-replay-snapshot"];
+    // The snapshot restored, the first segment appended to the restored log, every segment appended
+    // and committed, the replayed member ready to move into place.
+    let steps = ["during-replay", "after-replay", "after-restore"];
     for step in steps {
         for o in 0..3 {
             if bed.exists(o) {

@@ -16,9 +16,8 @@ use crate::observed::{DataDirState, WalMeta};
 
 mod wal;
 
-#[cfg(test)]
-use wal::crc32c_update;
 pub use wal::read_wal_metadata;
+pub use wal::{crc32c_update, read_wal_tail, WalTail};
 use wal::{scan, Scan};
 
 /// Name prefix of the archives `act::archive` creates inside the data dir.

@@ -77,6 +77,83 @@ pub(super) fn scan(bytes: &[u8]) -> Result<WalMeta, Scan> {
     Err(Scan::Bad(format!("no metadata record: the records end at offset {offset}")))
 }
 
+/// `walpb.Record.type` of a raft entry, a hard state and a snapshot record.
+const ENTRY_TYPE: i64 = 2;
+const STATE_TYPE: i64 = 3;
+const SNAPSHOT_TYPE: i64 = 5;
+
+/// Where the records of a WAL file end, and the raft state they leave: what an appender needs to
+/// continue the file the way etcd's own encoder would.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WalTail {
+    /// The offset just past the last record: the next frame goes here.
+    pub end: u64,
+    /// The running CRC after the last record (the next record's chains from it).
+    pub crc: u32,
+    /// The highest raft index of an entry or snapshot record.
+    pub last_index: u64,
+    /// The last hard state (`raftpb.HardState { term = 1, vote = 2, commit = 3 }`).
+    pub term: u64,
+    pub vote: u64,
+    pub commit: u64,
+}
+
+/// Read every record of a WAL file's bytes (CRCs checked as etcd checks them) up to the first
+/// zero length field or the end of the bytes, and return where they end. Pure; any input is
+/// safe.
+pub fn read_wal_tail(bytes: &[u8]) -> Result<WalTail, String> {
+    let mut tail = WalTail { end: 0, crc: 0, last_index: 0, term: 0, vote: 0, commit: 0 };
+    let mut offset = 0;
+    while offset < bytes.len() {
+        let Some((body, next)) = next_frame(bytes, offset).map_err(Scan::into_message)? else {
+            break;
+        };
+        let rec = decode_record(body).map_err(|e| format!("record at offset {offset}: {e}"))?;
+        if rec.kind == CRC_TYPE {
+            if tail.crc != 0 && rec.crc != tail.crc {
+                return Err(crc_mismatch(offset, &rec, tail.crc).into_message());
+            }
+            tail.crc = rec.crc;
+        } else {
+            let crc = crc32c_update(tail.crc, rec.data);
+            if rec.crc != crc {
+                return Err(crc_mismatch(offset, &rec, crc).into_message());
+            }
+            tail.crc = crc;
+            let fields = |what: &str| {
+                varint_fields(rec.data).map_err(|e| format!("{what} record at offset {offset}: {e}"))
+            };
+            match rec.kind {
+                // raftpb.Entry { Type = 1, Term = 2, Index = 3, Data = 4 }
+                ENTRY_TYPE => tail.last_index = tail.last_index.max(fields("entry")?[3]),
+                STATE_TYPE => {
+                    let f = fields("state")?;
+                    (tail.term, tail.vote, tail.commit) = (f[1], f[2], f[3]);
+                }
+                // walpb.Snapshot { index = 1, term = 2 }
+                SNAPSHOT_TYPE => tail.last_index = tail.last_index.max(fields("snapshot")?[1]),
+                _ => {}
+            }
+        }
+        offset = next;
+    }
+    tail.end = offset as u64;
+    Ok(tail)
+}
+
+/// The varint fields 1 to 3 of a protobuf message (0 where absent); other fields skipped.
+fn varint_fields(bytes: &[u8]) -> Result<[u64; 4], String> {
+    let mut reader = ProtoReader::new(bytes);
+    let mut out = [0u64; 4];
+    while let Some((field, wire)) = reader.key()? {
+        match (field, wire) {
+            (1..=3, WIRE_VARINT) => out[field as usize] = reader.varint()?,
+            _ => reader.skip(wire)?,
+        }
+    }
+    Ok(out)
+}
+
 /// The error for a record whose stored CRC is not the computed one.
 fn crc_mismatch(offset: usize, rec: &Record, computed: u32) -> Scan {
     Scan::Bad(format!(
@@ -261,7 +338,7 @@ const CRC32C_TABLE: [u32; 256] = {
 };
 
 /// Continue a CRC-32C over `data` (Go's `crc32.Update` with the Castagnoli table).
-pub(super) fn crc32c_update(crc: u32, data: &[u8]) -> u32 {
+pub fn crc32c_update(crc: u32, data: &[u8]) -> u32 {
     let mut crc = !crc;
     for &byte in data {
         crc = CRC32C_TABLE[usize::from(crc as u8 ^ byte)] ^ (crc >> 8);
