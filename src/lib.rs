@@ -53,12 +53,12 @@
 //!     (the commands wired; `main` only gathers surroundings and maps exit codes).
 
 // Only what `main`, the integration tests and the benchmark use is `pub` (`cli`, `context`,
-// `error`, `observe`, `observed`, `act::etcd_calls`); the rest is `pub(crate)`, and this lint
-// keeps it so, which lets dead code show.
+// `error`, `observe`, `observed`, `act::etcd_calls`, `backup::bolt`); the rest is `pub(crate)`,
+// and this lint keeps it so, which lets dead code show.
 #![warn(unreachable_pub)]
 
 pub mod act;
-pub(crate) mod backup;
+pub mod backup;
 pub mod cli;
 pub(crate) mod config;
 pub mod context;

@@ -14,8 +14,11 @@
 //! - [`replay`]: a snapshot's delta segments up to a point, appended to the restored member's
 //!   log (etcd applies them when it starts).
 //! - [`restore`]: a snapshot restored into the data dir (work dir, etcdutl/etcdctl, move, marker).
+//! - [`bolt`]: the revision an etcd database file (a snapshot, `member/snap/db`) holds, read
+//!   from its bbolt pages without etcd (a pure reader behind one positioned-read edge).
 //! - [`command`]: `backup --to`, `backup list`, `backup verify` (their flags: `config::backup_args`).
 
+pub mod bolt;
 pub(crate) mod command;
 pub(crate) mod credentials;
 pub(crate) mod integrity;

@@ -86,6 +86,21 @@ impl EtcdProcess {
         let _ = self.child.wait();
     }
 
+    /// Stop etcd as a pod's end would (SIGTERM: it commits its backend and closes), and wait.
+    pub fn terminate(&mut self) {
+        use nix::sys::signal::{kill, Signal};
+        use nix::unistd::Pid;
+        if let Ok(pid) = i32::try_from(self.child.id()) {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
+        }
+        let status = self.child.wait().expect("wait for etcd");
+        assert!(
+            status.success() || status.code().is_none(),
+            "etcd exited with {status}:\n{}",
+            self.log_text()
+        );
+    }
+
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_else(|e| format!("(no log: {e})"))
     }

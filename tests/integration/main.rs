@@ -30,6 +30,7 @@ mod backup;
 mod bad_input;
 mod bed;
 mod bed_selftest;
+mod bolt;
 mod bootstrap;
 mod chain_by_hand;
 mod chaos;
