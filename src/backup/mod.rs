@@ -9,7 +9,6 @@
 //!   batches, pure.
 //! - [`store`]: the object store at the edge (object_store).
 //! - [`take`]: a snapshot from etcd's Maintenance API into a checked local file.
-//! - [`bolt`]: the revision an etcd database file holds, read from its bbolt pages, pure.
 //! - [`raft_log`]: a replay's changes as raft entries in etcd's WAL format, pure.
 //! - [`replay`]: a snapshot's delta segments up to a point, appended to the restored member's
 //!   log (etcd applies them when it starts).
