@@ -7,8 +7,8 @@
 //! README documents; `tests/integration/chain_by_hand.rs` writes it), and a second snapshot holds
 //! the same final data. **By hand** (the floor) restores that second snapshot in each pod with
 //! `etcdutl snapshot restore` and execs etcd; **etcd-bootstrap** gets `--restore-from` with the
-//! first snapshot and replays its chain (a private etcd in the work dir, then the same etcdutl
-//! restore of the result). Both must serve every key of both prefixes on every member.
+//! first snapshot and replays its chain (the same etcdutl restore of the first snapshot, then
+//! the changes appended to the restored member's raft log). Both must serve every key of both prefixes on every member.
 
 use std::collections::BTreeMap;
 use std::path::Path;

@@ -421,9 +421,9 @@ pub fn report(f: &Facts, o: &Options, r: &Results) -> String {
          all {keys} keys. **By hand** (the floor, as in etcd's recovery guide): each pod runs `etcdutl \
          snapshot restore` of the `.db` with its own name, peer URL, the full initial cluster and the token, \
          then execs etcd with a static configuration. **etcd-bootstrap**: each pod gets `--restore-from` \
-         with the snapshot's URL; it copies the snapshot out of the store, checks its sha256 against the \
-         manifest, runs the same `etcdutl snapshot restore` into a temporary directory inside the data \
-         dir, moves it into place and execs etcd. The shell script has no restore. Backup time against \
+         with the snapshot's URL; it runs the same `etcdutl snapshot restore` of the store's file into a \
+         temporary directory inside the data dir while it checks that file's sha256 against the \
+         manifest, moves the result into place and execs etcd. The shell script has no restore. Backup time against \
          `etcdctl snapshot save` is in `bench/BACKUP.md` (`bench/run-backup.sh`).\n",
         keys = restore::KEYS,
         n = restore::SIZE
@@ -454,8 +454,8 @@ pub fn report(f: &Facts, o: &Options, r: &Results) -> String {
          as a chain of delta segments beside it (the README's format). **By hand** (the floor): each pod \
          runs `etcdutl snapshot restore` of a second snapshot taken after the changes (the same final data), \
          then execs etcd. **etcd-bootstrap**: each pod gets `--restore-from` with the first snapshot and \
-         replays its chain (a private etcd in the work dir applies the changes, its snapshot is restored \
-         with the same etcdutl). Both must serve every key on every member. Goal: within 1.25x of the \
+         replays its chain (the same etcdutl restores the first snapshot, and the changes are appended \
+         to the restored member's raft log, which etcd applies when it starts). Both must serve every key on every member. Goal: within 1.25x of the \
          floor. Where the etcd's etcdutl cannot bump the revision (3.5.1), the replay applies one \
          transaction per revision; with 3.5.30's it merges them.\n",
         db_mb = r.median("pitr.db_mb").unwrap_or(0.0),

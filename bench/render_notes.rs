@@ -183,13 +183,18 @@ pub fn diagnostics(w: &mut String, r: &Results) {
          decided on its first look.\n"
     );
     let _ = writeln!(w, "| series | median | min | max | pods |\n|---|---|---|---|---|");
-    let runs: [(&str, &str, &[u32]); 4] = [
+    let runs: [(&str, &str, &[u32]); 5] = [
         ("cold", "cold start", crate::cold::sizes(false)),
         ("late", "DNS late", crate::cold::sizes(true)),
         ("restart", "full restart", &[crate::restart::SIZE]),
         (
             "restore",
-            "restore from a snapshot (download, sha256, etcdutl restore, move)",
+            "restore from a snapshot (etcdutl restore beside the sha256 check, move)",
+            &[crate::restore::SIZE],
+        ),
+        (
+            "pitr",
+            "point-in-time restore (etcdutl restore beside the sha256 check, the chain appended to the log, move)",
             &[crate::restore::SIZE],
         ),
     ];

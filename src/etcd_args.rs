@@ -184,6 +184,25 @@ pub(crate) struct UserFlag {
     pub value: Option<String>,
 }
 
+/// etcd's quota when `--quota-backend-bytes` is unset or 0.
+pub(crate) const DEFAULT_QUOTA: u64 = 2 * 1024 * 1024 * 1024;
+
+/// etcd's quota from its own setting (`--quota-backend-bytes` / `ETCD_QUOTA_BACKEND_BYTES`):
+/// unset or 0 is etcd's default; a negative value switches etcd's quota off (no limit).
+pub(crate) fn quota_from(setting: Option<&str>) -> Result<u64, String> {
+    match setting.map(str::trim) {
+        None | Some("") => Ok(DEFAULT_QUOTA),
+        Some(text) => match text.parse::<i64>() {
+            Ok(0) => Ok(DEFAULT_QUOTA),
+            Ok(n) if n > 0 => Ok(n.unsigned_abs()),
+            Ok(_) => Ok(u64::MAX),
+            Err(_) => Err(format!(
+                "etcd's --quota-backend-bytes {text:?} is not a number of bytes: give one such as 8589934592 (8 GiB), or leave it unset for etcd's 2 GiB"
+            )),
+        },
+    }
+}
+
 /// The `ETCD_*` variable that corresponds to an etcd flag.
 pub(crate) fn env_name(flag: &str) -> String {
     format!("ETCD_{}", flag.to_ascii_uppercase().replace('-', "_"))

@@ -32,8 +32,8 @@
 //!    the top, because `act` and the sidecar take a `&Context`.
 //! 7. [`backup`] (issue 13): store and snapshot URLs, manifests, retention and sha256 checks
 //!    (pure), S3 credentials (pure, never printed), the object store, taking a snapshot, restoring
-//!    one into the data dir, delta segments (`backup::segment`, pure) and their replay with a
-//!    private etcd (`backup::replay`, issue 21), and the `backup` commands. `act` (`--restore-from`) and the sidecar
+//!    one into the data dir, delta segments (`backup::segment`, pure) and their replay as raft
+//!    log entries (`backup::replay`, issue 21), and the `backup` commands. `act` (`--restore-from`) and the sidecar
 //!    (scheduled backups) call it; the restore decision itself is pure, in `decide::restore`.
 //! 8. [`round`]: one round as `run` and `plan` take it: gather (`observe::round`, and the
 //!    restore facts), then the one pure verdict (`decide::round::verdict`).

@@ -186,7 +186,7 @@ pub(crate) async fn verify_command(args: &VerifyArgs, env: &Env<'_>) -> Result<S
     let store = open_store(&url.store, &args.store, env, resolver.as_ref())?;
     let manifest = store.manifest(&url.name).await?;
     let spool = SpoolFile::new_in(&scratch_dir(args.scratch_dir.as_deref()), "verify");
-    let checked = store.download(&manifest, &spool.path).await?;
+    let checked = store.download(&manifest, &spool.path, true).await?;
     if let Some(problem) = checked.problem(Some((manifest.size, &manifest.sha256))) {
         return Err(Error::Snapshot { snapshot: url.to_string(), problem });
     }

@@ -7,12 +7,14 @@ use sha2::{Digest, Sha256};
 /// Length of etcd's trailing sha256.
 pub(crate) const TRAILER_LEN: usize = 32;
 
-/// The two digests of a snapshot being read, chunk by chunk.
+/// The digests of a snapshot being read, chunk by chunk: the whole file's, and (unless
+/// [`SnapshotDigest::whole_only`]) the one etcd's trailer is checked against.
 #[derive(Clone, Default)]
 pub(crate) struct SnapshotDigest {
     whole: Sha256,
-    /// Digest of every byte except the last [`TRAILER_LEN`] seen so far.
-    body: Sha256,
+    /// Digest of every byte except the last [`TRAILER_LEN`] seen so far; None: the trailer is
+    /// not checked.
+    body: Option<Sha256>,
     /// The last bytes seen, at most [`TRAILER_LEN`] (not yet in `body`).
     tail: Vec<u8>,
     size: u64,
@@ -24,35 +26,52 @@ pub(crate) struct Checked {
     /// sha256 of all bytes, lowercase hex.
     pub sha256: String,
     pub size: u64,
-    /// The last 32 bytes are the sha256 of the bytes before them (etcd's own check).
-    pub trailer_ok: bool,
+    /// Whether the last 32 bytes are the sha256 of the bytes before them (etcd's own check);
+    /// None where it was not checked.
+    pub trailer_ok: Option<bool>,
 }
 
 impl SnapshotDigest {
+    /// Both digests: for bytes no manifest vouches for yet (a snapshot being taken), and for
+    /// `backup verify`.
+    pub(crate) fn new() -> Self {
+        SnapshotDigest { body: Some(Sha256::new()), ..SnapshotDigest::default() }
+    }
+
+    /// The whole file's digest only: for bytes whose manifest's sha256 they must match (a
+    /// restore), since a manifest is written only for bytes whose trailer held when taken. Half
+    /// the hashing of [`SnapshotDigest::new`].
+    pub(crate) fn whole_only() -> Self {
+        SnapshotDigest::default()
+    }
+
     /// Feed the next chunk.
     pub(crate) fn update(&mut self, chunk: &[u8]) {
         self.whole.update(chunk);
         self.size += chunk.len() as u64;
+        let Some(body) = &mut self.body else { return };
         self.tail.extend_from_slice(chunk);
         if self.tail.len() > TRAILER_LEN {
             let spill = self.tail.len() - TRAILER_LEN;
-            self.body.update(&self.tail[..spill]);
+            body.update(&self.tail[..spill]);
             self.tail.drain(..spill);
         }
     }
 
     /// The result over every chunk fed.
     pub(crate) fn finish(self) -> Checked {
-        let body = self.body.finalize();
-        let trailer_ok =
-            self.tail.len() == TRAILER_LEN && self.size > TRAILER_LEN as u64 && body[..] == self.tail[..];
+        let trailer_ok = self.body.map(|body| {
+            let body = body.finalize();
+            self.tail.len() == TRAILER_LEN && self.size > TRAILER_LEN as u64 && body[..] == self.tail[..]
+        });
         Checked { sha256: hex(&self.whole.finalize()), size: self.size, trailer_ok }
     }
 }
 
 impl Checked {
     /// Why these bytes may not be published or restored, if they may not: etcd's trailer must
-    /// hold, and where a manifest is known, its size and sha256 must match.
+    /// hold, and where a manifest is known, its size and sha256 must match (then a trailer not
+    /// checked is fine: the bytes are the ones whose trailer held when the manifest was written).
     pub(crate) fn problem(&self, expected: Option<(u64, &str)>) -> Option<String> {
         if let Some((size, sha256)) = expected {
             if self.size != size {
@@ -68,7 +87,7 @@ impl Checked {
                 ));
             }
         }
-        if !self.trailer_ok {
+        if self.trailer_ok == Some(false) || (self.trailer_ok.is_none() && expected.is_none()) {
             return Some(
                 "fails etcd's own integrity check (its last 32 bytes are not the sha256 of the rest): the snapshot is truncated or corrupted"
                     .into(),
@@ -95,7 +114,7 @@ mod tests {
     }
 
     fn check(bytes: &[u8], chunk: usize) -> Checked {
-        let mut digest = SnapshotDigest::default();
+        let mut digest = SnapshotDigest::new();
         for part in bytes.chunks(chunk.max(1)) {
             digest.update(part);
         }
@@ -107,7 +126,7 @@ mod tests {
         let bytes = snapshot(&vec![7u8; 5000]);
         for chunk in [1, 31, 32, 33, 1000, 5032, 9999] {
             let checked = check(&bytes, chunk);
-            assert!(checked.trailer_ok, "chunk {chunk}");
+            assert_eq!(checked.trailer_ok, Some(true), "chunk {chunk}");
             assert_eq!(checked.size, 5032);
             assert_eq!(checked.sha256, hex(&Sha256::digest(&bytes)));
             assert_eq!(checked.problem(Some((5032, &checked.sha256.to_uppercase()))), None);
@@ -134,5 +153,24 @@ mod tests {
             let problem = check(bytes, 5).problem(*expected).expect("refused");
             assert!(problem.contains(want), "{problem}");
         }
+    }
+
+    #[test]
+    fn a_restore_checks_the_whole_file_against_its_manifest_only() {
+        let good = snapshot(b"etcd bbolt pages");
+        let sum = check(&good, 7).sha256;
+        let mut digest = SnapshotDigest::whole_only();
+        digest.update(&good);
+        let checked = digest.finish();
+        assert_eq!(checked.trailer_ok, None, "not checked");
+        assert_eq!(checked.sha256, sum, "the same whole-file sha256");
+        assert_eq!(checked.problem(Some((good.len() as u64, &sum))), None, "the manifest vouches");
+        assert!(checked.problem(None).is_some(), "nothing vouches for bytes no manifest names");
+        let mut flipped = good.clone();
+        flipped[3] ^= 1;
+        let mut digest = SnapshotDigest::whole_only();
+        digest.update(&flipped);
+        let problem = digest.finish().problem(Some((good.len() as u64, &sum))).expect("refused");
+        assert!(problem.contains("corrupted"), "{problem}");
     }
 }

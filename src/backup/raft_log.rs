@@ -77,6 +77,20 @@ pub(crate) fn commit(tail: &WalTail) -> (Vec<u8>, WalTail) {
     (bytes, next)
 }
 
+/// Whether the replayed changes (`change_bytes` of keys and values) fit etcd's quota on top of
+/// the restored database (`database_bytes`): etcd refuses a write past its quota, and a refused
+/// replayed entry would be a lost write. The check is the sure case (the changes alone pass the
+/// quota); the database grows by more than the bytes it stores, so a replay close to the quota
+/// may still raise NOSPACE when the restored cluster applies it.
+pub(crate) fn fits_quota(database_bytes: u64, change_bytes: u64, quota: u64) -> Result<(), String> {
+    if database_bytes.saturating_add(change_bytes) <= quota {
+        return Ok(());
+    }
+    Err(format!(
+        "the snapshot ({database_bytes} bytes) and the {change_bytes} bytes of keys and values its delta segments replay exceed etcd's --quota-backend-bytes ({quota}): set the quota at least to the source cluster's, or restore to an earlier point"
+    ))
+}
+
 /// An `etcdserverpb.InternalRaftRequest { header = 100, txn = 6, lease_grant = 8 }`.
 fn raft_request(id: u64, request: &Request<'_>) -> Vec<u8> {
     let mut out = Vec::new();
@@ -191,7 +205,8 @@ mod tests {
         // then a hard state committing them; etcd preallocates with zeros.
         let empty = WalTail { end: 0, crc: 0, last_index: 0, term: 1, vote: 7, commit: 0 };
         let mut bytes = vec![0u8; 64];
-        let (frames, after) = entries(&empty, &[Request::Txn(vec![]), Request::Txn(vec![]), Request::Txn(vec![])]);
+        let (frames, after) =
+            entries(&empty, &[Request::Txn(vec![]), Request::Txn(vec![]), Request::Txn(vec![])]);
         let (state, _) = commit(&after);
         bytes.splice(0..0, frames.into_iter().chain(state));
         let read = read_wal_tail(&bytes).expect("the decoder reads the encoder's frames");
@@ -203,8 +218,11 @@ mod tests {
         let (mut bytes, tail) = restored_tail();
         assert_eq!((tail.last_index, tail.commit, tail.term, tail.vote), (3, 3, 1, 7));
         let changes = [put("a", "1", 0), Change::Delete { key: b"b".to_vec() }, put("c", "", 5)];
-        let requests =
-            [Request::LeaseGrant { id: 5, ttl: 30 }, Request::Txn(changes.iter().collect()), Request::Txn(vec![])];
+        let requests = [
+            Request::LeaseGrant { id: 5, ttl: 30 },
+            Request::Txn(changes.iter().collect()),
+            Request::Txn(vec![]),
+        ];
         let after = append(&mut bytes, &tail, &requests);
         assert_eq!((after.last_index, after.commit), (6, 6));
         assert_eq!((after.end - tail.end) % 8, 0, "frames are 8-byte aligned");
@@ -239,6 +257,25 @@ mod tests {
         assert!(check_restored(&uncommitted).unwrap_err().contains("not the one a restore writes"));
         let no_term = WalTail { term: 0, ..tail };
         assert!(check_restored(&no_term).is_err());
+    }
+
+    #[test]
+    fn the_replay_must_fit_the_quota_with_the_database() {
+        // (database, changes, quota, fits)
+        let rows = [
+            (100, 0, 100, true),
+            (60, 40, 100, true),
+            (60, 41, 100, false),
+            (0, 2, 1, false),
+            (u64::MAX, 1, u64::MAX, true),
+        ];
+        for (db, changes, quota, fits) in rows {
+            let got = fits_quota(db, changes, quota);
+            assert_eq!(got.is_ok(), fits, "{db} + {changes} against {quota}: {got:?}");
+            if let Err(e) = got {
+                assert!(e.contains("--quota-backend-bytes"), "{e}");
+            }
+        }
     }
 
     #[test]

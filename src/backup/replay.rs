@@ -58,7 +58,8 @@ pub(crate) struct Replayed {
 }
 
 /// Append `replay`'s changes from `store` after `from_revision` (the revision the snapshot holds)
-/// to the WAL of the member restored into `restored` (a data dir). `one_per_revision`: one
+/// to the WAL of the member restored into `restored` (a data dir), where they must fit etcd's
+/// `quota` with the database (`database_bytes`). `one_per_revision`: one
 /// transaction per revision of the chain, so the restored revision ends exactly where the
 /// source's did (the restore tool could not move it past the snapshot's); otherwise revisions
 /// merge into larger transactions.
@@ -68,6 +69,7 @@ pub(crate) async fn replay(
     from_revision: i64,
     one_per_revision: bool,
     restored: &Path,
+    (database_bytes, quota): (u64, u64),
 ) -> Result<Replayed> {
     let snapshot = store.url().snapshot(&replay.snapshot).to_string();
     let fail = |problem: String| Error::Snapshot { snapshot: snapshot.clone(), problem };
@@ -78,13 +80,14 @@ pub(crate) async fn replay(
         )));
     }
     let wal = restored_wal(restored)?;
-    let file = std::fs::OpenOptions::new().read(true).write(true).open(&wal).map_err(|e| Error::io(&wal, e))?;
+    let file =
+        std::fs::OpenOptions::new().read(true).write(true).open(&wal).map_err(|e| io_error(&wal, e))?;
     let mut tail = wal_tail(&file, &wal)?;
     raft_log::check_restored(&tail).map_err(|m| Error::Wal { path: wal.clone(), problem: m })?;
     let target = Target::Revision(replay.to_revision);
     let mut granted = BTreeSet::new();
     let mut applied = from_revision;
-    let (mut changes, mut entries) = (0usize, 0usize);
+    let (mut changes, mut entries, mut change_bytes) = (0usize, 0usize, 0u64);
     for name in &replay.segments {
         let segment = store.segment(&replay.snapshot, name).await?;
         let mut requests = Vec::new();
@@ -107,6 +110,7 @@ pub(crate) async fn replay(
         }
         for batch in segment::batches(&revisions, MAX_TXN_OPS, MAX_TXN_BYTES, one_per_revision) {
             changes += batch.changes.len();
+            change_bytes += batch.changes.iter().map(|c| c.size() as u64).sum::<u64>();
             requests.push(Request::Txn(batch.changes));
         }
         entries += requests.len();
@@ -115,11 +119,19 @@ pub(crate) async fn replay(
         tail = next;
         crate::crash::point("during-replay");
     }
+    // Nothing is committed before the check: a refused replay leaves only the work dir.
+    raft_log::fits_quota(database_bytes, change_bytes, quota).map_err(Error::config)?;
     let (bytes, _) = raft_log::commit(&tail);
     write_at(&file, &wal, tail.end, &bytes)?;
-    file.sync_all().map_err(|e| Error::io(&wal, e))?;
+    file.sync_all().map_err(|e| io_error(&wal, e))?;
     crate::crash::point("after-replay");
-    info!(from_revision, to_revision = applied, changes, entries, "delta segments appended to the restored member's log");
+    info!(
+        from_revision,
+        to_revision = applied,
+        changes,
+        entries,
+        "delta segments appended to the restored member's log"
+    );
     Ok(Replayed { from_revision, to_revision: applied, changes, entries })
 }
 
@@ -127,7 +139,7 @@ pub(crate) async fn replay(
 fn restored_wal(restored: &Path) -> Result<PathBuf> {
     let dir = restored.join("member").join("wal");
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .map_err(|e| Error::io(&dir, e))?
+        .map_err(|e| io_error(&dir, e))?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|x| x == "wal"))
         .collect();
@@ -143,10 +155,10 @@ fn restored_wal(restored: &Path) -> Result<PathBuf> {
 /// Where the records of the WAL `file` end: read from its first [`WAL_PREFIX_BYTES`], or from the
 /// whole file when the records run past them.
 fn wal_tail(file: &std::fs::File, path: &Path) -> Result<WalTail> {
-    let size = file.metadata().map_err(|e| Error::io(path, e))?.len();
+    let size = file.metadata().map_err(|e| io_error(path, e))?.len();
     let read = |len: u64| -> Result<std::result::Result<WalTail, String>> {
         let mut bytes = vec![0u8; usize::try_from(len).unwrap_or(usize::MAX)];
-        file.read_exact_at(&mut bytes, 0).map_err(|e| Error::io(path, e))?;
+        file.read_exact_at(&mut bytes, 0).map_err(|e| io_error(path, e))?;
         Ok(read_wal_tail(&bytes))
     };
     let prefix = size.min(WAL_PREFIX_BYTES as u64);
@@ -159,5 +171,10 @@ fn wal_tail(file: &std::fs::File, path: &Path) -> Result<WalTail> {
 }
 
 fn write_at(file: &std::fs::File, path: &Path, offset: u64, bytes: &[u8]) -> Result<()> {
-    file.write_all_at(bytes, offset).map_err(|e| Error::io(path, e))
+    file.write_all_at(bytes, offset).map_err(|e| io_error(path, e))
+}
+
+/// A file of the restored member that cannot be read or written: the data dir's problem.
+fn io_error(path: &Path, e: std::io::Error) -> Error {
+    Error::Wal { path: path.to_path_buf(), problem: format!("cannot read or write it: {e}") }
 }

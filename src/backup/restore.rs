@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::backup::integrity::SnapshotDigest;
 use crate::backup::manifest::Manifest;
 use crate::backup::replay::Replay;
 use crate::backup::store::Store;
@@ -134,6 +135,7 @@ pub(crate) fn tool_args(
     target: &RestoreTarget,
     snapshot: &Path,
     into: &Path,
+    skip_hash_check: bool,
 ) -> Vec<String> {
     let cluster: Vec<String> = target.initial_cluster.iter().map(|(n, u)| format!("{n}={u}")).collect();
     let mut args = vec![
@@ -146,6 +148,12 @@ pub(crate) fn tool_args(
         format!("--initial-cluster-token={}", target.token),
         format!("--initial-advertise-peer-urls={}", target.peer_url),
     ];
+    if skip_hash_check {
+        // Downloaded bytes checked against the manifest's sha256 already, which is written only
+        // for bytes whose trailing sha256 held (`integrity::Checked::problem`): the tool need not
+        // read and hash them once more.
+        args.push("--skip-hash-check".to_string());
+    }
     if tool.bumps_revision {
         args.push(format!("--bump-revision={BUMP_REVISION}"));
         args.push("--mark-compacted".to_string());
@@ -182,7 +190,8 @@ pub(crate) fn read_marker(data_dir: &Path) -> Option<Marker> {
 }
 
 /// Restore `manifest`'s snapshot from `store` into `data_dir` as `target`, with the delta
-/// segments of `replay` appended to the restored member's log when given; archive the old
+/// segments of `replay` appended to the restored member's log when given (within etcd's
+/// `quota`); archive the old
 /// `member/` first when there is one. Returns the marker written.
 pub(crate) async fn restore(
     store: &Store,
@@ -191,24 +200,18 @@ pub(crate) async fn restore(
     target: &RestoreTarget,
     data_dir: &Path,
     replay: Option<&Replay>,
+    quota: u64,
 ) -> Result<Marker> {
     let work = data_dir.join(WORK_DIR);
     remove_work_dir(&work)?;
     std::fs::create_dir(&work).map_err(|e| data_dir_error(data_dir, &format!("create {WORK_DIR}"), &e))?;
-    let snapshot_file = work.join("snapshot.db");
     let url = store.url().snapshot(&manifest.name).to_string();
-    let checked = store.download(manifest, &snapshot_file).await?;
-    if let Some(problem) = checked.problem(Some((manifest.size, &manifest.sha256))) {
-        remove_work_dir(&work)?;
-        return Err(Error::Snapshot { snapshot: url, problem: format!("{problem}; nothing was restored") });
-    }
-    // The revision the snapshot holds, read before the tool runs (which may move it).
-    let from_revision = match replay {
-        Some(_) => Some(crate::backup::bolt::content_revision_of(&snapshot_file)?),
-        None => None,
-    };
     let restored = work.join("restored");
-    let args = tool_args(tool, target, &snapshot_file, &restored);
+    let expected = Some((manifest.size, manifest.sha256.as_str()));
+    let refused = |problem: String| Error::Snapshot {
+        snapshot: url.clone(),
+        problem: format!("{problem}; nothing was restored"),
+    };
     tracing::info!(tool = %tool.path.display(), bump_revision = tool.bumps_revision, "restoring {url} (revision {}, sha256 {})", manifest.revision, manifest.sha256);
     if !tool.bumps_revision {
         tracing::warn!(
@@ -217,12 +220,61 @@ pub(crate) async fn restore(
             manifest.revision
         );
     }
-    run_tool(tool, &args, &url, "could not be restored").await?;
+    // The revision the snapshot holds (read from its file before the tool runs, which may move
+    // it), where a replay follows.
+    let from_revision =
+        |file: &Path| replay.map(|_| crate::backup::bolt::content_revision_of(file)).transpose();
+    let from_revision = match store.local_data(manifest).await? {
+        // A directory store: the tool reads the snapshot where it is, as a by-hand restore would,
+        // and checks etcd's trailer on the copy it restores; meanwhile the whole file is checked
+        // against the manifest (the same open file, so a rename in the store changes nothing).
+        // The restore counts only if both hold.
+        Some((file, path)) => {
+            let from = from_revision(&path)?;
+            let args = tool_args(tool, target, &path, &restored, false);
+            let source = path.clone();
+            let check = tokio::task::spawn_blocking(move || {
+                crate::backup::store::copy_checked(
+                    file,
+                    &source,
+                    0..u64::MAX,
+                    None,
+                    SnapshotDigest::whole_only(),
+                )
+            });
+            let (ran, checked) = tokio::join!(run_tool(tool, &args, &url, "could not be restored"), check);
+            let checked = checked.map_err(|e| Error::Runtime(format!("check {url}: the task ended: {e}")))?;
+            if let Some(problem) = checked?.problem(expected) {
+                remove_work_dir(&work)?;
+                return Err(refused(problem));
+            }
+            ran?;
+            from
+        }
+        // Any other store: downloaded into the work dir first. The manifest's sha256 vouches for
+        // the bytes (etcd's trailer held when it was written), and the tool skips its own check:
+        // each byte is hashed once.
+        None => {
+            let snapshot_file = work.join("snapshot.db");
+            let checked = store.download(manifest, &snapshot_file, false).await?;
+            if let Some(problem) = checked.problem(expected) {
+                remove_work_dir(&work)?;
+                return Err(refused(problem));
+            }
+            let from = from_revision(&snapshot_file)?;
+            let args = tool_args(tool, target, &snapshot_file, &restored, true);
+            run_tool(tool, &args, &url, "could not be restored").await?;
+            from
+        }
+    };
     let replayed_to = match (replay, from_revision) {
         (Some(replay), Some(from)) => {
             // Revisions merge into larger transactions only where the tool moved the revision
             // past the snapshot's anyway (the replay's own revisions then matter to nobody).
-            let done = crate::backup::replay::replay(store, replay, from, !tool.bumps_revision, &restored).await?;
+            let room = (manifest.size, quota);
+            let done =
+                crate::backup::replay::replay(store, replay, from, !tool.bumps_revision, &restored, room)
+                    .await?;
             Some(done.to_revision)
         }
         _ => None,
@@ -341,7 +393,7 @@ mod tests {
     fn the_restore_uses_name_initial_cluster_token_and_peer_url_and_bumps_where_it_can() {
         let mut tool = RestoreTool { path: "/bin/etcdutl".into(), etcdctl: false, bumps_revision: false };
         let args =
-            tool_args(&tool, &target(), Path::new("/d/w/snapshot.db"), Path::new("/d/w/restored"));
+            tool_args(&tool, &target(), Path::new("/d/w/snapshot.db"), Path::new("/d/w/restored"), true);
         assert_eq!(
             args,
             [
@@ -353,11 +405,13 @@ mod tests {
                 "--initial-cluster=etcd-0=http://etcd-0.etcd:2380,etcd-1=http://etcd-1.etcd:2380,etcd-2=http://etcd-2.etcd:2380",
                 "--initial-cluster-token=t-restore-abc",
                 "--initial-advertise-peer-urls=http://etcd-1.etcd:2380",
+                "--skip-hash-check",
             ]
         );
         tool.bumps_revision = true;
-        let args = tool_args(&tool, &target(), Path::new("/s"), Path::new("/r"));
+        let args = tool_args(&tool, &target(), Path::new("/s"), Path::new("/r"), false);
         assert!(args.ends_with(&["--bump-revision=1000000000".to_string(), "--mark-compacted".to_string()]));
+        assert!(!args.contains(&"--skip-hash-check".to_string()), "the tool checks what it reads in place");
     }
 
     #[test]

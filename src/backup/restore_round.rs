@@ -157,8 +157,11 @@ pub(crate) async fn perform(ctx: &Context, source: &RestoreSource, token: &str, 
         initial_cluster: ctx.initial_cluster.clone(),
         token: token.to_string(),
     };
+    let quota = crate::etcd_args::quota_from(ctx.user.get("quota-backend-bytes").as_deref())
+        .map_err(|e| Error::config(format!("--restore-from: {e}")))?;
+    let replay = source.replay_read();
     let marker =
-        restore::restore(store, manifest, &tool, &target, &ctx.member.data_dir, source.replay_read()).await?;
+        restore::restore(store, manifest, &tool, &target, &ctx.member.data_dir, replay, quota).await?;
     info!(
         decision = "RESTORE",
         snapshot = %source.url,

@@ -34,27 +34,33 @@ const CHUNK: usize = 1 << 20;
 pub(crate) const UPLOAD_PART: usize = 5 << 20;
 pub(crate) const UPLOAD_PARTS_IN_FLIGHT: usize = 1;
 
-/// Copy `range` of a local store's file to `out`, checking it as it goes, in [`CHUNK`]s.
-fn copy_checked(
+/// Copy `range` of a local store's file to `out` (or only read it, with None), checking it with
+/// `digest` as it goes, in [`CHUNK`]s. Not synced: a download is read at once and never outlives
+/// a crash (its work directory is discarded).
+pub(crate) fn copy_checked(
     mut source: std::fs::File,
     source_path: &FsPath,
     range: std::ops::Range<u64>,
-    out: &FsPath,
+    out: Option<&FsPath>,
+    mut digest: SnapshotDigest,
 ) -> Result<Checked> {
     use std::io::{Read, Seek, SeekFrom, Write};
     source.seek(SeekFrom::Start(range.start)).map_err(|e| Error::io(source_path, e))?;
     let mut source = source.take(range.end.saturating_sub(range.start));
-    let mut to = std::fs::File::create(out).map_err(|e| Error::io(out, e))?;
+    let mut to = match out {
+        Some(out) => Some((std::fs::File::create(out).map_err(|e| Error::io(out, e))?, out)),
+        None => None,
+    };
     let mut buffer = vec![0u8; CHUNK];
-    let mut digest = SnapshotDigest::default();
     loop {
         let n = source.read(&mut buffer).map_err(|e| Error::io(source_path, e))?;
         let Some(chunk) = buffer.get(..n).filter(|c| !c.is_empty()) else { break };
         digest.update(chunk);
-        to.write_all(chunk).map_err(|e| Error::io(out, e))?;
+        if let Some((to, out)) = &mut to {
+            to.write_all(chunk).map_err(|e| Error::io(*out, e))?;
+        }
         crate::crash::point("during-download");
     }
-    to.sync_all().map_err(|e| Error::io(out, e))?;
     Ok(digest.finish())
 }
 
@@ -206,12 +212,25 @@ impl Store {
         Ok(())
     }
 
-    /// Download snapshot `manifest.name` to `file`, checking it against the manifest and etcd's
-    /// own trailer as it streams. The file is left for the caller, who removes it on error.
-    pub(crate) async fn download(&self, manifest: &Manifest, file: &FsPath) -> Result<Checked> {
+    /// The file that holds snapshot `manifest`'s data where the store is a local directory, open
+    /// (so a later rename in the store changes nothing read through it), and its path; None for
+    /// any other store.
+    pub(crate) async fn local_data(
+        &self,
+        manifest: &Manifest,
+    ) -> Result<Option<(std::fs::File, std::path::PathBuf)>> {
+        if !matches!(self.url, StoreUrl::File { .. }) {
+            return Ok(None);
+        }
+        match self.get_data(manifest).await?.payload {
+            GetResultPayload::File(file, path) => Ok(Some((file, path))),
+            GetResultPayload::Stream(_) => Ok(None),
+        }
+    }
+
+    async fn get_data(&self, manifest: &Manifest) -> Result<object_store::GetResult> {
         let key = self.key(&manifest::data_key(&self.url.key_prefix(), &manifest.name));
-        let what = format!("download {}", manifest.name);
-        let got = self.inner.get(&key).await.map_err(|e| match e {
+        self.inner.get(&key).await.map_err(|e| match e {
             object_store::Error::NotFound { .. } => Error::Snapshot {
                 snapshot: self.url.snapshot(&manifest.name).to_string(),
                 problem: format!(
@@ -220,8 +239,22 @@ impl Store {
                     manifest::DATA_SUFFIX
                 ),
             },
-            other => self.error(&what, &other),
-        })?;
+            other => self.error(&format!("download {}", manifest.name), &other),
+        })
+    }
+
+    /// Download snapshot `manifest` into `file`, checked as it streams: the whole file's sha256
+    /// always, etcd's trailer with `trailer` (see `SnapshotDigest::whole_only` for when it may
+    /// be left out).
+    pub(crate) async fn download(
+        &self,
+        manifest: &Manifest,
+        file: &FsPath,
+        trailer: bool,
+    ) -> Result<Checked> {
+        let digest = if trailer { SnapshotDigest::new() } else { SnapshotDigest::whole_only() };
+        let what = format!("download {}", manifest.name);
+        let got = self.get_data(manifest).await?;
         let range = got.range.clone();
         match got.payload {
             // A local store: one blocking loop of large reads and writes. object_store's stream
@@ -229,14 +262,16 @@ impl Store {
             // file writes one blocking task each: seconds for a 100 MB snapshot.
             GetResultPayload::File(source, source_path) => {
                 let file = file.to_path_buf();
-                tokio::task::spawn_blocking(move || copy_checked(source, &source_path, range, &file))
-                    .await
-                    .map_err(|e| Error::Runtime(format!("{what}: the copy task ended: {e}")))?
+                tokio::task::spawn_blocking(move || {
+                    copy_checked(source, &source_path, range, Some(&file), digest)
+                })
+                .await
+                .map_err(|e| Error::Runtime(format!("{what}: the copy task ended: {e}")))?
             }
             GetResultPayload::Stream(mut stream) => {
                 let out = tokio::fs::File::create(file).await.map_err(|e| Error::io(file, e))?;
                 let mut out = tokio::io::BufWriter::with_capacity(CHUNK, out);
-                let mut digest = SnapshotDigest::default();
+                let mut digest = digest;
                 while let Some(chunk) = stream.next().await {
                     let chunk = chunk.map_err(|e| self.error(&what, &e))?;
                     digest.update(&chunk);
@@ -244,7 +279,6 @@ impl Store {
                     crate::crash::point("during-download");
                 }
                 out.flush().await.map_err(|e| Error::io(file, e))?;
-                out.into_inner().sync_all().await.map_err(|e| Error::io(file, e))?;
                 Ok(digest.finish())
             }
         }

@@ -81,7 +81,7 @@ pub(crate) async fn take_counting(
     let out = tokio::fs::File::create(&file.path).await.map_err(|e| Error::io(&file.path, e))?;
     // etcd sends the snapshot in small messages; a large buffer makes one blocking write of many.
     let mut out = tokio::io::BufWriter::with_capacity(WRITE_BUFFER, out);
-    let mut digest = SnapshotDigest::default();
+    let mut digest = SnapshotDigest::new();
     let mut maintenance = client.maintenance_client();
     let mut stream = within("snapshot", maintenance.snapshot()).await.map_err(|m| fail("snapshot", m))?;
     let mut revision = status_revision;

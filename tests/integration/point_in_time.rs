@@ -241,6 +241,28 @@ async fn restores_to_the_point_asked(bed_name: &str, etcd: std::path::PathBuf) {
     assert_eq!(lease, src.lease, "the key keeps its lease ID");
     let ttl = c.lease_time_to_live(lease, None).await.expect("ttl");
     assert_eq!(ttl.granted_ttl(), LEASE_TTL, "the lease is granted again with its TTL");
+
+    // A quota the snapshot fits but its replayed changes do not: etcd would refuse the replayed
+    // writes past it, so the restore refuses first, with one line naming the setting, and
+    // restores nothing.
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(format!("{}.manifest.json", src.snapshot.trim_start_matches("file://")))
+            .expect("manifest"),
+    )
+    .expect("manifest json");
+    let size = manifest["size"].as_u64().expect("the manifest has the size");
+    let small_quota = [("ETCD_QUOTA_BACKEND_BYTES", (size + 16).to_string())];
+    for o in 0..3 {
+        bed.delete_pod(o).await;
+        bed.wipe_volume(o);
+    }
+    for o in 0..3 {
+        bed.start_pod(o, restoring(&bed, o, &etcd, &src.snapshot, &small_quota)).await;
+    }
+    crate::membership::wait_exit_code(&bed, 0, 2).await;
+    let logs = bed.logs(0);
+    assert!(logs.contains("--quota-backend-bytes"), "the error names the setting:\n{logs}");
+    assert!(!bed.volume(0).join("member").exists(), "nothing restored:\n{logs}");
 }
 
 /// Delete every pod, wipe every volume, and restore again with `env`.

@@ -30,8 +30,7 @@ use std::time::{Duration, Instant};
 
 use super::db::{choose, size, DbStatus, MemberDb, Skip, SkipReason, Target};
 
-/// etcd's quota when `--quota-backend-bytes` is unset or 0.
-pub(crate) const DEFAULT_QUOTA: u64 = 2 * 1024 * 1024 * 1024;
+pub(crate) use crate::etcd_args::quota_from;
 
 /// The share of the quota that must be free on every member before the alarm is disarmed.
 pub(crate) const HEADROOM: f64 = 0.10;
@@ -292,26 +291,11 @@ fn verdict(settings: &NospaceSettings, facts: &Facts, raised: Vec<u64>) -> Step 
     }
 }
 
-/// etcd's quota from its own setting (`--quota-backend-bytes` / `ETCD_QUOTA_BACKEND_BYTES`):
-/// unset or 0 is etcd's default; a negative value switches etcd's quota off (no limit).
-pub(crate) fn quota_from(setting: Option<&str>) -> Result<u64, String> {
-    match setting.map(str::trim) {
-        None | Some("") => Ok(DEFAULT_QUOTA),
-        Some(text) => match text.parse::<i64>() {
-            Ok(0) => Ok(DEFAULT_QUOTA),
-            Ok(n) if n > 0 => Ok(n.unsigned_abs()),
-            Ok(_) => Ok(u64::MAX),
-            Err(_) => Err(format!(
-                "etcd's --quota-backend-bytes {text:?} is not a number of bytes: give one such as 8589934592 (8 GiB), or leave it unset for etcd's 2 GiB"
-            )),
-        },
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::super::db::tests::member;
     use super::*;
+    use crate::etcd_args::DEFAULT_QUOTA;
 
     const MB: u64 = 1_000_000;
     const QUOTA: u64 = 20 * MB;
