@@ -433,6 +433,7 @@ mod tests {
             members: vec![],
             size: 100,
             sha256: "0".repeat(64),
+            etcd_sha256: None,
             time: "2026-11-28T02:30:00Z".into(),
             unix_time: 1_795_833_000,
             chain_from: None,

@@ -29,6 +29,9 @@ pub(crate) struct Checked {
     /// Whether the last 32 bytes are the sha256 of the bytes before them (etcd's own check);
     /// None where it was not checked.
     pub trailer_ok: Option<bool>,
+    /// The last 32 bytes (etcd's trailing sha256), lowercase hex, where the trailer was checked
+    /// and held.
+    pub trailer: Option<String>,
 }
 
 impl SnapshotDigest {
@@ -64,7 +67,8 @@ impl SnapshotDigest {
             let body = body.finalize();
             self.tail.len() == TRAILER_LEN && self.size > TRAILER_LEN as u64 && body[..] == self.tail[..]
         });
-        Checked { sha256: hex(&self.whole.finalize()), size: self.size, trailer_ok }
+        let trailer = (trailer_ok == Some(true)).then(|| hex(&self.tail));
+        Checked { sha256: hex(&self.whole.finalize()), size: self.size, trailer_ok, trailer }
     }
 }
 
@@ -95,6 +99,25 @@ impl Checked {
         }
         None
     }
+}
+
+/// Why a file read in place may not be restored as snapshot `expected` (size, etcd's trailing
+/// sha256 in hex), judged by its size and its last 32 bytes, if it may not. etcd's restore tool
+/// then checks that those 32 bytes are the sha256 of the rest, on the copy it restores.
+pub(crate) fn trailer_problem(size: u64, last: &[u8], expected: (u64, &str)) -> Option<String> {
+    let (expected_size, trailer) = expected;
+    if size != expected_size {
+        return Some(format!(
+            "is {size} bytes but its manifest says {expected_size}: the snapshot is truncated or does not belong to this manifest"
+        ));
+    }
+    if !hex(last).eq_ignore_ascii_case(trailer) {
+        return Some(format!(
+            "ends with etcd's checksum {} but its manifest says {trailer}: the snapshot is corrupted or does not belong to this manifest",
+            hex(last)
+        ));
+    }
+    None
 }
 
 /// Lowercase hex of `bytes`.
@@ -172,5 +195,22 @@ mod tests {
         digest.update(&flipped);
         let problem = digest.finish().problem(Some((good.len() as u64, &sum))).expect("refused");
         assert!(problem.contains("corrupted"), "{problem}");
+    }
+
+    #[test]
+    fn a_file_read_in_place_is_known_by_its_size_and_etcds_trailer() {
+        let good = snapshot(b"etcd bbolt pages");
+        let checked = check(&good, 7);
+        let trailer = checked.trailer.clone().expect("the trailer held");
+        assert_eq!(trailer, hex(&good[good.len() - TRAILER_LEN..]));
+        let size = good.len() as u64;
+        let last = &good[good.len() - TRAILER_LEN..];
+        assert_eq!(trailer_problem(size, last, (size, &trailer.to_uppercase())), None);
+        let other = snapshot(b"other pages");
+        let problem = trailer_problem(size, &other[other.len() - TRAILER_LEN..], (size, &trailer));
+        assert!(problem.expect("refused").contains("does not belong"));
+        let problem = trailer_problem(size - 1, last, (size, &trailer));
+        assert!(problem.expect("refused").contains("truncated"));
+        assert_eq!(check(&good[1..], 7).trailer, None, "no trailer recorded where it fails");
     }
 }

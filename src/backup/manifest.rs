@@ -36,6 +36,12 @@ pub(crate) struct Manifest {
     pub size: u64,
     /// sha256 of all of `NAME.db` (etcd's own trailing sha256 included), lowercase hex.
     pub sha256: String,
+    /// etcd's own trailing sha256 (the last 32 bytes of `NAME.db`, the sha256 of the bytes before
+    /// them), lowercase hex: with it, a restore that reads the file in place checks the file is
+    /// this snapshot by its last 32 bytes, and etcd's tool checks the rest. Absent in snapshots of
+    /// earlier releases (their whole file is hashed instead).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etcd_sha256: Option<String>,
     /// When the snapshot was taken, RFC 3339 UTC.
     pub time: String,
     /// The same instant in seconds since the epoch, for ordering and the interval check.
@@ -151,6 +157,7 @@ mod tests {
             }],
             size: 20480,
             sha256: "ab".repeat(32),
+            etcd_sha256: None,
             time: rfc3339(unix_time),
             unix_time,
             chain_from: None,

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::backup::integrity::SnapshotDigest;
+use crate::backup::integrity::{trailer_problem, SnapshotDigest, TRAILER_LEN};
 use crate::backup::manifest::Manifest;
 use crate::backup::replay::Replay;
 use crate::backup::store::Store;
@@ -61,15 +61,15 @@ pub(crate) struct Marker {
     pub restored_at: String,
 }
 
-/// The restore tool for `etcd_binary`: `etcdutl` beside it, else `etcdctl` beside it, else the
-/// same names on `PATH`. From etcd 3.6 on, `etcdutl` only: etcd 3.6 removed `etcdctl snapshot
-/// restore` (CHANGELOG-3.6, etcd-io/etcd#13809).
-pub(crate) fn find_tool(etcd_binary: &Path, path_var: Option<&str>) -> Result<PathBuf> {
+/// The restore tool for `etcd_binary` (of `release`, as `etcd --version` said): `etcdutl` beside
+/// it, else `etcdctl` beside it, else the same names on `PATH`. From etcd 3.6 on, `etcdutl` only:
+/// etcd 3.6 removed `etcdctl snapshot restore` (CHANGELOG-3.6, etcd-io/etcd#13809).
+pub(crate) fn find_tool(
+    etcd_binary: &Path,
+    path_var: Option<&str>,
+    release: Option<crate::observed::Release>,
+) -> Result<PathBuf> {
     let found = find_any_tool(etcd_binary, path_var)?;
-    let release = match crate::observe::local_etcd::version(etcd_binary, path_var) {
-        crate::observed::LocalEtcd::Known(r) => Some(r),
-        crate::observed::LocalEtcd::Unknown(_) => None,
-    };
     tool_fits(&found, release)?;
     Ok(found)
 }
@@ -226,29 +226,52 @@ pub(crate) async fn restore(
         |file: &Path| replay.map(|_| crate::backup::bolt::content_revision_of(file)).transpose();
     let from_revision = match store.local_data(manifest).await? {
         // A directory store: the tool reads the snapshot where it is, as a by-hand restore would,
-        // and checks etcd's trailer on the copy it restores; meanwhile the whole file is checked
-        // against the manifest (the same open file, so a rename in the store changes nothing).
-        // The restore counts only if both hold.
+        // and checks etcd's trailer on the copy it restores; the file is checked to be the
+        // manifest's snapshot too. The restore counts only if both hold.
         Some((file, path)) => {
             let from = from_revision(&path)?;
             let args = tool_args(tool, target, &path, &restored, false);
-            let source = path.clone();
-            let check = tokio::task::spawn_blocking(move || {
-                crate::backup::store::copy_checked(
-                    file,
-                    &source,
-                    0..u64::MAX,
-                    None,
-                    SnapshotDigest::whole_only(),
-                )
-            });
-            let (ran, checked) = tokio::join!(run_tool(tool, &args, &url, "could not be restored"), check);
-            let checked = checked.map_err(|e| Error::Runtime(format!("check {url}: the task ended: {e}")))?;
-            if let Some(problem) = checked?.problem(expected) {
-                remove_work_dir(&work)?;
-                return Err(refused(problem));
+            match manifest.etcd_sha256.as_deref() {
+                // The manifest names etcd's trailer: the file is this snapshot when its size and
+                // last 32 bytes are the manifest's (before and after the tool read it, the same
+                // file still at that name), and the tool checks the rest against them.
+                Some(trailer) => {
+                    let expected = (manifest.size, trailer);
+                    if let Some(problem) = in_place_problem(&file, &path, expected)? {
+                        remove_work_dir(&work)?;
+                        return Err(refused(problem));
+                    }
+                    crash::point("after-snapshot-check");
+                    let clone = file.try_clone().map_err(|e| Error::io(&path, e));
+                    if let Err(failed) = run_tool(tool, &args, &url, "could not be restored").await {
+                        // Say why where the file is not what its manifest says (the tool's
+                        // message for a bad checksum names none of that).
+                        remove_work_dir(&work)?;
+                        let checked = whole_file_check(clone?, path.clone()).await?;
+                        return Err(checked
+                            .problem(Some((manifest.size, &manifest.sha256)))
+                            .map_or(failed, refused));
+                    }
+                    if let Some(problem) = in_place_problem(&file, &path, expected)? {
+                        remove_work_dir(&work)?;
+                        return Err(refused(problem));
+                    }
+                }
+                // A manifest of an earlier release: the whole file is hashed beside the tool.
+                None => {
+                    let check = whole_file_check(file, path.clone());
+                    let (ran, checked) =
+                        tokio::join!(run_tool(tool, &args, &url, "could not be restored"), check);
+                    if let Some(problem) = checked?.problem(expected) {
+                        remove_work_dir(&work)?;
+                        return Err(refused(problem));
+                    }
+                    if ran.is_err() {
+                        remove_work_dir(&work)?;
+                    }
+                    ran?;
+                }
             }
-            ran?;
             from
         }
         // Any other store: downloaded into the work dir first. The manifest's sha256 vouches for
@@ -261,9 +284,14 @@ pub(crate) async fn restore(
                 remove_work_dir(&work)?;
                 return Err(refused(problem));
             }
+            crash::point("after-snapshot-check");
             let from = from_revision(&snapshot_file)?;
             let args = tool_args(tool, target, &snapshot_file, &restored, true);
-            run_tool(tool, &args, &url, "could not be restored").await?;
+            let ran = run_tool(tool, &args, &url, "could not be restored").await;
+            if ran.is_err() {
+                remove_work_dir(&work)?;
+            }
+            ran?;
             from
         }
     };
@@ -306,6 +334,34 @@ pub(crate) async fn restore(
     write_marker(data_dir, &marker)?;
     remove_work_dir(&work)?;
     Ok(marker)
+}
+
+/// The whole of the store's file `path` (open as `file`) hashed, on a blocking thread.
+async fn whole_file_check(file: std::fs::File, path: PathBuf) -> Result<crate::backup::integrity::Checked> {
+    let shown = path.display().to_string();
+    tokio::task::spawn_blocking(move || {
+        crate::backup::store::copy_checked(file, &path, 0..u64::MAX, None, SnapshotDigest::whole_only())
+    })
+    .await
+    .map_err(|e| Error::Runtime(format!("check {shown}: the task ended: {e}")))?
+}
+
+/// Why the store's file `path` (open as `file`) may not be restored as the snapshot of size and
+/// etcd trailer `expected`, if it may not: its size and last 32 bytes (`integrity`), and the
+/// name still naming the open file (not replaced in the store meanwhile).
+fn in_place_problem(file: &std::fs::File, path: &Path, expected: (u64, &str)) -> Result<Option<String>> {
+    use std::os::unix::fs::{FileExt, MetadataExt};
+    let open = file.metadata().map_err(|e| Error::io(path, e))?;
+    let named = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
+    if (open.dev(), open.ino()) != (named.dev(), named.ino()) {
+        return Ok(Some("was replaced in the store while it was restored".into()));
+    }
+    let size = open.len();
+    let mut last = [0u8; TRAILER_LEN];
+    if size >= TRAILER_LEN as u64 {
+        file.read_exact_at(&mut last, size - TRAILER_LEN as u64).map_err(|e| Error::io(path, e))?;
+    }
+    Ok(trailer_problem(size, &last, expected))
 }
 
 fn write_marker(data_dir: &Path, marker: &Marker) -> Result<()> {
@@ -430,13 +486,19 @@ mod tests {
         std::fs::create_dir_all(&other).expect("mkdir");
         std::fs::write(other.join("etcdutl"), "").expect("write");
         let path_var = other.display().to_string();
-        assert_eq!(find_tool(&bin.join("etcd"), Some(&path_var)).expect("found"), other.join("etcdutl"));
+        assert_eq!(
+            find_tool(&bin.join("etcd"), Some(&path_var), None).expect("found"),
+            other.join("etcdutl")
+        );
         std::fs::write(bin.join("etcdctl"), "").expect("write");
         // etcdutl wins over etcdctl, beside etcd or on PATH.
-        assert_eq!(find_tool(&bin.join("etcd"), Some(&path_var)).expect("found"), other.join("etcdutl"));
+        assert_eq!(
+            find_tool(&bin.join("etcd"), Some(&path_var), None).expect("found"),
+            other.join("etcdutl")
+        );
         std::fs::write(bin.join("etcdutl"), "").expect("write");
-        assert_eq!(find_tool(&bin.join("etcd"), Some(&path_var)).expect("found"), bin.join("etcdutl"));
-        let err = find_tool(Path::new("/nowhere/etcd"), Some("/nowhere")).expect_err("none");
+        assert_eq!(find_tool(&bin.join("etcd"), Some(&path_var), None).expect("found"), bin.join("etcdutl"));
+        let err = find_tool(Path::new("/nowhere/etcd"), Some("/nowhere"), None).expect_err("none");
         assert!(err.to_string().contains("add etcdutl"), "{err}");
     }
 }

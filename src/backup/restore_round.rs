@@ -146,7 +146,11 @@ pub(crate) async fn gather(ctx: &Context, round: &Round, source: &mut RestoreSou
 /// Carry out a RESTORE: find etcd's restore tool beside `etcd`, download and check the snapshot,
 /// restore it into the data dir with `token` (archiving old data first), as the verdict said.
 pub(crate) async fn perform(ctx: &Context, source: &RestoreSource, token: &str, etcd: &Path) -> Result<()> {
-    let tool_path = restore::find_tool(etcd, ctx.env.path_var.as_deref())?;
+    let release = match &ctx.etcd_version {
+        crate::observed::LocalEtcd::Known(r) => Some(*r),
+        crate::observed::LocalEtcd::Unknown(_) => None,
+    };
+    let tool_path = restore::find_tool(etcd, ctx.env.path_var.as_deref(), release)?;
     let tool = restore::probe_tool(&tool_path).await?;
     let (Some(store), Some(manifest)) = (&source.store, &source.manifest) else {
         return Err(Error::config("--restore-from: the snapshot's store was not read before the restore"));

@@ -113,6 +113,7 @@ pub(crate) async fn take_counting(
         members,
         size: checked.size,
         sha256: checked.sha256,
+        etcd_sha256: checked.trailer,
         time: manifest::rfc3339(unix_time),
         unix_time,
         // Read before the snapshot began: the snapshot holds at least this revision, so a chain

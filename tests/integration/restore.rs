@@ -189,23 +189,57 @@ async fn a_restore_is_refused_on_a_sha256_mismatch_and_changes_no_volume() {
     let snapshot = backup(&store, &source.client_url, scratch.path());
     source.stop();
     let db = format!("{}.db", snapshot.trim_start_matches("file://"));
-    let mut bytes = std::fs::read(&db).expect("read");
+    let good = std::fs::read(&db).expect("read");
+    let mut bytes = good.clone();
     let middle = bytes.len() / 2;
     bytes[middle] ^= 0x55;
     std::fs::write(&db, &bytes).expect("corrupt");
     let bed = Bed::new("restore-sha").await;
+    // Twice: with the manifest as this release writes it (the file is known by etcd's trailer,
+    // which etcdutl checks), and as an earlier release wrote it, without `etcd_sha256` (the whole
+    // file is hashed beside etcdutl).
+    let manifest_path = format!("{}.manifest.json", snapshot.trim_start_matches("file://"));
+    let mut manifest: Value =
+        serde_json::from_slice(&std::fs::read(&manifest_path).expect("manifest")).expect("json");
+    assert!(manifest["etcd_sha256"].is_string(), "the manifest records etcd's trailer: {manifest}");
+    for release in ["this", "earlier"] {
+        if release == "earlier" {
+            manifest.as_object_mut().expect("object").remove("etcd_sha256");
+            std::fs::write(&manifest_path, manifest.to_string()).expect("write the manifest");
+            for o in 0..3 {
+                bed.delete_pod(o).await;
+            }
+        }
+        for o in 0..3 {
+            bed.start_pod(o, restoring_pod(&bed, o, &etcd, &snapshot, &[])).await;
+        }
+        for o in 0..3 {
+            let exit = bed.wait_exit(o, Duration::from_secs(60)).await;
+            assert_eq!(
+                exit,
+                Some(PodExit::Code(9)),
+                "{release} release's manifest, etcd-{o}:\n{}",
+                bed.logs(o)
+            );
+            let last = bed.logs(o).lines().last().unwrap_or_default().to_string();
+            assert!(
+                last.starts_with("etcd-bootstrap: error: snapshot ") && last.contains("sha256"),
+                "{last}"
+            );
+            let left: Vec<_> =
+                std::fs::read_dir(bed.volume(o)).map(|d| d.flatten().count()).into_iter().collect();
+            assert_eq!(left, [0], "etcd-{o}'s volume stays empty");
+        }
+    }
+    // The good bytes back, under the earlier release's manifest: restored.
+    std::fs::write(&db, &good).expect("repair");
+    for o in 0..3 {
+        bed.delete_pod(o).await;
+    }
     for o in 0..3 {
         bed.start_pod(o, restoring_pod(&bed, o, &etcd, &snapshot, &[])).await;
     }
-    for o in 0..3 {
-        let exit = bed.wait_exit(o, Duration::from_secs(60)).await;
-        assert_eq!(exit, Some(PodExit::Code(9)), "etcd-{o}:\n{}", bed.logs(o));
-        let last = bed.logs(o).lines().last().unwrap_or_default().to_string();
-        assert!(last.starts_with("etcd-bootstrap: error: snapshot ") && last.contains("sha256"), "{last}");
-        let left: Vec<_> =
-            std::fs::read_dir(bed.volume(o)).map(|d| d.flatten().count()).into_iter().collect();
-        assert_eq!(left, [0], "etcd-{o}'s volume stays empty");
-    }
+    Checker::plain(&bed).wait_healthy(&[0, 1, 2], HEALTHY).await;
 }
 
 /// The runbook after a permanent quorum loss, with a kill of pod 0 at `crash` (if any) on the
@@ -297,7 +331,9 @@ async fn kill_at_every_step(test: &str, etcd: PathBuf) {
     let store = store_in(scratch.path());
     let bed = Bed::new(test).await;
     form_cluster(&bed, &etcd, &[0, 1, 2]).await;
-    let steps = ["during-download", "after-restore", "after-restore-archive", "after-restore-move"];
+    // A directory store's snapshot is read in place (no download): the first step is the
+    // moment it was found to be the manifest's, before etcd's tool runs.
+    let steps = ["after-snapshot-check", "after-restore", "after-restore-archive", "after-restore-move"];
     for (round, step) in steps.iter().enumerate() {
         quorum_loss_runbook(&bed, &etcd, &store, scratch.path(), round as u32 + 1, Some(step)).await;
     }

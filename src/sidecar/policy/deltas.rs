@@ -163,6 +163,7 @@ mod tests {
             members: Vec::new(),
             size: 1,
             sha256: "0".repeat(64),
+            etcd_sha256: None,
             time: String::new(),
             unix_time: 0,
             chain_from,
