@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 use tracing::info;
 
 use crate::backup::raft_log::{self, Request};
-use crate::backup::segment::{self, SegmentName, Target};
+use crate::backup::segment::{self, Segment, SegmentName, Target};
 use crate::backup::store::Store;
 use crate::error::{Error, Result};
 use crate::observe::datadir::{read_wal_tail, WalTail};
@@ -72,53 +72,48 @@ pub(crate) async fn replay(
     (database_bytes, quota): (u64, u64),
 ) -> Result<Replayed> {
     let snapshot = store.url().snapshot(&replay.snapshot).to_string();
-    let fail = |problem: String| Error::Snapshot { snapshot: snapshot.clone(), problem };
     if replay.to_revision < from_revision {
         return Err(Error::config(format!(
             "the snapshot {snapshot} already holds revision {from_revision}, past the point {} asked: restore from an older snapshot",
             replay.to_revision
         )));
     }
+    let started = std::time::Instant::now();
     let wal = restored_wal(restored)?;
     let file =
         std::fs::OpenOptions::new().read(true).write(true).open(&wal).map_err(|e| io_error(&wal, e))?;
-    let mut tail = wal_tail(&file, &wal)?;
+    let tail = wal_tail(&file, &wal)?;
     raft_log::check_restored(&tail).map_err(|m| Error::Wal { path: wal.clone(), problem: m })?;
-    let target = Target::Revision(replay.to_revision);
-    let mut granted = BTreeSet::new();
-    let mut applied = from_revision;
-    let (mut changes, mut entries, mut change_bytes) = (0usize, 0usize, 0u64);
+    let mut log = Appender {
+        snapshot: &snapshot,
+        file: &file,
+        wal: &wal,
+        tail,
+        target: Target::Revision(replay.to_revision),
+        one_per_revision,
+        granted: BTreeSet::new(),
+        applied: from_revision,
+        changes: 0,
+        entries: 0,
+        change_bytes: 0,
+    };
+    // Segments are appended together while their changes fit one transaction, so a key changed
+    // in several of them is written once (where revisions merge at all).
+    let mut pending: Vec<Segment> = Vec::new();
+    let mut pending_bytes = 0usize;
     for name in &replay.segments {
         let segment = store.segment(&replay.snapshot, name).await?;
-        let mut requests = Vec::new();
-        for (id, ttl) in &segment.leases {
-            if granted.insert(*id) {
-                // A TTL the chain could not learn (the lease was gone): etcd's smallest; its keys'
-                // deletion follows in the chain.
-                requests.push(Request::LeaseGrant { id: *id, ttl: (*ttl).max(1) });
-            }
+        let bytes: usize = segment.revisions.iter().flat_map(|r| &r.changes).map(|c| c.size()).sum();
+        if !pending.is_empty() && (one_per_revision || pending_bytes + bytes > MAX_TXN_BYTES) {
+            log.append(&pending)?;
+            pending.clear();
+            pending_bytes = 0;
         }
-        let (revisions, _) = segment::cut(std::slice::from_ref(&segment), applied, target);
-        for r in &revisions {
-            if one_per_revision && r.revision != applied + 1 {
-                return Err(fail(format!(
-                    "replay: revision {} follows {applied}: the chain does not continue this snapshot",
-                    r.revision
-                )));
-            }
-            applied = r.revision;
-        }
-        for batch in segment::batches(&revisions, MAX_TXN_OPS, MAX_TXN_BYTES, one_per_revision) {
-            changes += batch.changes.len();
-            change_bytes += batch.changes.iter().map(|c| c.size() as u64).sum::<u64>();
-            requests.push(Request::Txn(batch.changes));
-        }
-        entries += requests.len();
-        let (bytes, next) = raft_log::entries(&tail, &requests);
-        write_at(&file, &wal, tail.end, &bytes)?;
-        tail = next;
-        crate::crash::point("during-replay");
+        pending.push(segment);
+        pending_bytes += bytes;
     }
+    log.append(&pending)?;
+    let Appender { tail, applied, changes, entries, change_bytes, .. } = log;
     // Nothing is committed before the check: a refused replay leaves only the work dir.
     raft_log::fits_quota(database_bytes, change_bytes, quota).map_err(Error::config)?;
     let (bytes, _) = raft_log::commit(&tail);
@@ -126,6 +121,7 @@ pub(crate) async fn replay(
     file.sync_all().map_err(|e| io_error(&wal, e))?;
     crate::crash::point("after-replay");
     info!(
+        took_ms = started.elapsed().as_millis() as u64,
         from_revision,
         to_revision = applied,
         changes,
@@ -133,6 +129,63 @@ pub(crate) async fn replay(
         "delta segments appended to the restored member's log"
     );
     Ok(Replayed { from_revision, to_revision: applied, changes, entries })
+}
+
+/// The restored member's WAL as the replay appends to it.
+struct Appender<'a> {
+    /// The snapshot's URL, for messages.
+    snapshot: &'a str,
+    file: &'a std::fs::File,
+    wal: &'a Path,
+    tail: WalTail,
+    target: Target,
+    one_per_revision: bool,
+    /// Leases granted by an entry so far.
+    granted: BTreeSet<i64>,
+    /// The last revision appended.
+    applied: i64,
+    changes: usize,
+    entries: usize,
+    change_bytes: u64,
+}
+
+impl Appender<'_> {
+    /// Append the changes of `segments` past the last revision appended, up to the target: the
+    /// leases they name first, then their transactions. Not committed (see `raft_log::commit`).
+    fn append(&mut self, segments: &[Segment]) -> Result<()> {
+        let mut requests = Vec::new();
+        for (id, ttl) in segments.iter().flat_map(|s| &s.leases) {
+            if self.granted.insert(*id) {
+                // A TTL the chain could not learn (the lease was gone): etcd's smallest; its
+                // keys' deletion follows in the chain.
+                requests.push(Request::LeaseGrant { id: *id, ttl: (*ttl).max(1) });
+            }
+        }
+        let (revisions, _) = segment::cut(segments, self.applied, self.target);
+        for r in &revisions {
+            if self.one_per_revision && r.revision != self.applied + 1 {
+                return Err(Error::Snapshot {
+                    snapshot: self.snapshot.to_string(),
+                    problem: format!(
+                        "replay: revision {} follows {}: the chain does not continue this snapshot",
+                        r.revision, self.applied
+                    ),
+                });
+            }
+            self.applied = r.revision;
+        }
+        for batch in segment::batches(&revisions, MAX_TXN_OPS, MAX_TXN_BYTES, self.one_per_revision) {
+            self.changes += batch.changes.len();
+            self.change_bytes += batch.changes.iter().map(|c| c.size() as u64).sum::<u64>();
+            requests.push(Request::Txn(batch.changes));
+        }
+        self.entries += requests.len();
+        let (bytes, next) = raft_log::entries(&self.tail, &requests);
+        write_at(self.file, self.wal, self.tail.end, &bytes)?;
+        self.tail = next;
+        crate::crash::point("during-replay");
+        Ok(())
+    }
 }
 
 /// The one WAL file a restore wrote into `restored`.
