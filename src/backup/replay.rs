@@ -33,6 +33,8 @@ const MAX_TXN_OPS: usize = 10_000;
 /// ... and about this many bytes of keys and values: one WAL record each, well under the 10 MiB
 /// etcd's WAL reader takes in one record.
 const MAX_TXN_BYTES: usize = 4 << 20;
+/// How much of a chain's keys and values is read ahead while the restore tool runs.
+const PREFETCH_BYTES: usize = 64 << 20;
 /// How much of the restored WAL file is read to find where its records end (a restore writes a
 /// few kilobytes into a preallocated file of 64 MiB).
 const WAL_PREFIX_BYTES: usize = 1 << 20;
@@ -57,7 +59,23 @@ pub(crate) struct Replayed {
     pub entries: usize,
 }
 
-/// Append `replay`'s changes from `store` after `from_revision` (the revision the snapshot holds)
+/// The first segments of `replay` (their keys and values up to [`PREFETCH_BYTES`]), read ahead
+/// while the restore tool runs; [`replay`] reads the rest.
+pub(crate) async fn prefetch(store: &Store, replay: &Replay) -> Result<Vec<Segment>> {
+    let mut out = Vec::new();
+    let mut bytes = 0usize;
+    for name in &replay.segments {
+        if bytes >= PREFETCH_BYTES {
+            break;
+        }
+        let segment = store.segment(&replay.snapshot, name).await?;
+        bytes += segment.revisions.iter().flat_map(|r| &r.changes).map(|c| c.size()).sum::<usize>();
+        out.push(segment);
+    }
+    Ok(out)
+}
+
+/// Append `replay`'s changes from `store` (the first of its segments `prefetched`) after `from_revision` (the revision the snapshot holds)
 /// to the WAL of the member restored into `restored` (a data dir), where they must fit etcd's
 /// `quota` with the database (`database_bytes`). `one_per_revision`: one
 /// transaction per revision of the chain, so the restored revision ends exactly where the
@@ -66,6 +84,7 @@ pub(crate) struct Replayed {
 pub(crate) async fn replay(
     store: &Store,
     replay: &Replay,
+    prefetched: Vec<Segment>,
     from_revision: i64,
     one_per_revision: bool,
     restored: &Path,
@@ -101,8 +120,12 @@ pub(crate) async fn replay(
     // in several of them is written once (where revisions merge at all).
     let mut pending: Vec<Segment> = Vec::new();
     let mut pending_bytes = 0usize;
+    let mut prefetched = prefetched.into_iter();
     for name in &replay.segments {
-        let segment = store.segment(&replay.snapshot, name).await?;
+        let segment = match prefetched.next() {
+            Some(segment) => segment,
+            None => store.segment(&replay.snapshot, name).await?,
+        };
         let bytes: usize = segment.revisions.iter().flat_map(|r| &r.changes).map(|c| c.size()).sum();
         if !pending.is_empty() && (one_per_revision || pending_bytes + bytes > MAX_TXN_BYTES) {
             log.append(&pending)?;

@@ -224,6 +224,8 @@ pub(crate) async fn restore(
     // it), where a replay follows.
     let from_revision =
         |file: &Path| replay.map(|_| crate::backup::bolt::content_revision_of(file)).transpose();
+    // The first segments of the replay, read while the tool runs.
+    let prefetched: Result<Vec<crate::backup::segment::Segment>>;
     let from_revision = match store.local_data(manifest).await? {
         // A directory store: the tool reads the snapshot where it is, as a by-hand restore would,
         // and checks etcd's trailer on the copy it restores; the file is checked to be the
@@ -243,7 +245,9 @@ pub(crate) async fn restore(
                     }
                     crash::point("after-snapshot-check");
                     let clone = file.try_clone().map_err(|e| Error::io(&path, e));
-                    if let Err(failed) = run_tool(tool, &args, &url, "could not be restored").await {
+                    let (ran, fetched) = restore_and_prefetch(tool, &args, &url, store, replay).await;
+                    prefetched = fetched;
+                    if let Err(failed) = ran {
                         // Say why where the file is not what its manifest says (the tool's
                         // message for a bad checksum names none of that).
                         remove_work_dir(&work)?;
@@ -261,7 +265,9 @@ pub(crate) async fn restore(
                 None => {
                     let check = whole_file_check(file, path.clone());
                     let (ran, checked) =
-                        tokio::join!(run_tool(tool, &args, &url, "could not be restored"), check);
+                        tokio::join!(restore_and_prefetch(tool, &args, &url, store, replay), check);
+                    let (ran, fetched) = ran;
+                    prefetched = fetched;
                     if let Some(problem) = checked?.problem(expected) {
                         remove_work_dir(&work)?;
                         return Err(refused(problem));
@@ -287,7 +293,8 @@ pub(crate) async fn restore(
             crash::point("after-snapshot-check");
             let from = from_revision(&snapshot_file)?;
             let args = tool_args(tool, target, &snapshot_file, &restored, true);
-            let ran = run_tool(tool, &args, &url, "could not be restored").await;
+            let (ran, fetched) = restore_and_prefetch(tool, &args, &url, store, replay).await;
+            prefetched = fetched;
             if ran.is_err() {
                 remove_work_dir(&work)?;
             }
@@ -300,9 +307,17 @@ pub(crate) async fn restore(
             // Revisions merge into larger transactions only where the tool moved the revision
             // past the snapshot's anyway (the replay's own revisions then matter to nobody).
             let room = (manifest.size, quota);
-            let done =
-                crate::backup::replay::replay(store, replay, from, !tool.bumps_revision, &restored, room)
-                    .await?;
+            let one_per_revision = !tool.bumps_revision;
+            let done = crate::backup::replay::replay(
+                store,
+                replay,
+                prefetched?,
+                from,
+                one_per_revision,
+                &restored,
+                room,
+            )
+            .await?;
             Some(done.to_revision)
         }
         _ => None,
@@ -334,6 +349,24 @@ pub(crate) async fn restore(
     write_marker(data_dir, &marker)?;
     remove_work_dir(&work)?;
     Ok(marker)
+}
+
+/// Run the restore tool with `args`, and meanwhile read the first segments `replay` (if any)
+/// needs (`replay::prefetch`).
+async fn restore_and_prefetch(
+    tool: &RestoreTool,
+    args: &[String],
+    url: &str,
+    store: &Store,
+    replay: Option<&Replay>,
+) -> (Result<()>, Result<Vec<crate::backup::segment::Segment>>) {
+    let prefetch = async {
+        match replay {
+            Some(replay) => crate::backup::replay::prefetch(store, replay).await,
+            None => Ok(Vec::new()),
+        }
+    };
+    tokio::join!(run_tool(tool, args, url, "could not be restored"), prefetch)
 }
 
 /// The whole of the store's file `path` (open as `file`) hashed, on a blocking thread.
