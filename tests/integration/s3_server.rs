@@ -37,23 +37,37 @@ impl S3Server {
         for bucket in buckets {
             std::fs::create_dir_all(root.join(bucket)).expect("create a bucket");
         }
-        let port = {
-            let listener = TcpListener::bind((host, 0)).expect("bind a free port");
-            listener.local_addr().expect("local address").port()
-        };
         let log = root.with_extension("log");
-        let child = spawn(bin, root, &log, host, port);
-        let mut server = S3Server {
-            child,
-            bin: bin.to_path_buf(),
-            host,
-            port,
-            endpoint: format!("http://{host}:{port}"),
-            root: root.to_path_buf(),
-            log,
-        };
-        server.wait_listening(host, port);
-        server
+        // A port free a moment ago can be taken before the server binds it (another test's
+        // connection gets it as its source port): then the server says so and exits, and it is
+        // started again on another port.
+        for attempt in 1.. {
+            let port = {
+                let listener = TcpListener::bind((host, 0)).expect("bind a free port");
+                listener.local_addr().expect("local address").port()
+            };
+            let log_from = std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0);
+            let child = spawn(bin, root, &log, host, port);
+            let mut server = S3Server {
+                child,
+                bin: bin.to_path_buf(),
+                host,
+                port,
+                endpoint: format!("http://{host}:{port}"),
+                root: root.to_path_buf(),
+                log: log.clone(),
+            };
+            match server.wait_listening(host, port) {
+                Ok(()) => return server,
+                Err(text) if attempt < 5 && taken_port(&log, log_from) => {
+                    eprintln!(
+                        "s3s-fs: port {port} was taken before it bound it; another port (attempt {attempt}): {text}"
+                    );
+                }
+                Err(text) => panic!("s3s-fs exited:\n{text}"),
+            }
+        }
+        unreachable!("the loop returns or panics")
     }
 
     /// Stop the server (SIGKILL): the store is unreachable until [`S3Server::restart`].
@@ -65,17 +79,20 @@ impl S3Server {
     /// Start the stopped server again, on the same address, with the same data.
     pub fn restart(&mut self) {
         self.child = spawn(&self.bin, &self.root, &self.log, self.host, self.port);
-        self.wait_listening(self.host, self.port);
+        if let Err(text) = self.wait_listening(self.host, self.port) {
+            panic!("s3s-fs exited:\n{text}");
+        }
     }
 
-    fn wait_listening(&mut self, host: Ipv4Addr, port: u16) {
+    /// Wait until the server listens; Err with its log if it exited first.
+    fn wait_listening(&mut self, host: Ipv4Addr, port: u16) -> Result<(), String> {
         let deadline = Instant::now() + START_DEADLINE;
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("s3s-fs exited with {status}:\n{}", self.log_text());
+                return Err(format!("({status}) {}", self.log_text()));
             }
             if TcpStream::connect((host, port)).is_ok() {
-                return;
+                return Ok(());
             }
             assert!(
                 Instant::now() < deadline,
@@ -98,6 +115,13 @@ impl S3Server {
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
+}
+
+/// Whether what the server logged after `from` bytes of `log` says its port was in use.
+fn taken_port(log: &Path, from: u64) -> bool {
+    let text = std::fs::read(log).unwrap_or_default();
+    let new = text.get(usize::try_from(from).unwrap_or(usize::MAX)..).unwrap_or_default();
+    String::from_utf8_lossy(new).contains("Address already in use")
 }
 
 fn spawn(bin: &Path, root: &Path, log: &Path, host: Ipv4Addr, port: u16) -> Child {
