@@ -465,6 +465,17 @@ pub fn report(f: &Facts, o: &Options, r: &Results) -> String {
     let _ = writeln!(w, "{}", HEAD.trim_end());
     let floor = format!("pitr.{}.floor", restore::SIZE);
     row(w, r, "by hand: `etcdutl snapshot restore` of the final data", &floor, Unit::Secs, Some(&floor));
+    let bumped = format!("pitr.{}.floor_bumped", restore::SIZE);
+    if r.summary(&bumped).is_some() {
+        row(
+            w,
+            r,
+            "by hand, with `--bump-revision 1000000000 --mark-compacted` (what etcd-bootstrap's restore adds)",
+            &bumped,
+            Unit::Secs,
+            Some(&floor),
+        );
+    }
     row(
         w,
         r,

@@ -55,11 +55,14 @@ pub async fn run(t: &Tools, runs: usize, r: &mut Results) {
     };
     r.add("restore.db_mb", snapshot.bytes as f64 / 1e6);
     eprintln!("restore: snapshot {} ({} bytes)", snapshot.url, snapshot.bytes);
-    measure(t, runs, &snapshot.url, &snapshot.db, &[(PREFIX, KEYS)], "restore", r).await;
+    measure(t, runs, &snapshot.url, &snapshot.db, &[(PREFIX, KEYS)], "restore", false, r).await;
     let _ = std::fs::remove_dir_all(&store);
 }
 
-/// `runs` restores by each contestant, alternating who goes first: `<what>.<SIZE>.<who>`.
+/// `runs` restores by each contestant, rotating who goes first: `<what>.<SIZE>.<who>`. With
+/// `bumped_floor`, a third: the floor's restore with the flags etcd-bootstrap's restore adds
+/// (`--bump-revision`, `--mark-compacted`), as `<what>.<SIZE>.floor_bumped`.
+#[allow(clippy::too_many_arguments)]
 pub async fn measure(
     t: &Tools,
     runs: usize,
@@ -67,14 +70,20 @@ pub async fn measure(
     floor_db: &Path,
     expect: &[(&str, usize)],
     what: &str,
+    bumped_floor: bool,
     r: &mut Results,
 ) {
+    let mut contestants = vec![(Who::Floor, false), (Who::Bootstrap, false)];
+    if bumped_floor {
+        contestants.insert(1, (Who::Floor, true));
+    }
+    let n = contestants.len();
     for run in 0..runs {
-        for k in 0..2 {
-            let who = [Who::Floor, Who::Bootstrap][(run + k) % 2];
-            let key = format!("{what}.{SIZE}.{}", who.key());
+        for k in 0..n {
+            let (who, bump) = contestants[(run + k) % n];
+            let key = format!("{what}.{SIZE}.{}{}", who.key(), if bump { "_bumped" } else { "" });
             eprint!("{key} run {}/{runs}: ", run + 1);
-            match once_expecting(t, who, url, floor_db, expect, what, r).await {
+            match once_expecting(t, who, bump, url, floor_db, expect, what, r).await {
                 Ok(secs) => {
                     eprintln!("{secs:.3} s");
                     r.add(&key, secs);
@@ -142,24 +151,27 @@ pub fn backup(t: &Tools, store: &Path, ip: &str) -> Result<Snapshot, String> {
     Ok(Snapshot { url, db, bytes })
 }
 
-/// One restored cluster: etcd-bootstrap restores `url`, the floor `floor_db` by hand; seconds
-/// from the last pod started to healthy with `expect` (prefix, keys) on every member.
+/// One restored cluster: etcd-bootstrap restores `url`, the floor `floor_db` by hand (with
+/// `bump`: with `--bump-revision` and `--mark-compacted`); seconds from the last pod started to
+/// healthy with `expect` (prefix, keys) on every member.
+#[allow(clippy::too_many_arguments)]
 pub async fn once_expecting(
     t: &Tools,
     who: Who,
+    bump: bool,
     url: &str,
     floor_db: &Path,
     expect: &[(&str, usize)],
     what: &str,
     r: &mut Results,
 ) -> Result<f64, String> {
-    let bed = Bed::new(&format!("bench-{what}-{}", who.key())).await;
+    let bed = Bed::new(&format!("bench-{what}-{}{}", who.key(), if bump { "-bumped" } else { "" })).await;
     for o in 0..SIZE {
         let spec = match who {
             Who::Bootstrap => {
                 pods::cold_spec(&bed, t, who, o, SIZE).env("ETCD_BOOTSTRAP_RESTORE_FROM", url.to_string())
             }
-            _ => by_hand_spec(&bed, t, o, floor_db),
+            _ => by_hand_spec(&bed, t, o, floor_db, bump),
         };
         bed.start_pod(o, spec).await;
     }
@@ -187,18 +199,20 @@ pub async fn once_expecting(
     Ok(at.saturating_duration_since(t0).as_secs_f64())
 }
 
-/// The floor's pod: `etcdutl snapshot restore` into the volume, then etcd with static flags.
-fn by_hand_spec(bed: &Bed, t: &Tools, ordinal: u32, db: &Path) -> PodSpec {
+/// The floor's pod: `etcdutl snapshot restore` into the volume (with `bump`: moving the revision
+/// and marking it compacted, as etcd-bootstrap's restore does), then etcd with static flags.
+fn by_hand_spec(bed: &Bed, t: &Tools, ordinal: u32, db: &Path, bump: bool) -> PodSpec {
     let etcdutl = t.etcd.with_file_name("etcdutl");
     let script = format!(
         "set -e\n'{etcdutl}' snapshot restore '{db}' --data-dir \"$ETCD_DATA_DIR/restored\" --name {name} \
-         --initial-cluster {cluster} --initial-cluster-token {TOKEN} --initial-advertise-peer-urls {peer} >/dev/null\n\
+         --initial-cluster {cluster} --initial-cluster-token {TOKEN} --initial-advertise-peer-urls {peer}{flags} >/dev/null\n\
          ETCD_DATA_DIR=\"$ETCD_DATA_DIR/restored\" exec \"$0\" \"$@\"",
         etcdutl = etcdutl.display(),
         db = db.display(),
         name = pod_name(ordinal),
         cluster = pods::initial_cluster(SIZE),
         peer = pods::peer_url(ordinal),
+        flags = if bump { " --bump-revision 1000000000 --mark-compacted" } else { "" },
     );
     let flags = pods::static_flags(ordinal, &pods::initial_cluster(SIZE), "new");
     pods::base(bed, ordinal, PodSpec::shell(&script).arg(&t.etcd).args(flags))
