@@ -69,7 +69,7 @@ pub(crate) async fn prefetch(store: &Store, replay: &Replay) -> Result<Vec<Segme
             break;
         }
         let segment = store.segment(&replay.snapshot, name).await?;
-        bytes += segment.revisions.iter().flat_map(|r| &r.changes).map(|c| c.size()).sum::<usize>();
+        bytes += segment.change_bytes();
         out.push(segment);
     }
     Ok(out)
@@ -126,7 +126,7 @@ pub(crate) async fn replay(
             Some(segment) => segment,
             None => store.segment(&replay.snapshot, name).await?,
         };
-        let bytes: usize = segment.revisions.iter().flat_map(|r| &r.changes).map(|c| c.size()).sum();
+        let bytes = segment.change_bytes();
         if !pending.is_empty() && (one_per_revision || pending_bytes + bytes > MAX_TXN_BYTES) {
             log.append(&pending)?;
             pending.clear();

@@ -13,6 +13,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use crate::backup::integrity::{trailer_problem, SnapshotDigest, TRAILER_LEN};
 use crate::backup::manifest::Manifest;
 use crate::backup::replay::Replay;
+use crate::backup::segment::Segment;
 use crate::backup::store::Store;
 use crate::crash;
 use crate::error::{Error, Result};
@@ -206,12 +207,7 @@ pub(crate) async fn restore(
     remove_work_dir(&work)?;
     std::fs::create_dir(&work).map_err(|e| data_dir_error(data_dir, &format!("create {WORK_DIR}"), &e))?;
     let url = store.url().snapshot(&manifest.name).to_string();
-    let restored = work.join("restored");
-    let expected = Some((manifest.size, manifest.sha256.as_str()));
-    let refused = |problem: String| Error::Snapshot {
-        snapshot: url.clone(),
-        problem: format!("{problem}; nothing was restored"),
-    };
+    let restored = work.join(RESTORED_DIR);
     tracing::info!(tool = %tool.path.display(), bump_revision = tool.bumps_revision, "restoring {url} (revision {}, sha256 {})", manifest.revision, manifest.sha256);
     if !tool.bumps_revision {
         tracing::warn!(
@@ -220,86 +216,13 @@ pub(crate) async fn restore(
             manifest.revision
         );
     }
-    // The revision the snapshot holds (read from its file before the tool runs, which may move
-    // it), where a replay follows.
-    let from_revision =
-        |file: &Path| replay.map(|_| crate::backup::bolt::content_revision_of(file)).transpose();
-    // The first segments of the replay, read while the tool runs.
-    let prefetched: Result<Vec<crate::backup::segment::Segment>>;
-    let from_revision = match store.local_data(manifest).await? {
-        // A directory store: the tool reads the snapshot where it is, as a by-hand restore would,
-        // and checks etcd's trailer on the copy it restores; the file is checked to be the
-        // manifest's snapshot too. The restore counts only if both hold.
-        Some((file, path)) => {
-            let from = from_revision(&path)?;
-            let args = tool_args(tool, target, &path, &restored, false);
-            match manifest.etcd_sha256.as_deref() {
-                // The manifest names etcd's trailer: the file is this snapshot when its size and
-                // last 32 bytes are the manifest's (before and after the tool read it, the same
-                // file still at that name), and the tool checks the rest against them.
-                Some(trailer) => {
-                    let expected = (manifest.size, trailer);
-                    if let Some(problem) = in_place_problem(&file, &path, expected)? {
-                        remove_work_dir(&work)?;
-                        return Err(refused(problem));
-                    }
-                    crash::point("after-snapshot-check");
-                    let clone = file.try_clone().map_err(|e| Error::io(&path, e));
-                    let (ran, fetched) = restore_and_prefetch(tool, &args, &url, store, replay).await;
-                    prefetched = fetched;
-                    if let Err(failed) = ran {
-                        // Say why where the file is not what its manifest says (the tool's
-                        // message for a bad checksum names none of that).
-                        remove_work_dir(&work)?;
-                        let checked = whole_file_check(clone?, path.clone()).await?;
-                        return Err(checked
-                            .problem(Some((manifest.size, &manifest.sha256)))
-                            .map_or(failed, refused));
-                    }
-                    if let Some(problem) = in_place_problem(&file, &path, expected)? {
-                        remove_work_dir(&work)?;
-                        return Err(refused(problem));
-                    }
-                }
-                // A manifest of an earlier release: the whole file is hashed beside the tool.
-                None => {
-                    let check = whole_file_check(file, path.clone());
-                    let (ran, checked) =
-                        tokio::join!(restore_and_prefetch(tool, &args, &url, store, replay), check);
-                    let (ran, fetched) = ran;
-                    prefetched = fetched;
-                    if let Some(problem) = checked?.problem(expected) {
-                        remove_work_dir(&work)?;
-                        return Err(refused(problem));
-                    }
-                    if ran.is_err() {
-                        remove_work_dir(&work)?;
-                    }
-                    ran?;
-                }
-            }
-            from
-        }
-        // Any other store: downloaded into the work dir first. The manifest's sha256 vouches for
-        // the bytes (etcd's trailer held when it was written), and the tool skips its own check:
-        // each byte is hashed once.
-        None => {
-            let snapshot_file = work.join("snapshot.db");
-            let checked = store.download(manifest, &snapshot_file, false).await?;
-            if let Some(problem) = checked.problem(expected) {
-                remove_work_dir(&work)?;
-                return Err(refused(problem));
-            }
-            crash::point("after-snapshot-check");
-            let from = from_revision(&snapshot_file)?;
-            let args = tool_args(tool, target, &snapshot_file, &restored, true);
-            let (ran, fetched) = restore_and_prefetch(tool, &args, &url, store, replay).await;
-            prefetched = fetched;
-            if ran.is_err() {
-                remove_work_dir(&work)?;
-            }
-            ran?;
-            from
+    let snapshot = Snapshot { store, manifest, url: &url };
+    let (from_revision, prefetched) = match restore_snapshot(&snapshot, tool, target, &work, replay).await {
+        Ok(done) => done,
+        Err(e) => {
+            // Nothing was restored: the volume keeps no work dir.
+            remove_work_dir(&work)?;
+            return Err(e);
         }
     };
     let replayed_to = match (replay, from_revision) {
@@ -311,7 +234,7 @@ pub(crate) async fn restore(
             let done = crate::backup::replay::replay(
                 store,
                 replay,
-                prefetched?,
+                prefetched,
                 from,
                 one_per_revision,
                 &restored,
@@ -351,6 +274,90 @@ pub(crate) async fn restore(
     Ok(marker)
 }
 
+/// Where the tool restores the snapshot, inside the work dir.
+const RESTORED_DIR: &str = "restored";
+
+/// The snapshot a restore reads: its store, manifest and URL (for messages).
+struct Snapshot<'a> {
+    store: &'a Store,
+    manifest: &'a Manifest,
+    url: &'a str,
+}
+
+/// Restore `snapshot` with `tool` into the work dir's [`RESTORED_DIR`] as `target`, checked to be
+/// the manifest's bytes; with a `replay`, also return the revision the snapshot holds (read from
+/// its file before the tool runs, which may move it) and the replay's first segments (read while
+/// the tool runs). On an error the caller removes the work dir.
+async fn restore_snapshot(
+    snapshot: &Snapshot<'_>,
+    tool: &RestoreTool,
+    target: &RestoreTarget,
+    work: &Path,
+    replay: Option<&Replay>,
+) -> Result<(Option<i64>, Vec<Segment>)> {
+    let Snapshot { store, manifest, url } = *snapshot;
+    let restored = work.join(RESTORED_DIR);
+    let refused = |problem: String| Error::Snapshot {
+        snapshot: url.to_string(),
+        problem: format!("{problem}; nothing was restored"),
+    };
+    let whole = (manifest.size, manifest.sha256.as_str());
+    let from_revision =
+        |file: &Path| replay.map(|_| crate::backup::bolt::content_revision_of(file)).transpose();
+    let Some((file, path)) = store.local_data(manifest).await? else {
+        // Any other store: downloaded into the work dir first. The manifest's sha256 vouches for
+        // the bytes (etcd's trailer held when it was written), and the tool skips its own check:
+        // each byte is hashed once.
+        let snapshot_file = work.join("snapshot.db");
+        let checked = store.download(manifest, &snapshot_file, false).await?;
+        if let Some(problem) = checked.problem(Some(whole)) {
+            return Err(refused(problem));
+        }
+        crash::point("after-snapshot-check");
+        let from = from_revision(&snapshot_file)?;
+        let args = tool_args(tool, target, &snapshot_file, &restored, true);
+        let (ran, prefetched) = restore_and_prefetch(tool, &args, url, store, replay).await;
+        ran?;
+        return Ok((from, prefetched?));
+    };
+    // A directory store: the tool reads the snapshot where it is, as a by-hand restore would, and
+    // checks etcd's trailer on the copy it restores; the file is checked to be the manifest's
+    // snapshot too. The restore counts only if both hold.
+    let from = from_revision(&path)?;
+    let args = tool_args(tool, target, &path, &restored, false);
+    let Some(trailer) = manifest.etcd_sha256.as_deref() else {
+        // A manifest of an earlier release: the whole file is hashed beside the tool.
+        let check = whole_file_check(file, path.clone());
+        let ((ran, prefetched), checked) =
+            tokio::join!(restore_and_prefetch(tool, &args, url, store, replay), check);
+        if let Some(problem) = checked?.problem(Some(whole)) {
+            return Err(refused(problem));
+        }
+        ran?;
+        return Ok((from, prefetched?));
+    };
+    // The manifest names etcd's trailer: the file is this snapshot when its size and last 32
+    // bytes are the manifest's (before and after the tool read it, the same file still at that
+    // name), and the tool checks the rest against them.
+    let expected = (manifest.size, trailer);
+    if let Some(problem) = in_place_problem(&file, &path, expected)? {
+        return Err(refused(problem));
+    }
+    crash::point("after-snapshot-check");
+    let clone = file.try_clone().map_err(|e| Error::io(&path, e));
+    let (ran, prefetched) = restore_and_prefetch(tool, &args, url, store, replay).await;
+    if let Err(failed) = ran {
+        // Say why where the file is not what its manifest says (the tool's message for a bad
+        // checksum names none of that).
+        let checked = whole_file_check(clone?, path.clone()).await?;
+        return Err(checked.problem(Some(whole)).map_or(failed, refused));
+    }
+    if let Some(problem) = in_place_problem(&file, &path, expected)? {
+        return Err(refused(problem));
+    }
+    Ok((from, prefetched?))
+}
+
 /// Run the restore tool with `args`, and meanwhile read the first segments `replay` (if any)
 /// needs (`replay::prefetch`).
 async fn restore_and_prefetch(
@@ -359,7 +366,7 @@ async fn restore_and_prefetch(
     url: &str,
     store: &Store,
     replay: Option<&Replay>,
-) -> (Result<()>, Result<Vec<crate::backup::segment::Segment>>) {
+) -> (Result<()>, Result<Vec<Segment>>) {
     let prefetch = async {
         match replay {
             Some(replay) => crate::backup::replay::prefetch(store, replay).await,

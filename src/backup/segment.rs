@@ -131,6 +131,11 @@ fn digest_of(revisions: &[Revision]) -> String {
 }
 
 impl Segment {
+    /// Bytes of the keys and values its changes carry.
+    pub(crate) fn change_bytes(&self) -> usize {
+        self.revisions.iter().flat_map(|r| &r.changes).map(Change::size).sum()
+    }
+
     /// A segment of `snapshot`'s chain covering `first..=` the last of `revisions` (which must
     /// not be empty, and all lie at or after `first`, ascending).
     pub(crate) fn new(

@@ -54,27 +54,41 @@ struct Record<'a> {
 pub(super) fn scan(bytes: &[u8]) -> Result<WalMeta, Scan> {
     let mut offset = 0;
     let mut crc = 0u32;
-    while let Some((body, next)) = next_frame(bytes, offset)? {
-        let rec = decode_record(body).map_err(|e| Scan::Bad(format!("record at offset {offset}: {e}")))?;
-        if rec.kind == CRC_TYPE {
-            // Carries the running CRC of the previous file; the chain continues from it.
-            if crc != 0 && rec.crc != crc {
-                return Err(crc_mismatch(offset, &rec, crc));
-            }
-            crc = rec.crc;
-        } else {
-            crc = crc32c_update(crc, rec.data);
-            if rec.crc != crc {
-                return Err(crc_mismatch(offset, &rec, crc));
-            }
-            if rec.kind == METADATA_TYPE {
-                return decode_metadata(rec.data)
-                    .map_err(|e| Scan::Bad(format!("metadata record at offset {offset}: {e}")));
-            }
+    while let Some((rec, next)) = next_record(bytes, offset, &mut crc)? {
+        if rec.kind == METADATA_TYPE {
+            return decode_metadata(rec.data)
+                .map_err(|e| Scan::Bad(format!("metadata record at offset {offset}: {e}")));
         }
         offset = next;
     }
     Err(Scan::Bad(format!("no metadata record: the records end at offset {offset}")))
+}
+
+/// The record at `offset` and the offset of the next one, its CRC checked the way etcd checks
+/// it (CRC-32C over the data, chained through `crc`; a CRC record carries the running CRC of the
+/// previous file and restarts the chain from it), or `None` at a zero length field.
+fn next_record<'a>(
+    bytes: &'a [u8],
+    offset: usize,
+    crc: &mut u32,
+) -> Result<Option<(Record<'a>, usize)>, Scan> {
+    let Some((body, next)) = next_frame(bytes, offset)? else {
+        return Ok(None);
+    };
+    let rec = decode_record(body).map_err(|e| Scan::Bad(format!("record at offset {offset}: {e}")))?;
+    if rec.kind == CRC_TYPE {
+        if *crc != 0 && rec.crc != *crc {
+            return Err(crc_mismatch(offset, &rec, *crc));
+        }
+        *crc = rec.crc;
+    } else {
+        let computed = crc32c_update(*crc, rec.data);
+        if rec.crc != computed {
+            return Err(crc_mismatch(offset, &rec, computed));
+        }
+        *crc = computed;
+    }
+    Ok(Some((rec, next)))
 }
 
 /// `walpb.Record.type` of a raft entry, a hard state and a snapshot record.
@@ -105,35 +119,22 @@ pub fn read_wal_tail(bytes: &[u8]) -> Result<WalTail, String> {
     let mut tail = WalTail { end: 0, crc: 0, last_index: 0, term: 0, vote: 0, commit: 0 };
     let mut offset = 0;
     while offset < bytes.len() {
-        let Some((body, next)) = next_frame(bytes, offset).map_err(Scan::into_message)? else {
+        let Some((rec, next)) = next_record(bytes, offset, &mut tail.crc).map_err(Scan::into_message)? else {
             break;
         };
-        let rec = decode_record(body).map_err(|e| format!("record at offset {offset}: {e}"))?;
-        if rec.kind == CRC_TYPE {
-            if tail.crc != 0 && rec.crc != tail.crc {
-                return Err(crc_mismatch(offset, &rec, tail.crc).into_message());
+        let fields = |what: &str| {
+            varint_fields(rec.data).map_err(|e| format!("{what} record at offset {offset}: {e}"))
+        };
+        match rec.kind {
+            // raftpb.Entry { Type = 1, Term = 2, Index = 3, Data = 4 }
+            ENTRY_TYPE => tail.last_index = tail.last_index.max(fields("entry")?[3]),
+            STATE_TYPE => {
+                let f = fields("state")?;
+                (tail.term, tail.vote, tail.commit) = (f[1], f[2], f[3]);
             }
-            tail.crc = rec.crc;
-        } else {
-            let crc = crc32c_update(tail.crc, rec.data);
-            if rec.crc != crc {
-                return Err(crc_mismatch(offset, &rec, crc).into_message());
-            }
-            tail.crc = crc;
-            let fields = |what: &str| {
-                varint_fields(rec.data).map_err(|e| format!("{what} record at offset {offset}: {e}"))
-            };
-            match rec.kind {
-                // raftpb.Entry { Type = 1, Term = 2, Index = 3, Data = 4 }
-                ENTRY_TYPE => tail.last_index = tail.last_index.max(fields("entry")?[3]),
-                STATE_TYPE => {
-                    let f = fields("state")?;
-                    (tail.term, tail.vote, tail.commit) = (f[1], f[2], f[3]);
-                }
-                // walpb.Snapshot { index = 1, term = 2 }
-                SNAPSHOT_TYPE => tail.last_index = tail.last_index.max(fields("snapshot")?[1]),
-                _ => {}
-            }
+            // walpb.Snapshot { index = 1, term = 2 }
+            SNAPSHOT_TYPE => tail.last_index = tail.last_index.max(fields("snapshot")?[1]),
+            _ => {}
         }
         offset = next;
     }
