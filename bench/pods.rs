@@ -97,10 +97,13 @@ pub fn ping_script(size: u32) -> String {
     )
 }
 
-/// What every contestant's pod has: its volume as etcd's data dir, etcd's log level, a grace.
+/// What every contestant's pod has: its volume as etcd's data dir, etcd's log level (`warn`, or
+/// `EBT_BENCH_ETCD_LOG_LEVEL` to read etcd's own timeline in the logs `EBT_BENCH_LOGS` keeps), a
+/// grace.
 pub fn base(bed: &Bed, ordinal: u32, spec: PodSpec) -> PodSpec {
+    let level = std::env::var("EBT_BENCH_ETCD_LOG_LEVEL").unwrap_or_else(|_| "warn".into());
     spec.env("ETCD_DATA_DIR", bed.volume(ordinal).display().to_string())
-        .env("ETCD_LOG_LEVEL", "warn")
+        .env("ETCD_LOG_LEVEL", level)
         .grace(GRACE)
 }
 

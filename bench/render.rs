@@ -249,8 +249,8 @@ pub fn report(f: &Facts, o: &Options, r: &Results) -> String {
     }
     let _ = writeln!(w);
 
-    // A run of the point-in-time restore alone (`--only pitr`, bench/PITR.md) shows only that.
-    let pitr_only = o.only.len() == 1 && o.only[0] == "pitr";
+    // A run of the point-in-time restore alone (`--only pitr,rpo`, bench/PITR.md) shows only that.
+    let pitr_only = !o.only.is_empty() && o.only.iter().all(|s| s == "pitr" || s == "rpo");
     if !pitr_only {
         // ----- goals
         let _ = writeln!(w, "## Goals\n");
@@ -639,7 +639,7 @@ pub fn report(f: &Facts, o: &Options, r: &Results) -> String {
         w,
         "```sh\nbench/run.sh                 # as root; builds the static binary, runs everything, rewrites bench/REPORT.md\n\
          RUNS=3 bench/run.sh          # fewer runs\nbench/run.sh --only cold,exec --out /tmp/r.md   # a part, elsewhere\n\
-         EBT_BENCH_ETCD=/opt/etcd-3.5.30/usr/bin/etcd bench/run.sh --only pitr --out bench/PITR.md   # point-in-time restore\n```\n"
+         EBT_BENCH_ETCD=/opt/etcd-3.5.30/usr/bin/etcd bench/run.sh --only pitr,rpo --out bench/PITR.md   # point-in-time restore\n```\n"
     );
     let _ = writeln!(
         w,

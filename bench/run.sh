@@ -6,7 +6,7 @@
 #   bench/run.sh                          # as root; RUNS (default 7) runs per figure
 #   RUNS=5 bench/run.sh --only cold,exec --out /tmp/report.md
 #
-# Arguments are passed to the bench binary (--runs, --out, --only cold,late,restart,scale,exec,restore).
+# Arguments are passed to the bench binary (--runs, --out, --only cold,late,restart,scale,exec,restore,pitr,rpo).
 # Not a test: CI does not run it. Takes about 8 minutes on 2 cores (plus the first static build).
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::backup::credentials;
+use crate::backup::integrity::{Vouch, Vouched};
 use crate::backup::location::{SnapshotUrl, StoreUrl};
 use crate::backup::manifest::{self, Manifest};
 use crate::backup::segment;
@@ -187,7 +188,11 @@ pub(crate) async fn verify_command(args: &VerifyArgs, env: &Env<'_>) -> Result<S
     let manifest = store.manifest(&url.name).await?;
     let spool = SpoolFile::new_in(&scratch_dir(args.scratch_dir.as_deref()), "verify");
     let checked = store.download(&manifest, &spool.path, true).await?;
-    if let Some(problem) = checked.problem(Some((manifest.size, &manifest.sha256))) {
+    // Every digest the manifest records: its sha256, and the fast one a restore checks.
+    let by_sha256 = Vouched { size: manifest.size, digest: Vouch::Sha256(&manifest.sha256) };
+    if let Some(problem) =
+        checked.problem(Some(by_sha256)).or_else(|| checked.problem(Some(manifest.vouched())))
+    {
         return Err(Error::Snapshot { snapshot: url.to_string(), problem });
     }
     Ok(format!(
@@ -434,6 +439,7 @@ mod tests {
             size: 100,
             sha256: "0".repeat(64),
             etcd_sha256: None,
+            xxh3_128: None,
             time: "2026-11-28T02:30:00Z".into(),
             unix_time: 1_795_833_000,
             chain_from: None,

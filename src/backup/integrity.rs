@@ -1,17 +1,37 @@
 //! Checking a snapshot's bytes as they stream past: etcd ends every snapshot from its Maintenance
-//! API with the sha256 of the bytes before it (32 bytes); the manifest records the sha256 and
-//! size of the whole file. Pure: fed with chunks, no I/O.
+//! API with the sha256 of the bytes before it (32 bytes); the manifest records the size, the
+//! sha256 and the XXH3-128 of the whole file. Pure: fed with chunks, no I/O.
 
 use sha2::{Digest, Sha256};
+use xxhash_rust::xxh3::Xxh3;
 
 /// Length of etcd's trailing sha256.
 pub(crate) const TRAILER_LEN: usize = 32;
 
-/// The digests of a snapshot being read, chunk by chunk: the whole file's, and (unless
-/// [`SnapshotDigest::whole_only`]) the one etcd's trailer is checked against.
-#[derive(Clone, Default)]
+/// What a manifest vouches for a snapshot's bytes by: their size and a digest of them all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Vouched<'a> {
+    pub size: u64,
+    pub digest: Vouch<'a>,
+}
+
+/// The whole-file digest a manifest records, lowercase or uppercase hex.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Vouch<'a> {
+    /// XXH3-128 (manifests from the release that added it on): fast, checked by every restore.
+    Xxh3(&'a str),
+    /// sha256 (every manifest has it; the only one of earlier releases').
+    Sha256(&'a str),
+}
+
+/// The digests of a snapshot being read, chunk by chunk: the whole file's (sha256, XXH3-128, or
+/// both), and (only for [`SnapshotDigest::new`]) the one etcd's trailer is checked against.
+#[derive(Clone)]
 pub(crate) struct SnapshotDigest {
-    whole: Sha256,
+    /// sha256 of every byte; None: not computed.
+    whole: Option<Sha256>,
+    /// XXH3-128 of every byte; None: not computed.
+    fast: Option<Xxh3>,
     /// Digest of every byte except the last [`TRAILER_LEN`] seen so far; None: the trailer is
     /// not checked.
     body: Option<Sha256>,
@@ -23,8 +43,10 @@ pub(crate) struct SnapshotDigest {
 /// What the bytes were found to be.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Checked {
-    /// sha256 of all bytes, lowercase hex.
-    pub sha256: String,
+    /// sha256 of all bytes, lowercase hex, where it was computed.
+    pub sha256: Option<String>,
+    /// XXH3-128 of all bytes, lowercase hex (32 digits), where it was computed.
+    pub xxh3: Option<String>,
     pub size: u64,
     /// Whether the last 32 bytes are the sha256 of the bytes before them (etcd's own check);
     /// None where it was not checked.
@@ -35,22 +57,36 @@ pub(crate) struct Checked {
 }
 
 impl SnapshotDigest {
-    /// Both digests: for bytes no manifest vouches for yet (a snapshot being taken), and for
+    /// Every digest: for bytes no manifest vouches for yet (a snapshot being taken), and for
     /// `backup verify`.
     pub(crate) fn new() -> Self {
-        SnapshotDigest { body: Some(Sha256::new()), ..SnapshotDigest::default() }
+        SnapshotDigest {
+            whole: Some(Sha256::new()),
+            fast: Some(Xxh3::new()),
+            body: Some(Sha256::new()),
+            tail: Vec::new(),
+            size: 0,
+        }
     }
 
-    /// The whole file's digest only: for bytes whose manifest's sha256 they must match (a
-    /// restore), since a manifest is written only for bytes whose trailer held when taken. Half
-    /// the hashing of [`SnapshotDigest::new`].
-    pub(crate) fn whole_only() -> Self {
-        SnapshotDigest::default()
+    /// Only the digest `vouch` names: for bytes whose manifest's digest they must match (a
+    /// restore), since a manifest is written only for bytes whose trailer held when taken.
+    pub(crate) fn checking(vouch: Vouch<'_>) -> Self {
+        let (whole, fast) = match vouch {
+            Vouch::Xxh3(_) => (None, Some(Xxh3::new())),
+            Vouch::Sha256(_) => (Some(Sha256::new()), None),
+        };
+        SnapshotDigest { whole, fast, body: None, tail: Vec::new(), size: 0 }
     }
 
     /// Feed the next chunk.
     pub(crate) fn update(&mut self, chunk: &[u8]) {
-        self.whole.update(chunk);
+        if let Some(whole) = &mut self.whole {
+            whole.update(chunk);
+        }
+        if let Some(fast) = &mut self.fast {
+            fast.update(chunk);
+        }
         self.size += chunk.len() as u64;
         let Some(body) = &mut self.body else { return };
         self.tail.extend_from_slice(chunk);
@@ -68,26 +104,36 @@ impl SnapshotDigest {
             self.tail.len() == TRAILER_LEN && self.size > TRAILER_LEN as u64 && body[..] == self.tail[..]
         });
         let trailer = (trailer_ok == Some(true)).then(|| hex(&self.tail));
-        Checked { sha256: hex(&self.whole.finalize()), size: self.size, trailer_ok, trailer }
+        Checked {
+            sha256: self.whole.map(|w| hex(&w.finalize())),
+            xxh3: self.fast.map(|f| hex(&f.digest128().to_be_bytes())),
+            size: self.size,
+            trailer_ok,
+            trailer,
+        }
     }
 }
 
 impl Checked {
     /// Why these bytes may not be published or restored, if they may not: etcd's trailer must
-    /// hold, and where a manifest is known, its size and sha256 must match (then a trailer not
+    /// hold, and where a manifest is known, its size and digest must match (then a trailer not
     /// checked is fine: the bytes are the ones whose trailer held when the manifest was written).
-    pub(crate) fn problem(&self, expected: Option<(u64, &str)>) -> Option<String> {
-        if let Some((size, sha256)) = expected {
+    pub(crate) fn problem(&self, expected: Option<Vouched<'_>>) -> Option<String> {
+        if let Some(Vouched { size, digest }) = expected {
             if self.size != size {
                 return Some(format!(
                     "is {} bytes but its manifest says {size}: the snapshot is truncated or does not belong to this manifest",
                     self.size
                 ));
             }
-            if !self.sha256.eq_ignore_ascii_case(sha256) {
+            let (name, got, want) = match digest {
+                Vouch::Xxh3(want) => ("xxh3_128", self.xxh3.as_deref(), want),
+                Vouch::Sha256(want) => ("sha256", self.sha256.as_deref(), want),
+            };
+            if !got.is_some_and(|got| got.eq_ignore_ascii_case(want)) {
                 return Some(format!(
-                    "has sha256 {} but its manifest says {sha256}: the snapshot is corrupted or does not belong to this manifest",
-                    self.sha256
+                    "has {name} {} but its manifest says {want}: the snapshot is corrupted or does not belong to this manifest",
+                    got.unwrap_or("(not computed)")
                 ));
             }
         }
@@ -151,26 +197,39 @@ mod tests {
             let checked = check(&bytes, chunk);
             assert_eq!(checked.trailer_ok, Some(true), "chunk {chunk}");
             assert_eq!(checked.size, 5032);
-            assert_eq!(checked.sha256, hex(&Sha256::digest(&bytes)));
-            assert_eq!(checked.problem(Some((5032, &checked.sha256.to_uppercase()))), None);
+            let sha256 = checked.sha256.clone().expect("computed");
+            assert_eq!(sha256, hex(&Sha256::digest(&bytes)));
+            let xxh3 = checked.xxh3.clone().expect("computed");
+            assert_eq!(xxh3, format!("{:032x}", xxhash_rust::xxh3::xxh3_128(&bytes)));
+            for digest in [Vouch::Sha256(&sha256.to_uppercase()), Vouch::Xxh3(&xxh3.to_uppercase())] {
+                assert_eq!(checked.problem(Some(Vouched { size: 5032, digest })), None);
+            }
         }
     }
 
     #[test]
     fn truncated_corrupted_or_mismatched_bytes_are_refused() {
         let good = snapshot(b"etcd bbolt pages");
-        let good_sum = check(&good, 7).sha256;
+        let sums = check(&good, 7);
+        let (sha, fast) = (sums.sha256.expect("sha256"), sums.xxh3.expect("xxh3"));
+        let size = good.len() as u64;
+        let by_sha = |sum| Some(Vouched { size, digest: Vouch::Sha256(sum) });
+        let by_xxh3 = |sum| Some(Vouched { size, digest: Vouch::Xxh3(sum) });
         let mut flipped = good.clone();
         flipped[3] ^= 1;
-        type Expected<'a> = Option<(u64, &'a str)>;
-        let cases: &[(&[u8], Expected, &str)] = &[
+        let zeros = "0".repeat(64);
+        let cases: &[(&[u8], Option<Vouched>, &str)] = &[
             (&good[..good.len() - 1], None, "etcd's own integrity check"),
             (&flipped, None, "etcd's own integrity check"),
             (&[], None, "etcd's own integrity check"),
             (&good[..TRAILER_LEN], None, "etcd's own integrity check"),
-            (&good[..good.len() - 1], Some((good.len() as u64, &good_sum)), "truncated"),
-            (&flipped, Some((good.len() as u64, &good_sum)), "corrupted"),
-            (&good, Some((good.len() as u64, &"0".repeat(64))), "does not belong"),
+            (&good[..good.len() - 1], by_sha(&sha), "truncated"),
+            (&flipped, by_sha(&sha), "sha256"),
+            (&flipped, by_sha(&sha), "corrupted"),
+            (&good, by_sha(&zeros), "does not belong"),
+            (&good[..good.len() - 1], by_xxh3(&fast), "truncated"),
+            (&flipped, by_xxh3(&fast), "xxh3_128"),
+            (&good, by_xxh3(&zeros[..32]), "does not belong"),
         ];
         for (bytes, expected, want) in cases {
             let problem = check(bytes, 5).problem(*expected).expect("refused");
@@ -179,22 +238,31 @@ mod tests {
     }
 
     #[test]
-    fn a_restore_checks_the_whole_file_against_its_manifest_only() {
+    fn a_restore_checks_the_whole_file_against_its_manifests_digest_only() {
         let good = snapshot(b"etcd bbolt pages");
-        let sum = check(&good, 7).sha256;
-        let mut digest = SnapshotDigest::whole_only();
-        digest.update(&good);
-        let checked = digest.finish();
-        assert_eq!(checked.trailer_ok, None, "not checked");
-        assert_eq!(checked.sha256, sum, "the same whole-file sha256");
-        assert_eq!(checked.problem(Some((good.len() as u64, &sum))), None, "the manifest vouches");
-        assert!(checked.problem(None).is_some(), "nothing vouches for bytes no manifest names");
-        let mut flipped = good.clone();
-        flipped[3] ^= 1;
-        let mut digest = SnapshotDigest::whole_only();
-        digest.update(&flipped);
-        let problem = digest.finish().problem(Some((good.len() as u64, &sum))).expect("refused");
-        assert!(problem.contains("corrupted"), "{problem}");
+        let all = check(&good, 7);
+        let (sha, fast) = (all.sha256.expect("sha256"), all.xxh3.expect("xxh3"));
+        let size = good.len() as u64;
+        for vouch in [Vouch::Sha256(&sha), Vouch::Xxh3(&fast)] {
+            let mut digest = SnapshotDigest::checking(vouch);
+            digest.update(&good);
+            let checked = digest.finish();
+            assert_eq!(checked.trailer_ok, None, "not checked");
+            let computed = match vouch {
+                Vouch::Sha256(_) => (checked.sha256.as_deref(), checked.xxh3.as_deref()),
+                Vouch::Xxh3(_) => (checked.xxh3.as_deref(), checked.sha256.as_deref()),
+            };
+            assert_eq!(computed.1, None, "only the digest the manifest names is computed");
+            let expected = Some(Vouched { size, digest: vouch });
+            assert_eq!(checked.problem(expected), None, "the manifest vouches");
+            assert!(checked.problem(None).is_some(), "nothing vouches for bytes no manifest names");
+            let mut flipped = good.clone();
+            flipped[3] ^= 1;
+            let mut digest = SnapshotDigest::checking(vouch);
+            digest.update(&flipped);
+            let problem = digest.finish().problem(expected).expect("refused");
+            assert!(problem.contains("corrupted"), "{problem}");
+        }
     }
 
     #[test]

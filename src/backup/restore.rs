@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::backup::integrity::{trailer_problem, SnapshotDigest, TRAILER_LEN};
+use crate::backup::integrity::{trailer_problem, SnapshotDigest, Vouched, TRAILER_LEN};
 use crate::backup::manifest::Manifest;
 use crate::backup::replay::Replay;
 use crate::backup::segment::Segment;
@@ -110,24 +110,23 @@ fn find_any_tool(etcd_binary: &Path, path_var: Option<&str>) -> Result<PathBuf> 
     )))
 }
 
-/// Ask the tool what it can: `snapshot restore --help` names `--bump-revision` where it has it.
-pub(crate) async fn probe_tool(path: &Path) -> Result<RestoreTool> {
-    let etcdctl = path.file_name().is_some_and(|n| n == "etcdctl");
-    let out = tokio::process::Command::new(path)
-        .args(["snapshot", "restore", "--help"])
-        .env_clear()
-        .env("ETCDCTL_API", "3")
-        .stdin(Stdio::null())
-        .output()
-        .await
-        .map_err(|e| Error::io(path, e))?;
-    let help = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    Ok(RestoreTool { path: path.to_path_buf(), etcdctl, bumps_revision: has_bump_flags(&help) })
+impl RestoreTool {
+    /// The tool at `path`, assumed to have `--bump-revision` and `--mark-compacted` until it
+    /// refuses them ([`refuses_bump_flags`]): one run of the tool where it has them (etcd 3.5's
+    /// later releases on), rather than a `--help` run first.
+    pub(crate) fn at(path: &Path) -> RestoreTool {
+        let etcdctl = path.file_name().is_some_and(|n| n == "etcdctl");
+        RestoreTool { path: path.to_path_buf(), etcdctl, bumps_revision: true }
+    }
 }
 
-/// Whether a `snapshot restore --help` text offers both `--bump-revision` and `--mark-compacted`.
-pub(crate) fn has_bump_flags(help: &str) -> bool {
-    help.contains("--bump-revision") && help.contains("--mark-compacted")
+/// Whether the restore tool's output says it refused the bump flags as unknown (pure): an etcdutl
+/// or etcdctl from before them stops at the flag, having written nothing, and is run again
+/// without them. Any other failure is the restore's.
+pub(crate) fn refuses_bump_flags(output: &str) -> bool {
+    ["--bump-revision", "--mark-compacted"]
+        .iter()
+        .any(|flag| output.contains(&format!("unknown flag: {flag}")))
 }
 
 /// The tool's arguments for restoring `snapshot` into the new directory `into`.
@@ -162,25 +161,46 @@ pub(crate) fn tool_args(
     args
 }
 
-/// Run the restore tool with `args`; a failure is a snapshot error about `snapshot`, the tool's
-/// last line of output after `what`.
-pub(crate) async fn run_tool(tool: &RestoreTool, args: &[String], snapshot: &str, what: &str) -> Result<()> {
-    let out = tokio::process::Command::new(&tool.path)
-        .args(args)
-        .env_clear()
-        .env("ETCDCTL_API", "3")
-        .stdin(Stdio::null())
-        .output()
-        .await
-        .map_err(|e| Error::io(&tool.path, e))?;
+/// Restore `snapshot` into the new directory `into` as `target` with the tool, without its own
+/// hash check where `skip_hash_check`; with the bump flags unless it refuses them, in which case
+/// `tool` is left saying so. A failure is a snapshot error about `url`, the tool's last line of
+/// output.
+async fn run_tool(
+    tool: &mut RestoreTool,
+    target: &RestoreTarget,
+    (snapshot, into): (&Path, &Path),
+    skip_hash_check: bool,
+    url: &str,
+) -> Result<()> {
+    let run = |tool: &RestoreTool| {
+        let args = tool_args(tool, target, snapshot, into, skip_hash_check);
+        tokio::process::Command::new(&tool.path)
+            .args(args)
+            .env_clear()
+            .env("ETCDCTL_API", "3")
+            .stdin(Stdio::null())
+            .output()
+    };
+    let mut out = run(tool).await.map_err(|e| Error::io(&tool.path, e))?;
+    if !out.status.success()
+        && tool.bumps_revision
+        && refuses_bump_flags(&String::from_utf8_lossy(&out.stderr))
+    {
+        tool.bumps_revision = false;
+        tracing::warn!(
+            "{} has no --bump-revision/--mark-compacted: the restored cluster continues from the snapshot's revision, so a watcher of the old cluster may see revisions it saw already",
+            tool.path.display()
+        );
+        out = run(tool).await.map_err(|e| Error::io(&tool.path, e))?;
+    }
     if out.status.success() {
         return Ok(());
     }
     let stderr = String::from_utf8_lossy(&out.stderr);
     let last = stderr.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("no output").trim().to_string();
     Err(Error::Snapshot {
-        snapshot: snapshot.to_string(),
-        problem: format!("{what} by {} ({}): {last}", tool.path.display(), out.status),
+        snapshot: url.to_string(),
+        problem: format!("could not be restored by {} ({}): {last}", tool.path.display(), out.status),
     })
 }
 
@@ -197,7 +217,7 @@ pub(crate) fn read_marker(data_dir: &Path) -> Option<Marker> {
 pub(crate) async fn restore(
     store: &Store,
     manifest: &Manifest,
-    tool: &RestoreTool,
+    mut tool: RestoreTool,
     target: &RestoreTarget,
     data_dir: &Path,
     replay: Option<&Replay>,
@@ -208,23 +228,17 @@ pub(crate) async fn restore(
     std::fs::create_dir(&work).map_err(|e| data_dir_error(data_dir, &format!("create {WORK_DIR}"), &e))?;
     let url = store.url().snapshot(&manifest.name).to_string();
     let restored = work.join(RESTORED_DIR);
-    tracing::info!(tool = %tool.path.display(), bump_revision = tool.bumps_revision, "restoring {url} (revision {}, sha256 {})", manifest.revision, manifest.sha256);
-    if !tool.bumps_revision {
-        tracing::warn!(
-            "{} has no --bump-revision/--mark-compacted: the restored cluster continues from the snapshot's revision {}, so a watcher of the old cluster may see revisions it saw already",
-            tool.path.display(),
-            manifest.revision
-        );
-    }
+    tracing::info!(tool = %tool.path.display(), "restoring {url} (revision {}, sha256 {})", manifest.revision, manifest.sha256);
     let snapshot = Snapshot { store, manifest, url: &url };
-    let (from_revision, prefetched) = match restore_snapshot(&snapshot, tool, target, &work, replay).await {
-        Ok(done) => done,
-        Err(e) => {
-            // Nothing was restored: the volume keeps no work dir.
-            remove_work_dir(&work)?;
-            return Err(e);
-        }
-    };
+    let (from_revision, prefetched) =
+        match restore_snapshot(&snapshot, &mut tool, target, &work, replay).await {
+            Ok(done) => done,
+            Err(e) => {
+                // Nothing was restored: the volume keeps no work dir.
+                remove_work_dir(&work)?;
+                return Err(e);
+            }
+        };
     let replayed_to = match (replay, from_revision) {
         (Some(replay), Some(from)) => {
             // Revisions merge into larger transactions only where the tool moved the revision
@@ -290,7 +304,7 @@ struct Snapshot<'a> {
 /// the tool runs). On an error the caller removes the work dir.
 async fn restore_snapshot(
     snapshot: &Snapshot<'_>,
-    tool: &RestoreTool,
+    tool: &mut RestoreTool,
     target: &RestoreTarget,
     work: &Path,
     replay: Option<&Replay>,
@@ -301,68 +315,100 @@ async fn restore_snapshot(
         snapshot: url.to_string(),
         problem: format!("{problem}; nothing was restored"),
     };
-    let whole = (manifest.size, manifest.sha256.as_str());
+    let vouched = manifest.vouched();
     let from_revision =
         |file: &Path| replay.map(|_| crate::backup::bolt::content_revision_of(file)).transpose();
     let Some((file, path)) = store.local_data(manifest).await? else {
-        // Any other store: downloaded into the work dir first. The manifest's sha256 vouches for
+        // Any other store: downloaded into the work dir first. The manifest's digest vouches for
         // the bytes (etcd's trailer held when it was written), and the tool skips its own check:
         // each byte is hashed once.
         let snapshot_file = work.join("snapshot.db");
         let checked = store.download(manifest, &snapshot_file, false).await?;
-        if let Some(problem) = checked.problem(Some(whole)) {
+        if let Some(problem) = checked.problem(Some(vouched)) {
             return Err(refused(problem));
         }
         crash::point("after-snapshot-check");
         let from = from_revision(&snapshot_file)?;
-        let args = tool_args(tool, target, &snapshot_file, &restored, true);
-        let (ran, prefetched) = restore_and_prefetch(tool, &args, url, store, replay).await;
+        let run = restore_and_prefetch(tool, target, (&snapshot_file, &restored), true, url, store, replay);
+        let (ran, prefetched) = run.await;
         ran?;
         return Ok((from, prefetched?));
     };
-    // A directory store: the tool reads the snapshot where it is, as a by-hand restore would, and
-    // checks etcd's trailer on the copy it restores; the file is checked to be the manifest's
-    // snapshot too. The restore counts only if both hold.
+    // A directory store: the tool reads the snapshot where it is, as a by-hand restore would.
     let from = from_revision(&path)?;
-    let args = tool_args(tool, target, &path, &restored, false);
-    let Some(trailer) = manifest.etcd_sha256.as_deref() else {
-        // A manifest of an earlier release: the whole file is hashed beside the tool.
-        let check = whole_file_check(file, path.clone());
-        let ((ran, prefetched), checked) =
-            tokio::join!(restore_and_prefetch(tool, &args, url, store, replay), check);
-        if let Some(problem) = checked?.problem(Some(whole)) {
+    if let (None, Some(trailer)) = (&manifest.xxh3_128, manifest.etcd_sha256.as_deref()) {
+        // A manifest of the release before the fast digest names etcd's trailer: the file is this
+        // snapshot when its size and last 32 bytes are the manifest's (before and after the tool
+        // read it, the same file still at that name), and the tool checks the rest against them.
+        let expected = (manifest.size, trailer);
+        if let Some(problem) = in_place_problem(&file, &path, expected)? {
             return Err(refused(problem));
         }
-        ran?;
+        crash::point("after-snapshot-check");
+        let clone = file.try_clone().map_err(|e| Error::io(&path, e));
+        let run = restore_and_prefetch(tool, target, (&path, &restored), false, url, store, replay);
+        let (ran, prefetched) = run.await;
+        if let Err(failed) = ran {
+            // Say why where the file is not what its manifest says (the tool's message for a bad
+            // checksum names none of that).
+            let checked = whole_file_check(clone?, path.clone(), vouched).await?;
+            return Err(checked.problem(Some(vouched)).map_or(failed, refused));
+        }
+        if let Some(problem) = in_place_problem(&file, &path, expected)? {
+            return Err(refused(problem));
+        }
         return Ok((from, prefetched?));
-    };
-    // The manifest names etcd's trailer: the file is this snapshot when its size and last 32
-    // bytes are the manifest's (before and after the tool read it, the same file still at that
-    // name), and the tool checks the rest against them.
-    let expected = (manifest.size, trailer);
-    if let Some(problem) = in_place_problem(&file, &path, expected)? {
+    }
+    // Otherwise the whole file is checked against the manifest's digest (XXH3-128, or the
+    // sha256 of a manifest of an earlier release) beside the tool, which skips its own sha256
+    // pass: the bytes the digest vouches for are ones whose trailer held when the manifest was
+    // written. The restore counts only if the digest matches and the file at that name is still
+    // the one read, unwritten since (same inode, size, change and modification times).
+    let before = FileStamp::of(&file.metadata().map_err(|e| Error::io(&path, e))?);
+    let run = restore_and_prefetch(tool, target, (&path, &restored), true, url, store, replay);
+    let ((ran, prefetched), checked) = tokio::join!(run, whole_file_check(file, path.clone(), vouched));
+    if let Some(problem) = checked?.problem(Some(vouched)) {
         return Err(refused(problem));
     }
     crash::point("after-snapshot-check");
-    let clone = file.try_clone().map_err(|e| Error::io(&path, e));
-    let (ran, prefetched) = restore_and_prefetch(tool, &args, url, store, replay).await;
-    if let Err(failed) = ran {
-        // Say why where the file is not what its manifest says (the tool's message for a bad
-        // checksum names none of that).
-        let checked = whole_file_check(clone?, path.clone()).await?;
-        return Err(checked.problem(Some(whole)).map_or(failed, refused));
+    let now = FileStamp::of(&std::fs::metadata(&path).map_err(|e| Error::io(&path, e))?);
+    if now != before {
+        return Err(refused("was replaced or written in the store while it was restored".into()));
     }
-    if let Some(problem) = in_place_problem(&file, &path, expected)? {
-        return Err(refused(problem));
-    }
+    ran?;
     Ok((from, prefetched?))
 }
 
-/// Run the restore tool with `args`, and meanwhile read the first segments `replay` (if any)
+/// What shows a file replaced or written: its inode, size, and change and modification times.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileStamp {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    ctime: (i64, i64),
+    mtime: (i64, i64),
+}
+
+impl FileStamp {
+    fn of(meta: &std::fs::Metadata) -> FileStamp {
+        use std::os::unix::fs::MetadataExt;
+        FileStamp {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            size: meta.size(),
+            ctime: (meta.ctime(), meta.ctime_nsec()),
+            mtime: (meta.mtime(), meta.mtime_nsec()),
+        }
+    }
+}
+
+/// Run the restore tool ([`run_tool`]), and meanwhile read the first segments `replay` (if any)
 /// needs (`replay::prefetch`).
 async fn restore_and_prefetch(
-    tool: &RestoreTool,
-    args: &[String],
+    tool: &mut RestoreTool,
+    target: &RestoreTarget,
+    paths: (&Path, &Path),
+    skip_hash_check: bool,
     url: &str,
     store: &Store,
     replay: Option<&Replay>,
@@ -373,14 +419,20 @@ async fn restore_and_prefetch(
             None => Ok(Vec::new()),
         }
     };
-    tokio::join!(run_tool(tool, args, url, "could not be restored"), prefetch)
+    tokio::join!(run_tool(tool, target, paths, skip_hash_check, url), prefetch)
 }
 
-/// The whole of the store's file `path` (open as `file`) hashed, on a blocking thread.
-async fn whole_file_check(file: std::fs::File, path: PathBuf) -> Result<crate::backup::integrity::Checked> {
+/// The whole of the store's file `path` (open as `file`) hashed with the digest `vouched` names,
+/// on a blocking thread.
+async fn whole_file_check(
+    file: std::fs::File,
+    path: PathBuf,
+    vouched: Vouched<'_>,
+) -> Result<crate::backup::integrity::Checked> {
     let shown = path.display().to_string();
+    let digest = SnapshotDigest::checking(vouched.digest);
     tokio::task::spawn_blocking(move || {
-        crate::backup::store::copy_checked(file, &path, 0..u64::MAX, None, SnapshotDigest::whole_only())
+        crate::backup::store::copy_checked(file, &path, 0..u64::MAX, None, digest)
     })
     .await
     .map_err(|e| Error::Runtime(format!("check {shown}: the task ended: {e}")))?
@@ -511,10 +563,46 @@ mod tests {
     }
 
     #[test]
-    fn bump_flags_are_read_from_the_help_text() {
-        assert!(!has_bump_flags("--data-dir string\n--skip-hash-check"));
-        assert!(has_bump_flags("--bump-revision uint   ...\n--mark-compacted   ..."));
-        assert!(!has_bump_flags("--bump-revision uint"));
+    fn only_a_refusal_of_the_bump_flags_as_unknown_retries_without_them() {
+        // What etcdutl 3.5.1 and etcdctl 3.4.23 print (checked here) for flags they lack.
+        assert!(refuses_bump_flags("Usage: ...\nError: unknown flag: --bump-revision\n"));
+        assert!(refuses_bump_flags("Error: unknown flag: --mark-compacted"));
+        for other in [
+            "Error: snapshot file integrity check failed. 2 errors occurred",
+            "Error: expected sha256 [..], got [..]",
+            "Error: unknown flag: --skip-hash-check",
+            "--mark-compacted required if --bump-revision > 0",
+            "",
+        ] {
+            assert!(!refuses_bump_flags(other), "{other}");
+        }
+        let tool = RestoreTool::at(Path::new("/usr/bin/etcdctl"));
+        assert!(tool.etcdctl && tool.bumps_revision, "assumed until refused");
+        assert!(!RestoreTool::at(Path::new("/usr/bin/etcdutl")).etcdctl);
+    }
+
+    #[test]
+    fn a_file_written_in_place_or_replaced_no_longer_has_its_stamp() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("snapshot.db");
+        std::fs::write(&path, b"the snapshot's bytes").expect("write");
+        let stamp = || FileStamp::of(&std::fs::metadata(&path).expect("stat"));
+        let before = stamp();
+        assert_eq!(stamp(), before, "read again: the same");
+        // The same size, written in place: the change time moves (nanoseconds, or a second).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+        while stamp() == before && std::time::Instant::now() < deadline {
+            use std::os::unix::fs::FileExt;
+            let file = std::fs::OpenOptions::new().write(true).open(&path).expect("open");
+            file.write_all_at(b"T", 0).expect("write in place");
+        }
+        let written = stamp();
+        assert_ne!(written, before, "written in place");
+        assert_eq!((written.dev, written.ino, written.size), (before.dev, before.ino, before.size));
+        let other = dir.path().join("other.db");
+        std::fs::write(&other, b"the snapshot's bytes").expect("write");
+        std::fs::rename(&other, &path).expect("replace");
+        assert_ne!(stamp().ino, before.ino, "replaced");
     }
 
     #[test]

@@ -151,7 +151,7 @@ pub(crate) async fn perform(ctx: &Context, source: &RestoreSource, token: &str, 
         crate::observed::LocalEtcd::Unknown(_) => None,
     };
     let tool_path = restore::find_tool(etcd, ctx.env.path_var.as_deref(), release)?;
-    let tool = restore::probe_tool(&tool_path).await?;
+    let tool = restore::RestoreTool::at(&tool_path);
     let (Some(store), Some(manifest)) = (&source.store, &source.manifest) else {
         return Err(Error::config("--restore-from: the snapshot's store was not read before the restore"));
     };
@@ -165,7 +165,7 @@ pub(crate) async fn perform(ctx: &Context, source: &RestoreSource, token: &str, 
         .map_err(|e| Error::config(format!("--restore-from: {e}")))?;
     let replay = source.replay_read();
     let marker =
-        restore::restore(store, manifest, &tool, &target, &ctx.member.data_dir, replay, quota).await?;
+        restore::restore(store, manifest, tool, &target, &ctx.member.data_dir, replay, quota).await?;
     info!(
         decision = "RESTORE",
         snapshot = %source.url,

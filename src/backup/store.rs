@@ -243,16 +243,17 @@ impl Store {
         })
     }
 
-    /// Download snapshot `manifest` into `file`, checked as it streams: the whole file's sha256
-    /// always, etcd's trailer with `trailer` (see `SnapshotDigest::whole_only` for when it may
-    /// be left out).
+    /// Download snapshot `manifest` into `file`, checked as it streams: with `trailer`, every
+    /// digest (etcd's trailer too); without, only the one the manifest vouches by (see
+    /// `SnapshotDigest::checking` for when that is enough).
     pub(crate) async fn download(
         &self,
         manifest: &Manifest,
         file: &FsPath,
         trailer: bool,
     ) -> Result<Checked> {
-        let digest = if trailer { SnapshotDigest::new() } else { SnapshotDigest::whole_only() };
+        let digest =
+            if trailer { SnapshotDigest::new() } else { SnapshotDigest::checking(manifest.vouched().digest) };
         let what = format!("download {}", manifest.name);
         let got = self.get_data(manifest).await?;
         let range = got.range.clone();

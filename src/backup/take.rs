@@ -112,8 +112,9 @@ pub(crate) async fn take_counting(
         etcd_version: status.version().to_string(),
         members,
         size: checked.size,
-        sha256: checked.sha256,
+        sha256: checked.sha256.unwrap_or_default(),
         etcd_sha256: checked.trailer,
+        xxh3_128: checked.xxh3,
         time: manifest::rfc3339(unix_time),
         unix_time,
         // Read before the snapshot began: the snapshot holds at least this revision, so a chain

@@ -195,16 +195,26 @@ async fn a_restore_is_refused_on_a_sha256_mismatch_and_changes_no_volume() {
     bytes[middle] ^= 0x55;
     std::fs::write(&db, &bytes).expect("corrupt");
     let bed = Bed::new("restore-sha").await;
-    // Twice: with the manifest as this release writes it (the file is known by etcd's trailer,
-    // which etcdutl checks), and as an earlier release wrote it, without `etcd_sha256` (the whole
-    // file is hashed beside etcdutl).
+    // Three times: with the manifest as this release writes it (the whole file is checked against
+    // its XXH3-128 beside etcdutl), as the release before wrote it, without `xxh3_128` (the file is
+    // known by etcd's trailer, which etcdutl checks), and as an earlier one did, without
+    // `etcd_sha256` either (the whole file's sha256 is checked beside etcdutl).
     let manifest_path = format!("{}.manifest.json", snapshot.trim_start_matches("file://"));
     let mut manifest: Value =
         serde_json::from_slice(&std::fs::read(&manifest_path).expect("manifest")).expect("json");
     assert!(manifest["etcd_sha256"].is_string(), "the manifest records etcd's trailer: {manifest}");
-    for release in ["this", "earlier"] {
-        if release == "earlier" {
-            manifest.as_object_mut().expect("object").remove("etcd_sha256");
+    assert_eq!(
+        manifest["xxh3_128"].as_str().map(str::len),
+        Some(32),
+        "the manifest records the fast checksum: {manifest}"
+    );
+    for (release, digest, leave_out) in [
+        ("this", "xxh3_128", None),
+        ("the previous", "sha256", Some("xxh3_128")),
+        ("an earlier", "sha256", Some("etcd_sha256")),
+    ] {
+        if let Some(field) = leave_out {
+            manifest.as_object_mut().expect("object").remove(field);
             std::fs::write(&manifest_path, manifest.to_string()).expect("write the manifest");
             for o in 0..3 {
                 bed.delete_pod(o).await;
@@ -223,8 +233,10 @@ async fn a_restore_is_refused_on_a_sha256_mismatch_and_changes_no_volume() {
             );
             let last = bed.logs(o).lines().last().unwrap_or_default().to_string();
             assert!(
-                last.starts_with("etcd-bootstrap: error: snapshot ") && last.contains("sha256"),
-                "{last}"
+                last.starts_with("etcd-bootstrap: error: snapshot ")
+                    && last.contains(&format!("has {digest} "))
+                    && last.contains("nothing was restored"),
+                "{release} release's manifest: {last}"
             );
             let left: Vec<_> =
                 std::fs::read_dir(bed.volume(o)).map(|d| d.flatten().count()).into_iter().collect();

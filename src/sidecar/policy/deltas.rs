@@ -164,6 +164,7 @@ mod tests {
             size: 1,
             sha256: "0".repeat(64),
             etcd_sha256: None,
+            xxh3_128: None,
             time: String::new(),
             unix_time: 0,
             chain_from,
