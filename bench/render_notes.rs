@@ -189,12 +189,12 @@ pub fn diagnostics(w: &mut String, r: &Results) {
         ("restart", "full restart", &[crate::restart::SIZE]),
         (
             "restore",
-            "restore from a snapshot (etcdutl restore beside the sha256 check, move)",
+            "restore from a snapshot (etcdutl restore beside the XXH3-128 check, move)",
             &[crate::restore::SIZE],
         ),
         (
             "pitr",
-            "point-in-time restore (etcdutl restore beside the sha256 check, the chain appended to the log, move)",
+            "point-in-time restore (etcdutl restore beside the XXH3-128 check, the chain appended to the log, move)",
             &[crate::restore::SIZE],
         ),
     ];

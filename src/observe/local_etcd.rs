@@ -3,7 +3,7 @@
 
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::observed::{LocalEtcd, Release};
 
@@ -22,24 +22,29 @@ pub fn version(binary: &Path, path_var: Option<&str>) -> LocalEtcd {
         Ok(child) => child,
         Err(e) => return LocalEtcd::Unknown(format!("{} --version: {e}", binary.display())),
     };
-    let started = Instant::now();
-    loop {
-        match child.try_wait() {
-            Ok(Some(_)) => break,
-            Ok(None) if started.elapsed() < LIMIT => std::thread::sleep(Duration::from_millis(10)),
-            Ok(None) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return LocalEtcd::Unknown(format!("{} --version: no answer within 10s", binary.display()));
-            }
-            Err(e) => return LocalEtcd::Unknown(format!("{} --version: {e}", binary.display())),
+    // Its output is read to the end on a thread, which ends when etcd does: the answer is taken
+    // the moment it comes (no polling interval on every start's path), and within LIMIT.
+    let stdout = child.stdout.take();
+    let (done, answer) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut out = String::new();
+        if let Some(mut stdout) = stdout {
+            use std::io::Read;
+            let _ = stdout.read_to_string(&mut out);
         }
-    }
-    let mut out = String::new();
-    if let Some(mut stdout) = child.stdout.take() {
-        use std::io::Read;
-        let _ = stdout.read_to_string(&mut out);
-    }
+        let _ = done.send(out);
+    });
+    let out = match answer.recv_timeout(LIMIT) {
+        Ok(out) => {
+            let _ = child.wait();
+            out
+        }
+        Err(_) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            return LocalEtcd::Unknown(format!("{} --version: no answer within 10s", binary.display()));
+        }
+    };
     match Release::from_version_output(&out) {
         Some(release) => LocalEtcd::Known(release),
         None => {
