@@ -421,9 +421,10 @@ pub fn report(f: &Facts, o: &Options, r: &Results) -> String {
          all {keys} keys. **By hand** (the floor, as in etcd's recovery guide): each pod runs `etcdutl \
          snapshot restore` of the `.db` with its own name, peer URL, the full initial cluster and the token, \
          then execs etcd with a static configuration. **etcd-bootstrap**: each pod gets `--restore-from` \
-         with the snapshot's URL; it runs the same `etcdutl snapshot restore` of the store's file into a \
-         temporary directory inside the data dir while it checks that file's sha256 against the \
-         manifest, moves the result into place and execs etcd. The shell script has no restore. Backup time against \
+         with the snapshot's URL; it runs the same `etcdutl snapshot restore` of the store's file (with \
+         `--bump-revision --mark-compacted` and `--skip-hash-check`) into a temporary directory inside \
+         the data dir while it checks every byte of that file against the manifest's XXH3-128, moves \
+         the result into place and execs etcd. The shell script has no restore. Backup time against \
          `etcdctl snapshot save` is in `bench/BACKUP.md` (`bench/run-backup.sh`).\n",
         keys = restore::KEYS,
         n = restore::SIZE
