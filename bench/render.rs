@@ -640,7 +640,7 @@ pub fn report(f: &Facts, o: &Options, r: &Results) -> String {
         w,
         "```sh\nbench/run.sh                 # as root; builds the static binary, runs everything, rewrites bench/REPORT.md\n\
          RUNS=3 bench/run.sh          # fewer runs\nbench/run.sh --only cold,exec --out /tmp/r.md   # a part, elsewhere\n\
-         EBT_BENCH_ETCD=/opt/etcd-3.5.30/usr/bin/etcd bench/run.sh --only pitr,rpo --out bench/PITR.md   # point-in-time restore\n```\n"
+         RUNS=121 EBT_BENCH_ETCD=/opt/etcd-3.5.30/usr/bin/etcd bench/run.sh --only pitr,rpo --out bench/PITR.md   # point-in-time restore (121 runs: its medians swing with etcd's election below that)\n```\n"
     );
     let _ = writeln!(
         w,
