@@ -188,11 +188,11 @@ pub(crate) async fn verify_command(args: &VerifyArgs, env: &Env<'_>) -> Result<S
     let manifest = store.manifest(&url.name).await?;
     let spool = SpoolFile::new_in(&scratch_dir(args.scratch_dir.as_deref()), "verify");
     let checked = store.download(&manifest, &spool.path, true).await?;
-    // Every digest the manifest records: its sha256, and the fast one a restore checks.
-    let by_sha256 = Vouched { size: manifest.size, digest: Vouch::Sha256(&manifest.sha256) };
-    if let Some(problem) =
-        checked.problem(Some(by_sha256)).or_else(|| checked.problem(Some(manifest.vouched())))
-    {
+    // Every digest the manifest records: its sha256, and the fast one a restore checks if any.
+    let digests =
+        std::iter::once(Vouch::Sha256(&manifest.sha256)).chain(manifest.xxh3_128.as_deref().map(Vouch::Xxh3));
+    let vouched = |digest| Some(Vouched { size: manifest.size, digest });
+    if let Some(problem) = digests.into_iter().find_map(|digest| checked.problem(vouched(digest))) {
         return Err(Error::Snapshot { snapshot: url.to_string(), problem });
     }
     Ok(format!(

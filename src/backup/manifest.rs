@@ -77,13 +77,11 @@ impl Manifest {
                 manifest.name
             ));
         }
-        if manifest.sha256.len() != 64 || !manifest.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+        if !is_hex(&manifest.sha256, 64) {
             return Err(format!("manifest of {name} has no valid sha256"));
         }
-        let hex_of = |text: &Option<String>, digits| {
-            text.as_ref().is_none_or(|t| t.len() == digits && t.bytes().all(|b| b.is_ascii_hexdigit()))
-        };
-        if !hex_of(&manifest.xxh3_128, 32) || !hex_of(&manifest.etcd_sha256, 64) {
+        let optional = [(&manifest.xxh3_128, 32), (&manifest.etcd_sha256, 64)];
+        if !optional.iter().all(|(text, digits)| text.as_deref().is_none_or(|t| is_hex(t, *digits))) {
             return Err(format!(
                 "manifest of {name} has an xxh3_128 or etcd_sha256 that is not hex of its length"
             ));
@@ -107,6 +105,11 @@ impl Manifest {
         text.push('\n');
         text.into_bytes()
     }
+}
+
+/// Whether `text` is `digits` hex digits.
+fn is_hex(text: &str, digits: usize) -> bool {
+    text.len() == digits && text.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 /// The name of a snapshot taken at `unix_time` holding `revision`: sorts by time as text.
